@@ -1,0 +1,48 @@
+// bench-cli: look inside model files and measure this machine.
+#include <cstdio>
+#include <iostream>
+
+#include "hearth/cli/app.hpp"
+#include "hearth/formats/inspect.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hearth benchmarks and model inspection", "bench-cli"};
+  hearth::cli::CommonOptions common;
+  hearth::cli::add_common_options(app, common);
+  app.require_subcommand(1);
+
+  std::string inspect_path;
+  bool inspect_json = false;
+  std::size_t inspect_items = 8;
+  CLI::App* inspect = app.add_subcommand(
+      "inspect", "Describe a GGUF file, a safetensors file or a Hugging Face model folder: "
+                 "format, architecture, metadata and a tensor table");
+  inspect->add_option("path", inspect_path, "Model file or folder")->required();
+  inspect->add_flag("--json", inspect_json, "Print JSON instead of a table");
+  inspect->add_option("--max-items", inspect_items, "Array elements shown per metadata value")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
+
+  hearth::cli::add_planned(app, "tokenize", "Print token ids and pieces for a text",
+                           "tokenizers issue");
+  hearth::cli::add_planned(app, "embed", "Sentence-embedding throughput against measured peak",
+                           "compute core + BERT issue");
+  hearth::cli::add_planned(app, "rag", "Retrieval quality (nDCG@10, recall) and latency on BEIR",
+                           "knowledge banks issue");
+  hearth::cli::add_planned(app, "llm", "LLM prompt and generation speed", "LLM engine");
+  hearth::cli::add_planned(app, "flux", "FLUX image generation speed and peak memory", "FLUX");
+  hearth::cli::add_planned(app, "prompt",
+                           "Subject x style prompt matrix with a markdown report of images",
+                           "FLUX");
+
+  return hearth::cli::run(app, argc, argv, [&] {
+    if (inspect->parsed()) {
+      const auto summary = hearth::formats::summarize(inspect_path, inspect_items);
+      if (inspect_json) {
+        std::cout << hearth::formats::to_json(summary).dump(2) << "\n";
+      } else {
+        std::cout << hearth::formats::to_text(summary);
+      }
+    }
+    return 0;
+  });
+}

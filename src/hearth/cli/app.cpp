@@ -1,0 +1,68 @@
+#include "hearth/cli/app.hpp"
+
+#include <cstdio>
+#include <exception>
+
+#include "hearth/core/cancel.hpp"
+#include "hearth/core/error.hpp"
+
+namespace hearth::cli {
+namespace {
+
+struct PlannedCommand : std::exception {
+  std::string message;
+  explicit PlannedCommand(std::string m) : message(std::move(m)) {}
+};
+
+}  // namespace
+
+void add_common_options(CLI::App& app, CommonOptions& options) {
+  app.set_version_flag("--version", std::string(app.get_name()) + " (hearth) " HEARTH_VERSION);
+  app.add_option("--threads", options.threads, "Worker threads (default: every core)")
+      ->check(CLI::Range(0, 4096));
+}
+
+int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+  const std::string program = app.get_name();
+  install_cancel_handler();
+  try {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+      return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      std::fprintf(stderr, "%s: error: %s\nRun '%s --help' for usage.\n", program.c_str(),
+                   e.what(), program.c_str());
+      return 2;
+    }
+    return body();
+  } catch (const PlannedCommand& e) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.message.c_str());
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+    return exit_code_for(e.code());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "%s: error: out of memory\n", program.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+    return 1;
+  }
+}
+
+CLI::App* add_planned(CLI::App& app, const std::string& name, const std::string& description,
+                      const std::string& planned_in) {
+  CLI::App* sub = app.add_subcommand(name, description + " [not implemented yet]");
+  sub->allow_extras();
+  const std::string message =
+      "'" + name + "' is not implemented yet (planned: " + planned_in + ")";
+  sub->callback([message] { throw PlannedCommand(message); });
+  return sub;
+}
+
+}  // namespace hearth::cli

@@ -1,0 +1,29 @@
+// What every hearth executable shares: one-line errors with a meaningful exit status, the
+// --version and --threads flags, Ctrl+C handling, and the answer for planned subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace hearth::cli {
+
+struct CommonOptions {
+  std::size_t threads = 0;  // 0: every core
+};
+
+// Adds --version and --threads to app.
+void add_common_options(CLI::App& app, CommonOptions& options);
+
+// Parses argv into app and runs body. A hearth::Error or any other exception becomes one line on
+// stderr ("<program>: error: <what>") and the matching exit status; --help prints and exits 0; a
+// usage mistake exits 2. Installs the Ctrl+C handler first.
+int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+
+// Registers a subcommand that is designed but not built yet: --help describes it, running it
+// says so on stderr and exits 2.
+CLI::App* add_planned(CLI::App& app, const std::string& name, const std::string& description,
+                      const std::string& planned_in);
+
+}  // namespace hearth::cli

@@ -1,0 +1,56 @@
+#include "hearth/core/cpu.hpp"
+
+#include <cstdlib>
+#include <string_view>
+
+namespace hearth {
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = [] {
+    __builtin_cpu_init();
+    CpuFeatures f;
+    f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+    f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+    f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
+    return f;
+  }();
+  return features;
+}
+
+SimdLevel simd_level() {
+  static const SimdLevel level = [] {
+    const CpuFeatures& f = cpu_features();
+    SimdLevel best = f.avx512 ? SimdLevel::kAvx512 : f.avx2 ? SimdLevel::kAvx2 : SimdLevel::kScalar;
+    if (const char* env = std::getenv("HEARTH_SIMD")) {
+      const std::string_view want(env);
+      SimdLevel cap = best;
+      if (want == "scalar") cap = SimdLevel::kScalar;
+      if (want == "avx2") cap = SimdLevel::kAvx2;
+      if (static_cast<int>(cap) < static_cast<int>(best)) best = cap;
+    }
+    return best;
+  }();
+  return level;
+}
+
+const char* to_string(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar: return "scalar";
+    case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+std::string describe_cpu() {
+  const CpuFeatures& f = cpu_features();
+  std::string s = std::string("simd=") + to_string(simd_level());
+  if (f.avx512_bf16) s += " +avx512bf16";
+  if (f.avx512_vnni) s += " +avx512vnni";
+  return s;
+}
+
+}  // namespace hearth

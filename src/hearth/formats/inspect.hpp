@@ -1,0 +1,54 @@
+// One description of any model file or folder hearth can read, for `bench-cli inspect` and for
+// the CLIs' "what did I just load" lines. Like llama.cpp's gguf-dump, for every format.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "hearth/tensor/dtype.hpp"
+#include "hearth/tensor/tensor.hpp"
+
+namespace hearth::formats {
+
+enum class ModelFormat { kGGUF, kSafetensors, kHFFolder };
+const char* to_string(ModelFormat f);
+
+// Sniffs a path: a folder is a Hugging Face model folder; a file is GGUF by its magic number or
+// safetensors by its header. Throws Error(kUnsupported) naming the path for anything else.
+ModelFormat detect_format(const std::filesystem::path& path);
+
+struct ModelSummary {
+  struct Entry {
+    std::string key;
+    std::string type;   // "u32", "string", "array[string]", "json"...
+    std::string value;  // display form
+  };
+  struct TensorRow {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    std::uint64_t nbytes;
+    std::string file;   // shard file name for folders, "" otherwise
+  };
+  std::string path;
+  ModelFormat format;
+  std::string version;       // "3" for GGUF v3; "" when the format has none
+  std::string architecture;  // "llama", "BertModel", ...
+  std::vector<Entry> metadata;
+  std::vector<TensorRow> tensors;
+  std::uint64_t file_bytes = 0;
+
+  std::uint64_t tensor_bytes() const;
+  std::uint64_t parameter_count() const;
+};
+
+// max_items bounds how many array elements each metadata value shows.
+ModelSummary summarize(const std::filesystem::path& path, std::size_t max_items = 8);
+
+std::string to_text(const ModelSummary& s);
+nlohmann::json to_json(const ModelSummary& s);
+
+}  // namespace hearth::formats

@@ -1,0 +1,52 @@
+// Shared helpers for the test programs: where the real fixtures are, scratch folders, and the
+// project's own tools.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace hearth::testing {
+
+// ../shared/fixtures (or $HEARTH_FIXTURES); empty when absent.
+std::filesystem::path fixtures_dir();
+
+// A fixture file or folder, or an empty path when it is absent. Use with HEARTH_REQUIRE_FIXTURE.
+std::filesystem::path fixture(const std::string& relative);
+
+// The folder holding hearth's executables (tools and apps) for this build.
+std::filesystem::path tools_dir();
+
+// A fresh, empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::vector<std::byte> read_bytes(const std::filesystem::path& path);
+void write_bytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes);
+
+// Runs a command through the shell; returns its exit status and fills output with stdout+stderr.
+int run_command(const std::string& command, std::string* output = nullptr);
+
+}  // namespace hearth::testing
+
+// Skips the current test, saying which fixture is missing and where it was looked for.
+#define HEARTH_REQUIRE_FIXTURE(var, relative)                                              \
+  const std::filesystem::path var = ::hearth::testing::fixture(relative);                  \
+  if (var.empty()) {                                                                       \
+    GTEST_SKIP() << "fixture " << (relative) << " is absent (looked in "                   \
+                 << ::hearth::testing::fixtures_dir().string()                             \
+                 << "; set HEARTH_FIXTURES or place ../shared/fixtures beside the checkout)"; \
+  }
