@@ -104,6 +104,13 @@ std::string ModelFolder::model_type() const {
 }
 
 void ModelFolder::load_sentence_transformers() {
+  if (const auto p = existing(path_ / "sentence_bert_config.json")) {
+    const nlohmann::json cfg = read_json_file(*p);
+    const auto it = cfg.find("max_seq_length");
+    if (cfg.is_object() && it != cfg.end() && it->is_number_unsigned()) {
+      max_seq_length_ = it->get<int>();
+    }
+  }
   const auto modules_file = existing(path_ / "modules.json");
   if (!modules_file) return;
   const nlohmann::json modules = read_json_file(*modules_file);
@@ -123,8 +130,10 @@ void ModelFolder::load_sentence_transformers() {
     if (type.ends_with(".Pooling")) {
       const fs::path cfg_file = path_ / mod.path / "config.json";
       if (!existing(cfg_file)) {
-        throw Error(ErrorCode::kNotFound, "modules.json lists a Pooling module without its config",
-                    {.file = cfg_file.string()});
+        // A folder with only the tokenizer files (no weights) often lacks it; whoever needs the
+        // pooling asks pooling() and reports it missing then.
+        st_modules_.push_back(std::move(mod));
+        continue;
       }
       const nlohmann::json cfg = read_json_file(cfg_file);
       if (!cfg.is_object()) bad_config(cfg_file, "pooling config must be a JSON object");

@@ -81,8 +81,11 @@ class ModelFolder {
   const TokenizerFiles& tokenizer_files() const { return tokenizer_files_; }
 
   const std::vector<SentenceTransformersModule>& st_modules() const { return st_modules_; }
+  // From 1_Pooling/config.json when modules.json lists a Pooling module and the file exists.
   const std::optional<PoolingConfig>& pooling() const { return pooling_; }
   bool normalize() const { return normalize_; }
+  // sentence_bert_config.json "max_seq_length" (sentence-transformers truncates inputs there).
+  const std::optional<int>& max_seq_length() const { return max_seq_length_; }
 
   const std::optional<QuantSpec>& quantization() const { return quantization_; }
   const std::vector<QuantizedWeight>& quantized_weights() const { return quantized_; }
@@ -107,6 +110,7 @@ class ModelFolder {
   std::vector<SentenceTransformersModule> st_modules_;
   std::optional<PoolingConfig> pooling_;
   bool normalize_ = false;
+  std::optional<int> max_seq_length_;
   std::optional<QuantSpec> quantization_;
   std::vector<QuantizedWeight> quantized_;
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
