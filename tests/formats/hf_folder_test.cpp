@@ -169,6 +169,10 @@ TEST(HFFolder, ConfigsAndPooling) {
   write_text(tmp / "1_Pooling" / "config.json",
              R"({"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true})");
   expect_open_error(tmp.path(), ErrorCode::kUnsupported, "2 modes");
+  write_text(tmp / "modules.json", R"([{"idx": "one", "path": "", "type": "x"}])");
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "'idx': has the wrong JSON type (string)");
+  write_text(tmp / "modules.json", R"([{"idx": 1e999}])");
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "modules.json");
   write_text(tmp / "modules.json", R"([{"idx": 1, "path": "../x", "type": "a.Pooling"}])");
   expect_open_error(tmp.path(), ErrorCode::kFormat, "leaves the model folder");
   fs::remove(tmp / "modules.json");

@@ -135,6 +135,9 @@ TEST(SafetensorsHostile, Entries) {
   EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
                                  "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8),
                   "duplicate key");
+  // Found by the mutation run: a number too large for JSON's number types.
+  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [31e999], "data_offsets": [0, 4]}})", 4),
+                  "not valid JSON");
   EXPECT_ST_ERROR(with_header(R"({"__metadata__": {"k": 1}})"), "must be strings");
   EXPECT_ST_ERROR(with_header(R"({"__metadata__": []})"), "object of strings");
   EXPECT_ST_ERROR(with_header("{\"bad\xFFname\": {}}"), "not valid JSON");

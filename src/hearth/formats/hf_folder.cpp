@@ -1,6 +1,7 @@
 #include "hearth/formats/hf_folder.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
@@ -28,6 +29,19 @@ void check_shard_name(const std::string& name, const fs::path& index_file) {
   }
 }
 
+// obj[key] as T when present and of T's JSON type, fallback when absent; another type is an error
+// naming the file and key (the JSON library's own exception would name neither).
+template <class T>
+T get_or(const nlohmann::json& obj, const char* key, T fallback, const fs::path& file) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return fallback;
+  const bool ok = std::is_same_v<T, bool>          ? it->is_boolean()
+                  : std::is_same_v<T, std::string> ? it->is_string()
+                                                   : it->is_number_integer();
+  if (!ok) bad_config(file, std::string("has the wrong JSON type (") + it->type_name() + ")", key);
+  return it->get<T>();
+}
+
 }  // namespace
 
 bool TokenizerFiles::any() const {
@@ -53,6 +67,9 @@ nlohmann::json read_json_file(const fs::path& path) {
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(ErrorCode::kFormat, std::string("not valid JSON: ") + e.what(),
                 {.file = path.string(), .offset = e.byte});
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kFormat, std::string("not valid JSON: ") + e.what(),
+                {.file = path.string()});
   }
 }
 
@@ -107,7 +124,8 @@ void ModelFolder::load_sentence_transformers() {
   if (const auto p = existing(path_ / "sentence_bert_config.json")) {
     const nlohmann::json cfg = read_json_file(*p);
     const auto it = cfg.find("max_seq_length");
-    if (cfg.is_object() && it != cfg.end() && it->is_number_unsigned()) {
+    if (cfg.is_object() && it != cfg.end() && it->is_number_unsigned() &&
+        it->get<std::uint64_t>() <= 1u << 20) {
       max_seq_length_ = it->get<int>();
     }
   }
@@ -118,10 +136,10 @@ void ModelFolder::load_sentence_transformers() {
   for (const auto& entry : modules) {
     if (!entry.is_object()) bad_config(*modules_file, "each module must be an object");
     SentenceTransformersModule mod;
-    mod.idx = entry.value("idx", 0);
-    mod.name = entry.value("name", std::string());
-    mod.path = entry.value("path", std::string());
-    mod.type = entry.value("type", std::string());
+    mod.idx = get_or(entry, "idx", 0, *modules_file);
+    mod.name = get_or(entry, "name", std::string(), *modules_file);
+    mod.path = get_or(entry, "path", std::string(), *modules_file);
+    mod.type = get_or(entry, "type", std::string(), *modules_file);
     if (mod.path.find("..") != std::string::npos || (!mod.path.empty() && mod.path[0] == '/')) {
       bad_config(*modules_file, "module path leaves the model folder", mod.path);
     }
@@ -163,8 +181,8 @@ void ModelFolder::load_sentence_transformers() {
                         " modes; hearth supports exactly one",
                     {.file = cfg_file.string()});
       }
-      pc.dimension = cfg.value("word_embedding_dimension", 0);
-      pc.include_prompt = cfg.value("include_prompt", true);
+      pc.dimension = get_or(cfg, "word_embedding_dimension", 0, cfg_file);
+      pc.include_prompt = get_or(cfg, "include_prompt", true, cfg_file);
       pooling_ = pc;
     }
     st_modules_.push_back(std::move(mod));

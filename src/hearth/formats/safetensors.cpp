@@ -55,6 +55,8 @@ Json parse_header(std::string_view text, const std::string& source) {
     return Json::parse(text.begin(), text.end(), check);
   } catch (const Json::parse_error& e) {
     fail(source, std::string("header is not valid JSON: ") + e.what(), 8 + e.byte);
+  } catch (const Json::exception& e) {  // e.g. a number too large for any JSON number type
+    fail(source, std::string("header is not valid JSON: ") + e.what(), 8);
   }
 }
 
