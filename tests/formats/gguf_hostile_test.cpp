@@ -149,6 +149,9 @@ TEST(GGUFHostile, TensorInfos) {
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {std::uint64_t{1} << 62, 1u << 20}, 0, 0)),
                     "overflow");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {~std::uint64_t{0}}, 0, 0)), "overflow");
+  // Found by the mutation run: an empty tensor whose other dims would overflow a stride.
+  EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {std::uint64_t{1} << 61, 0}, 0, 0)),
+                    "overflow");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {33}, 2, 0)), "block size 32");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {4}, 0, 7)), "not a multiple of the alignment");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {100}, 0, 0)), "past the end");

@@ -66,6 +66,11 @@ TEST(Safetensors, WriteThenReadPreservesEverything) {
   EXPECT_EQ(f.view(*f.find_tensor("packed")).as<std::uint32_t>()[0], 0xDEADBEEFu);
   EXPECT_EQ(f.view(*f.find_tensor("scalar.i8")).as<std::int8_t>()[2], -3);
   EXPECT_EQ(f.find_tensor("empty")->nbytes, 0u);
+  for (const auto& t : f.tensors()) {  // the writer aligns every tensor to its element size
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f.view(t).data) %
+                  dtype_info(t.dtype).block_bytes, 0u)
+        << t.name;
+  }
   EXPECT_EQ(f.find_tensor("nope"), nullptr);
 
   SafetensorsWriter copy;
@@ -76,6 +81,19 @@ TEST(Safetensors, WriteThenReadPreservesEverything) {
   testing::TempDir dir;
   w.write(dir / "m.safetensors");
   EXPECT_EQ(testing::read_bytes(dir / "m.safetensors"), bytes);
+}
+
+TEST(Safetensors, MisalignedTensorsAreReadableAsBytesButNotAsTypedSpans) {
+  // Another writer may put a U32 tensor at an odd offset; typed access must not be UB.
+  const auto bytes = with_header(R"({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+                                     "b": {"dtype": "U32", "shape": [1], "data_offsets": [1, 5]}})",
+                                 5);
+  const SafetensorsFile f = SafetensorsFile::parse(bytes, "odd.safetensors");
+  const TensorView b = f.view(*f.find_tensor("b"));
+  EXPECT_EQ(b.bytes().size(), 4u);
+  if (reinterpret_cast<std::uintptr_t>(b.data) % 4 != 0) {
+    EXPECT_THROW(b.as<std::uint32_t>(), Error);
+  }
 }
 
 TEST(SafetensorsHostile, HeaderLength) {

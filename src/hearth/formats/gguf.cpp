@@ -412,15 +412,17 @@ class GGUFParser {
               dims_at, t.name);
     }
     std::uint64_t count = 1;
+    std::uint64_t bound = 1;  // product of max(dim, 1): bounds every stride, even of empty tensors
     t.shape.resize(n_dims);
     for (std::uint32_t d = 0; d < n_dims; ++d) {
       const std::uint64_t dim_at = r_.offset();
       const auto dim = r_.read<std::uint64_t>("a tensor dimension");
-      constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-      if (dim > kMax || (dim != 0 && count > kMax / dim)) {
+      constexpr std::uint64_t kMax = std::uint64_t{1} << 60;  // in bytes too, for any element size
+      if (dim > kMax || bound > kMax / std::max<std::uint64_t>(dim, 1)) {
         r_.fail("tensor dimension " + std::to_string(dim) + " makes the element count overflow",
                 dim_at, t.name);
       }
+      bound *= std::max<std::uint64_t>(dim, 1);
       count *= dim;
       t.shape[n_dims - 1 - d] = static_cast<std::int64_t>(dim);  // GGUF lists innermost first
     }

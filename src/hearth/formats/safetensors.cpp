@@ -131,13 +131,15 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
     }
     t.dtype = *dtype;
     std::uint64_t count = 1;
-    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    std::uint64_t bound = 1;  // product of max(dim, 1): bounds every stride, even of empty tensors
+    constexpr std::uint64_t kMax = std::uint64_t{1} << 60;  // in bytes too, for any element size
     for (const Json& d : *shape_it) {
       if (!d.is_number_unsigned()) fail(src, "shape must hold non-negative integers", 8, name);
       const auto dim = d.get<std::uint64_t>();
-      if (dim > kMax || (dim != 0 && count > kMax / dim)) {
+      if (dim > kMax || bound > kMax / std::max<std::uint64_t>(dim, 1)) {
         fail(src, "shape makes the element count overflow", 8, name);
       }
+      bound *= std::max<std::uint64_t>(dim, 1);
       count *= dim;
       t.shape.push_back(static_cast<std::int64_t>(dim));
     }
@@ -245,16 +247,30 @@ std::string SafetensorsWriter::header() const {
     for (const auto& [k, v] : metadata_) meta[k] = v;
     h["__metadata__"] = std::move(meta);
   }
+  std::vector<std::uint64_t> offsets(tensors_.size());
   std::uint64_t offset = 0;
-  for (const Tensor& t : tensors_) {
+  for (const std::size_t i : data_order()) {
+    offsets[i] = offset;
+    offset += tensors_[i].data.size();
+  }
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    const Tensor& t = tensors_[i];
     h[t.name] = {{"dtype", *safetensors_name_of(t.dtype)},
                  {"shape", t.shape},
-                 {"data_offsets", {offset, offset + t.data.size()}}};
-    offset += t.data.size();
+                 {"data_offsets", {offsets[i], offsets[i] + t.data.size()}}};
   }
   std::string text = h.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   return text;
+}
+
+std::vector<std::size_t> SafetensorsWriter::data_order() const {
+  std::vector<std::size_t> order(tensors_.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return dtype_info(tensors_[a].dtype).block_bytes > dtype_info(tensors_[b].dtype).block_bytes;
+  });
+  return order;
 }
 
 std::vector<std::byte> SafetensorsWriter::serialize() const {
@@ -263,7 +279,9 @@ std::vector<std::byte> SafetensorsWriter::serialize() const {
   const std::uint64_t n = h.size();
   std::memcpy(out.data(), &n, 8);
   std::memcpy(out.data() + 8, h.data(), h.size());
-  for (const Tensor& t : tensors_) out.insert(out.end(), t.data.begin(), t.data.end());
+  for (const std::size_t i : data_order()) {
+    out.insert(out.end(), tensors_[i].data.begin(), tensors_[i].data.end());
+  }
   return out;
 }
 
@@ -273,7 +291,9 @@ void SafetensorsWriter::write(const std::filesystem::path& path) const {
   AtomicFileWriter file(path);
   file.write(&n, 8);
   file.write(h.data(), h.size());
-  for (const Tensor& t : tensors_) file.write(t.data.data(), t.data.size());
+  for (const std::size_t i : data_order()) {
+    file.write(tensors_[i].data.data(), tensors_[i].data.size());
+  }
   file.commit();
 }
 

@@ -61,7 +61,8 @@ class SafetensorsFile {
 };
 
 // Builds safetensors files. Tensor bytes are referenced, not copied: keep them alive until
-// write returns. Data is laid out in insertion order; the header is padded to 8 bytes.
+// write returns. The header lists tensors in insertion order and is padded to 8 bytes; the data
+// is laid out widest element first (stable), so every tensor is aligned to its element size.
 class SafetensorsWriter {
  public:
   void set_metadata(std::string key, std::string value);
@@ -72,6 +73,7 @@ class SafetensorsWriter {
 
  private:
   std::string header() const;
+  std::vector<std::size_t> data_order() const;
   struct Tensor {
     std::string name;
     DType dtype;

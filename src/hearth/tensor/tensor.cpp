@@ -1,5 +1,7 @@
 #include "hearth/tensor/tensor.hpp"
 
+#include "hearth/core/error.hpp"
+
 namespace hearth {
 
 std::int64_t numel(const Shape& shape) {
@@ -44,6 +46,11 @@ TensorView TensorView::contiguous(DType dtype, Shape shape, const std::byte* dat
   }
   v.shape = std::move(shape);
   return v;
+}
+
+void TensorView::throw_misaligned(std::size_t alignment) {
+  throw Error(ErrorCode::kUnsupported, "tensor data is not aligned to " +
+                                           std::to_string(alignment) + " bytes in its file");
 }
 
 bool TensorView::is_contiguous() const {

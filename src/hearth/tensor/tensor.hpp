@@ -37,10 +37,16 @@ struct TensorView {
   bool is_contiguous() const;
   std::span<const std::byte> bytes() const { return {data, static_cast<std::size_t>(nbytes)}; }
 
+  // The bytes as a span of T. Throws Error(kUnsupported) when data is not aligned for T (a file
+  // may place a tensor at any byte offset); kernels that accept unaligned data use bytes().
   template <class T>
   std::span<const T> as() const {
+    if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) != 0) throw_misaligned(alignof(T));
     return {reinterpret_cast<const T*>(data), static_cast<std::size_t>(nbytes / sizeof(T))};
   }
+
+ private:
+  [[noreturn]] static void throw_misaligned(std::size_t alignment);
 };
 
 }  // namespace hearth
