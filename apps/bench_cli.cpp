@@ -14,9 +14,10 @@ int main(int argc, char** argv) {
   std::string inspect_path;
   bool inspect_json = false;
   std::size_t inspect_items = 8;
-  CLI::App* inspect = app.add_subcommand(
-      "inspect", "Describe a GGUF file, a safetensors file or a Hugging Face model folder: "
-                 "format, architecture, metadata and a tensor table");
+  CLI::App* inspect =
+      app.add_subcommand("inspect",
+                         "Describe a GGUF file, a safetensors file or a Hugging Face model folder: "
+                         "format, architecture, metadata and a tensor table");
   inspect->add_option("path", inspect_path, "Model file or folder")->required();
   inspect->add_flag("--json", inspect_json, "Print JSON instead of a table");
   inspect->add_option("--max-items", inspect_items, "Array elements shown per metadata value")
@@ -30,9 +31,8 @@ int main(int argc, char** argv) {
                            "knowledge banks issue");
   hearth::cli::add_planned(app, "llm", "LLM prompt and generation speed", "LLM engine");
   hearth::cli::add_planned(app, "flux", "FLUX image generation speed and peak memory", "FLUX");
-  hearth::cli::add_planned(app, "prompt",
-                           "Subject x style prompt matrix with a markdown report of images",
-                           "FLUX");
+  hearth::cli::add_planned(
+      app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
 
   return hearth::cli::run(app, argc, argv, [&] {
     if (inspect->parsed()) {

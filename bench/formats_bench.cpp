@@ -97,9 +97,8 @@ fs::path make_safetensors(const fs::path& dir) {
   for (int i = 0; i < kTensors; ++i) {
     const std::uint64_t off = static_cast<std::uint64_t>(i) * nbytes;
     json += ",\"model.layers." + std::to_string(i) + ".weight\":{\"dtype\":\"F16\",\"shape\":[" +
-            std::to_string(kRowsPerTensor) + "," + std::to_string(kRow) +
-            "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + nbytes) +
-            "]}";
+            std::to_string(kRowsPerTensor) + "," + std::to_string(kRow) + "],\"data_offsets\":[" +
+            std::to_string(off) + "," + std::to_string(off + nbytes) + "]}";
   }
   json += "}";
   json.append((8 - json.size() % 8) % 8, ' ');

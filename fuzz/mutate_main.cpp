@@ -36,10 +36,36 @@ struct Rng {
 using Bytes = std::vector<std::uint8_t>;
 
 const std::string_view kDictionary[] = {
-    "{", "}", "[", "]", "\"", ":", ",", "-1", "0", "1e999", "18446744073709551616",
-    "9223372036854775808", "\"dtype\"", "\"shape\"", "\"data_offsets\"", "\"__metadata__\"",
-    "\"F32\"", "\"F16\"", "\"BF16\"", "\"U32\"", "\"I8\"", "\"BOOL\"", "\"F8_E4M3\"", "null",
-    "true", "[[[[[[", "\\u0000", "\xFF\xFE", "GGUF", "general.alignment",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    ":",
+    ",",
+    "-1",
+    "0",
+    "1e999",
+    "18446744073709551616",
+    "9223372036854775808",
+    "\"dtype\"",
+    "\"shape\"",
+    "\"data_offsets\"",
+    "\"__metadata__\"",
+    "\"F32\"",
+    "\"F16\"",
+    "\"BF16\"",
+    "\"U32\"",
+    "\"I8\"",
+    "\"BOOL\"",
+    "\"F8_E4M3\"",
+    "null",
+    "true",
+    "[[[[[[",
+    "\\u0000",
+    "\xFF\xFE",
+    "GGUF",
+    "general.alignment",
 };
 
 void mutate(Bytes& b, Rng& rng) {
@@ -48,9 +74,10 @@ void mutate(Bytes& b, Rng& rng) {
     std::memcpy(b.data() + at, src, std::min(n, b.size() - at));
   };
   const std::uint64_t size = b.size();
-  const std::uint64_t kWords[] = {0, 1, 2, 3, 4, 8, 12, 13, 32, 0x7F, 0xFF, 0x7FFFFFFF, 0xFFFFFFFF,
-                                  1ull << 32, 1ull << 62, 1ull << 63, ~0ull, size, size - 8,
-                                  size + 1};
+  const std::uint64_t kWords[] = {0,          1,          2,          3,          4,
+                                  8,          12,         13,         32,         0x7F,
+                                  0xFF,       0x7FFFFFFF, 0xFFFFFFFF, 1ull << 32, 1ull << 62,
+                                  1ull << 63, ~0ull,      size,       size - 8,   size + 1};
   switch (rng.below(9)) {
     case 0:  // flip a bit
       if (!b.empty()) b[rng.below(b.size())] ^= static_cast<std::uint8_t>(1u << rng.below(8));

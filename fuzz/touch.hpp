@@ -10,7 +10,9 @@ namespace hearth::fuzz {
 
 inline volatile std::size_t g_sink = 0;
 
-inline void consume(std::size_t v) { g_sink = g_sink + v; }
+inline void consume(std::size_t v) {
+  g_sink = g_sink + v;
+}
 
 inline void touch(const TensorView& v) {
   if (v.nbytes == 0) return;

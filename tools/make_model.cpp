@@ -85,8 +85,8 @@ class Maker {
     const std::int64_t kv = static_cast<std::int64_t>(c_.kv_heads) * head_dim;
     add(gguf ? "token_embd.weight" : "model.embed_tokens.weight", {c_.vocab, h}, 0.02f);
     for (int l = 0; l < c_.layers; ++l) {
-      const std::string b = gguf ? "blk." + std::to_string(l) + "."
-                                 : "model.layers." + std::to_string(l) + ".";
+      const std::string b =
+          gguf ? "blk." + std::to_string(l) + "." : "model.layers." + std::to_string(l) + ".";
       add(b + (gguf ? "attn_norm.weight" : "input_layernorm.weight"), {h}, 0);
       add(b + (gguf ? "attn_q.weight" : "self_attn.q_proj.weight"), {h, h}, 0.02f);
       add(b + (gguf ? "attn_k.weight" : "self_attn.k_proj.weight"), {kv, h}, 0.02f);

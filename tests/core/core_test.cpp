@@ -74,7 +74,8 @@ TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
 TEST(ThreadPool, RespectsMinChunkAndRethrows) {
   ThreadPool pool(4);
   std::atomic<int> chunks{0};
-  pool.parallel_for(10, [&](std::size_t, std::size_t) { chunks++; }, 8);
+  pool.parallel_for(
+      10, [&](std::size_t, std::size_t) { chunks++; }, 8);
   EXPECT_EQ(chunks.load(), 2);
   EXPECT_THROW(pool.parallel_for(100,
                                  [](std::size_t b, std::size_t) {

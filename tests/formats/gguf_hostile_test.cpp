@@ -63,10 +63,10 @@ std::string error_of(const std::vector<std::byte>& bytes) {
   return {};
 }
 
-#define EXPECT_GGUF_ERROR(raw, fragment)                                       \
-  do {                                                                         \
-    const std::string msg = error_of((raw).bytes);                             \
-    EXPECT_NE(msg.find(fragment), std::string::npos) << "message: " << msg;    \
+#define EXPECT_GGUF_ERROR(raw, fragment)                                    \
+  do {                                                                      \
+    const std::string msg = error_of((raw).bytes);                          \
+    EXPECT_NE(msg.find(fragment), std::string::npos) << "message: " << msg; \
   } while (0)
 
 TEST(GGUFHostile, EveryTruncationOfAValidFileIsAnError) {
@@ -101,15 +101,13 @@ TEST(GGUFHostile, AbsurdCountsAreRejectedBeforeAllocating) {
                     "cannot fit");
   EXPECT_GGUF_ERROR(Raw().header(0, 1).str("k").u32(9).u32(8).u64(std::uint64_t{1} << 62),
                     "cannot fit");
-  EXPECT_GGUF_ERROR(Raw().header(0, 1).str("k").u32(9).u32(9).u64(~std::uint64_t{0}),
-                    "cannot fit");
+  EXPECT_GGUF_ERROR(Raw().header(0, 1).str("k").u32(9).u32(9).u64(~std::uint64_t{0}), "cannot fit");
 }
 
 TEST(GGUFHostile, StringLengthsPastTheEnd) {
   EXPECT_GGUF_ERROR(Raw().header(0, 1).u64(std::uint64_t{1} << 63).zeros(16), "has length");
   EXPECT_GGUF_ERROR(Raw().header(0, 1).str("k").u32(8).u64(1000).u8('v'), "has length");
-  EXPECT_GGUF_ERROR(Raw().header(0, 1).str("k").u32(9).u32(8).u64(1).u64(5).u8('x'),
-                    "has length");
+  EXPECT_GGUF_ERROR(Raw().header(0, 1).str("k").u32(9).u32(8).u64(1).u64(5).u8('x'), "has length");
 }
 
 TEST(GGUFHostile, BadValueTypes) {
@@ -142,8 +140,7 @@ TEST(GGUFHostile, Alignment) {
 
 TEST(GGUFHostile, TensorInfos) {
   const auto one = [](Raw r) { return r.pad_to(32).zeros(64); };
-  EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {1, 1, 1, 1, 1}, 0, 0)),
-                    "5 dimensions");
+  EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {1, 1, 1, 1, 1}, 0, 0)), "5 dimensions");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {4}, 4, 0)), "unknown ggml tensor type 4");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {4}, 200, 0)), "unknown ggml tensor type");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {std::uint64_t{1} << 62, 1u << 20}, 0, 0)),
@@ -153,7 +150,8 @@ TEST(GGUFHostile, TensorInfos) {
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {std::uint64_t{1} << 61, 0}, 0, 0)),
                     "overflow");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {33}, 2, 0)), "block size 32");
-  EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {4}, 0, 7)), "not a multiple of the alignment");
+  EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {4}, 0, 7)),
+                    "not a multiple of the alignment");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {100}, 0, 0)), "past the end");
   EXPECT_GGUF_ERROR(one(Raw().header(1, 0).tensor("t", {4}, 0, std::uint64_t{1} << 63)),
                     "past the end");

@@ -208,8 +208,7 @@ TEST(GGUFFixtures, LlamaCppVocabFiles) {
   EXPECT_EQ(f.get_int("tokenizer.ggml.eos_token_id"), 32000);
   EXPECT_EQ(f.get_int("phi3.block_count"), 32);
   EXPECT_NE(f.get_string("tokenizer.chat_template").find("<|assistant|>"), std::string::npos);
-  EXPECT_EQ((*f.get_array("tokenizer.ggml.tokens").get_if<std::string>())[32000],
-            "<|endoftext|>");
+  EXPECT_EQ((*f.get_array("tokenizer.ggml.tokens").get_if<std::string>())[32000], "<|endoftext|>");
   HEARTH_REQUIRE_FIXTURE(gpt2, "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
   EXPECT_EQ(GGUFFile::open(gpt2).get_array("tokenizer.ggml.merges").size(), 50000u);
 }

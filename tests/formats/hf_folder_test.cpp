@@ -66,11 +66,11 @@ TEST(HFFolder, MlxQuantizedFolderFromTheModelMaker) {
   testing::TempDir tmp;
   const fs::path dir = tmp / "q4";
   std::string out;
-  ASSERT_EQ(testing::run_command((testing::tools_dir() / "hearth-make-model").string() +
-                                     " --format hf --mlx-bits 4 --group-size 32 --out " +
-                                     dir.string(),
-                                 &out),
-            0)
+  ASSERT_EQ(
+      testing::run_command((testing::tools_dir() / "hearth-make-model").string() +
+                               " --format hf --mlx-bits 4 --group-size 32 --out " + dir.string(),
+                           &out),
+      0)
       << out;
   const ModelFolder m = ModelFolder::open(dir);
   ASSERT_TRUE(m.quantization().has_value());
@@ -156,7 +156,8 @@ TEST(HFFolder, ConfigsAndPooling) {
   write_text(tmp / "config.json", "[1, 2]");
   expect_open_error(tmp.path(), ErrorCode::kFormat, "JSON object");
   write_text(tmp / "config.json", R"({"model_type": "bert"})");
-  write_text(tmp / "modules.json", R"([{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+  write_text(tmp / "modules.json",
+             R"([{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
       {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
   write_text(tmp / "1_Pooling" / "config.json",
              R"({"word_embedding_dimension": 384, "pooling_mode_cls_token": true,

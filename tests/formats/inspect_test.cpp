@@ -9,7 +9,9 @@
 namespace hearth {
 namespace {
 
-std::string bin(const std::string& name) { return (testing::tools_dir() / name).string(); }
+std::string bin(const std::string& name) {
+  return (testing::tools_dir() / name).string();
+}
 
 TEST(Inspect, GeneratedGgufAsTableAndJson) {
   testing::TempDir tmp;
@@ -52,13 +54,13 @@ TEST(Inspect, ErrorsAreOneLineAndNonZero) {
             1);
   EXPECT_EQ(out, "bench-cli: error: " + (tmp / "missing").string() + ": no such file or folder\n");
   std::ofstream(tmp / "junk.bin") << "this is not a model at all";
-  EXPECT_EQ(testing::run_command(bin("bench-cli") + " inspect " + (tmp / "junk.bin").string(), &out),
-            2);
+  EXPECT_EQ(
+      testing::run_command(bin("bench-cli") + " inspect " + (tmp / "junk.bin").string(), &out), 2);
   EXPECT_NE(out.find("not a model hearth can read"), std::string::npos) << out;
   // A GGUF cut short: the message names the file and the byte.
   std::ofstream(tmp / "cut.gguf") << "GGUF\x03";
-  EXPECT_EQ(testing::run_command(bin("bench-cli") + " inspect " + (tmp / "cut.gguf").string(), &out),
-            1);
+  EXPECT_EQ(
+      testing::run_command(bin("bench-cli") + " inspect " + (tmp / "cut.gguf").string(), &out), 1);
   EXPECT_NE(out.find("cut.gguf: at byte 4: file ends inside the version"), std::string::npos)
       << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);

@@ -67,8 +67,8 @@ TEST(Safetensors, WriteThenReadPreservesEverything) {
   EXPECT_EQ(f.view(*f.find_tensor("scalar.i8")).as<std::int8_t>()[2], -3);
   EXPECT_EQ(f.find_tensor("empty")->nbytes, 0u);
   for (const auto& t : f.tensors()) {  // the writer aligns every tensor to its element size
-    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f.view(t).data) %
-                  dtype_info(t.dtype).block_bytes, 0u)
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f.view(t).data) % dtype_info(t.dtype).block_bytes,
+              0u)
         << t.name;
   }
   EXPECT_EQ(f.find_tensor("nope"), nullptr);
@@ -129,33 +129,46 @@ TEST(SafetensorsHostile, Entries) {
                   "unknown dtype \"Q9\"");
   EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": 5, "shape": [1], "data_offsets": [0, 4]}})", 4),
                   "dtype");
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4),
-                  "non-negative");
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 4]}})", 4),
-                  "non-negative");
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", 8),
-                  "needs 8");
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}})", 4),
-                  "end before they begin");
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 2),
-                  "past the end");
   EXPECT_ST_ERROR(
-      with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [18446744073709551612, 18446744073709551615]}})", 4),
+      with_header(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4),
+      "non-negative");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 4]}})", 4),
+      "non-negative");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", 8),
+      "needs 8");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}})", 4),
+      "end before they begin");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 2),
       "past the end");
   EXPECT_ST_ERROR(
-      with_header(R"({"a": {"dtype": "F32", "shape": [4611686018427387904, 4611686018427387904], "data_offsets": [0, 4]}})", 4),
+      with_header(
+          R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [18446744073709551612, 18446744073709551615]}})",
+          4),
+      "past the end");
+  EXPECT_ST_ERROR(
+      with_header(
+          R"({"a": {"dtype": "F32", "shape": [4611686018427387904, 4611686018427387904], "data_offsets": [0, 4]}})",
+          4),
       "overflow");
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0.5, 4]}})", 4),
-                  "non-negative");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0.5, 4]}})", 4),
+      "non-negative");
   EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                                 "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8),
+                                 "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                              8),
                   "overlaps");
   EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-                                 "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8),
+                                 "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                              8),
                   "duplicate key");
   // Found by the mutation run: a number too large for JSON's number types.
-  EXPECT_ST_ERROR(with_header(R"({"a": {"dtype": "F32", "shape": [31e999], "data_offsets": [0, 4]}})", 4),
-                  "not valid JSON");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F32", "shape": [31e999], "data_offsets": [0, 4]}})", 4),
+      "not valid JSON");
   EXPECT_ST_ERROR(with_header(R"({"__metadata__": {"k": 1}})"), "must be strings");
   EXPECT_ST_ERROR(with_header(R"({"__metadata__": []})"), "object of strings");
   EXPECT_ST_ERROR(with_header("{\"bad\xFFname\": {}}"), "not valid JSON");

@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <array>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 
@@ -24,7 +24,9 @@ fs::path fixture(const std::string& relative) {
   return fs::exists(p, ec) ? p : fs::path();
 }
 
-fs::path tools_dir() { return HEARTH_TOOLS_DIR; }
+fs::path tools_dir() {
+  return HEARTH_TOOLS_DIR;
+}
 
 TempDir::TempDir() {
   std::random_device rd;
@@ -48,7 +50,8 @@ std::vector<std::byte> read_bytes(const fs::path& path) {
 
 void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 int run_command(const std::string& command, std::string* output) {

@@ -43,10 +43,10 @@ int run_command(const std::string& command, std::string* output = nullptr);
 }  // namespace hearth::testing
 
 // Skips the current test, saying which fixture is missing and where it was looked for.
-#define HEARTH_REQUIRE_FIXTURE(var, relative)                                              \
-  const std::filesystem::path var = ::hearth::testing::fixture(relative);                  \
-  if (var.empty()) {                                                                       \
-    GTEST_SKIP() << "fixture " << (relative) << " is absent (looked in "                   \
-                 << ::hearth::testing::fixtures_dir().string()                             \
+#define HEARTH_REQUIRE_FIXTURE(var, relative)                                                 \
+  const std::filesystem::path var = ::hearth::testing::fixture(relative);                     \
+  if (var.empty()) {                                                                          \
+    GTEST_SKIP() << "fixture " << (relative) << " is absent (looked in "                      \
+                 << ::hearth::testing::fixtures_dir().string()                                \
                  << "; set HEARTH_FIXTURES or place ../shared/fixtures beside the checkout)"; \
   }

@@ -29,8 +29,8 @@ TEST(Half, ScalarConversionIsExactOnEveryF16Value) {
 }
 
 TEST(Half, RoundsToNearestEven) {
-  EXPECT_EQ(f32_to_f16(65519.0f), 0x7BFF);  // below the halfway point to inf
-  EXPECT_EQ(f32_to_f16(65520.0f), 0x7C00);  // rounds to inf
+  EXPECT_EQ(f32_to_f16(65519.0f), 0x7BFF);                      // below the halfway point to inf
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7C00);                      // rounds to inf
   EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie -> even
   EXPECT_EQ(f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // tie -> even (zero)

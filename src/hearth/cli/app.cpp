@@ -35,8 +35,8 @@ int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) 
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "%s: error: %s\nRun '%s --help' for usage.\n", program.c_str(),
-                   e.what(), program.c_str());
+      std::fprintf(stderr, "%s: error: %s\nRun '%s --help' for usage.\n", program.c_str(), e.what(),
+                   program.c_str());
       return 2;
     }
     return body();
@@ -59,8 +59,7 @@ CLI::App* add_planned(CLI::App& app, const std::string& name, const std::string&
                       const std::string& planned_in) {
   CLI::App* sub = app.add_subcommand(name, description + " [not implemented yet]");
   sub->allow_extras();
-  const std::string message =
-      "'" + name + "' is not implemented yet (planned: " + planned_in + ")";
+  const std::string message = "'" + name + "' is not implemented yet (planned: " + planned_in + ")";
   sub->callback([message] { throw PlannedCommand(message); });
   return sub;
 }

@@ -30,9 +30,13 @@ void install_cancel_handler() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-bool cancel_requested() { return g_signals.load(std::memory_order_relaxed) > 0; }
+bool cancel_requested() {
+  return g_signals.load(std::memory_order_relaxed) > 0;
+}
 
-void reset_cancel() { g_signals.store(0); }
+void reset_cancel() {
+  g_signals.store(0);
+}
 
 void throw_if_cancelled() {
   if (cancel_requested()) throw Error(ErrorCode::kCancelled, "interrupted");

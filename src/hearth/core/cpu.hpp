@@ -8,8 +8,8 @@ namespace hearth {
 enum class SimdLevel { kScalar, kAvx2, kAvx512 };
 
 struct CpuFeatures {
-  bool avx2 = false;     // with FMA and F16C
-  bool avx512 = false;   // F, BW, VL, DQ
+  bool avx2 = false;    // with FMA and F16C
+  bool avx512 = false;  // F, BW, VL, DQ
   bool avx512_bf16 = false;
   bool avx512_vnni = false;
 };

@@ -16,13 +16,20 @@ std::string render(const std::string& message, const ErrorWhere& where) {
 
 const char* to_string(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid argument";
-    case ErrorCode::kNotFound: return "not found";
-    case ErrorCode::kIo: return "i/o error";
-    case ErrorCode::kFormat: return "format error";
-    case ErrorCode::kUnsupported: return "unsupported";
-    case ErrorCode::kCancelled: return "cancelled";
-    case ErrorCode::kInternal: return "internal error";
+    case ErrorCode::kInvalidArgument:
+      return "invalid argument";
+    case ErrorCode::kNotFound:
+      return "not found";
+    case ErrorCode::kIo:
+      return "i/o error";
+    case ErrorCode::kFormat:
+      return "format error";
+    case ErrorCode::kUnsupported:
+      return "unsupported";
+    case ErrorCode::kCancelled:
+      return "cancelled";
+    case ErrorCode::kInternal:
+      return "internal error";
   }
   return "error";
 }
@@ -42,9 +49,12 @@ Error Error::with_file(const std::string& file) const {
 int exit_code_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument:
-    case ErrorCode::kUnsupported: return 2;
-    case ErrorCode::kCancelled: return 130;
-    default: return 1;
+    case ErrorCode::kUnsupported:
+      return 2;
+    case ErrorCode::kCancelled:
+      return 130;
+    default:
+      return 1;
   }
 }
 

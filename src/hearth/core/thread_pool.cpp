@@ -46,7 +46,8 @@ void ThreadPool::worker_loop(std::size_t index) {
   }
 }
 
-void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn,
+void ThreadPool::parallel_for(std::size_t n,
+                              const std::function<void(std::size_t, std::size_t)>& fn,
                               std::size_t min_chunk) {
   if (n == 0) return;
   min_chunk = std::max<std::size_t>(min_chunk, 1);

@@ -12,7 +12,9 @@ namespace hearth {
 // U+10FFFF are invalid), or nullopt when the whole string is valid UTF-8.
 std::optional<std::size_t> find_invalid_utf8(std::string_view s);
 
-inline bool is_valid_utf8(std::string_view s) { return !find_invalid_utf8(s).has_value(); }
+inline bool is_valid_utf8(std::string_view s) {
+  return !find_invalid_utf8(s).has_value();
+}
 
 // A printable rendering for error messages: invalid bytes become \xNN, control characters are
 // escaped, and the result is cut at max_len bytes with "...".

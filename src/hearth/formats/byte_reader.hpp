@@ -24,8 +24,7 @@ class ByteReader {
   const std::string& source() const { return source_; }
 
   template <class T>
-    requires std::is_arithmetic_v<T>
-  T read(std::string_view what) {
+  requires std::is_arithmetic_v<T> T read(std::string_view what) {
     need(sizeof(T), what);
     T v;
     std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
@@ -47,8 +46,8 @@ class ByteReader {
 
   void need(std::uint64_t n, std::string_view what) const {
     if (n > remaining()) {
-      fail("file ends inside " + std::string(what) + " (needs " + std::to_string(n) +
-               " bytes, " + std::to_string(remaining()) + " left)",
+      fail("file ends inside " + std::string(what) + " (needs " + std::to_string(n) + " bytes, " +
+               std::to_string(remaining()) + " left)",
            pos_);
     }
   }

@@ -28,17 +28,22 @@ std::uint64_t min_encoded_size(GGUFType t) {
   switch (t) {
     case GGUFType::kU8:
     case GGUFType::kI8:
-    case GGUFType::kBool: return 1;
+    case GGUFType::kBool:
+      return 1;
     case GGUFType::kU16:
-    case GGUFType::kI16: return 2;
+    case GGUFType::kI16:
+      return 2;
     case GGUFType::kU32:
     case GGUFType::kI32:
-    case GGUFType::kF32: return 4;
+    case GGUFType::kF32:
+      return 4;
     case GGUFType::kString:
     case GGUFType::kU64:
     case GGUFType::kI64:
-    case GGUFType::kF64: return 8;
-    case GGUFType::kArray: return 12;
+    case GGUFType::kF64:
+      return 8;
+    case GGUFType::kArray:
+      return 12;
   }
   return 1;
 }
@@ -56,7 +61,9 @@ std::string number_to_string(T v) {
   }
 }
 
-std::string quoted(const std::string& s) { return "\"" + printable(s, 200) + "\""; }
+std::string quoted(const std::string& s) {
+  return "\"" + printable(s, 200) + "\"";
+}
 
 }  // namespace
 
@@ -70,8 +77,7 @@ const char* gguf_type_name(GGUFType t) {
 // ---------------------------------------------------------------------------------------------
 // GGUFValue / GGUFArray
 
-GGUFValue::GGUFValue(GGUFArray array)
-    : v_(std::make_shared<const GGUFArray>(std::move(array))) {}
+GGUFValue::GGUFValue(GGUFArray array) : v_(std::make_shared<const GGUFArray>(std::move(array))) {}
 
 const GGUFArray* GGUFValue::as_array() const {
   const auto* p = std::get_if<std::shared_ptr<const GGUFArray>>(&v_);
@@ -181,8 +187,7 @@ bool GGUFValue::operator==(const GGUFValue& other) const {
 
 class GGUFParser {
  public:
-  GGUFParser(std::span<const std::byte> bytes, std::string source)
-      : r_(bytes, std::move(source)) {}
+  GGUFParser(std::span<const std::byte> bytes, std::string source) : r_(bytes, std::move(source)) {}
 
   void run(GGUFFile& f) {
     const std::uint32_t magic = r_.read<std::uint32_t>("the magic number");
@@ -226,8 +231,7 @@ class GGUFParser {
                     {.file = r_.source(), .key = "general.alignment"});
       }
       if (*v == 0 || (*v & (*v - 1)) != 0) {
-        throw Error(ErrorCode::kFormat,
-                    "must be a power of two, found " + std::to_string(*v),
+        throw Error(ErrorCode::kFormat, "must be a power of two, found " + std::to_string(*v),
                     {.file = r_.source(), .key = "general.alignment"});
       }
       f.alignment_ = *v;
@@ -340,22 +344,41 @@ class GGUFParser {
     const auto n = r_.read<std::uint64_t>("the array length");
     if (n > r_.remaining() / min_encoded_size(elem)) {
       r_.fail("array of " + std::to_string(n) + " " + gguf_type_name(elem) +
-                  " values cannot fit in the " + std::to_string(r_.remaining()) +
-                  " bytes left",
+                  " values cannot fit in the " + std::to_string(r_.remaining()) + " bytes left",
               count_at, key);
     }
     GGUFArray a;
     switch (elem) {
-      case GGUFType::kU8: a.items = read_numbers<std::uint8_t>(n, key); break;
-      case GGUFType::kI8: a.items = read_numbers<std::int8_t>(n, key); break;
-      case GGUFType::kU16: a.items = read_numbers<std::uint16_t>(n, key); break;
-      case GGUFType::kI16: a.items = read_numbers<std::int16_t>(n, key); break;
-      case GGUFType::kU32: a.items = read_numbers<std::uint32_t>(n, key); break;
-      case GGUFType::kI32: a.items = read_numbers<std::int32_t>(n, key); break;
-      case GGUFType::kF32: a.items = read_numbers<float>(n, key); break;
-      case GGUFType::kU64: a.items = read_numbers<std::uint64_t>(n, key); break;
-      case GGUFType::kI64: a.items = read_numbers<std::int64_t>(n, key); break;
-      case GGUFType::kF64: a.items = read_numbers<double>(n, key); break;
+      case GGUFType::kU8:
+        a.items = read_numbers<std::uint8_t>(n, key);
+        break;
+      case GGUFType::kI8:
+        a.items = read_numbers<std::int8_t>(n, key);
+        break;
+      case GGUFType::kU16:
+        a.items = read_numbers<std::uint16_t>(n, key);
+        break;
+      case GGUFType::kI16:
+        a.items = read_numbers<std::int16_t>(n, key);
+        break;
+      case GGUFType::kU32:
+        a.items = read_numbers<std::uint32_t>(n, key);
+        break;
+      case GGUFType::kI32:
+        a.items = read_numbers<std::int32_t>(n, key);
+        break;
+      case GGUFType::kF32:
+        a.items = read_numbers<float>(n, key);
+        break;
+      case GGUFType::kU64:
+        a.items = read_numbers<std::uint64_t>(n, key);
+        break;
+      case GGUFType::kI64:
+        a.items = read_numbers<std::int64_t>(n, key);
+        break;
+      case GGUFType::kF64:
+        a.items = read_numbers<double>(n, key);
+        break;
       case GGUFType::kBool: {
         std::vector<bool> v(n);
         for (std::uint64_t i = 0; i < n; ++i) v[i] = read_bool(key);
@@ -382,19 +405,32 @@ class GGUFParser {
 
   GGUFValue read_value(GGUFType type, const std::string& key, int depth, std::uint64_t at) {
     switch (type) {
-      case GGUFType::kU8: return r_.read<std::uint8_t>("a u8 value");
-      case GGUFType::kI8: return r_.read<std::int8_t>("an i8 value");
-      case GGUFType::kU16: return r_.read<std::uint16_t>("a u16 value");
-      case GGUFType::kI16: return r_.read<std::int16_t>("an i16 value");
-      case GGUFType::kU32: return r_.read<std::uint32_t>("a u32 value");
-      case GGUFType::kI32: return r_.read<std::int32_t>("an i32 value");
-      case GGUFType::kF32: return r_.read<float>("an f32 value");
-      case GGUFType::kBool: return read_bool(key);
-      case GGUFType::kString: return read_string("a string value");
-      case GGUFType::kArray: return read_array(key, depth);
-      case GGUFType::kU64: return r_.read<std::uint64_t>("a u64 value");
-      case GGUFType::kI64: return r_.read<std::int64_t>("an i64 value");
-      case GGUFType::kF64: return r_.read<double>("an f64 value");
+      case GGUFType::kU8:
+        return r_.read<std::uint8_t>("a u8 value");
+      case GGUFType::kI8:
+        return r_.read<std::int8_t>("an i8 value");
+      case GGUFType::kU16:
+        return r_.read<std::uint16_t>("a u16 value");
+      case GGUFType::kI16:
+        return r_.read<std::int16_t>("an i16 value");
+      case GGUFType::kU32:
+        return r_.read<std::uint32_t>("a u32 value");
+      case GGUFType::kI32:
+        return r_.read<std::int32_t>("an i32 value");
+      case GGUFType::kF32:
+        return r_.read<float>("an f32 value");
+      case GGUFType::kBool:
+        return read_bool(key);
+      case GGUFType::kString:
+        return read_string("a string value");
+      case GGUFType::kArray:
+        return read_array(key, depth);
+      case GGUFType::kU64:
+        return r_.read<std::uint64_t>("a u64 value");
+      case GGUFType::kI64:
+        return r_.read<std::int64_t>("an i64 value");
+      case GGUFType::kF64:
+        return r_.read<double>("an f64 value");
     }
     r_.fail("unknown value type", at, key);
   }
@@ -527,8 +563,8 @@ const GGUFTensorInfo* GGUFFile::find_tensor(std::string_view name) const {
 }
 
 TensorView GGUFFile::view(const GGUFTensorInfo& info) const {
-  return TensorView::contiguous(info.dtype, info.shape,
-                                bytes_.data() + data_offset_ + info.offset, info.nbytes);
+  return TensorView::contiguous(info.dtype, info.shape, bytes_.data() + data_offset_ + info.offset,
+                                info.nbytes);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,8 +27,19 @@ namespace hearth::formats {
 
 // Value type ids as stored in the file. The order matches GGUFValue::Storage's alternatives.
 enum class GGUFType : std::uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 const char* gguf_type_name(GGUFType t);
 
@@ -37,15 +48,15 @@ struct GGUFArray;
 // A metadata value: a scalar, a string, or an array (typed, possibly nested).
 class GGUFValue {
  public:
-  using Storage = std::variant<std::uint8_t, std::int8_t, std::uint16_t, std::int16_t,
-                               std::uint32_t, std::int32_t, float, bool, std::string,
-                               std::shared_ptr<const GGUFArray>, std::uint64_t, std::int64_t,
-                               double>;
+  using Storage =
+      std::variant<std::uint8_t, std::int8_t, std::uint16_t, std::int16_t, std::uint32_t,
+                   std::int32_t, float, bool, std::string, std::shared_ptr<const GGUFArray>,
+                   std::uint64_t, std::int64_t, double>;
 
   GGUFValue() = default;
   template <class T>
-    requires std::is_constructible_v<Storage, T>
-  GGUFValue(T v) : v_(std::move(v)) {}  // NOLINT: implicit by design
+  requires std::is_constructible_v<Storage, T> GGUFValue(T v)
+      : v_(std::move(v)) {}  // NOLINT: implicit by design
   GGUFValue(const char* s) : v_(std::string(s)) {}
   GGUFValue(GGUFArray array);
 
@@ -53,7 +64,9 @@ class GGUFValue {
   const Storage& storage() const { return v_; }
 
   template <class T>
-  const T* get_if() const { return std::get_if<T>(&v_); }
+  const T* get_if() const {
+    return std::get_if<T>(&v_);
+  }
 
   // Any integer type whose value fits; bool is not an integer here.
   std::optional<std::int64_t> as_int() const;
@@ -73,26 +86,28 @@ class GGUFValue {
 };
 
 struct GGUFArray {
-  using Items = std::variant<std::vector<std::uint8_t>, std::vector<std::int8_t>,
-                             std::vector<std::uint16_t>, std::vector<std::int16_t>,
-                             std::vector<std::uint32_t>, std::vector<std::int32_t>,
-                             std::vector<float>, std::vector<bool>, std::vector<std::string>,
-                             std::vector<GGUFArray>, std::vector<std::uint64_t>,
-                             std::vector<std::int64_t>, std::vector<double>>;
+  using Items =
+      std::variant<std::vector<std::uint8_t>, std::vector<std::int8_t>, std::vector<std::uint16_t>,
+                   std::vector<std::int16_t>, std::vector<std::uint32_t>, std::vector<std::int32_t>,
+                   std::vector<float>, std::vector<bool>, std::vector<std::string>,
+                   std::vector<GGUFArray>, std::vector<std::uint64_t>, std::vector<std::int64_t>,
+                   std::vector<double>>;
   Items items;
 
   GGUFType elem_type() const { return static_cast<GGUFType>(items.index()); }
   std::size_t size() const;
   template <class T>
-  const std::vector<T>* get_if() const { return std::get_if<std::vector<T>>(&items); }
+  const std::vector<T>* get_if() const {
+    return std::get_if<std::vector<T>>(&items);
+  }
   bool operator==(const GGUFArray& other) const { return items == other.items; }
 };
 
 struct GGUFTensorInfo {
   std::string name;
   DType dtype = DType::kF32;
-  Shape shape;                   // outermost first (GGUF's dims reversed)
-  std::uint64_t offset = 0;      // from the start of the data section
+  Shape shape;               // outermost first (GGUF's dims reversed)
+  std::uint64_t offset = 0;  // from the start of the data section
   std::uint64_t nbytes = 0;
 };
 

@@ -50,12 +50,18 @@ bool TokenizerFiles::any() const {
 
 const char* to_string(PoolingMode mode) {
   switch (mode) {
-    case PoolingMode::kMean: return "mean";
-    case PoolingMode::kCls: return "cls";
-    case PoolingMode::kMax: return "max";
-    case PoolingMode::kMeanSqrtLen: return "mean_sqrt_len_tokens";
-    case PoolingMode::kLastToken: return "lasttoken";
-    case PoolingMode::kWeightedMean: return "weightedmean";
+    case PoolingMode::kMean:
+      return "mean";
+    case PoolingMode::kCls:
+      return "cls";
+    case PoolingMode::kMax:
+      return "max";
+    case PoolingMode::kMeanSqrtLen:
+      return "mean_sqrt_len_tokens";
+    case PoolingMode::kLastToken:
+      return "lasttoken";
+    case PoolingMode::kWeightedMean:
+      return "weightedmean";
   }
   return "?";
 }
@@ -200,7 +206,8 @@ void ModelFolder::load_weights() {
       bad_config(index_file, "index has no \"weight_map\" object");
     }
     for (const auto& [tensor, shard] : it->items()) {
-      if (!shard.is_string()) bad_config(index_file, "weight_map values must be file names", tensor);
+      if (!shard.is_string())
+        bad_config(index_file, "weight_map values must be file names", tensor);
       const std::string name = shard.get<std::string>();
       check_shard_name(name, index_file);
       if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) {
@@ -216,8 +223,8 @@ void ModelFolder::load_weights() {
       }
     }
     std::sort(shard_names.begin(), shard_names.end());
-    if (shard_names.empty() && (existing(path_ / "pytorch_model.bin") ||
-                                existing(path_ / "model.bin"))) {
+    if (shard_names.empty() &&
+        (existing(path_ / "pytorch_model.bin") || existing(path_ / "model.bin"))) {
       throw Error(ErrorCode::kUnsupported,
                   "weights are in PyTorch pickle format (.bin); hearth reads only .safetensors "
                   "(convert with safetensors' convert script, or download the safetensors files)",
@@ -313,7 +320,8 @@ void ModelFolder::load_quantization() {
     for (std::size_t d = 0; d + 1 < wi.shape.size(); ++d) {
       if (wi.shape[d] != si.shape[d]) mismatch("packed weight and scales differ in outer shape");
     }
-    if (q.biases && q.biases->info->shape != si.shape) mismatch("biases and scales differ in shape");
+    if (q.biases && q.biases->info->shape != si.shape)
+      mismatch("biases and scales differ in shape");
     q.out_features = wi.shape.size() >= 2 ? wi.shape[wi.shape.size() - 2] : 1;
     quantized_.push_back(std::move(q));
   }
@@ -322,10 +330,9 @@ void ModelFolder::load_quantization() {
 }
 
 const QuantizedWeight* ModelFolder::find_quantized(std::string_view base) const {
-  const auto it = std::lower_bound(quantized_.begin(), quantized_.end(), base,
-                                   [](const QuantizedWeight& q, std::string_view b) {
-                                     return q.base < b;
-                                   });
+  const auto it =
+      std::lower_bound(quantized_.begin(), quantized_.end(), base,
+                       [](const QuantizedWeight& q, std::string_view b) { return q.base < b; });
   return it != quantized_.end() && it->base == base ? &*it : nullptr;
 }
 

@@ -22,10 +22,10 @@ struct TokenizerFiles {
   std::optional<std::filesystem::path> tokenizer_json;
   std::optional<std::filesystem::path> tokenizer_config;
   std::optional<std::filesystem::path> special_tokens_map;
-  std::optional<std::filesystem::path> vocab_txt;        // WordPiece
-  std::optional<std::filesystem::path> vocab_json;       // GPT-2 style BPE
+  std::optional<std::filesystem::path> vocab_txt;   // WordPiece
+  std::optional<std::filesystem::path> vocab_json;  // GPT-2 style BPE
   std::optional<std::filesystem::path> merges_txt;
-  std::optional<std::filesystem::path> sentencepiece;    // tokenizer.model
+  std::optional<std::filesystem::path> sentencepiece;  // tokenizer.model
   bool any() const;
 };
 

@@ -85,9 +85,12 @@ void summarize_folder(const fs::path& path, ModelSummary& s) {
 
 const char* to_string(ModelFormat f) {
   switch (f) {
-    case ModelFormat::kGGUF: return "gguf";
-    case ModelFormat::kSafetensors: return "safetensors";
-    case ModelFormat::kHFFolder: return "hf-folder";
+    case ModelFormat::kGGUF:
+      return "gguf";
+    case ModelFormat::kSafetensors:
+      return "safetensors";
+    case ModelFormat::kHFFolder:
+      return "hf-folder";
   }
   return "?";
 }
@@ -113,9 +116,15 @@ ModelSummary summarize(const fs::path& path, std::size_t max_items) {
   s.path = path.string();
   s.format = detect_format(path);
   switch (s.format) {
-    case ModelFormat::kGGUF: summarize_gguf(path, max_items, s); break;
-    case ModelFormat::kSafetensors: summarize_safetensors(path, s); break;
-    case ModelFormat::kHFFolder: summarize_folder(path, s); break;
+    case ModelFormat::kGGUF:
+      summarize_gguf(path, max_items, s);
+      break;
+    case ModelFormat::kSafetensors:
+      summarize_safetensors(path, s);
+      break;
+    case ModelFormat::kHFFolder:
+      summarize_folder(path, s);
+      break;
   }
   if (s.format != ModelFormat::kHFFolder) s.file_bytes = fs::file_size(path);
   return s;

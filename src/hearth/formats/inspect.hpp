@@ -31,7 +31,7 @@ struct ModelSummary {
     DType dtype;
     Shape shape;
     std::uint64_t nbytes;
-    std::string file;   // shard file name for folders, "" otherwise
+    std::string file;  // shard file name for folders, "" otherwise
   };
   std::string path;
   ModelFormat format;

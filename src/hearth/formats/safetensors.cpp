@@ -17,8 +17,8 @@ using Json = nlohmann::ordered_json;
 
 constexpr int kMaxDepth = 4;  // {name: {"shape": [..]}} is depth 3
 
-[[noreturn]] void fail(const std::string& source, const std::string& message,
-                       std::uint64_t offset, const std::string& key = {}) {
+[[noreturn]] void fail(const std::string& source, const std::string& message, std::uint64_t offset,
+                       const std::string& key = {}) {
   throw Error(ErrorCode::kFormat, message, {.file = source, .offset = offset, .key = key});
 }
 
@@ -32,8 +32,7 @@ Json parse_header(std::string_view text, const std::string& source) {
       case Json::parse_event_t::object_start:
       case Json::parse_event_t::array_start:
         if (depth >= kMaxDepth) {
-          throw Error(ErrorCode::kFormat,
-                      "header JSON nests deeper than a safetensors header can",
+          throw Error(ErrorCode::kFormat, "header JSON nests deeper than a safetensors header can",
                       {.file = source});
         }
         if (event == Json::parse_event_t::object_start) keys.emplace_back();
@@ -47,7 +46,8 @@ Json parse_header(std::string_view text, const std::string& source) {
                       {.file = source, .key = printable(parsed.get<std::string>())});
         }
         break;
-      default: break;
+      default:
+        break;
     }
     return true;
   };
@@ -75,14 +75,18 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
   f.source_ = std::move(source);
   const std::string& src = f.source_;
   if (bytes.size() < 8) {
-    fail(src, "file is " + std::to_string(bytes.size()) +
-                  " bytes, too short for a safetensors header length", 0);
+    fail(src,
+         "file is " + std::to_string(bytes.size()) +
+             " bytes, too short for a safetensors header length",
+         0);
   }
   std::uint64_t header_len;
   std::memcpy(&header_len, bytes.data(), 8);
   if (header_len > bytes.size() - 8) {
-    fail(src, "header length " + std::to_string(header_len) + " is larger than the file (" +
-                  std::to_string(bytes.size()) + " bytes)", 0);
+    fail(src,
+         "header length " + std::to_string(header_len) + " is larger than the file (" +
+             std::to_string(bytes.size()) + " bytes)",
+         0);
   }
   if (header_len > kMaxHeaderBytes) {
     fail(src, "header length " + std::to_string(header_len) + " exceeds the 100 MB limit", 0);
@@ -147,15 +151,18 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
     const std::uint64_t end = checked_offset((*offsets_it)[1], src, name);
     if (end < begin) fail(src, "data_offsets end before they begin", 8, name);
     if (end > data_size) {
-      fail(src, "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                    ") lie past the end of the file (data section holds " +
-                    std::to_string(data_size) + " bytes)", 8, name);
+      fail(src,
+           "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+               ") lie past the end of the file (data section holds " + std::to_string(data_size) +
+               " bytes)",
+           8, name);
     }
     const auto nbytes = dtype_bytes(t.dtype, count);
     if (!nbytes || *nbytes != end - begin) {
-      fail(src, "holds " + std::to_string(end - begin) + " bytes but shape " +
-                    shape_string(t.shape) + " of " + dtype_name + " needs " +
-                    (nbytes ? std::to_string(*nbytes) : std::string("more than 2^64")),
+      fail(src,
+           "holds " + std::to_string(end - begin) + " bytes but shape " + shape_string(t.shape) +
+               " of " + dtype_name + " needs " +
+               (nbytes ? std::to_string(*nbytes) : std::string("more than 2^64")),
            8, name);
     }
     t.offset = begin;
@@ -197,8 +204,8 @@ const SafetensorsTensorInfo* SafetensorsFile::find_tensor(std::string_view name)
 }
 
 TensorView SafetensorsFile::view(const SafetensorsTensorInfo& info) const {
-  return TensorView::contiguous(info.dtype, info.shape,
-                                bytes_.data() + data_offset_ + info.offset, info.nbytes);
+  return TensorView::contiguous(info.dtype, info.shape, bytes_.data() + data_offset_ + info.offset,
+                                info.nbytes);
 }
 
 // ---------------------------------------------------------------------------------------------

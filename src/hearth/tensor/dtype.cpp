@@ -9,8 +9,8 @@ namespace {
 
 struct Entry {
   DTypeInfo info;
-  int ggml_id;                    // -1: no ggml id
-  std::string_view safetensors;   // empty: not a safetensors dtype
+  int ggml_id;                   // -1: no ggml id
+  std::string_view safetensors;  // empty: not a safetensors dtype
 };
 
 constexpr int kN = static_cast<int>(DType::kCount);
@@ -58,7 +58,9 @@ constexpr std::array<Entry, kN> kTable = {{
     {{"mxfp4", 32, 1 + 16, true}, 39, ""},
 }};
 
-const Entry& entry(DType t) { return kTable[static_cast<std::size_t>(t)]; }
+const Entry& entry(DType t) {
+  return kTable[static_cast<std::size_t>(t)];
+}
 
 bool iequal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -73,7 +75,9 @@ bool iequal(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-const DTypeInfo& dtype_info(DType t) { return entry(t).info; }
+const DTypeInfo& dtype_info(DType t) {
+  return entry(t).info;
+}
 
 std::optional<std::uint64_t> dtype_bytes(DType t, std::uint64_t n_elements) {
   const DTypeInfo& info = dtype_info(t);

@@ -32,7 +32,7 @@ std::uint16_t f32_to_f16(float f) {
   const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
   const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   const std::uint32_t abs = u & 0x7FFFFFFFu;
-  if (abs > 0x7F800000u) return sign | 0x7E00u;  // NaN
+  if (abs > 0x7F800000u) return sign | 0x7E00u;   // NaN
   if (abs >= 0x477FF000u) return sign | 0x7C00u;  // rounds to >= 65520: inf
   if (abs < 0x38800000u) {                        // below the smallest normal half: subnormal
     if (abs < 0x33000000u) return sign;           // rounds to zero

@@ -18,7 +18,7 @@ inline float bf16_to_f32(std::uint16_t b) {
 inline std::uint16_t f32_to_bf16(float f) {
   const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
   if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // NaN
-  const std::uint32_t rounding = 0x7FFFu + ((u >> 16) & 1u);                        // to nearest even
+  const std::uint32_t rounding = 0x7FFFu + ((u >> 16) & 1u);  // to nearest even
   return static_cast<std::uint16_t>((u + rounding) >> 16);
 }
 

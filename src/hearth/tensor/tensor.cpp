@@ -49,8 +49,8 @@ TensorView TensorView::contiguous(DType dtype, Shape shape, const std::byte* dat
 }
 
 void TensorView::throw_misaligned(std::size_t alignment) {
-  throw Error(ErrorCode::kUnsupported, "tensor data is not aligned to " +
-                                           std::to_string(alignment) + " bytes in its file");
+  throw Error(ErrorCode::kUnsupported,
+              "tensor data is not aligned to " + std::to_string(alignment) + " bytes in its file");
 }
 
 bool TensorView::is_contiguous() const {
