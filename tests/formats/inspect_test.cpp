@@ -47,6 +47,22 @@ TEST(Inspect, FixtureFolderAndSafetensors) {
   EXPECT_NE(out.find("260032 parameters"), std::string::npos);
 }
 
+TEST(Inspect, MlxFolderCountsUnpackedParameters) {
+  testing::TempDir tmp;
+  std::string out;
+  for (const char* bits : {"4", "8"}) {
+    const std::string dir = (tmp / (std::string("q") + bits)).string();
+    ASSERT_EQ(
+        testing::run_command(
+            bin("hearth-make-model") + " --format hf --mlx-bits " + bits + " --out " + dir, &out),
+        0)
+        << out;
+    ASSERT_EQ(testing::run_command(bin("bench-cli") + " inspect --json " + dir, &out), 0) << out;
+    // Same logical model as the f32 maker output: 131,904 parameters whatever the packing.
+    EXPECT_EQ(nlohmann::json::parse(out)["parameters"], 131904) << bits;
+  }
+}
+
 TEST(Inspect, ErrorsAreOneLineAndNonZero) {
   testing::TempDir tmp;
   std::string out;

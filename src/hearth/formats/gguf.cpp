@@ -651,13 +651,7 @@ GGUFWriter::GGUFWriter(std::uint32_t version) : version_(version) {
 }
 
 void GGUFWriter::set(std::string key, GGUFValue value) {
-  for (auto& [k, v] : kv_) {
-    if (k == key) {
-      v = std::move(value);
-      return;
-    }
-  }
-  kv_.emplace_back(std::move(key), std::move(value));
+  detail::upsert(kv_, std::move(key), std::move(value));
 }
 
 void GGUFWriter::add_tensor(std::string name, DType dtype, Shape shape,
@@ -670,20 +664,7 @@ void GGUFWriter::add_tensor(std::string name, DType dtype, Shape shape,
     throw Error(ErrorCode::kInvalidArgument, "GGUF tensors have at most 4 dimensions",
                 {.key = name});
   }
-  const auto expect = dtype_bytes(dtype, static_cast<std::uint64_t>(numel(shape)));
-  if (!expect || *expect != data.size()) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "tensor data is " + std::to_string(data.size()) + " bytes, shape " +
-                    shape_string(shape) + " of " + std::string(dtype_name(dtype)) + " needs " +
-                    (expect ? std::to_string(*expect) : std::string("a whole number of blocks")),
-                {.key = name});
-  }
-  for (const Tensor& t : tensors_) {
-    if (t.name == name) {
-      throw Error(ErrorCode::kInvalidArgument, "duplicate tensor name", {.key = name});
-    }
-  }
-  tensors_.push_back({std::move(name), dtype, std::move(shape), data});
+  detail::add_pending_tensor(tensors_, std::move(name), dtype, std::move(shape), data);
 }
 
 void GGUFWriter::emit(const std::function<void(const void*, std::size_t)>& out) const {
@@ -710,7 +691,7 @@ void GGUFWriter::emit(const std::function<void(const void*, std::size_t)>& out) 
     emit_value(e, v);
   }
   std::uint64_t offset = 0;
-  for (const Tensor& t : tensors_) {
+  for (const detail::PendingTensor& t : tensors_) {
     e.string(t.name);
     e.put<std::uint32_t>(static_cast<std::uint32_t>(t.shape.size()));
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) {
@@ -722,7 +703,7 @@ void GGUFWriter::emit(const std::function<void(const void*, std::size_t)>& out) 
   }
   if (tensors_.empty()) return;
   e.zeros(align(e.written()) - e.written());
-  for (const Tensor& t : tensors_) {
+  for (const detail::PendingTensor& t : tensors_) {
     e.bytes(t.data.data(), t.data.size());
     e.zeros(align(t.data.size()) - t.data.size());
   }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "hearth/core/mapped_file.hpp"
+#include "hearth/formats/writer_util.hpp"
 #include "hearth/tensor/tensor.hpp"
 
 namespace hearth::formats {
@@ -169,17 +170,11 @@ class GGUFWriter {
   void write(const std::filesystem::path& path) const;
 
  private:
-  struct Tensor {
-    std::string name;
-    DType dtype;
-    Shape shape;
-    std::span<const std::byte> data;
-  };
   void emit(const std::function<void(const void*, std::size_t)>& out) const;
 
   std::uint32_t version_;
   std::vector<std::pair<std::string, GGUFValue>> kv_;
-  std::vector<Tensor> tensors_;
+  std::vector<detail::PendingTensor> tensors_;
 };
 
 }  // namespace hearth::formats

@@ -15,6 +15,11 @@ namespace hearth::formats {
 namespace fs = std::filesystem;
 namespace {
 
+void count_parameters(ModelSummary& s) {
+  s.parameters = 0;
+  for (const auto& t : s.tensors) s.parameters += static_cast<std::uint64_t>(numel(t.shape));
+}
+
 std::string gguf_type_label(const GGUFValue& v) {
   if (const GGUFArray* a = v.as_array()) {
     return std::string("array[") + gguf_type_name(a->elem_type()) + "]";
@@ -79,6 +84,13 @@ void summarize_folder(const fs::path& path, ModelSummary& s) {
     s.file_bytes += shard->file_size();
     add_safetensors(*shard, fs::path(shard->source()).filename().string(), s);
   }
+  count_parameters(s);
+  for (const QuantizedWeight& q : m.quantized_weights()) {
+    s.parameters -=
+        static_cast<std::uint64_t>(numel(q.weight.info->shape) + numel(q.scales.info->shape));
+    if (q.biases) s.parameters -= static_cast<std::uint64_t>(numel(q.biases->info->shape));
+    s.parameters += static_cast<std::uint64_t>(numel(q.weight.info->shape)) * 32 / q.spec.bits;
+  }
 }
 
 }  // namespace
@@ -118,9 +130,11 @@ ModelSummary summarize(const fs::path& path, std::size_t max_items) {
   switch (s.format) {
     case ModelFormat::kGGUF:
       summarize_gguf(path, max_items, s);
+      count_parameters(s);
       break;
     case ModelFormat::kSafetensors:
       summarize_safetensors(path, s);
+      count_parameters(s);
       break;
     case ModelFormat::kHFFolder:
       summarize_folder(path, s);
@@ -136,12 +150,6 @@ std::uint64_t ModelSummary::tensor_bytes() const {
   return n;
 }
 
-std::uint64_t ModelSummary::parameter_count() const {
-  std::uint64_t n = 0;
-  for (const auto& t : tensors) n += static_cast<std::uint64_t>(numel(t.shape));
-  return n;
-}
-
 std::string to_text(const ModelSummary& s) {
   std::string out;
   out += "path:         " + s.path + "\n";
@@ -151,7 +159,7 @@ std::string to_text(const ModelSummary& s) {
   out += "architecture: " + (s.architecture.empty() ? std::string("(unknown)") : s.architecture) +
          "\n";
   out += "size:         " + format_bytes(s.file_bytes) + ", " + std::to_string(s.tensors.size()) +
-         " tensors, " + std::to_string(s.parameter_count()) + " parameters\n";
+         " tensors, " + std::to_string(s.parameters) + " parameters\n";
   if (!s.metadata.empty()) {
     out += "\nmetadata (" + std::to_string(s.metadata.size()) + " keys):\n";
     std::size_t kw = 0;
@@ -198,7 +206,7 @@ nlohmann::json to_json(const ModelSummary& s) {
   j["architecture"] = s.architecture;
   j["file_bytes"] = s.file_bytes;
   j["tensor_bytes"] = s.tensor_bytes();
-  j["parameters"] = s.parameter_count();
+  j["parameters"] = s.parameters;
   j["metadata"] = nlohmann::json::array();
   for (const auto& e : s.metadata) {
     j["metadata"].push_back({{"key", e.key}, {"type", e.type}, {"value", e.value}});

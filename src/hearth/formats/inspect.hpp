@@ -40,9 +40,11 @@ struct ModelSummary {
   std::vector<Entry> metadata;
   std::vector<TensorRow> tensors;
   std::uint64_t file_bytes = 0;
+  // Model parameters: elements of every tensor, except that mlx-packed weights count the values
+  // they hold (words x 32 / bits) and their scales and biases count nothing.
+  std::uint64_t parameters = 0;
 
   std::uint64_t tensor_bytes() const;
-  std::uint64_t parameter_count() const;
 };
 
 // max_items bounds how many array elements each metadata value shows.

@@ -212,13 +212,7 @@ TensorView SafetensorsFile::view(const SafetensorsTensorInfo& info) const {
 // Writer
 
 void SafetensorsWriter::set_metadata(std::string key, std::string value) {
-  for (auto& [k, v] : metadata_) {
-    if (k == key) {
-      v = std::move(value);
-      return;
-    }
-  }
-  metadata_.emplace_back(std::move(key), std::move(value));
+  detail::upsert(metadata_, std::move(key), std::move(value));
 }
 
 void SafetensorsWriter::add_tensor(std::string name, DType dtype, Shape shape,
@@ -232,19 +226,7 @@ void SafetensorsWriter::add_tensor(std::string name, DType dtype, Shape shape,
   if (name == "__metadata__") {
     throw Error(ErrorCode::kInvalidArgument, "reserved tensor name", {.key = name});
   }
-  const auto expect = dtype_bytes(dtype, static_cast<std::uint64_t>(numel(shape)));
-  if (!expect || *expect != data.size()) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "tensor data is " + std::to_string(data.size()) + " bytes, shape " +
-                    shape_string(shape) + " needs " + std::to_string(expect.value_or(0)),
-                {.key = name});
-  }
-  for (const Tensor& t : tensors_) {
-    if (t.name == name) {
-      throw Error(ErrorCode::kInvalidArgument, "duplicate tensor name", {.key = name});
-    }
-  }
-  tensors_.push_back({std::move(name), dtype, std::move(shape), data});
+  detail::add_pending_tensor(tensors_, std::move(name), dtype, std::move(shape), data);
 }
 
 std::string SafetensorsWriter::header() const {
@@ -261,7 +243,7 @@ std::string SafetensorsWriter::header() const {
     offset += tensors_[i].data.size();
   }
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
-    const Tensor& t = tensors_[i];
+    const detail::PendingTensor& t = tensors_[i];
     h[t.name] = {{"dtype", *safetensors_name_of(t.dtype)},
                  {"shape", t.shape},
                  {"data_offsets", {offsets[i], offsets[i] + t.data.size()}}};

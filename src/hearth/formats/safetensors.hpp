@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "hearth/core/mapped_file.hpp"
+#include "hearth/formats/writer_util.hpp"
 #include "hearth/tensor/tensor.hpp"
 
 namespace hearth::formats {
@@ -74,14 +75,8 @@ class SafetensorsWriter {
  private:
   std::string header() const;
   std::vector<std::size_t> data_order() const;
-  struct Tensor {
-    std::string name;
-    DType dtype;
-    Shape shape;
-    std::span<const std::byte> data;
-  };
   std::vector<std::pair<std::string, std::string>> metadata_;
-  std::vector<Tensor> tensors_;
+  std::vector<detail::PendingTensor> tensors_;
 };
 
 }  // namespace hearth::formats
