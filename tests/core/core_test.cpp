@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <stdexcept>
 
+#include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/core/mapped_file.hpp"
 #include "hearth/core/memory.hpp"
@@ -100,6 +102,24 @@ TEST(Utf8, FindsInvalidSequences) {
   EXPECT_EQ(find_invalid_utf8("\xE2\x82"), 0u);          // truncated
   EXPECT_EQ(printable("a\xFF\n"), "a\\xFF\\x0A");
   EXPECT_EQ(printable(std::string(100, 'x'), 10), std::string(10, 'x') + "...");
+}
+
+TEST(Cancel, FirstInterruptSetsTheFlagThatWorkPolls) {
+  install_cancel_handler();
+  reset_cancel();
+  EXPECT_FALSE(cancel_requested());
+  EXPECT_NO_THROW(throw_if_cancelled());
+  std::raise(SIGINT);  // the process survives the first one
+  EXPECT_TRUE(cancel_requested());
+  try {
+    throw_if_cancelled();
+    FAIL() << "expected a cancel";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCancelled);
+    EXPECT_EQ(exit_code_for(e.code()), 130);
+  }
+  reset_cancel();
+  EXPECT_FALSE(cancel_requested());
 }
 
 TEST(Memory, FormatsBytesAndSeesPeakRss) {
