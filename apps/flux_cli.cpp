@@ -11,8 +11,9 @@ int main(int argc, char** argv) {
                            "--n-images (grid), --quantize 4, --lora PATH, --output PNG",
                            "FLUX");
   return hearth::cli::run(app, argc, argv, [&] {
-    std::fprintf(stderr, "flux-cli: image generation is not implemented yet (planned: FLUX). "
-                         "See 'flux-cli --help'.\n");
+    std::fprintf(stderr,
+                 "flux-cli: image generation is not implemented yet (planned: FLUX). "
+                 "See 'flux-cli --help'.\n");
     return 2;
   });
 }

@@ -398,6 +398,8 @@ void Bank::init_schema() {
                           glob_function, nullptr, nullptr);
   db_->exec("PRAGMA journal_mode=WAL");
   db_->exec("PRAGMA synchronous=NORMAL");
+  db_->exec("PRAGMA cache_size=-65536");  // 64 MiB of page cache
+  db_->exec("PRAGMA mmap_size=1073741824");
   db_->exec(
       "BEGIN IMMEDIATE;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -845,8 +847,8 @@ std::vector<ChunkScore> Bank::search_bm25(const std::string& query, std::size_t 
   if (match.empty() || k == 0) return out;
   const char* sql =
       path_glob.empty()
-          ? "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
-            " ORDER BY bm25(chunks_fts) LIMIT ?2"
+          ? "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1"
+            " ORDER BY rank LIMIT ?2"
           : "SELECT f.rowid, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
             " JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ?1"
             " AND hearth_glob(?3, d.path) ORDER BY bm25(chunks_fts) LIMIT ?2";
