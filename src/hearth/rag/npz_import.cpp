@@ -228,6 +228,7 @@ std::map<std::string, NpyArray> read_npz(const std::filesystem::path& path) {
         bad("zip central directory is corrupt");
       }
       const std::uint64_t method = le(u + pos + 10, 2);
+      const auto crc = static_cast<std::uint32_t>(le(u + pos + 16, 4));
       std::uint64_t csize = le(u + pos + 20, 4);
       std::uint64_t usize = le(u + pos + 24, 4);
       const std::uint64_t name_len = le(u + pos + 28, 2);
@@ -276,6 +277,13 @@ std::map<std::string, NpyArray> read_npz(const std::filesystem::path& path) {
         throw Error(ErrorCode::kUnsupported,
                     "zip member " + name + " uses compression method " + std::to_string(method));
       }
+      uLong actual = crc32(0L, Z_NULL, 0);
+      for (std::size_t off = 0; off < member.size(); off += 1u << 30) {
+        const std::size_t len = std::min<std::size_t>(member.size() - off, 1u << 30);
+        actual = crc32(actual, reinterpret_cast<const Bytef*>(member.data() + off),
+                       static_cast<uInt>(len));
+      }
+      if (actual != crc) bad("zip member " + name + " fails its CRC check (corrupt file)");
       if (name.ends_with(".npy")) name.resize(name.size() - 4);
       try {
         out[name] = parse_npy(member);
@@ -326,9 +334,12 @@ ImportReport import_npz(const std::filesystem::path& npz, const std::filesystem:
     const std::size_t n = emb.shape[0];
     const std::size_t dim = emb.shape[1];
     if (dim == 0) bad("'embeddings' has zero columns");
-    const auto chunks = decode_strings(need("chunk_data"), need("chunk_lengths"), "chunk strings");
-    const auto sources =
-        decode_strings(need("source_data"), need("source_lengths"), "source strings");
+    const NpyArray& chunk_data = need("chunk_data");
+    const NpyArray& chunk_lengths = need("chunk_lengths");
+    const NpyArray& source_data = need("source_data");
+    const NpyArray& source_lengths = need("source_lengths");
+    const auto chunks = decode_strings(chunk_data, chunk_lengths, "chunk strings");
+    const auto sources = decode_strings(source_data, source_lengths, "source strings");
     if (chunks.size() != n || sources.size() != n) {
       bad("'embeddings' has " + std::to_string(n) + " rows but there are " +
           std::to_string(chunks.size()) + " chunks and " + std::to_string(sources.size()) +
