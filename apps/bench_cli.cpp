@@ -38,7 +38,10 @@ int main(int argc, char** argv) {
       app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
 
   return hearth::cli::run(app, argc, argv, [&] {
-    if (rag->parsed()) return hearth::rag::run_bench_rag(rag_options);
+    if (rag->parsed()) {
+      rag_options.threads = common.threads;
+      return hearth::rag::run_bench_rag(rag_options);
+    }
     if (inspect->parsed()) {
       const auto summary = hearth::formats::summarize(inspect_path, inspect_items);
       if (inspect_json) {

@@ -114,7 +114,7 @@ TEST(BenchCli, RagOnASciFactSubset) {
       << out;
   EXPECT_NE(out.find("| nDCG@10 |"), std::string::npos) << out;
   const std::size_t begin = out.find("```json") + 7;
-  const auto j = nlohmann::json::parse(out.substr(begin, out.rfind("```") - begin));
+  const auto j = nlohmann::json::parse(out.substr(begin, out.rfind("```") - begin))["beir"];
   EXPECT_EQ(j["queries"], 300);
   EXPECT_EQ(j["documents"], 500);
   EXPECT_GT(j["recall@100"].get<double>(), 0.0);
