@@ -7,6 +7,7 @@
 #include <poppler-page.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <system_error>
@@ -183,6 +184,145 @@ struct XmlDocDeleter {
 // --- PDF ------------------------------------------------------------------------------------
 
 void quiet_poppler(const std::string&, void*) {}
+
+struct Word {
+  double x0, x1, y0, y1;
+  std::string text;
+  bool space_after;
+  double yc() const { return (y0 + y1) / 2; }
+  double h() const { return y1 - y0; }
+};
+
+// A run of words on one line that does not cross a column gutter (or, for a full-width line,
+// the whole line).
+struct Run {
+  double x0, x1, y0, y1;
+  std::string text;
+  bool spanning = false;
+  int column = 0;
+};
+
+// A page's words in reading order for multi-column layouts: gutters are vertical strips that
+// (almost) no line crosses; lines are cut at gutters; full-width lines divide the page into
+// bands; each band is read column by column, top to bottom. Blank lines separate paragraphs
+// (a column change or a vertical gap of more than 1.2 line heights).
+std::string page_text_in_columns(std::vector<Word> words, double page_width) {
+  if (words.empty()) return {};
+  std::sort(words.begin(), words.end(), [](const Word& a, const Word& b) {
+    return a.yc() < b.yc() || (a.yc() == b.yc() && a.x0 < b.x0);
+  });
+  // Rows: words whose vertical centres are close.
+  std::vector<std::vector<Word>> rows;
+  for (Word& w : words) {
+    if (!rows.empty()) {
+      const Word& first = rows.back().front();
+      if (std::abs(w.yc() - first.yc()) < 0.4 * std::max(1.0, std::min(w.h(), first.h()))) {
+        rows.back().push_back(std::move(w));
+        continue;
+      }
+    }
+    rows.push_back({std::move(w)});
+  }
+  for (auto& r : rows) {
+    std::sort(r.begin(), r.end(), [](const Word& a, const Word& b) { return a.x0 < b.x0; });
+  }
+  // Coverage of each 1-point column of the page by words.
+  double xmin = 1e30, xmax = -1e30;
+  for (const auto& r : rows) {
+    xmin = std::min(xmin, r.front().x0);
+    xmax = std::max(xmax, r.back().x1);
+  }
+  const auto bins =
+      static_cast<std::size_t>(std::clamp(std::max(xmax, page_width), 1.0, 5000.0)) + 1;
+  std::vector<int> cover(bins, 0);
+  auto mark = [&](double a, double b) {
+    const auto lo = static_cast<std::size_t>(std::clamp(a, 0.0, double(bins - 1)));
+    const auto hi = static_cast<std::size_t>(std::clamp(b, 0.0, double(bins - 1)));
+    for (std::size_t x = lo; x <= hi; ++x) ++cover[x];
+  };
+  // Word boxes only: the spaces inside a column are covered by other lines' words, a gutter is
+  // covered by nothing but the few lines that span columns.
+  for (const auto& r : rows) {
+    for (const Word& w : r) mark(w.x0, w.x1);
+  }
+  const int peak = *std::max_element(cover.begin(), cover.end());
+  // Lines crossing a gutter (titles, author blocks, running heads) stay well under a quarter of
+  // the lines of a column.
+  const int low = std::max(1, peak / 4);
+  std::vector<std::pair<double, double>> gutters;
+  const auto first = static_cast<std::size_t>(std::max(0.0, xmin)) + 1;
+  const auto last = static_cast<std::size_t>(std::min(double(bins - 1), xmax));
+  for (std::size_t x = first; x < last;) {
+    if (cover[x] > low) {
+      ++x;
+      continue;
+    }
+    std::size_t e = x;
+    while (e < last && cover[e] <= low) ++e;
+    if (e < last && e - x >= 4 && peak >= 8) gutters.emplace_back(double(x), double(e));
+    x = e;
+  }
+  auto column_of = [&](double xc) {
+    int c = 0;
+    for (const auto& g : gutters) c += xc > g.second ? 1 : 0;
+    return c;
+  };
+  // Runs: rows cut at gutters; a run crossing a gutter spans columns.
+  std::vector<Run> runs;
+  for (const auto& r : rows) {
+    Run cur{r.front().x0, r.front().x1, r.front().y0, r.front().y1, r.front().text};
+    bool space = r.front().space_after;
+    auto flush = [&] {
+      for (const auto& g : gutters)
+        cur.spanning = cur.spanning || (cur.x0 < g.first && cur.x1 > g.second);
+      cur.column = column_of((cur.x0 + cur.x1) / 2);
+      runs.push_back(std::move(cur));
+    };
+    for (std::size_t i = 1; i < r.size(); ++i) {
+      const Word& w = r[i];
+      bool cut = false;
+      for (const auto& g : gutters) cut = cut || (cur.x1 <= g.second && w.x0 >= g.first);
+      if (cut) {
+        flush();
+        cur = Run{w.x0, w.x1, w.y0, w.y1, w.text};
+      } else {
+        if (space || w.x0 - cur.x1 > 0.15 * std::max(1.0, w.h())) cur.text += ' ';
+        cur.text += w.text;
+        cur.x1 = std::max(cur.x1, w.x1);
+        cur.y0 = std::min(cur.y0, w.y0);
+        cur.y1 = std::max(cur.y1, w.y1);
+      }
+      space = w.space_after;
+    }
+    flush();
+  }
+  // Bands between spanning runs; inside a band, column by column.
+  std::string out;
+  const Run* prev = nullptr;
+  auto emit = [&](const Run& r) {
+    if (prev != nullptr) {
+      const bool new_para = prev->column != r.column || prev->spanning != r.spanning ||
+                            r.y0 - prev->y1 > 1.2 * std::max(1.0, prev->y1 - prev->y0) ||
+                            r.y0 < prev->y0;
+      out += new_para ? "\n\n" : "\n";
+    }
+    out += r.text;
+    prev = &r;
+  };
+  std::size_t band_start = 0;
+  const int n_columns = static_cast<int>(gutters.size()) + 1;
+  for (std::size_t i = 0; i <= runs.size(); ++i) {
+    if (i < runs.size() && !runs[i].spanning) continue;
+    for (int c = 0; c < n_columns; ++c) {
+      for (std::size_t k = band_start; k < i; ++k) {
+        if (runs[k].column == c) emit(runs[k]);
+      }
+    }
+    if (i < runs.size()) emit(runs[i]);
+    band_start = i + 1;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -361,11 +501,23 @@ LoadedDocument parse_pdf(std::string_view bytes) {
     std::unique_ptr<poppler::page> page(pdf->create_page(i));
     std::string page_text;
     if (page) {
-      // Reading order (what pdftotext prints by default): columns one after another.
-      const poppler::byte_array utf8 =
-          page->text(poppler::rectf(), poppler::page::non_raw_non_physical_layout).to_utf8();
-      page_text.assign(utf8.begin(), utf8.end());
-      std::replace(page_text.begin(), page_text.end(), '\f', '\n');
+      std::vector<Word> words;
+      std::string rotated;  // sideways text (margins, stamps) is kept apart, after the page
+      for (const poppler::text_box& box : page->text_list()) {
+        const poppler::rectf b = box.bbox();
+        const poppler::byte_array utf8 = box.text().to_utf8();
+        if (utf8.empty()) continue;
+        std::string word(utf8.begin(), utf8.end());
+        if (box.rotation() != 0) {
+          rotated += word;
+          if (box.has_space_after()) rotated += ' ';
+          continue;
+        }
+        words.push_back(
+            {b.left(), b.right(), b.top(), b.bottom(), std::move(word), box.has_space_after()});
+      }
+      page_text = page_text_in_columns(std::move(words), page->page_rect().width());
+      if (!rotated.empty()) page_text += "\n\n" + rotated;
     }
     std::size_t repaired = 0;
     page_text = repair_utf8(page_text, &repaired);
