@@ -377,3 +377,39 @@ TEST(Bank, OddPathsAreStoredAndFound) {
 
 }  // namespace
 }  // namespace hearth::rag
+
+namespace hearth::rag {
+namespace {
+
+TEST(Bank, AFileTurnedHostileKeepsItsStoredVersion) {
+  testing::TempDir dir;
+  write_notes(dir / "notes");
+  auto bank = Bank::open(dir / "bank", nullptr, true);
+  ingest(*bank, dir / "notes");
+  // The markdown file becomes binary junk, a new empty file and a nested HTML bomb appear.
+  std::string junk(5000, '\0');
+  for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 131) % 256);
+  write_file(dir / "notes" / "birds" / "pelican.md", junk);
+  write_file(dir / "notes" / "empty.txt", "");
+  std::string html;
+  for (int i = 0; i < 20000; ++i) html += "<div>";
+  write_file(dir / "notes" / "nested.html", html + "deep</div>");
+  std::vector<std::string> messages;
+  IngestOptions o;
+  o.on_message = [&](const std::string& m) { messages.push_back(m); };
+  const IngestReport r = bank->ingest({dir / "notes"}, o);
+  EXPECT_EQ(r.failed, 1u);
+  EXPECT_EQ(r.added, 2u);
+  bool named = false;
+  for (const std::string& m : messages) {
+    named = named ||
+            (m.find("pelican.md") != std::string::npos && m.find("binary") != std::string::npos);
+  }
+  EXPECT_TRUE(named);
+  EXPECT_EQ(bank->search_bm25("pouch", 5).size(), 1u) << "the stored version is kept";
+  EXPECT_EQ(bank->documents().size(), 5u);
+  EXPECT_EQ(bank->integrity_check(), "ok");
+}
+
+}  // namespace
+}  // namespace hearth::rag
