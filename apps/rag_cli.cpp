@@ -212,7 +212,8 @@ class ProgressPrinter {
     const double secs = std::max(total_.seconds(), 1e-6);
     const double mbs = static_cast<double>(p.bytes_done) / 1e6 / secs;
     const double rate = static_cast<double>(p.bytes_done) / secs;
-    const double eta = rate > 0 ? static_cast<double>(p.bytes_total - p.bytes_done) / rate : 0.0;
+    const std::uint64_t left = p.bytes_total > p.bytes_done ? p.bytes_total - p.bytes_done : 0;
+    const double eta = rate > 0 ? static_cast<double>(left) / rate : 0.0;
     char line[256];
     if (tty_) {
       const int width = 24;
@@ -247,12 +248,18 @@ class ProgressPrinter {
 };
 
 int do_ingest(const std::vector<std::string>& paths, const Options& o,
-              const rag::IngestOptions& base, const rag::ChunkingOptions& chunking) {
+              const rag::IngestOptions& base, const rag::ChunkingOptions& chunking,
+              bool chunking_given = false) {
   const auto folders = bank_paths(o);
   if (folders.size() != 1) {
     throw Error(ErrorCode::kInvalidArgument, "ingest writes to exactly one --bank");
   }
   auto bank = rag::Bank::open(folders[0], nullptr, true, chunking);
+  if (chunking_given && bank->manifest().chunking.describe() != chunking.describe()) {
+    std::fprintf(stderr,
+                 "rag-cli: note: this bank chunks %s (set when it was created); %s is not used\n",
+                 bank->manifest().chunking.describe().c_str(), chunking.describe().c_str());
+  }
   ProgressPrinter printer;
   rag::IngestOptions opts = base;
   opts.on_progress = [&](const rag::IngestProgress& p) { printer.update(p); };
@@ -433,7 +440,10 @@ int main(int argc, char** argv) {
       if (chunk_size > 0) c.budget = chunk_size;
       c.overlap = chunk_overlap;
       ingest_opts.load.max_file_bytes = max_file_mb << 20;
-      return do_ingest(ingest_paths, o, ingest_opts, c);
+      const bool given = ingest->count("--chunker") + ingest->count("--chunk-size") +
+                             ingest->count("--chunk-overlap") >
+                         0;
+      return do_ingest(ingest_paths, o, ingest_opts, c, given);
     }
     if (search->parsed()) return do_search(query, o);
     if (ask->parsed()) return do_ask(query, o, open_banks(o));
