@@ -847,8 +847,8 @@ std::vector<ChunkScore> Bank::search_bm25(const std::string& query, std::size_t 
   if (match.empty() || k == 0) return out;
   const char* sql =
       path_glob.empty()
-          ? "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1"
-            " ORDER BY rank LIMIT ?2"
+          ? "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
+            " ORDER BY bm25(chunks_fts) LIMIT ?2"
           : "SELECT f.rowid, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
             " JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ?1"
             " AND hearth_glob(?3, d.path) ORDER BY bm25(chunks_fts) LIMIT ?2";
