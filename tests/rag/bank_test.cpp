@@ -1,6 +1,7 @@
 #include "hearth/rag/bank.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/time.h>
 #include <utime.h>
 
@@ -409,6 +410,60 @@ TEST(Bank, AFileTurnedHostileKeepsItsStoredVersion) {
   EXPECT_EQ(bank->search_bm25("pouch", 5).size(), 1u) << "the stored version is kept";
   EXPECT_EQ(bank->documents().size(), 5u);
   EXPECT_EQ(bank->integrity_check(), "ok");
+}
+
+}  // namespace
+}  // namespace hearth::rag
+
+namespace hearth::rag {
+namespace {
+
+// hearth_bm25 (lengths from memory, hits per phrase) must give FTS5's own bm25() scores.
+TEST(Bank, Bm25MatchesFts5BuiltIn) {
+  HEARTH_REQUIRE_FIXTURE(scifact, "datasets/beir-scifact/corpus.jsonl");
+  testing::TempDir dir;
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(scifact);
+    std::string line;
+    while (lines.size() < 300 && std::getline(in, line)) lines.push_back(line);
+  }
+  fs::create_directories(dir / "docs");
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    write_file(dir / "docs" / (std::to_string(i) + ".txt"), lines[i]);
+  }
+  auto bank = Bank::open(dir / "bank", nullptr, true);
+  ingest(*bank, dir / "docs");
+  ASSERT_EQ(bank->remove({"**/7.txt", "**/11.txt"}),
+            2u);  // deleted rows must not disturb the lengths
+  sqlite3* db = nullptr;
+  ASSERT_EQ(
+      sqlite3_open_v2((dir / "bank" / "bank.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+      SQLITE_OK);
+  for (const char* q : {"cell biology of cancer", "vitamin D deficiency risk", "the protein",
+                        "brain white matter diffusion tensor imaging"}) {
+    SCOPED_TRACE(q);
+    const auto ours = bank->search_bm25(q, 20);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts"
+                                 " MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT 20",
+                                 -1, &st, nullptr),
+              SQLITE_OK);
+    const std::string match = fts_query(q);
+    sqlite3_bind_text(st, 1, match.c_str(), -1, SQLITE_TRANSIENT);
+    std::size_t i = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      ASSERT_LT(i, ours.size());
+      EXPECT_NEAR(ours[i].score, -sqlite3_column_double(st, 1),
+                  1e-9 * (1 + std::abs(ours[i].score)));
+      ++i;
+    }
+    sqlite3_finalize(st);
+    EXPECT_EQ(i, ours.size());
+    EXPECT_GT(i, 0u);
+  }
+  sqlite3_close(db);
 }
 
 }  // namespace

@@ -39,6 +39,89 @@ void glob_function(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int(ctx, glob_match(pattern, path) ? 1 : 0);
 }
 
+// Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's IDF) as an FTS5 auxiliary function, returning the
+// negated score like FTS5's bm25(). It counts each phrase's hits in the row with
+// xPhraseFirst/xPhraseNext instead of merging every phrase's instances, which is what makes the
+// built-in function slow on long OR queries.
+struct Bm25Query {
+  std::vector<double> idf;
+  double avgdl = 1;
+};
+
+int count_hit(const Fts5ExtensionApi*, Fts5Context*, void* user) {
+  ++*static_cast<std::int64_t*>(user);
+  return SQLITE_OK;
+}
+
+void bm25_function(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* ctx, int,
+                   sqlite3_value**) {
+  constexpr double k1 = 1.2;
+  constexpr double b = 0.75;
+  auto* q = static_cast<Bm25Query*>(api->xGetAuxdata(fts, 0));
+  const int n_phrases = api->xPhraseCount(fts);
+  if (q == nullptr) {
+    auto owned = std::make_unique<Bm25Query>();
+    sqlite3_int64 rows = 0;
+    sqlite3_int64 tokens = 0;
+    int rc = api->xRowCount(fts, &rows);
+    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &tokens);
+    owned->avgdl = rows > 0 ? std::max(1.0, double(tokens) / double(rows)) : 1.0;
+    for (int i = 0; i < n_phrases && rc == SQLITE_OK; ++i) {
+      std::int64_t hits = 0;
+      rc = api->xQueryPhrase(fts, i, &hits, count_hit);
+      const double idf = std::log((double(rows) - double(hits) + 0.5) / (double(hits) + 0.5));
+      owned->idf.push_back(idf <= 0 ? 1e-6 : idf);
+    }
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(ctx, rc);
+      return;
+    }
+    q = owned.get();
+    rc = api->xSetAuxdata(fts, owned.release(), [](void* p) { delete static_cast<Bm25Query*>(p); });
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(ctx, rc);
+      return;
+    }
+  }
+  // Token counts come from the in-memory copy of the docsize table when it is loaded: a
+  // per-row xColumnSize is a b-tree lookup and costs more than the rest of the scoring.
+  int len = 0;
+  const auto* lengths = static_cast<const std::vector<std::uint32_t>*>(api->xUserData(fts));
+  const sqlite3_int64 rowid = api->xRowid(fts);
+  if (lengths != nullptr && rowid >= 0 && static_cast<std::uint64_t>(rowid) < lengths->size() &&
+      (*lengths)[static_cast<std::size_t>(rowid)] > 0) {
+    len = static_cast<int>((*lengths)[static_cast<std::size_t>(rowid)]);
+  } else if (api->xColumnSize(fts, -1, &len) != SQLITE_OK) {
+    len = 0;
+  }
+  const double norm = k1 * (1 - b + b * double(len) / q->avgdl);
+  double score = 0;
+  for (int i = 0; i < n_phrases; ++i) {
+    Fts5PhraseIter it;
+    int col = 0;
+    int off = 0;
+    int tf = 0;
+    if (api->xPhraseFirst(fts, i, &it, &col, &off) != SQLITE_OK) continue;
+    for (; col >= 0; api->xPhraseNext(fts, &it, &col, &off)) ++tf;
+    if (tf > 0) score += q->idf[static_cast<std::size_t>(i)] * tf * (k1 + 1) / (tf + norm);
+  }
+  sqlite3_result_double(ctx, -score);
+}
+
+void register_bm25(sqlite3* db, std::vector<std::uint32_t>* lengths) {
+  fts5_api* api = nullptr;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, nullptr) == SQLITE_OK) {
+    sqlite3_bind_pointer(st, 1, static_cast<void*>(&api), "fts5_api_ptr", nullptr);
+    sqlite3_step(st);
+  }
+  sqlite3_finalize(st);
+  if (api == nullptr || api->iVersion < 2) {
+    throw Error(ErrorCode::kUnsupported, "this SQLite has no FTS5 (needed for knowledge banks)");
+  }
+  api->xCreateFunction(api, "hearth_bm25", lengths, bm25_function, nullptr);
+}
+
 std::string text_column(sqlite3_stmt* st, int i) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
   return p == nullptr ? std::string()
@@ -51,6 +134,10 @@ std::string text_column(sqlite3_stmt* st, int i) {
 struct Bank::Db {
   sqlite3* db = nullptr;
   std::string file;
+  // Tokens per FTS row (index: chunk id; 0 = unknown), for hearth_bm25, and the bank
+  // generation they were read at.
+  std::vector<std::uint32_t> doc_tokens;
+  std::int64_t doc_tokens_generation = -1;
 
   ~Db() { sqlite3_close_v2(db); }
 
@@ -394,6 +481,7 @@ void Bank::init_schema() {
     db_->fail("cannot open the bank database");
   }
   sqlite3_busy_timeout(db_->db, 10000);
+  register_bm25(db_->db, &db_->doc_tokens);
   sqlite3_create_function(db_->db, "hearth_glob", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
                           glob_function, nullptr, nullptr);
   db_->exec("PRAGMA journal_mode=WAL");
@@ -847,11 +935,42 @@ std::vector<ChunkScore> Bank::search_bm25(const std::string& query, std::size_t 
   if (match.empty() || k == 0) return out;
   const char* sql =
       path_glob.empty()
-          ? "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
-            " ORDER BY bm25(chunks_fts) LIMIT ?2"
-          : "SELECT f.rowid, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
+          ? "SELECT rowid, hearth_bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
+            " ORDER BY hearth_bm25(chunks_fts) LIMIT ?2"
+          : "SELECT f.rowid, hearth_bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = "
+            "f.rowid"
             " JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ?1"
-            " AND hearth_glob(?3, d.path) ORDER BY bm25(chunks_fts) LIMIT ?2";
+            " AND hearth_glob(?3, d.path) ORDER BY hearth_bm25(chunks_fts) LIMIT ?2";
+  const std::int64_t generation = meta_int("generation");
+  if (generation != db_->doc_tokens_generation) {
+    db_->doc_tokens.clear();
+    Stmt max(*db_, "SELECT COALESCE(MAX(id), 0) FROM chunks_fts_docsize");
+    const std::int64_t max_id = max.step() ? max.i64(0) : 0;
+    if (max_id < (std::int64_t{1} << 27)) {
+      db_->doc_tokens.assign(static_cast<std::size_t>(max_id) + 1, 0);
+      Stmt sizes(*db_, "SELECT id, sz FROM chunks_fts_docsize");
+      while (sizes.step()) {
+        const std::int64_t id = sizes.i64(0);
+        const std::string sz = sizes.str(1);
+        // The first column's count: an SQLite varint.
+        std::uint64_t v = 0;
+        for (std::size_t i = 0; i < sz.size() && i < 9; ++i) {
+          const auto byte = static_cast<unsigned char>(sz[i]);
+          if (i == 8) {
+            v = (v << 8) | byte;
+            break;
+          }
+          v = (v << 7) | (byte & 0x7F);
+          if ((byte & 0x80) == 0) break;
+        }
+        if (id >= 0 && id <= max_id) {
+          db_->doc_tokens[static_cast<std::size_t>(id)] =
+              static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
+        }
+      }
+    }
+    db_->doc_tokens_generation = generation;
+  }
   Stmt st(*db_, sql);
   st.bind(1, match).bind(2, static_cast<std::int64_t>(k));
   if (!path_glob.empty()) st.bind(3, path_glob);
