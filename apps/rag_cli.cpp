@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -504,7 +505,14 @@ int main(int argc, char** argv) {
       const auto banks = open_banks(o);
       for (const auto& b : banks) {
         if (show_target.starts_with("#")) {
-          const auto c = b->chunk(std::stoll(show_target.substr(1)));
+          std::int64_t id = 0;
+          const std::string digits = show_target.substr(1);
+          const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+          if (ec != std::errc() || end != digits.data() + digits.size()) {
+            throw Error(ErrorCode::kInvalidArgument,
+                        "'" + show_target + "' is not a chunk id (#NUMBER)");
+          }
+          const auto c = b->chunk(id);
           if (!c) continue;
           std::printf("%s  chunk #%lld  pages %d-%d  bytes %llu-%llu\n%s%s\n\n%s\n",
                       hearth::printable(c->path, 300).c_str(), static_cast<long long>(c->id),
