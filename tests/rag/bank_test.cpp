@@ -468,3 +468,58 @@ TEST(Bank, Bm25MatchesFts5BuiltIn) {
 
 }  // namespace
 }  // namespace hearth::rag
+
+namespace hearth::rag {
+namespace {
+
+TEST(Dense, F16AndInt8RowsRoundTripWithinTheirPrecision) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const std::size_t n = 7;
+  const std::size_t dim = 45;
+  std::vector<float> rows(n * dim);
+  for (float& x : rows) x = nd(rng);
+  normalize_rows(rows.data(), n, dim);
+  for (const VectorType t : {VectorType::kF32, VectorType::kF16, VectorType::kInt8}) {
+    SCOPED_TRACE(to_string(t));
+    EXPECT_EQ(parse_vector_type(to_string(t)), t);
+    std::vector<std::byte> enc(n * row_bytes(t, dim));
+    encode_rows(t, rows.data(), n, dim, enc.data());
+    std::vector<float> dec(n * dim);
+    decode_rows(t, enc.data(), n, dim, dec.data());
+    const double tol = t == VectorType::kF32 ? 0 : t == VectorType::kF16 ? 1e-3 : 0.5 / 127;
+    for (std::size_t i = 0; i < rows.size(); ++i) EXPECT_NEAR(dec[i], rows[i], tol);
+  }
+  EXPECT_THROW(parse_vector_type("f64"), Error);
+}
+
+TEST(Dense, BanksStoringF16OrInt8RankLikeF32) {
+  testing::TempDir dir;
+  write_notes(dir / "notes");
+  FakeEmbedding model(40);
+  std::vector<std::vector<ChunkScore>> results;
+  for (const VectorType t : {VectorType::kF32, VectorType::kF16, VectorType::kInt8}) {
+    const fs::path folder = dir / to_string(t);
+    {
+      auto bank = Bank::open(folder, &model, true, {ChunkingOptions::Mode::kStructural, 40, 0}, t);
+      ingest(*bank, dir / "notes");
+    }
+    auto bank = Bank::open(folder, &model, false);
+    EXPECT_EQ(bank->manifest().vector_type, t);
+    EXPECT_TRUE(fs::exists(folder / (std::string("vectors.") + to_string(t))));
+    std::vector<float> q = model.embed({"owls hunt at night"});
+    normalize_rows(q.data(), 1, q.size());
+    results.push_back(bank->search_dense(q, 100));
+  }
+  ASSERT_EQ(results[0].size(), results[1].size());
+  ASSERT_EQ(results[0].size(), results[2].size());
+  EXPECT_EQ(results[1][0].chunk_id, results[0][0].chunk_id);
+  EXPECT_EQ(results[2][0].chunk_id, results[0][0].chunk_id);
+  for (std::size_t i = 0; i < results[0].size(); ++i) {
+    EXPECT_NEAR(results[1][i].score, results[0][i].score, 2e-3);
+    EXPECT_NEAR(results[2][i].score, results[0][i].score, 3e-2);
+  }
+}
+
+}  // namespace
+}  // namespace hearth::rag

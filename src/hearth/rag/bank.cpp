@@ -27,7 +27,6 @@ namespace {
 
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kDatabase = "bank.sqlite";
-constexpr const char* kVectors = "vectors.f32";
 
 void glob_function(sqlite3_context* ctx, int, sqlite3_value** argv) {
   const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
@@ -239,7 +238,7 @@ nlohmann::json manifest_json(const BankManifest& m) {
     j["embedding"] = {{"id", m.embedding_id},
                       {"fingerprint", m.embedding_fingerprint},
                       {"dim", m.dim},
-                      {"vector_dtype", "f32"}};
+                      {"vector_dtype", to_string(m.vector_type)}};
   } else {
     j["embedding"] = nullptr;
   }
@@ -277,6 +276,7 @@ BankManifest read_manifest(const fs::path& file) {
       m.embedding_id = e.at("id").get<std::string>();
       m.embedding_fingerprint = e.at("fingerprint").get<std::string>();
       m.dim = e.at("dim").get<std::size_t>();
+      m.vector_type = parse_vector_type(e.value("vector_dtype", std::string("f32")));
     }
     const auto& c = j.at("chunking");
     m.chunking.mode = c.at("mode").get<std::string>() == "characters"
@@ -385,7 +385,7 @@ bool Bank::exists(const fs::path& folder) {
 }
 
 std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, bool create,
-                                 const ChunkingOptions& chunking) {
+                                 const ChunkingOptions& chunking, VectorType vector_type) {
   const fs::path manifest_file = folder / kManifest;
   std::error_code ec;
   if (!fs::exists(manifest_file, ec)) {
@@ -408,6 +408,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, 
     }
     BankManifest m;
     m.chunking = chunking;
+    m.vector_type = vector_type;
     if (model != nullptr) {
       m.embedding_id = model->id();
       m.embedding_fingerprint = model->fingerprint();
@@ -442,6 +443,10 @@ std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std:
   m.chunking = chunking;
   write_manifest(folder / kManifest, m);
   return open(folder, nullptr, false);
+}
+
+std::filesystem::path Bank::vectors_path() const {
+  return folder_ / (std::string("vectors.") + to_string(manifest_.vector_type));
 }
 
 Bank::~Bank() {
@@ -506,7 +511,7 @@ void Bank::init_schema() {
       " DELETE FROM chunks_fts WHERE rowid = old.id; END;"
       "COMMIT;");
   if (has_vectors()) {
-    const std::string path = (folder_ / kVectors).string();
+    const std::string path = vectors_path().string();
     vec_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (vec_fd_ < 0) {
       throw Error(ErrorCode::kIo, std::string("cannot open vectors: ") + std::strerror(errno),
@@ -524,17 +529,19 @@ std::int64_t Bank::meta_int(const char* key) const {
 void Bank::append_vectors(const float* rows, std::size_t n) {
   // Called inside a write transaction: rows go right after the committed ones.
   const std::int64_t committed = meta_int("vec_rows");
-  const std::size_t row_bytes = manifest_.dim * sizeof(float);
-  const auto offset = static_cast<off_t>(static_cast<std::size_t>(committed) * row_bytes);
-  const char* p = reinterpret_cast<const char*>(rows);
-  std::size_t left = n * row_bytes;
+  const std::size_t stride = row_bytes(manifest_.vector_type, manifest_.dim);
+  std::vector<std::byte> encoded(n * stride);
+  encode_rows(manifest_.vector_type, rows, n, manifest_.dim, encoded.data());
+  const auto offset = static_cast<off_t>(static_cast<std::size_t>(committed) * stride);
+  const char* p = reinterpret_cast<const char*>(encoded.data());
+  std::size_t left = encoded.size();
   off_t at = offset;
   while (left > 0) {
     const ssize_t w = ::pwrite(vec_fd_, p, left, at);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       throw Error(ErrorCode::kIo, std::string("writing vectors: ") + std::strerror(errno),
-                  {.file = (folder_ / kVectors).string()});
+                  {.file = vectors_path().string()});
     }
     p += w;
     at += w;
@@ -559,10 +566,11 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
   WriteTxn txn(*db_);
   if (has_vectors()) {
     // Rows past the committed count are left over from an interrupted write: cut them.
-    const auto committed = static_cast<off_t>(meta_int("vec_rows") * manifest_.dim * 4);
+    const auto committed = static_cast<off_t>(static_cast<std::size_t>(meta_int("vec_rows")) *
+                                              row_bytes(manifest_.vector_type, manifest_.dim));
     if (::ftruncate(vec_fd_, committed) != 0) {
       throw Error(ErrorCode::kIo, std::string("truncating vectors: ") + std::strerror(errno),
-                  {.file = (folder_ / kVectors).string()});
+                  {.file = vectors_path().string()});
     }
   }
   Stmt find(*db_, "SELECT id, hash FROM documents WHERE path = ?1");
@@ -659,7 +667,7 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
   }
   if (wrote_vectors && ::fdatasync(vec_fd_) != 0) {
     throw Error(ErrorCode::kIo, std::string("flushing vectors: ") + std::strerror(errno),
-                {.file = (folder_ / kVectors).string()});
+                {.file = vectors_path().string()});
   }
   db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
   txn.commit();
@@ -1003,10 +1011,10 @@ void Bank::refresh_vectors() const {
   }
   vec_map_ = MappedFile();
   if (vec_rows_ > 0) {
-    vec_map_ = MappedFile::open(folder_ / kVectors);
-    if (vec_map_.size() < vec_rows_ * manifest_.dim * sizeof(float)) {
+    vec_map_ = MappedFile::open(vectors_path());
+    if (vec_map_.size() < vec_rows_ * row_bytes(manifest_.vector_type, manifest_.dim)) {
       throw Error(ErrorCode::kFormat, "vectors file is shorter than the bank says",
-                  {.file = (folder_ / kVectors).string()});
+                  {.file = vectors_path().string()});
     }
   }
   loaded_generation_ = generation;
@@ -1031,9 +1039,9 @@ std::vector<ChunkScore> Bank::search_dense(const std::vector<float>& query, std:
   for (std::size_t r = 0; r < vec_rows_; ++r) {
     keep[r] = row_chunk_[r] != 0 && (path_glob.empty() || allowed.count(row_doc_[r]) > 0);
   }
-  const auto* rows = reinterpret_cast<const float*>(vec_map_.bytes().data());
   for (const auto& [score, row] :
-       top_k_dense(rows, vec_rows_, manifest_.dim, query.data(), k, keep.data())) {
+       top_k_dense(manifest_.vector_type, vec_map_.bytes().data(), vec_rows_, manifest_.dim,
+                   query.data(), k, keep.data())) {
     out.push_back({row_chunk_[row], score});
   }
   return out;

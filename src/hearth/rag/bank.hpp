@@ -1,7 +1,8 @@
 // A knowledge bank: one folder holding
 //   manifest.json  format version, embedding model (id, fingerprint, dim), chunking parameters
 //   bank.sqlite    documents, chunks and their FTS5 (porter) index, in WAL mode
-//   vectors.f32    one L2-normalised f32 row per embedded chunk (banks with an embedding model)
+//   vectors.f32    one L2-normalised row per embedded chunk (banks with an embedding model);
+//                  vectors.f16 / vectors.int8 when the bank stores f16 or int8 rows
 // Every change is one SQLite transaction; vector rows are appended and flushed before the
 // transaction that references them commits, and rows past the committed count are cut on the
 // next write, so a SIGKILL at any moment leaves a consistent bank.
@@ -18,6 +19,7 @@
 
 #include "hearth/core/mapped_file.hpp"
 #include "hearth/rag/chunker.hpp"
+#include "hearth/rag/dense.hpp"
 #include "hearth/rag/embedding.hpp"
 #include "hearth/rag/loaders.hpp"
 
@@ -30,6 +32,7 @@ struct BankManifest {
   std::string embedding_id;           // empty: lexical-only bank
   std::string embedding_fingerprint;  // empty for imported banks: only id and dim are checked
   std::size_t dim = 0;
+  VectorType vector_type = VectorType::kF32;
   ChunkingOptions chunking;
 };
 
@@ -105,11 +108,12 @@ struct ChunkScore {
 class Bank {
  public:
   // Opens the bank in folder; creates it when create is true and it does not exist yet (new
-  // banks take chunking and, when model is set, its id/fingerprint/dim). model may be null: the
-  // bank can then be searched lexically but not given new chunks if it holds vectors. Throws
-  // kInvalidArgument when model differs from the one the bank was built with.
+  // banks take chunking, vector_type and, when model is set, its id/fingerprint/dim). model may be
+  // null: the bank can then be searched lexically but not given new chunks if it holds vectors.
+  // Throws kInvalidArgument when model differs from the one the bank was built with.
   static std::unique_ptr<Bank> open(const std::filesystem::path& folder, EmbeddingModel* model,
-                                    bool create, const ChunkingOptions& chunking = {});
+                                    bool create, const ChunkingOptions& chunking = {},
+                                    VectorType vector_type = VectorType::kF32);
   // Creates a bank for vectors of dim made elsewhere (import), recording model_id.
   static std::unique_ptr<Bank> create_for_import(const std::filesystem::path& folder,
                                                  const std::string& model_id, std::size_t dim,
@@ -172,6 +176,7 @@ class Bank {
  private:
   Bank() = default;
   void init_schema();
+  std::filesystem::path vectors_path() const;
   void check_model(EmbeddingModel* model) const;
   void append_vectors(const float* rows, std::size_t n);
   std::int64_t meta_int(const char* key) const;
