@@ -4,6 +4,7 @@
 
 #include "hearth/cli/app.hpp"
 #include "hearth/formats/inspect.hpp"
+#include "hearth/rag/bench_rag.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"hearth benchmarks and model inspection", "bench-cli"};
@@ -27,14 +28,20 @@ int main(int argc, char** argv) {
                            "tokenizers issue");
   hearth::cli::add_planned(app, "embed", "Sentence-embedding throughput against measured peak",
                            "compute core + BERT issue");
-  hearth::cli::add_planned(app, "rag", "Retrieval quality (nDCG@10, recall) and latency on BEIR",
-                           "knowledge banks issue");
+  hearth::rag::BenchRagOptions rag_options;
+  CLI::App* rag = app.add_subcommand(
+      "rag", "Retrieval quality (nDCG@10, recall, MRR) and latency on a BEIR dataset");
+  hearth::rag::add_bench_rag_options(*rag, rag_options);
   hearth::cli::add_planned(app, "llm", "LLM prompt and generation speed", "LLM engine");
   hearth::cli::add_planned(app, "flux", "FLUX image generation speed and peak memory", "FLUX");
   hearth::cli::add_planned(
       app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
 
   return hearth::cli::run(app, argc, argv, [&] {
+    if (rag->parsed()) {
+      rag_options.threads = common.threads;
+      return hearth::rag::run_bench_rag(rag_options);
+    }
     if (inspect->parsed()) {
       const auto summary = hearth::formats::summarize(inspect_path, inspect_items);
       if (inspect_json) {

@@ -1,32 +1,569 @@
 // rag-cli: knowledge banks over your own documents, answered by a local model with citations.
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
 #include "hearth/cli/app.hpp"
+#include "hearth/core/cancel.hpp"
+#include "hearth/core/error.hpp"
+#include "hearth/core/memory.hpp"
+#include "hearth/core/timer.hpp"
+#include "hearth/core/utf8.hpp"
+#include "hearth/rag/bank.hpp"
+#include "hearth/rag/npz_import.hpp"
+#include "hearth/rag/search.hpp"
+
+namespace fs = std::filesystem;
+using hearth::Error;
+using hearth::ErrorCode;
+namespace rag = hearth::rag;
+
+namespace {
+
+struct Options {
+  std::vector<std::string> banks;
+  std::size_t top_k = 5;
+  std::size_t candidates = 20;
+  bool no_reranker = false;
+  std::string reranker;
+  std::string model_id;
+  std::size_t max_tokens = 0;
+  bool json = false;
+  std::string mode = "auto";
+  std::string filter;
+};
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : fallback;
+}
+
+fs::path home() {
+  return env_or("HOME", "/tmp");
+}
+
+fs::path default_bank() {
+  return fs::path(env_or("XDG_DATA_HOME", (home() / ".local/share").string())) / "hearth" /
+         "banks" / "default";
+}
+
+std::vector<fs::path> bank_paths(const Options& o) {
+  std::vector<fs::path> out;
+  for (const std::string& b : o.banks) out.emplace_back(b);
+  if (out.empty()) out.push_back(default_bank());
+  return out;
+}
+
+std::string dump(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// What the options promise that this build cannot do yet is said up front, not ignored.
+void check_model_options(const Options& o) {
+  if (!o.reranker.empty() && !o.no_reranker) {
+    throw Error(ErrorCode::kUnsupported,
+                "--reranker: cross-encoder reranking needs the BERT engine, which this build "
+                "does not have yet; run without it (or with --no-reranker)");
+  }
+  if (!o.model_id.empty()) {
+    throw Error(ErrorCode::kUnsupported,
+                "--model-id: embedding models are not available in this build yet; banks are "
+                "searched with BM25 (--model-id is accepted by 'import' to label vectors)");
+  }
+  if (o.max_tokens > 0) {
+    std::fprintf(stderr,
+                 "rag-cli: note: --max-tokens applies to LLM answers; no LLM is configured, so "
+                 "answers are extractive and it has no effect\n");
+  }
+}
+
+std::vector<std::unique_ptr<rag::Bank>> open_banks(const Options& o) {
+  std::vector<std::unique_ptr<rag::Bank>> banks;
+  for (const fs::path& p : bank_paths(o)) banks.push_back(rag::Bank::open(p, nullptr, false));
+  return banks;
+}
+
+std::vector<rag::Hit> run_search(const std::vector<std::unique_ptr<rag::Bank>>& banks,
+                                 const std::string& query, const Options& o) {
+  std::vector<const rag::Bank*> ptrs;
+  for (const auto& b : banks) ptrs.push_back(b.get());
+  rag::SearchOptions so;
+  so.mode = rag::parse_search_mode(o.mode);
+  so.top_k = o.top_k;
+  so.candidates = o.candidates;
+  so.path_glob = o.filter;
+  return rag::search(ptrs, query, so);
+}
+
+nlohmann::json hit_json(const rag::Hit& h, std::size_t rank,
+                        const std::vector<std::unique_ptr<rag::Bank>>& banks) {
+  return {{"rank", rank},
+          {"score", h.score},
+          {"bank", banks[h.bank]->folder().string()},
+          {"path", h.chunk.path},
+          {"page_first", h.chunk.page_first},
+          {"page_last", h.chunk.page_last},
+          {"heading", h.chunk.heading},
+          {"chunk_id", h.chunk.id},
+          {"byte_begin", h.chunk.byte_begin},
+          {"byte_end", h.chunk.byte_end},
+          {"text", h.chunk.text}};
+}
+
+std::string one_line(std::string_view s, std::size_t max) {
+  std::string out;
+  bool space = false;
+  for (const char c : s) {
+    if (c == '\n' || c == '\t' || c == '\r' || c == ' ' || c == '\f') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+    if (out.size() >= max) {
+      out += "...";
+      break;
+    }
+  }
+  return hearth::printable(out, max + 3);
+}
+
+int do_search(const std::string& query, const Options& o) {
+  const auto banks = open_banks(o);
+  const hearth::Timer t;
+  const auto hits = run_search(banks, query, o);
+  if (o.json) {
+    nlohmann::json j{{"query", query}, {"mode", o.mode}, {"ms", t.millis()}, {"hits", {}}};
+    j["hits"] = nlohmann::json::array();
+    for (std::size_t i = 0; i < hits.size(); ++i)
+      j["hits"].push_back(hit_json(hits[i], i + 1, banks));
+    std::cout << dump(j) << "\n";
+    return 0;
+  }
+  if (hits.empty()) std::cout << "No matches.\n";
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    const auto& c = hits[i].chunk;
+    rag::Citation cite{0, c.path, c.page_first, c.page_last, c.heading};
+    std::printf("%zu. [%.3f] %s%s\n   %s\n", i + 1, hits[i].score,
+                hearth::printable(rag::format_citation(cite), 200).c_str(),
+                c.heading.empty() ? "" : ("  (" + hearth::printable(c.heading, 80) + ")").c_str(),
+                one_line(c.text, 240).c_str());
+  }
+  return 0;
+}
+
+void print_answer(const rag::ExtractiveAnswer& a, const std::string& question, const Options& o) {
+  if (o.json) {
+    nlohmann::json j{{"question", question}, {"kind", "extractive"}};
+    j["sentences"] = nlohmann::json::array();
+    for (const auto& s : a.sentences)
+      j["sentences"].push_back({{"text", s.text}, {"citation", s.citation}});
+    j["citations"] = nlohmann::json::array();
+    for (const auto& c : a.citations) {
+      j["citations"].push_back({{"number", c.number},
+                                {"path", c.path},
+                                {"page_first", c.page_first},
+                                {"page_last", c.page_last},
+                                {"heading", c.heading}});
+    }
+    std::cout << dump(j) << "\n";
+    return;
+  }
+  if (a.sentences.empty()) {
+    std::cout << "No supporting sentences for this question were found in the bank.\n";
+    return;
+  }
+  std::cout << "Extractive answer (no language model configured; these sentences are quoted "
+               "from your documents):\n";
+  for (const auto& s : a.sentences) {
+    std::cout << "  " << hearth::printable(s.text, 600) << " [" << s.citation << "]\n";
+  }
+  std::cout << "Sources:\n";
+  for (const auto& c : a.citations) {
+    std::cout << "  [" << c.number << "] " << hearth::printable(rag::format_citation(c), 300);
+    if (!c.heading.empty()) std::cout << " - " << hearth::printable(c.heading, 120);
+    std::cout << "\n";
+  }
+}
+
+int do_ask(const std::string& question, const Options& o,
+           const std::vector<std::unique_ptr<rag::Bank>>& banks) {
+  const auto hits = run_search(banks, question, o);
+  print_answer(rag::extractive_answer(question, hits), question, o);
+  return 0;
+}
+
+// Progress on stderr: a redrawn bar on a terminal, a plain line every couple of seconds otherwise.
+class ProgressPrinter {
+ public:
+  ProgressPrinter() : tty_(::isatty(2) != 0) {}
+
+  void update(const rag::IngestProgress& p) {
+    const bool last = p.files_done == p.files_total;
+    if (!last && last_.seconds() < (tty_ ? 0.1 : 2.0)) return;
+    last_.reset();
+    const double secs = std::max(total_.seconds(), 1e-6);
+    const double mbs = static_cast<double>(p.bytes_done) / 1e6 / secs;
+    const double rate = static_cast<double>(p.bytes_done) / secs;
+    const std::uint64_t left = p.bytes_total > p.bytes_done ? p.bytes_total - p.bytes_done : 0;
+    const double eta = rate > 0 ? static_cast<double>(left) / rate : 0.0;
+    char line[256];
+    if (tty_) {
+      const int width = 24;
+      const int filled =
+          p.files_total == 0 ? width : static_cast<int>(width * p.files_done / p.files_total);
+      std::snprintf(line, sizeof line, "\r[%-*s] %zu/%zu files  %zu chunks  %.1f MB/s  ETA %.0fs ",
+                    width, std::string(static_cast<std::size_t>(filled), '#').c_str(), p.files_done,
+                    p.files_total, p.chunks, mbs, eta);
+      std::fputs(line, stderr);
+      drawn_ = true;
+    } else {
+      std::snprintf(line, sizeof line,
+                    "progress: %zu/%zu files, %zu chunks, %.1f MB/s, ETA %.0fs\n", p.files_done,
+                    p.files_total, p.chunks, mbs, eta);
+      std::fputs(line, stderr);
+    }
+  }
+  void message(const std::string& m) {
+    clear();
+    std::fprintf(stderr, "rag-cli: %s\n", m.c_str());
+  }
+  void clear() {
+    if (drawn_) std::fputs("\r\033[K", stderr);
+    drawn_ = false;
+  }
+
+ private:
+  bool tty_;
+  bool drawn_ = false;
+  hearth::Timer last_;
+  hearth::Timer total_;
+};
+
+int do_ingest(const std::vector<std::string>& paths, const Options& o,
+              const rag::IngestOptions& base, const rag::ChunkingOptions& chunking,
+              bool chunking_given = false) {
+  const auto folders = bank_paths(o);
+  if (folders.size() != 1) {
+    throw Error(ErrorCode::kInvalidArgument, "ingest writes to exactly one --bank");
+  }
+  auto bank = rag::Bank::open(folders[0], nullptr, true, chunking);
+  if (chunking_given && bank->manifest().chunking.describe() != chunking.describe()) {
+    std::fprintf(stderr,
+                 "rag-cli: note: this bank chunks %s (set when it was created); %s is not used\n",
+                 bank->manifest().chunking.describe().c_str(), chunking.describe().c_str());
+  }
+  ProgressPrinter printer;
+  rag::IngestOptions opts = base;
+  opts.on_progress = [&](const rag::IngestProgress& p) { printer.update(p); };
+  opts.on_message = [&](const std::string& m) { printer.message(m); };
+  std::vector<fs::path> roots(paths.begin(), paths.end());
+  const rag::IngestReport r = bank->ingest(roots, opts);
+  printer.clear();
+  std::fprintf(stderr,
+               "rag-cli: %zu added, %zu updated, %zu unchanged, %zu failed, %zu pruned; %zu "
+               "chunks; %.1f MB in %.2f s (%.1f MB/s) into %s\n",
+               r.added, r.updated, r.unchanged, r.failed, r.pruned, r.chunks,
+               static_cast<double>(r.bytes) / 1e6, r.seconds,
+               static_cast<double>(r.bytes) / 1e6 / std::max(r.seconds, 1e-9),
+               hearth::printable(folders[0].string(), 200).c_str());
+  return r.failed > 0 ? 1 : 0;
+}
+
+// Reads one line from stdin without blocking Ctrl+C: a cancel at the prompt returns nullopt,
+// as does end of input.
+std::optional<std::string> read_line() {
+  std::string line;
+  for (;;) {
+    if (hearth::cancel_requested()) return std::nullopt;
+    pollfd pfd{0, POLLIN, 0};
+    const int rc = ::poll(&pfd, 1, 100);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) continue;
+    char c;
+    const ssize_t n = ::read(0, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (line.empty()) return std::nullopt;
+      return line;
+    }
+    if (c == '\n') return line;
+    line += c;
+  }
+}
+
+int interactive(const Options& o) {
+  const auto banks = open_banks(o);
+  std::fprintf(stderr,
+               "Ask a question about your documents (Ctrl+D or Ctrl+C to quit; Ctrl+C during an "
+               "answer cancels it).\n");
+  for (;;) {
+    std::fputs("\xE2\x9D\x93> ", stdout);
+    std::fflush(stdout);
+    const auto line = read_line();
+    if (!line) {
+      std::fputs("\n", stdout);
+      return 0;
+    }
+    const std::string q(line->begin(), line->end());
+    if (q.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      do_ask(q, o, banks);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kCancelled) throw;
+      hearth::reset_cancel();
+      std::fputs("(cancelled)\n", stdout);
+    }
+    std::fflush(stdout);
+  }
+}
+
+fs::path find_sample_corpus(const std::string& given) {
+  if (!given.empty()) return given;
+  std::error_code ec;
+  std::vector<fs::path> starts{fs::current_path(ec)};
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) starts.push_back(exe.parent_path());
+  for (fs::path dir : starts) {
+    for (int up = 0; up < 6 && !dir.empty(); ++up, dir = dir.parent_path()) {
+      const fs::path c = dir / "data" / "sample-corpus";
+      if (fs::is_directory(c, ec)) return c;
+      if (dir == dir.parent_path()) break;
+    }
+  }
+  throw Error(ErrorCode::kNotFound,
+              "cannot find data/sample-corpus beside this checkout; pass --corpus DIR");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Ask questions over your own documents; nothing leaves this machine", "rag-cli"};
   hearth::cli::CommonOptions common;
   hearth::cli::add_common_options(app, common);
   app.require_subcommand(0, 1);
+  app.fallthrough();
 
-  const char* banks = "knowledge banks issue";
-  hearth::cli::add_planned(app, "ingest", "Add .txt/.md/.html/.pdf files or folders to a bank",
-                           banks);
-  hearth::cli::add_planned(app, "search", "BM25, dense or hybrid search of one or more banks",
-                           banks);
-  hearth::cli::add_planned(app, "ask", "Answer a question from a bank, citing sources", banks);
-  hearth::cli::add_planned(app, "list", "List a bank's documents", banks);
-  hearth::cli::add_planned(app, "show", "Show a document or chunk", banks);
-  hearth::cli::add_planned(app, "rm", "Remove documents from a bank", banks);
-  hearth::cli::add_planned(app, "stats", "Counts and sizes of a bank", banks);
-  hearth::cli::add_planned(app, "import", "Import the original lab's vdb.npz index", banks);
+  Options o;
+  app.add_option(
+      "--bank,--vdb-path", o.banks,
+      "Bank folder (repeat to search several); default $XDG_DATA_HOME/hearth/banks/default");
+  app.add_option("--top-k", o.top_k, "Chunks used for an answer or shown by search")
+      ->capture_default_str();
+  app.add_option("--candidates", o.candidates, "Candidates per retriever (and for the reranker)")
+      ->capture_default_str();
+  app.add_flag("--no-reranker", o.no_reranker, "Do not rerank the candidates");
+  app.add_option("--reranker", o.reranker, "Cross-encoder model folder (needs the BERT engine)");
+  app.add_option("--model-id", o.model_id, "Embedding model (needs the BERT engine)");
+  app.add_option("--max-tokens", o.max_tokens, "LLM answer length (needs an LLM)");
+  app.add_option("--mode", o.mode, "Retrieval: auto, bm25, dense or hybrid")->capture_default_str();
+  app.add_option("--filter", o.filter, "Only documents whose path matches this glob");
+  app.add_flag("--json", o.json, "JSON output (search, ask, list, stats)");
+
+  std::vector<std::string> ingest_paths;
+  rag::IngestOptions ingest_opts;
+  std::string chunker = "structural";
+  std::size_t chunk_size = 0;
+  std::size_t chunk_overlap = 50;
+  std::uint64_t max_file_mb = 64;
+  CLI::App* ingest =
+      app.add_subcommand("ingest", "Add .txt/.md/.html/.pdf files or folders to a bank");
+  ingest->add_option("paths", ingest_paths, "Files or folders (recursive)")->required();
+  ingest->add_option("--include", ingest_opts.collect.include, "Only files matching this glob");
+  ingest->add_option("--exclude", ingest_opts.collect.exclude, "Skip files matching this glob");
+  ingest->add_flag("--prune", ingest_opts.prune, "Drop documents whose files are gone");
+  ingest->add_option("--chunker", chunker, "structural, or characters (the original 256/50)")
+      ->capture_default_str();
+  ingest->add_option("--chunk-size", chunk_size,
+                     "Characters per chunk (structural 1000, characters 256) for a new bank");
+  ingest->add_option("--chunk-overlap", chunk_overlap, "Overlap for --chunker characters")
+      ->capture_default_str();
+  ingest->add_option("--max-file-size", max_file_mb, "Skip files larger than this many MiB")
+      ->capture_default_str();
+
+  std::string query;
+  CLI::App* search =
+      app.add_subcommand("search", "BM25, dense or hybrid search of one or more banks");
+  search->add_option("query", query, "What to look for")->required();
+  CLI::App* ask = app.add_subcommand("ask", "Answer a question from a bank, citing sources");
+  ask->add_option("question", query, "The question")->required();
+
+  CLI::App* list = app.add_subcommand("list", "List a bank's documents");
+  std::string show_target;
+  CLI::App* show = app.add_subcommand("show", "Show a document's chunks, or one chunk by #id");
+  show->add_option("target", show_target, "Document path, or #ID for a chunk")->required();
+  std::vector<std::string> rm_patterns;
+  CLI::App* rm = app.add_subcommand("rm", "Remove documents (paths or globs) from a bank");
+  rm->add_option("patterns", rm_patterns, "Document paths or globs")->required();
+  CLI::App* stats = app.add_subcommand("stats", "Counts and sizes of a bank");
+
+  std::string npz_path;
+  CLI::App* import = app.add_subcommand("import", "Import the original lab's vdb.npz index");
+  import->add_option("npz", npz_path, "The .npz file")->required();
+
+  std::string corpus;
+  std::string demo_question = "How do I keep a bank up to date when my files change?";
+  CLI::App* demo = app.add_subcommand(
+      "demo", "Ingest the bundled sample corpus (hearth's guide) and answer a sample question");
+  demo->add_option("--corpus", corpus, "Sample corpus folder (default: data/sample-corpus)");
+  demo->add_option("--question", demo_question, "Question to answer")->capture_default_str();
+
   hearth::cli::add_planned(app, "embed", "Print sentence embeddings for texts",
                            "compute core + BERT issue");
   hearth::cli::add_planned(app, "rerank", "Score passages against a query with a cross-encoder",
                            "compute core + BERT issue");
 
-  return hearth::cli::run(app, argc, argv, [&] {
-    std::fprintf(stderr,
-                 "rag-cli: the interactive question loop is not implemented yet (planned: "
-                 "knowledge banks issue). See 'rag-cli --help'.\n");
-    return 2;
+  return hearth::cli::run(app, argc, argv, [&]() -> int {
+    if (import->parsed()) {
+      const auto folders = bank_paths(o);
+      const rag::ImportReport r = rag::import_npz(npz_path, folders.at(0), o.model_id);
+      std::fprintf(stderr, "rag-cli: imported %zu chunks from %zu sources (dim %zu) into %s\n",
+                   r.chunks, r.documents, r.dim,
+                   hearth::printable(folders[0].string(), 200).c_str());
+      return 0;
+    }
+    check_model_options(o);
+    if (ingest->parsed()) {
+      rag::ChunkingOptions c;
+      if (chunker == "characters") {
+        c = rag::ChunkingOptions::original();
+      } else if (chunker != "structural") {
+        throw Error(ErrorCode::kInvalidArgument, "--chunker must be structural or characters");
+      }
+      if (chunk_size > 0) c.budget = chunk_size;
+      c.overlap = chunk_overlap;
+      ingest_opts.load.max_file_bytes = max_file_mb << 20;
+      const bool given = ingest->count("--chunker") + ingest->count("--chunk-size") +
+                             ingest->count("--chunk-overlap") >
+                         0;
+      return do_ingest(ingest_paths, o, ingest_opts, c, given);
+    }
+    if (search->parsed()) return do_search(query, o);
+    if (ask->parsed()) return do_ask(query, o, open_banks(o));
+    if (list->parsed() || stats->parsed()) {
+      const auto banks = open_banks(o);
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& b : banks) {
+        if (list->parsed()) {
+          for (const auto& d : b->documents(o.filter)) {
+            if (o.json) {
+              j.push_back({{"bank", b->folder().string()},
+                           {"path", d.path},
+                           {"kind", d.kind},
+                           {"title", d.title},
+                           {"size", d.size},
+                           {"pages", d.pages},
+                           {"chunks", d.chunks},
+                           {"hash", d.hash}});
+            } else {
+              std::printf("%-4s %6lld chunks %9s  %s\n", d.kind.c_str(),
+                          static_cast<long long>(d.chunks), hearth::format_bytes(d.size).c_str(),
+                          hearth::printable(d.path, 300).c_str());
+            }
+          }
+        } else {
+          const rag::BankStats s = b->stats();
+          const auto& m = b->manifest();
+          if (o.json) {
+            j.push_back({{"bank", b->folder().string()},
+                         {"documents", s.documents},
+                         {"chunks", s.chunks},
+                         {"vectors", s.vectors},
+                         {"vector_rows", s.vector_rows},
+                         {"text_bytes", s.text_bytes},
+                         {"disk_bytes", s.disk_bytes},
+                         {"chunking", m.chunking.describe()},
+                         {"embedding_model", m.embedding_id},
+                         {"dim", m.dim}});
+          } else {
+            std::printf(
+                "%s\n  documents %lld, chunks %lld, vectors %lld (rows %lld)\n  text %s, "
+                "on disk %s\n  chunking %s, embedding %s\n",
+                hearth::printable(b->folder().string(), 300).c_str(),
+                static_cast<long long>(s.documents), static_cast<long long>(s.chunks),
+                static_cast<long long>(s.vectors), static_cast<long long>(s.vector_rows),
+                hearth::format_bytes(s.text_bytes).c_str(),
+                hearth::format_bytes(s.disk_bytes).c_str(), m.chunking.describe().c_str(),
+                m.embedding_id.empty()
+                    ? "none (BM25 only)"
+                    : (m.embedding_id + " dim " + std::to_string(m.dim)).c_str());
+          }
+        }
+      }
+      if (o.json) std::cout << dump(j) << "\n";
+      return 0;
+    }
+    if (show->parsed()) {
+      const auto banks = open_banks(o);
+      for (const auto& b : banks) {
+        if (show_target.starts_with("#")) {
+          std::int64_t id = 0;
+          const std::string digits = show_target.substr(1);
+          const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+          if (ec != std::errc() || end != digits.data() + digits.size()) {
+            throw Error(ErrorCode::kInvalidArgument,
+                        "'" + show_target + "' is not a chunk id (#NUMBER)");
+          }
+          const auto c = b->chunk(id);
+          if (!c) continue;
+          std::printf("%s  chunk #%lld  pages %d-%d  bytes %llu-%llu\n%s%s\n\n%s\n",
+                      hearth::printable(c->path, 300).c_str(), static_cast<long long>(c->id),
+                      c->page_first, c->page_last, static_cast<unsigned long long>(c->byte_begin),
+                      static_cast<unsigned long long>(c->byte_end),
+                      c->heading.empty() ? "" : "heading: ", c->heading.c_str(), c->text.c_str());
+          return 0;
+        }
+        auto d = b->document(show_target);
+        if (!d) d = b->document(fs::absolute(show_target).lexically_normal().string());
+        if (!d) continue;
+        std::printf("%s  (%s, %d pages, %lld chunks, hash %s)\n",
+                    hearth::printable(d->path, 300).c_str(), d->kind.c_str(), d->pages,
+                    static_cast<long long>(d->chunks), d->hash.c_str());
+        for (const auto& c : b->chunks_of(d->id)) {
+          std::printf("  #%lld p.%d-%d %s: %s\n", static_cast<long long>(c.id), c.page_first,
+                      c.page_last, hearth::printable(c.heading, 60).c_str(),
+                      one_line(c.text, 100).c_str());
+        }
+        return 0;
+      }
+      throw Error(ErrorCode::kNotFound, "no such document or chunk in the bank: " + show_target);
+    }
+    if (rm->parsed()) {
+      const auto folders = bank_paths(o);
+      std::size_t removed = 0;
+      for (const auto& f : folders) {
+        auto bank = rag::Bank::open(f, nullptr, false);
+        std::vector<std::string> patterns = rm_patterns;
+        for (const std::string& p : rm_patterns) {
+          patterns.push_back(fs::absolute(p).lexically_normal().string());
+        }
+        removed += bank->remove(patterns);
+      }
+      std::fprintf(stderr, "rag-cli: removed %zu document(s)\n", removed);
+      return removed > 0 ? 0 : 1;
+    }
+    if (demo->parsed()) {
+      const fs::path src = find_sample_corpus(corpus);
+      Options d = o;
+      if (d.banks.empty()) {
+        d.banks.push_back((fs::path(env_or("XDG_CACHE_HOME", (home() / ".cache").string())) /
+                           "hearth" / "demo-bank")
+                              .string());
+      }
+      rag::IngestOptions io;
+      io.prune = true;
+      do_ingest({src.string()}, d, io, {});
+      std::printf("\xE2\x9D\x93> %s\n", demo_question.c_str());
+      return do_ask(demo_question, d, open_banks(d));
+    }
+    return interactive(o);
   });
 }

@@ -1,0 +1,1050 @@
+#include "hearth/rag/bank.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_set>
+
+#include "hearth/core/cancel.hpp"
+#include "hearth/core/error.hpp"
+#include "hearth/core/timer.hpp"
+#include "hearth/core/utf8.hpp"
+#include "hearth/formats/file_io.hpp"
+#include "hearth/rag/dense.hpp"
+
+namespace hearth::rag {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kDatabase = "bank.sqlite";
+
+void glob_function(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const auto* path = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
+  if (pattern == nullptr || path == nullptr) {
+    sqlite3_result_int(ctx, 0);
+    return;
+  }
+  sqlite3_result_int(ctx, glob_match(pattern, path) ? 1 : 0);
+}
+
+// Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's IDF) as an FTS5 auxiliary function, returning the
+// negated score like FTS5's bm25(). It counts each phrase's hits in the row with
+// xPhraseFirst/xPhraseNext instead of merging every phrase's instances, which is what makes the
+// built-in function slow on long OR queries.
+struct Bm25Query {
+  std::vector<double> idf;
+  double avgdl = 1;
+};
+
+int count_hit(const Fts5ExtensionApi*, Fts5Context*, void* user) {
+  ++*static_cast<std::int64_t*>(user);
+  return SQLITE_OK;
+}
+
+void bm25_function(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* ctx, int,
+                   sqlite3_value**) {
+  constexpr double k1 = 1.2;
+  constexpr double b = 0.75;
+  auto* q = static_cast<Bm25Query*>(api->xGetAuxdata(fts, 0));
+  const int n_phrases = api->xPhraseCount(fts);
+  if (q == nullptr) {
+    auto owned = std::make_unique<Bm25Query>();
+    sqlite3_int64 rows = 0;
+    sqlite3_int64 tokens = 0;
+    int rc = api->xRowCount(fts, &rows);
+    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &tokens);
+    owned->avgdl = rows > 0 ? std::max(1.0, double(tokens) / double(rows)) : 1.0;
+    for (int i = 0; i < n_phrases && rc == SQLITE_OK; ++i) {
+      std::int64_t hits = 0;
+      rc = api->xQueryPhrase(fts, i, &hits, count_hit);
+      const double idf = std::log((double(rows) - double(hits) + 0.5) / (double(hits) + 0.5));
+      owned->idf.push_back(idf <= 0 ? 1e-6 : idf);
+    }
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(ctx, rc);
+      return;
+    }
+    q = owned.get();
+    rc = api->xSetAuxdata(fts, owned.release(), [](void* p) { delete static_cast<Bm25Query*>(p); });
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(ctx, rc);
+      return;
+    }
+  }
+  // Token counts come from the in-memory copy of the docsize table when it is loaded: a
+  // per-row xColumnSize is a b-tree lookup and costs more than the rest of the scoring.
+  int len = 0;
+  const auto* lengths = static_cast<const std::vector<std::uint32_t>*>(api->xUserData(fts));
+  const sqlite3_int64 rowid = api->xRowid(fts);
+  if (lengths != nullptr && rowid >= 0 && static_cast<std::uint64_t>(rowid) < lengths->size() &&
+      (*lengths)[static_cast<std::size_t>(rowid)] > 0) {
+    len = static_cast<int>((*lengths)[static_cast<std::size_t>(rowid)]);
+  } else if (api->xColumnSize(fts, -1, &len) != SQLITE_OK) {
+    len = 0;
+  }
+  const double norm = k1 * (1 - b + b * double(len) / q->avgdl);
+  double score = 0;
+  for (int i = 0; i < n_phrases; ++i) {
+    Fts5PhraseIter it;
+    int col = 0;
+    int off = 0;
+    int tf = 0;
+    if (api->xPhraseFirst(fts, i, &it, &col, &off) != SQLITE_OK) continue;
+    for (; col >= 0; api->xPhraseNext(fts, &it, &col, &off)) ++tf;
+    if (tf > 0) score += q->idf[static_cast<std::size_t>(i)] * tf * (k1 + 1) / (tf + norm);
+  }
+  sqlite3_result_double(ctx, -score);
+}
+
+void register_bm25(sqlite3* db, std::vector<std::uint32_t>* lengths) {
+  fts5_api* api = nullptr;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, nullptr) == SQLITE_OK) {
+    sqlite3_bind_pointer(st, 1, static_cast<void*>(&api), "fts5_api_ptr", nullptr);
+    sqlite3_step(st);
+  }
+  sqlite3_finalize(st);
+  if (api == nullptr || api->iVersion < 2) {
+    throw Error(ErrorCode::kUnsupported, "this SQLite has no FTS5 (needed for knowledge banks)");
+  }
+  api->xCreateFunction(api, "hearth_bm25", lengths, bm25_function, nullptr);
+}
+
+std::string text_column(sqlite3_stmt* st, int i) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+  return p == nullptr ? std::string()
+                      : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
+}
+
+}  // namespace
+
+// The SQLite connection and its prepared statements.
+struct Bank::Db {
+  sqlite3* db = nullptr;
+  std::string file;
+  // Tokens per FTS row (index: chunk id; 0 = unknown), for hearth_bm25, and the bank
+  // generation they were read at.
+  std::vector<std::uint32_t> doc_tokens;
+  std::int64_t doc_tokens_generation = -1;
+
+  ~Db() { sqlite3_close_v2(db); }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    const int code = sqlite3_errcode(db);
+    const std::string msg = what + ": " + sqlite3_errmsg(db);
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+      throw Error(ErrorCode::kIo, msg + " (another process is writing this bank)", {.file = file});
+    }
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
+      throw Error(ErrorCode::kFormat, msg, {.file = file});
+    }
+    throw Error(ErrorCode::kIo, msg, {.file = file});
+  }
+
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      const std::string msg = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      fail(std::string("SQLite: ") + msg);
+    }
+  }
+};
+
+namespace {
+
+class Stmt {
+ public:
+  Stmt(const Bank::Db& db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db.db, sql, -1, &st_, nullptr) != SQLITE_OK) {
+      db.fail(std::string("preparing ") + sql);
+    }
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(st_, i);
+    return *this;
+  }
+  // True while rows come; false when done.
+  bool step() {
+    const int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    db_.fail("SQLite step");
+  }
+  void run() {
+    while (step()) {
+    }
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  std::int64_t i64(int c) const { return sqlite3_column_int64(st_, c); }
+  std::string str(int c) const { return text_column(st_, c); }
+  double dbl(int c) const { return sqlite3_column_double(st_, c); }
+  bool is_null(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
+
+ private:
+  const Bank::Db& db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back when an exception leaves the scope.
+class WriteTxn {
+ public:
+  explicit WriteTxn(Bank::Db& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+  ~WriteTxn() {
+    if (!done_) sqlite3_exec(db_.db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    db_.exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  Bank::Db& db_;
+  bool done_ = false;
+};
+
+nlohmann::json manifest_json(const BankManifest& m) {
+  nlohmann::json j;
+  j["format"] = "hearth-bank";
+  j["format_version"] = m.format_version;
+  if (m.dim > 0) {
+    j["embedding"] = {{"id", m.embedding_id},
+                      {"fingerprint", m.embedding_fingerprint},
+                      {"dim", m.dim},
+                      {"vector_dtype", to_string(m.vector_type)}};
+  } else {
+    j["embedding"] = nullptr;
+  }
+  j["chunking"] = {
+      {"mode", m.chunking.mode == ChunkingOptions::Mode::kCharacters ? "characters" : "structural"},
+      {"budget", m.chunking.budget},
+      {"overlap", m.chunking.overlap},
+      {"unit", "characters"}};
+  return j;
+}
+
+BankManifest read_manifest(const fs::path& file) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(formats::read_text_file(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kFormat, std::string("bank manifest is not valid JSON: ") + e.what(),
+                {.file = file.string()});
+  }
+  BankManifest m;
+  try {
+    if (j.value("format", "") != "hearth-bank") {
+      throw Error(ErrorCode::kFormat, "not a hearth bank manifest", {.file = file.string()});
+    }
+    m.format_version = j.at("format_version").get<int>();
+    if (m.format_version > kBankFormatVersion) {
+      throw Error(ErrorCode::kUnsupported,
+                  "bank format version " + std::to_string(m.format_version) +
+                      " is newer than this hearth understands (" +
+                      std::to_string(kBankFormatVersion) + ")",
+                  {.file = file.string()});
+    }
+    if (!j.at("embedding").is_null()) {
+      const auto& e = j.at("embedding");
+      m.embedding_id = e.at("id").get<std::string>();
+      m.embedding_fingerprint = e.at("fingerprint").get<std::string>();
+      m.dim = e.at("dim").get<std::size_t>();
+      m.vector_type = parse_vector_type(e.value("vector_dtype", std::string("f32")));
+    }
+    const auto& c = j.at("chunking");
+    m.chunking.mode = c.at("mode").get<std::string>() == "characters"
+                          ? ChunkingOptions::Mode::kCharacters
+                          : ChunkingOptions::Mode::kStructural;
+    m.chunking.budget = c.at("budget").get<std::size_t>();
+    m.chunking.overlap = c.at("overlap").get<std::size_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kFormat, std::string("bank manifest is incomplete: ") + e.what(),
+                {.file = file.string()});
+  }
+  return m;
+}
+
+void write_manifest(const fs::path& file, const BankManifest& m) {
+  formats::AtomicFileWriter w(file);
+  const std::string text = manifest_json(m).dump(2) + "\n";
+  w.write(text.data(), text.size());
+  w.commit();
+}
+
+const std::unordered_set<std::string>& stop_words() {
+  static const std::unordered_set<std::string> words = {
+      "a",    "an",   "and",  "are",   "as",    "at",    "be",    "but",  "by",   "for",
+      "if",   "in",   "into", "is",    "it",    "no",    "not",   "of",   "on",   "or",
+      "such", "that", "the",  "their", "then",  "there", "these", "they", "this", "to",
+      "was",  "will", "with", "what",  "which", "who",   "how",   "does", "do",   "can",
+      "from", "i",    "me",   "my",    "we",    "you",   "your",  "its",  "has",  "have",
+      "had",  "were", "been", "when",  "where", "why",   "about", "than", "so",   "did"};
+  return words;
+}
+
+}  // namespace
+
+std::string fts_query(const std::string& text) {
+  std::vector<std::string> words;
+  std::string cur;
+  auto push = [&] {
+    if (!cur.empty()) words.push_back(cur);
+    cur.clear();
+  };
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) != 0 || c >= 0x80) {
+      cur += static_cast<char>(std::tolower(c));
+    } else {
+      push();
+    }
+  }
+  push();
+  std::vector<std::string> kept;
+  std::set<std::string> seen;
+  for (const std::string& w : words) {
+    if (stop_words().count(w) == 0 && seen.insert(w).second) kept.push_back(w);
+  }
+  if (kept.empty()) {
+    for (const std::string& w : words) {
+      if (seen.insert(w).second) kept.push_back(w);
+    }
+  }
+  std::string q;
+  for (const std::string& w : kept) {
+    if (!is_valid_utf8(w)) continue;  // FTS5 cannot match invalid bytes anyway
+    if (!q.empty()) q += " OR ";
+    q += '"' + w + '"';  // words hold no '"': only letters, digits and non-ASCII bytes
+  }
+  return q;
+}
+
+std::string content_hash(std::string_view bytes) {
+  // 64-bit multiply-rotate hash over 8-byte words, seeded with the length.
+  constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
+  std::uint64_t h = 0xCBF29CE484222325ull ^ (bytes.size() * kMul);
+  std::size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ (w * kMul)) * 0xFF51AFD7ED558CCDull;
+    h = (h << 29) | (h >> 35);
+  }
+  std::uint64_t tail = 0;
+  std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  h = (h ^ (tail * kMul)) * 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+void normalize_rows(float* rows, std::size_t n, std::size_t dim) {
+  for (std::size_t i = 0; i < n; ++i) {
+    float* r = rows + i * dim;
+    double ss = 0;
+    for (std::size_t j = 0; j < dim; ++j) ss += double(r[j]) * r[j];
+    if (ss <= 0 || !std::isfinite(ss)) continue;
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss));
+    for (std::size_t j = 0; j < dim; ++j) r[j] *= inv;
+  }
+}
+
+bool Bank::exists(const fs::path& folder) {
+  std::error_code ec;
+  return fs::exists(folder / kManifest, ec);
+}
+
+std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, bool create,
+                                 const ChunkingOptions& chunking, VectorType vector_type) {
+  const fs::path manifest_file = folder / kManifest;
+  std::error_code ec;
+  if (!fs::exists(manifest_file, ec)) {
+    if (fs::exists(folder / kDatabase, ec)) {
+      throw Error(ErrorCode::kFormat, "bank folder has a database but no manifest.json",
+                  {.file = folder.string()});
+    }
+    if (!create) {
+      throw Error(ErrorCode::kNotFound, "no knowledge bank here (rag-cli ingest creates one)",
+                  {.file = folder.string()});
+    }
+    if (chunking.budget == 0 || (chunking.mode == ChunkingOptions::Mode::kCharacters &&
+                                 chunking.overlap >= chunking.budget)) {
+      throw Error(ErrorCode::kInvalidArgument, "chunk overlap must be below the chunk size");
+    }
+    fs::create_directories(folder, ec);
+    if (ec) {
+      throw Error(ErrorCode::kIo, "cannot create bank folder: " + ec.message(),
+                  {.file = folder.string()});
+    }
+    BankManifest m;
+    m.chunking = chunking;
+    m.vector_type = vector_type;
+    if (model != nullptr) {
+      m.embedding_id = model->id();
+      m.embedding_fingerprint = model->fingerprint();
+      m.dim = model->dim();
+    }
+    write_manifest(manifest_file, m);
+  }
+  std::unique_ptr<Bank> bank(new Bank());
+  bank->folder_ = folder;
+  bank->manifest_ = read_manifest(manifest_file);
+  bank->check_model(model);
+  bank->model_ = model;
+  bank->init_schema();
+  return bank;
+}
+
+std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std::string& model_id,
+                                              std::size_t dim, const ChunkingOptions& chunking) {
+  if (exists(folder)) {
+    throw Error(ErrorCode::kInvalidArgument, "a bank already exists here; import needs a new one",
+                {.file = folder.string()});
+  }
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) {
+    throw Error(ErrorCode::kIo, "cannot create bank folder: " + ec.message(),
+                {.file = folder.string()});
+  }
+  BankManifest m;
+  m.embedding_id = model_id;
+  m.dim = dim;
+  m.chunking = chunking;
+  write_manifest(folder / kManifest, m);
+  return open(folder, nullptr, false);
+}
+
+std::filesystem::path Bank::vectors_path() const {
+  return folder_ / (std::string("vectors.") + to_string(manifest_.vector_type));
+}
+
+Bank::~Bank() {
+  if (vec_fd_ >= 0) ::close(vec_fd_);
+}
+
+void Bank::check_model(EmbeddingModel* model) const {
+  if (model == nullptr) return;
+  const std::string where = folder_.string();
+  if (manifest_.dim == 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "this bank was built without embeddings (lexical only); it cannot be used with "
+                "embedding model " +
+                    model->id() + ": create a new bank for dense search",
+                {.file = where});
+  }
+  const bool same = model->id() == manifest_.embedding_id && model->dim() == manifest_.dim &&
+                    (manifest_.embedding_fingerprint.empty() ||
+                     model->fingerprint() == manifest_.embedding_fingerprint);
+  if (!same) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "this bank was built with embedding model " + manifest_.embedding_id + " (dim " +
+                    std::to_string(manifest_.dim) + ", fingerprint " +
+                    manifest_.embedding_fingerprint + "), not " + model->id() + " (dim " +
+                    std::to_string(model->dim()) + ", fingerprint " + model->fingerprint() +
+                    "): use that model or rebuild the bank",
+                {.file = where});
+  }
+}
+
+void Bank::init_schema() {
+  db_ = std::make_unique<Db>();
+  db_->file = (folder_ / kDatabase).string();
+  if (sqlite3_open_v2(db_->file.c_str(), &db_->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    db_->fail("cannot open the bank database");
+  }
+  sqlite3_busy_timeout(db_->db, 10000);
+  register_bm25(db_->db, &db_->doc_tokens);
+  sqlite3_create_function(db_->db, "hearth_glob", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                          glob_function, nullptr, nullptr);
+  db_->exec("PRAGMA journal_mode=WAL");
+  db_->exec("PRAGMA synchronous=NORMAL");
+  db_->exec("PRAGMA cache_size=-65536");  // 64 MiB of page cache
+  db_->exec("PRAGMA mmap_size=1073741824");
+  db_->exec(
+      "BEGIN IMMEDIATE;"
+      "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+      "INSERT OR IGNORE INTO meta VALUES('vec_rows', 0), ('generation', 0);"
+      "CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,"
+      " kind TEXT NOT NULL, hash TEXT NOT NULL, mtime INTEGER NOT NULL, size INTEGER NOT NULL,"
+      " pages INTEGER NOT NULL, title TEXT NOT NULL, repaired INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL,"
+      " seq INTEGER NOT NULL, page_first INTEGER NOT NULL, page_last INTEGER NOT NULL,"
+      " byte_begin INTEGER NOT NULL, byte_end INTEGER NOT NULL, heading TEXT NOT NULL,"
+      " text TEXT NOT NULL, vec_row INTEGER);"
+      "CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);"
+      "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body,"
+      " tokenize='porter unicode61 remove_diacritics 2');"
+      "CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN"
+      " DELETE FROM chunks_fts WHERE rowid = old.id; END;"
+      "COMMIT;");
+  if (has_vectors()) {
+    const std::string path = vectors_path().string();
+    vec_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (vec_fd_ < 0) {
+      throw Error(ErrorCode::kIo, std::string("cannot open vectors: ") + std::strerror(errno),
+                  {.file = path});
+    }
+  }
+}
+
+std::int64_t Bank::meta_int(const char* key) const {
+  Stmt st(*db_, "SELECT value FROM meta WHERE key = ?1");
+  st.bind(1, std::string(key));
+  return st.step() ? st.i64(0) : 0;
+}
+
+void Bank::append_vectors(const float* rows, std::size_t n) {
+  // Called inside a write transaction: rows go right after the committed ones.
+  const std::int64_t committed = meta_int("vec_rows");
+  const std::size_t stride = row_bytes(manifest_.vector_type, manifest_.dim);
+  std::vector<std::byte> encoded(n * stride);
+  encode_rows(manifest_.vector_type, rows, n, manifest_.dim, encoded.data());
+  const auto offset = static_cast<off_t>(static_cast<std::size_t>(committed) * stride);
+  const char* p = reinterpret_cast<const char*>(encoded.data());
+  std::size_t left = encoded.size();
+  off_t at = offset;
+  while (left > 0) {
+    const ssize_t w = ::pwrite(vec_fd_, p, left, at);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      throw Error(ErrorCode::kIo, std::string("writing vectors: ") + std::strerror(errno),
+                  {.file = vectors_path().string()});
+    }
+    p += w;
+    at += w;
+    left -= static_cast<std::size_t>(w);
+  }
+  Stmt up(*db_, "UPDATE meta SET value = value + ?1 WHERE key = 'vec_rows'");
+  up.bind(1, static_cast<std::int64_t>(n)).run();
+}
+
+Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
+  StoreCounts counts;
+  if (has_vectors() && model_ == nullptr) {
+    for (const PendingDocument& d : docs) {
+      if (d.vectors.empty()) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "this bank holds embeddings from " + manifest_.embedding_id +
+                        "; adding documents needs that model",
+                    {.file = folder_.string()});
+      }
+    }
+  }
+  WriteTxn txn(*db_);
+  if (has_vectors()) {
+    // Rows past the committed count are left over from an interrupted write: cut them.
+    const auto committed = static_cast<off_t>(static_cast<std::size_t>(meta_int("vec_rows")) *
+                                              row_bytes(manifest_.vector_type, manifest_.dim));
+    if (::ftruncate(vec_fd_, committed) != 0) {
+      throw Error(ErrorCode::kIo, std::string("truncating vectors: ") + std::strerror(errno),
+                  {.file = vectors_path().string()});
+    }
+  }
+  Stmt find(*db_, "SELECT id, hash FROM documents WHERE path = ?1");
+  Stmt touch(*db_, "UPDATE documents SET mtime = ?2, size = ?3 WHERE id = ?1");
+  Stmt del_chunks(*db_, "DELETE FROM chunks WHERE doc_id = ?1");
+  Stmt del_doc(*db_, "DELETE FROM documents WHERE id = ?1");
+  Stmt add_doc(*db_,
+               "INSERT INTO documents(path, kind, hash, mtime, size, pages, title, repaired)"
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  Stmt add_chunk(*db_,
+                 "INSERT INTO chunks(doc_id, seq, page_first, page_last, byte_begin, byte_end,"
+                 " heading, text, vec_row) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  Stmt add_fts(*db_, "INSERT INTO chunks_fts(rowid, body) VALUES(?1, ?2)");
+  bool wrote_vectors = false;
+  for (PendingDocument& d : docs) {
+    throw_if_cancelled();
+    find.bind(1, d.key);
+    bool replacing = false;
+    if (find.step()) {
+      const std::int64_t id = find.i64(0);
+      const bool same = find.str(1) == d.hash;
+      find.reset();
+      if (same) {
+        touch.bind(1, id).bind(2, d.mtime).bind(3, static_cast<std::int64_t>(d.size)).run();
+        ++counts.unchanged;
+        continue;
+      }
+      del_chunks.bind(1, id).run();
+      del_doc.bind(1, id).run();
+      replacing = true;
+    } else {
+      find.reset();
+    }
+    std::vector<Chunk> chunks =
+        d.chunks.empty() ? chunk_document(d.doc, manifest_.chunking) : std::move(d.chunks);
+    std::vector<float> vectors;
+    std::int64_t first_row = 0;
+    if (has_vectors() && !chunks.empty()) {
+      if (!d.vectors.empty()) {
+        if (d.vectors.size() != chunks.size() * manifest_.dim) {
+          throw Error(ErrorCode::kInvalidArgument, "vector count does not match chunk count",
+                      {.file = d.key});
+        }
+        vectors = std::move(d.vectors);
+      } else {
+        std::vector<std::string> texts;
+        texts.reserve(chunks.size());
+        for (const Chunk& c : chunks) {
+          texts.push_back(c.heading_path.empty() ? c.text : c.heading_path + "\n" + c.text);
+        }
+        vectors = model_->embed(texts);
+        if (vectors.size() != chunks.size() * manifest_.dim) {
+          throw Error(ErrorCode::kInternal, "embedding model returned the wrong number of floats");
+        }
+      }
+      normalize_rows(vectors.data(), chunks.size(), manifest_.dim);
+      first_row = meta_int("vec_rows");
+      append_vectors(vectors.data(), chunks.size());
+      wrote_vectors = true;
+    }
+    add_doc.bind(1, d.key)
+        .bind(2, d.doc.kind)
+        .bind(3, d.hash)
+        .bind(4, d.mtime)
+        .bind(5, static_cast<std::int64_t>(d.size))
+        .bind(6, static_cast<std::int64_t>(d.doc.page_starts.size()))
+        .bind(7, d.doc.title)
+        .bind(8, static_cast<std::int64_t>(d.doc.repaired_bytes))
+        .run();
+    const std::int64_t doc_id = sqlite3_last_insert_rowid(db_->db);
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      const Chunk& c = chunks[i];
+      add_chunk.bind(1, doc_id)
+          .bind(2, static_cast<std::int64_t>(i))
+          .bind(3, c.page_first)
+          .bind(4, c.page_last)
+          .bind(5, static_cast<std::int64_t>(c.begin))
+          .bind(6, static_cast<std::int64_t>(c.end))
+          .bind(7, c.heading_path)
+          .bind(8, c.text);
+      if (has_vectors()) {
+        add_chunk.bind(9, first_row + static_cast<std::int64_t>(i));
+      } else {
+        add_chunk.bind_null(9);
+      }
+      add_chunk.run();
+      const std::int64_t chunk_id = sqlite3_last_insert_rowid(db_->db);
+      add_fts.bind(1, chunk_id)
+          .bind(2, c.heading_path.empty() ? c.text : c.heading_path + "\n" + c.text)
+          .run();
+    }
+    counts.chunks += chunks.size();
+    ++(replacing ? counts.updated : counts.added);
+  }
+  if (wrote_vectors && ::fdatasync(vec_fd_) != 0) {
+    throw Error(ErrorCode::kIo, std::string("flushing vectors: ") + std::strerror(errno),
+                {.file = vectors_path().string()});
+  }
+  db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
+  txn.commit();
+  return counts;
+}
+
+bool Bank::store(const std::string& key, const LoadedDocument& doc, const std::string& hash,
+                 std::int64_t mtime, std::uint64_t size) {
+  std::vector<PendingDocument> one(1);
+  one[0].key = key;
+  one[0].doc = doc;
+  one[0].hash = hash;
+  one[0].mtime = mtime;
+  one[0].size = size;
+  return store_batch(one).unchanged == 0;
+}
+
+IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOptions& options) {
+  const Timer timer;
+  IngestReport report;
+  auto message = [&](const std::string& m) {
+    if (options.on_message) options.on_message(m);
+  };
+  std::vector<std::string> warnings;
+  const std::vector<fs::path> files = collect_files(roots, options.collect, &warnings);
+  for (const std::string& w : warnings) message(w);
+  IngestProgress progress;
+  progress.files_total = files.size();
+  std::vector<std::uint64_t> sizes(files.size(), 0);
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    const auto s = fs::file_size(files[i], ec);
+    sizes[i] = ec ? 0 : s;
+    progress.bytes_total += sizes[i];
+  }
+  std::vector<PendingDocument> pending;
+  std::uint64_t pending_bytes = 0;
+  Timer since_commit;
+  auto commit = [&] {
+    if (pending.empty()) return;
+    const StoreCounts c = store_batch(pending);
+    report.added += c.added;
+    report.updated += c.updated;
+    report.unchanged += c.unchanged;
+    report.chunks += c.chunks;
+    progress.chunks = report.chunks;
+    pending.clear();
+    pending_bytes = 0;
+    since_commit.reset();
+  };
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    throw_if_cancelled();
+    const fs::path& file = files[i];
+    const std::string key = fs::absolute(file).lexically_normal().string();
+    progress.current = key;
+    if (options.on_progress) options.on_progress(progress);
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      ++report.failed;
+      message(printable(key, 300) + ": cannot stat: " + std::strerror(errno));
+      continue;
+    }
+    const std::int64_t mtime =
+        static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    const auto existing = document(key);
+    if (existing && existing->mtime == mtime &&
+        existing->size == static_cast<std::uint64_t>(st.st_size)) {
+      ++report.unchanged;
+    } else {
+      try {
+        PendingDocument d;
+        d.key = key;
+        d.doc = load_document(file, options.load);
+        if (st.st_size > 0) {
+          const MappedFile raw = MappedFile::open(file);
+          d.hash = content_hash(
+              std::string_view(reinterpret_cast<const char*>(raw.bytes().data()), raw.size()));
+        } else {
+          d.hash = content_hash("");
+        }
+        d.mtime = mtime;
+        d.size = static_cast<std::uint64_t>(st.st_size);
+        if (d.doc.repaired_bytes > 0) {
+          ++report.repaired_files;
+          message(printable(key, 300) + ": " + std::to_string(d.doc.repaired_bytes) +
+                  " invalid UTF-8 byte(s) replaced with U+FFFD");
+        }
+        if (d.doc.blocks.empty()) message(printable(key, 300) + ": no text found (stored empty)");
+        report.bytes += d.size;
+        pending_bytes += d.size;
+        pending.push_back(std::move(d));
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::kCancelled) throw;
+        ++report.failed;
+        message(printable(key, 300) + ": " + e.message());
+      }
+    }
+    progress.files_done = i + 1;
+    progress.bytes_done += sizes[i];
+    if (pending.size() >= 64 || pending_bytes >= (32u << 20) || since_commit.seconds() > 1.0) {
+      commit();
+    }
+  }
+  commit();
+  if (options.on_progress) options.on_progress(progress);
+  if (options.prune) {
+    std::set<std::string> present;
+    for (const fs::path& f : files) present.insert(fs::absolute(f).lexically_normal().string());
+    std::vector<std::string> gone;
+    for (const fs::path& root : roots) {
+      std::string prefix = fs::absolute(root).lexically_normal().string();
+      for (const DocumentInfo& d : documents()) {
+        const bool under =
+            d.path == prefix ||
+            (d.path.size() > prefix.size() && d.path.compare(0, prefix.size(), prefix) == 0 &&
+             (prefix.ends_with("/") || d.path[prefix.size()] == '/'));
+        std::error_code ec;
+        if (under && present.count(d.path) == 0 && !fs::exists(d.path, ec)) {
+          gone.push_back(d.path);
+        }
+      }
+    }
+    std::sort(gone.begin(), gone.end());
+    gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+    for (const std::string& g : gone) message(printable(g, 300) + ": gone, removed from the bank");
+    report.pruned = gone.empty() ? 0 : remove(gone);
+  }
+  report.seconds = timer.seconds();
+  return report;
+}
+
+std::size_t Bank::remove(const std::vector<std::string>& patterns) {
+  WriteTxn txn(*db_);
+  std::vector<std::int64_t> ids;
+  {
+    Stmt all(*db_, "SELECT id, path FROM documents");
+    while (all.step()) {
+      const std::string path = all.str(1);
+      for (const std::string& p : patterns) {
+        if (p == path || glob_match(p, path)) {
+          ids.push_back(all.i64(0));
+          break;
+        }
+      }
+    }
+  }
+  Stmt del_chunks(*db_, "DELETE FROM chunks WHERE doc_id = ?1");
+  Stmt del_doc(*db_, "DELETE FROM documents WHERE id = ?1");
+  for (const std::int64_t id : ids) {
+    del_chunks.bind(1, id).run();
+    del_doc.bind(1, id).run();
+  }
+  db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
+  txn.commit();
+  return ids.size();
+}
+
+namespace {
+
+constexpr const char* kDocColumns =
+    "SELECT d.id, d.path, d.kind, d.hash, d.title, d.mtime, d.size, d.pages,"
+    " (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d";
+
+DocumentInfo read_doc(const Stmt& st) {
+  DocumentInfo d;
+  d.id = st.i64(0);
+  d.path = st.str(1);
+  d.kind = st.str(2);
+  d.hash = st.str(3);
+  d.title = st.str(4);
+  d.mtime = st.i64(5);
+  d.size = static_cast<std::uint64_t>(st.i64(6));
+  d.pages = static_cast<int>(st.i64(7));
+  d.chunks = st.i64(8);
+  return d;
+}
+
+constexpr const char* kChunkColumns =
+    "SELECT c.id, c.doc_id, d.path, c.seq, c.page_first, c.page_last, c.byte_begin, c.byte_end,"
+    " c.heading, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id";
+
+ChunkInfo read_chunk(const Stmt& st) {
+  ChunkInfo c;
+  c.id = st.i64(0);
+  c.doc_id = st.i64(1);
+  c.path = st.str(2);
+  c.seq = static_cast<int>(st.i64(3));
+  c.page_first = static_cast<int>(st.i64(4));
+  c.page_last = static_cast<int>(st.i64(5));
+  c.byte_begin = static_cast<std::uint64_t>(st.i64(6));
+  c.byte_end = static_cast<std::uint64_t>(st.i64(7));
+  c.heading = st.str(8);
+  c.text = st.str(9);
+  return c;
+}
+
+}  // namespace
+
+std::vector<DocumentInfo> Bank::documents(const std::string& path_glob) const {
+  std::vector<DocumentInfo> out;
+  Stmt st(*db_, (std::string(kDocColumns) + " ORDER BY d.path").c_str());
+  while (st.step()) {
+    DocumentInfo d = read_doc(st);
+    if (path_glob.empty() || glob_match(path_glob, d.path)) out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::optional<DocumentInfo> Bank::document(const std::string& path) const {
+  Stmt st(*db_, (std::string(kDocColumns) + " WHERE d.path = ?1").c_str());
+  st.bind(1, path);
+  if (!st.step()) return std::nullopt;
+  return read_doc(st);
+}
+
+std::vector<ChunkInfo> Bank::chunks_of(std::int64_t doc_id) const {
+  std::vector<ChunkInfo> out;
+  Stmt st(*db_, (std::string(kChunkColumns) + " WHERE c.doc_id = ?1 ORDER BY c.seq").c_str());
+  st.bind(1, doc_id);
+  while (st.step()) out.push_back(read_chunk(st));
+  return out;
+}
+
+std::optional<ChunkInfo> Bank::chunk(std::int64_t chunk_id) const {
+  Stmt st(*db_, (std::string(kChunkColumns) + " WHERE c.id = ?1").c_str());
+  st.bind(1, chunk_id);
+  if (!st.step()) return std::nullopt;
+  return read_chunk(st);
+}
+
+BankStats Bank::stats() const {
+  BankStats s;
+  db_->exec("BEGIN");
+  try {
+    Stmt st(*db_,
+            "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks),"
+            " (SELECT COUNT(*) FROM chunks WHERE vec_row IS NOT NULL),"
+            " (SELECT value FROM meta WHERE key = 'vec_rows'),"
+            " (SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB))), 0) FROM chunks)");
+    if (st.step()) {
+      s.documents = st.i64(0);
+      s.chunks = st.i64(1);
+      s.vectors = st.i64(2);
+      s.vector_rows = st.i64(3);
+      s.text_bytes = static_cast<std::uint64_t>(st.i64(4));
+    }
+  } catch (...) {
+    db_->exec("COMMIT");
+    throw;
+  }
+  db_->exec("COMMIT");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(folder_, ec)) {
+    if (e.is_regular_file(ec)) s.disk_bytes += e.file_size(ec);
+  }
+  return s;
+}
+
+std::string Bank::integrity_check() const {
+  Stmt st(*db_, "PRAGMA integrity_check");
+  std::string out;
+  while (st.step()) {
+    if (!out.empty()) out += "\n";
+    out += st.str(0);
+  }
+  return out;
+}
+
+std::vector<ChunkScore> Bank::search_bm25(const std::string& query, std::size_t k,
+                                          const std::string& path_glob) const {
+  std::vector<ChunkScore> out;
+  const std::string match = fts_query(query);
+  if (match.empty() || k == 0) return out;
+  const char* sql =
+      path_glob.empty()
+          ? "SELECT rowid, hearth_bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
+            " ORDER BY hearth_bm25(chunks_fts) LIMIT ?2"
+          : "SELECT f.rowid, hearth_bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = "
+            "f.rowid"
+            " JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ?1"
+            " AND hearth_glob(?3, d.path) ORDER BY hearth_bm25(chunks_fts) LIMIT ?2";
+  const std::int64_t generation = meta_int("generation");
+  if (generation != db_->doc_tokens_generation) {
+    db_->doc_tokens.clear();
+    Stmt max(*db_, "SELECT COALESCE(MAX(id), 0) FROM chunks_fts_docsize");
+    const std::int64_t max_id = max.step() ? max.i64(0) : 0;
+    if (max_id < (std::int64_t{1} << 27)) {
+      db_->doc_tokens.assign(static_cast<std::size_t>(max_id) + 1, 0);
+      Stmt sizes(*db_, "SELECT id, sz FROM chunks_fts_docsize");
+      while (sizes.step()) {
+        const std::int64_t id = sizes.i64(0);
+        const std::string sz = sizes.str(1);
+        // The first column's count: an SQLite varint.
+        std::uint64_t v = 0;
+        for (std::size_t i = 0; i < sz.size() && i < 9; ++i) {
+          const auto byte = static_cast<unsigned char>(sz[i]);
+          if (i == 8) {
+            v = (v << 8) | byte;
+            break;
+          }
+          v = (v << 7) | (byte & 0x7F);
+          if ((byte & 0x80) == 0) break;
+        }
+        if (id >= 0 && id <= max_id) {
+          db_->doc_tokens[static_cast<std::size_t>(id)] =
+              static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
+        }
+      }
+    }
+    db_->doc_tokens_generation = generation;
+  }
+  Stmt st(*db_, sql);
+  st.bind(1, match).bind(2, static_cast<std::int64_t>(k));
+  if (!path_glob.empty()) st.bind(3, path_glob);
+  while (st.step()) out.push_back({st.i64(0), -st.dbl(1)});
+  return out;
+}
+
+void Bank::refresh_vectors() const {
+  const std::int64_t generation = meta_int("generation");
+  if (generation == loaded_generation_) return;
+  db_->exec("BEGIN");
+  try {
+    vec_rows_ = static_cast<std::size_t>(meta_int("vec_rows"));
+    row_chunk_.assign(vec_rows_, 0);
+    row_doc_.assign(vec_rows_, 0);
+    Stmt st(*db_, "SELECT vec_row, id, doc_id FROM chunks WHERE vec_row IS NOT NULL");
+    while (st.step()) {
+      const std::int64_t row = st.i64(0);
+      if (row < 0 || static_cast<std::size_t>(row) >= vec_rows_) {
+        throw Error(ErrorCode::kFormat, "chunk refers to a vector row past the committed ones",
+                    {.file = db_->file});
+      }
+      row_chunk_[static_cast<std::size_t>(row)] = st.i64(1);
+      row_doc_[static_cast<std::size_t>(row)] = st.i64(2);
+    }
+    db_->exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  vec_map_ = MappedFile();
+  if (vec_rows_ > 0) {
+    vec_map_ = MappedFile::open(vectors_path());
+    if (vec_map_.size() < vec_rows_ * row_bytes(manifest_.vector_type, manifest_.dim)) {
+      throw Error(ErrorCode::kFormat, "vectors file is shorter than the bank says",
+                  {.file = vectors_path().string()});
+    }
+  }
+  loaded_generation_ = generation;
+}
+
+std::vector<ChunkScore> Bank::search_dense(const std::vector<float>& query, std::size_t k,
+                                           const std::string& path_glob) const {
+  std::vector<ChunkScore> out;
+  if (!has_vectors() || k == 0) return out;
+  if (query.size() != manifest_.dim) {
+    throw Error(ErrorCode::kInvalidArgument, "query vector has " + std::to_string(query.size()) +
+                                                 " dimensions, the bank " +
+                                                 std::to_string(manifest_.dim));
+  }
+  refresh_vectors();
+  if (vec_rows_ == 0) return out;
+  std::vector<std::uint8_t> keep(vec_rows_, 0);
+  std::unordered_set<std::int64_t> allowed;
+  if (!path_glob.empty()) {
+    for (const DocumentInfo& d : documents(path_glob)) allowed.insert(d.id);
+  }
+  for (std::size_t r = 0; r < vec_rows_; ++r) {
+    keep[r] = row_chunk_[r] != 0 && (path_glob.empty() || allowed.count(row_doc_[r]) > 0);
+  }
+  for (const auto& [score, row] :
+       top_k_dense(manifest_.vector_type, vec_map_.bytes().data(), vec_rows_, manifest_.dim,
+                   query.data(), k, keep.data())) {
+    out.push_back({row_chunk_[row], score});
+  }
+  return out;
+}
+
+}  // namespace hearth::rag

@@ -1,0 +1,209 @@
+// A knowledge bank: one folder holding
+//   manifest.json  format version, embedding model (id, fingerprint, dim), chunking parameters
+//   bank.sqlite    documents, chunks and their FTS5 (porter) index, in WAL mode
+//   vectors.f32    one L2-normalised row per embedded chunk (banks with an embedding model);
+//                  vectors.f16 / vectors.int8 when the bank stores f16 or int8 rows
+// Every change is one SQLite transaction; vector rows are appended and flushed before the
+// transaction that references them commits, and rows past the committed count are cut on the
+// next write, so a SIGKILL at any moment leaves a consistent bank.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hearth/core/mapped_file.hpp"
+#include "hearth/rag/chunker.hpp"
+#include "hearth/rag/dense.hpp"
+#include "hearth/rag/embedding.hpp"
+#include "hearth/rag/loaders.hpp"
+
+namespace hearth::rag {
+
+inline constexpr int kBankFormatVersion = 1;
+
+struct BankManifest {
+  int format_version = kBankFormatVersion;
+  std::string embedding_id;           // empty: lexical-only bank
+  std::string embedding_fingerprint;  // empty for imported banks: only id and dim are checked
+  std::size_t dim = 0;
+  VectorType vector_type = VectorType::kF32;
+  ChunkingOptions chunking;
+};
+
+struct DocumentInfo {
+  std::int64_t id = 0;
+  std::string path;
+  std::string kind;
+  std::string hash;
+  std::string title;
+  std::int64_t mtime = 0;
+  std::uint64_t size = 0;
+  int pages = 0;
+  std::int64_t chunks = 0;
+};
+
+struct ChunkInfo {
+  std::int64_t id = 0;
+  std::int64_t doc_id = 0;
+  std::string path;
+  int seq = 0;
+  int page_first = 0;
+  int page_last = 0;
+  std::uint64_t byte_begin = 0;
+  std::uint64_t byte_end = 0;
+  std::string heading;
+  std::string text;
+};
+
+struct BankStats {
+  std::int64_t documents = 0;
+  std::int64_t chunks = 0;
+  std::int64_t vectors = 0;      // live vector rows (one per chunk in an embedding bank)
+  std::int64_t vector_rows = 0;  // rows in vectors.f32, dead ones included
+  std::uint64_t text_bytes = 0;
+  std::uint64_t disk_bytes = 0;
+};
+
+struct IngestProgress {
+  std::size_t files_done = 0;
+  std::size_t files_total = 0;
+  std::size_t chunks = 0;
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+  std::string current;
+};
+
+struct IngestOptions {
+  LoadOptions load;
+  CollectOptions collect;
+  bool prune = false;  // drop documents whose files are gone from under the given roots
+  std::function<void(const IngestProgress&)> on_progress;
+  std::function<void(const std::string&)> on_message;  // per-file problems and notes
+};
+
+struct IngestReport {
+  std::size_t added = 0;
+  std::size_t updated = 0;
+  std::size_t unchanged = 0;
+  std::size_t failed = 0;
+  std::size_t pruned = 0;
+  std::size_t chunks = 0;
+  std::size_t repaired_files = 0;
+  std::uint64_t bytes = 0;
+  double seconds = 0;
+};
+
+// A scored chunk.
+struct ChunkScore {
+  std::int64_t chunk_id = 0;
+  double score = 0;
+};
+
+class Bank {
+ public:
+  // Opens the bank in folder; creates it when create is true and it does not exist yet (new
+  // banks take chunking, vector_type and, when model is set, its id/fingerprint/dim). model may be
+  // null: the bank can then be searched lexically but not given new chunks if it holds vectors.
+  // Throws kInvalidArgument when model differs from the one the bank was built with.
+  static std::unique_ptr<Bank> open(const std::filesystem::path& folder, EmbeddingModel* model,
+                                    bool create, const ChunkingOptions& chunking = {},
+                                    VectorType vector_type = VectorType::kF32);
+  // Creates a bank for vectors of dim made elsewhere (import), recording model_id.
+  static std::unique_ptr<Bank> create_for_import(const std::filesystem::path& folder,
+                                                 const std::string& model_id, std::size_t dim,
+                                                 const ChunkingOptions& chunking);
+  static bool exists(const std::filesystem::path& folder);
+
+  ~Bank();
+  Bank(const Bank&) = delete;
+  Bank& operator=(const Bank&) = delete;
+
+  const std::filesystem::path& folder() const { return folder_; }
+  const BankManifest& manifest() const { return manifest_; }
+  bool has_vectors() const { return manifest_.dim > 0; }
+
+  IngestReport ingest(const std::vector<std::filesystem::path>& roots,
+                      const IngestOptions& options);
+
+  // Stores one loaded document under key (its path) in its own transaction, replacing an older
+  // version. Returns false (and changes nothing) when a document with that key and hash exists.
+  bool store(const std::string& key, const LoadedDocument& doc, const std::string& hash,
+             std::int64_t mtime, std::uint64_t size);
+  // Stores many at once in one transaction (BEIR corpora, imports).
+  struct PendingDocument {
+    std::string key;
+    LoadedDocument doc;
+    std::string hash;
+    std::int64_t mtime = 0;
+    std::uint64_t size = 0;
+    std::vector<Chunk> chunks;   // empty: chunked with the bank's options
+    std::vector<float> vectors;  // precomputed rows for chunks (import); empty: embedded here
+  };
+  struct StoreCounts {
+    std::size_t added = 0;
+    std::size_t updated = 0;
+    std::size_t unchanged = 0;
+    std::size_t chunks = 0;
+  };
+  StoreCounts store_batch(std::vector<PendingDocument>& docs);
+
+  // Removes documents whose path equals or glob-matches one of patterns; returns how many.
+  std::size_t remove(const std::vector<std::string>& patterns);
+
+  std::vector<DocumentInfo> documents(const std::string& path_glob = "") const;
+  std::optional<DocumentInfo> document(const std::string& path) const;
+  std::vector<ChunkInfo> chunks_of(std::int64_t doc_id) const;
+  std::optional<ChunkInfo> chunk(std::int64_t chunk_id) const;
+  BankStats stats() const;
+  std::string integrity_check() const;  // "ok" or SQLite's findings
+
+  // BM25 over FTS5; user text is reduced to quoted terms so it can never break FTS syntax.
+  std::vector<ChunkScore> search_bm25(const std::string& query, std::size_t k,
+                                      const std::string& path_glob = "") const;
+  // Exact cosine top-k against an L2-normalised query of dim floats.
+  std::vector<ChunkScore> search_dense(const std::vector<float>& query, std::size_t k,
+                                       const std::string& path_glob = "") const;
+  EmbeddingModel* model() const { return model_; }
+
+  struct Db;  // the SQLite connection (defined in bank.cpp)
+
+ private:
+  Bank() = default;
+  void init_schema();
+  std::filesystem::path vectors_path() const;
+  void check_model(EmbeddingModel* model) const;
+  void append_vectors(const float* rows, std::size_t n);
+  std::int64_t meta_int(const char* key) const;
+  void refresh_vectors() const;
+
+  std::filesystem::path folder_;
+  BankManifest manifest_;
+  EmbeddingModel* model_ = nullptr;
+  std::unique_ptr<Db> db_;
+  int vec_fd_ = -1;
+  // Read side of the vectors: the mapped file, its committed rows, and per row the chunk and
+  // document ids (0 for dead rows), reloaded when the bank's generation changes.
+  mutable MappedFile vec_map_;
+  mutable std::size_t vec_rows_ = 0;
+  mutable std::vector<std::int64_t> row_chunk_;
+  mutable std::vector<std::int64_t> row_doc_;
+  mutable std::int64_t loaded_generation_ = -1;
+};
+
+// The FTS5 MATCH expression for user text: each word quoted, English stop words dropped (kept
+// when nothing else is left), joined with OR. Empty when the text has no words.
+std::string fts_query(const std::string& text);
+
+// A stable 64-bit content hash, as 16 hex digits.
+std::string content_hash(std::string_view bytes);
+
+// L2-normalises each row of rows (n x dim) in place; zero rows stay zero.
+void normalize_rows(float* rows, std::size_t n, std::size_t dim);
+
+}  // namespace hearth::rag

@@ -1,0 +1,266 @@
+#include "hearth/rag/bench_rag.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "hearth/core/cpu.hpp"
+#include "hearth/core/error.hpp"
+#include "hearth/core/thread_pool.hpp"
+#include "hearth/core/timer.hpp"
+#include "hearth/rag/beir.hpp"
+#include "hearth/rag/dense.hpp"
+
+namespace hearth::rag {
+namespace fs = std::filesystem;
+
+void add_bench_rag_options(CLI::App& app, BenchRagOptions& o) {
+  app.add_option("--beir", o.beir, "BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)");
+  app.add_option("--pdf", o.pdfs, "PDF files or folders: pages/s beside pdftotext");
+  app.add_option("--dense-rows", o.dense_rows,
+                 "Rows of a synthetic matrix for exact dense top-10 (e.g. 1000000)");
+  app.add_option("--dense-dim", o.dense_dim, "Dimension of the synthetic vectors")
+      ->capture_default_str();
+  app.add_option("--split", o.split, "qrels split")->capture_default_str();
+  app.add_option("--mode", o.mode, "bm25, dense or hybrid")->capture_default_str();
+  app.add_option("--reranker", o.reranker, "Cross-encoder folder (needs the BERT engine)");
+  app.add_option("--bank", o.bank, "Keep the bank in this folder (reused when it exists)");
+  app.add_option("--max-docs", o.max_docs, "Use only the first N corpus documents");
+}
+
+namespace {
+
+nlohmann::json bench_beir(const BenchRagOptions& o) {
+  const SearchMode mode = parse_search_mode(o.mode);
+  if (mode != SearchMode::kBm25) {
+    throw Error(ErrorCode::kUnsupported,
+                std::string("--mode ") + o.mode +
+                    " needs an embedding model, which this build does not have yet (compute "
+                    "core + BERT issue); use --mode bm25");
+  }
+  if (!o.reranker.empty()) {
+    throw Error(ErrorCode::kUnsupported,
+                "--reranker needs the BERT engine, which this build does not have yet");
+  }
+  const Timer load_timer;
+  const BeirDataset data = load_beir(o.beir, o.split, o.max_docs);
+  const double load_s = load_timer.seconds();
+  fs::path folder = o.bank;
+  bool temporary = false;
+  if (folder.empty()) {
+    folder = fs::temp_directory_path() / ("hearth-bench-rag-" + std::to_string(::getpid()) + "-" +
+                                          std::to_string(std::random_device{}()));
+    temporary = true;
+  }
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove_all(path, ec);
+    }
+  } cleanup{temporary ? folder : fs::path()};
+  auto bank = Bank::open(folder, nullptr, true, beir_chunking());
+  std::uint64_t bytes = 0;
+  for (const BeirDocument& d : data.corpus) bytes += d.title.size() + d.text.size();
+  const Timer ingest_timer;
+  const Bank::StoreCounts counts = ingest_beir(*bank, data);
+  const double ingest_s = ingest_timer.seconds();
+
+  SearchOptions so;
+  so.mode = mode;
+  const BeirMetrics m = evaluate_beir({bank.get()}, data, so);
+
+  // Raw BM25 top-10 latency (the FTS5 query alone, without fetching chunk texts).
+  std::vector<double> raw;
+  for (const auto& [qid, rels] : data.qrels) {
+    const auto q = data.queries.find(qid);
+    if (q == data.queries.end()) continue;
+    const Timer t;
+    (void)bank->search_bm25(q->second, 10);
+    raw.push_back(t.millis());
+  }
+  std::sort(raw.begin(), raw.end());
+  const double raw_p50 = raw.empty() ? 0 : raw[raw.size() / 2];
+
+  const double docs_s = double(data.corpus.size()) / std::max(ingest_s, 1e-9);
+  const double mb_s = double(bytes) / 1e6 / std::max(ingest_s, 1e-9);
+  std::printf("| metric | value |\n|---|---|\n");
+  std::printf("| dataset | %s (%s, %zu queries, %zu docs) |\n", fs::path(o.beir).filename().c_str(),
+              o.split.c_str(), m.queries, data.corpus.size());
+  std::printf("| mode | %s |\n", o.mode.c_str());
+  std::printf(
+      "| nDCG@10 | %.4f |\n| Recall@10 | %.4f |\n| Recall@100 | %.4f |\n| MRR@10 | %.4f |\n",
+      m.ndcg10, m.recall10, m.recall100, m.mrr10);
+  std::printf("| query latency p50 (top 100, with texts) | %.3f ms |\n", m.p50_ms);
+  std::printf("| query latency p99 (top 100, with texts) | %.3f ms |\n", m.p99_ms);
+  std::printf("| BM25 top-10 p50 (FTS5 query alone) | %.3f ms |\n", raw_p50);
+  std::printf("| ingest (%zu new, %zu unchanged) | %.2f s, %.0f docs/s, %.2f MB/s |\n",
+              counts.added + counts.updated, counts.unchanged, ingest_s, docs_s, mb_s);
+  nlohmann::json j{{"dataset", o.beir},
+                   {"split", o.split},
+                   {"mode", o.mode},
+                   {"queries", m.queries},
+                   {"documents", data.corpus.size()},
+                   {"ndcg@10", m.ndcg10},
+                   {"recall@10", m.recall10},
+                   {"recall@100", m.recall100},
+                   {"mrr@10", m.mrr10},
+                   {"latency_p50_ms", m.p50_ms},
+                   {"latency_p99_ms", m.p99_ms},
+                   {"bm25_top10_p50_ms", raw_p50},
+                   {"load_seconds", load_s},
+                   {"ingest_seconds", ingest_s},
+                   {"ingest_docs_per_s", docs_s},
+                   {"ingest_mb_per_s", mb_s},
+                   {"ingested_documents", counts.added + counts.updated}};
+  return j;
+}
+
+// Pages/s of hearth's end-to-end PDF ingest (extract, chunk, store in a bank) and of pdftotext
+// on the same files, in one run.
+nlohmann::json bench_pdf(const BenchRagOptions& o) {
+  std::vector<std::filesystem::path> roots(o.pdfs.begin(), o.pdfs.end());
+  const auto files = collect_files(roots, {{"*.pdf"}, {}}, nullptr);
+  if (files.empty()) throw Error(ErrorCode::kNotFound, "--pdf: no PDF files found");
+  std::size_t pages = 0;
+  std::uint64_t bytes = 0;
+  for (const auto& f : files) {
+    pages += load_document(f).page_starts.size();
+    bytes += fs::file_size(f);
+  }
+  const fs::path dir =
+      fs::temp_directory_path() / ("hearth-bench-pdf-" + std::to_string(::getpid()) + "-" +
+                                   std::to_string(std::random_device{}()));
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } cleanup{dir};
+  constexpr int kReps = 3;
+  double best_hearth = 1e30;
+  for (int r = 0; r < kReps; ++r) {
+    const Timer t;
+    auto bank = Bank::open(dir / ("bank" + std::to_string(r)), nullptr, true);
+    const IngestReport rep = bank->ingest(roots, {});
+    if (rep.failed > 0) throw Error(ErrorCode::kFormat, "--pdf: some files failed to ingest");
+    best_hearth = std::min(best_hearth, t.seconds());
+  }
+  double best_extract = 1e30;
+  for (int r = 0; r < kReps; ++r) {
+    const Timer t;
+    for (const auto& f : files) (void)load_document(f);
+    best_extract = std::min(best_extract, t.seconds());
+  }
+  double best_tool = 1e30;
+  bool tool_ok = true;
+  for (int r = 0; r < kReps && tool_ok; ++r) {
+    const Timer t;
+    for (const auto& f : files) {
+      const std::string cmd = "pdftotext '" + f.string() + "' /dev/null 2>/dev/null";
+      tool_ok = tool_ok && std::system(cmd.c_str()) == 0;
+    }
+    best_tool = std::min(best_tool, t.seconds());
+  }
+  const double hearth_pps = double(pages) / best_hearth;
+  const double tool_pps = tool_ok ? double(pages) / best_tool : 0.0;
+  std::printf("\n| PDF (%zu files, %zu pages, %.1f MB) | pages/s |\n|---|---|\n", files.size(),
+              pages, double(bytes) / 1e6);
+  std::printf("| hearth ingest (extract + chunk + store) | %.1f |\n", hearth_pps);
+  std::printf("| hearth extraction alone | %.1f |\n", double(pages) / best_extract);
+  if (tool_ok) {
+    std::printf("| pdftotext (one process per file) | %.1f |\n", tool_pps);
+    std::printf("| ratio hearth / pdftotext | %.2fx |\n", hearth_pps / tool_pps);
+  } else {
+    std::printf("| pdftotext | not available |\n");
+  }
+  return {{"files", files.size()},
+          {"pages", pages},
+          {"hearth_pages_per_s", hearth_pps},
+          {"hearth_extract_pages_per_s", double(pages) / best_extract},
+          {"pdftotext_pages_per_s", tool_pps},
+          {"ratio", tool_ok ? hearth_pps / tool_pps : 0.0}};
+}
+
+// Exact dense top-10 over rows x dim synthetic f32 vectors, beside the time to stream the same
+// matrix through the cores (the measured memory bandwidth).
+nlohmann::json bench_dense(const BenchRagOptions& o) {
+  const std::size_t n = o.dense_rows;
+  const std::size_t dim = o.dense_dim;
+  if (dim == 0) throw Error(ErrorCode::kInvalidArgument, "--dense-dim must be positive");
+  std::vector<float> rows(n * dim);
+  ThreadPool pool(o.threads);
+  pool.parallel_for(n, [&](std::size_t b, std::size_t e) {
+    std::mt19937 rng(static_cast<unsigned>(b));
+    std::normal_distribution<float> nd;
+    for (std::size_t i = b * dim; i < e * dim; ++i) rows[i] = nd(rng);
+    normalize_rows(rows.data() + b * dim, e - b, dim);
+  });
+  std::vector<float> q(rows.begin() + static_cast<std::ptrdiff_t>((n / 2) * dim),
+                       rows.begin() + static_cast<std::ptrdiff_t>((n / 2 + 1) * dim));
+  const double gb = double(n * dim * sizeof(float)) / 1e9;
+  constexpr int kReps = 7;
+  double best_read = 1e30;
+  std::vector<double> sums(pool.size());
+  for (int r = 0; r < kReps; ++r) {
+    const Timer t;
+    std::atomic<std::size_t> slot{0};
+    pool.parallel_for(n * dim / 16, [&](std::size_t b, std::size_t e) {
+      // Four independent accumulators of four lanes: enough to be memory-bound.
+      float acc[16] = {};
+      for (std::size_t i = b * 16; i < e * 16; i += 16) {
+        for (int k = 0; k < 16; ++k) acc[k] += rows[i + static_cast<std::size_t>(k)];
+      }
+      double s = 0;
+      for (const float a : acc) s += a;
+      sums[slot++ % sums.size()] = s;
+    });
+    best_read = std::min(best_read, t.seconds());
+  }
+  double best_topk = 1e30;
+  std::size_t found = 0;
+  for (int r = 0; r < kReps; ++r) {
+    const Timer t;
+    const auto top = top_k_dense(rows.data(), n, dim, q.data(), 10, nullptr, o.threads);
+    best_topk = std::min(best_topk, t.seconds());
+    found = top.empty() ? 0 : top[0].second;
+  }
+  const double bw = gb / best_read;
+  std::printf("\n| dense exact top-10 (%zu x %zu f32, %.2f GB, %zu threads) | value |\n|---|---|\n",
+              n, dim, gb, pool.size());
+  std::printf("| measured read bandwidth | %.1f GB/s (%.2f ms per pass) |\n", bw, best_read * 1e3);
+  std::printf("| top-10 | %.2f ms (%.1f GB/s) |\n", best_topk * 1e3, gb / best_topk);
+  std::printf("| ratio top-10 / read | %.2fx |\n", best_topk / best_read);
+  if (found != n / 2) std::printf("| warning | the query row was not ranked first |\n");
+  return {{"rows", n},
+          {"dim", dim},
+          {"threads", pool.size()},
+          {"read_ms", best_read * 1e3},
+          {"bandwidth_gb_s", bw},
+          {"topk_ms", best_topk * 1e3},
+          {"ratio", best_topk / best_read},
+          {"simd", to_string(simd_level())}};
+}
+
+}  // namespace
+
+int run_bench_rag(const BenchRagOptions& o) {
+  if (o.beir.empty() && o.pdfs.empty() && o.dense_rows == 0) {
+    throw Error(ErrorCode::kInvalidArgument, "give --beir DIR, --pdf PATH and/or --dense-rows N");
+  }
+  nlohmann::json j;
+  if (!o.beir.empty()) j["beir"] = bench_beir(o);
+  if (!o.pdfs.empty()) j["pdf"] = bench_pdf(o);
+  if (o.dense_rows > 0) j["dense"] = bench_dense(o);
+  std::printf("\n```json\n%s\n```\n", j.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace hearth::rag

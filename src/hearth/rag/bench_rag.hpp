@@ -1,0 +1,29 @@
+// `bench-cli rag`: builds (or reuses) a bank from a BEIR dataset and reports retrieval quality,
+// latency and ingest speed; optionally PDF pages/s beside pdftotext and exact dense top-10 speed
+// against the measured memory bandwidth. Markdown tables, then the same figures as JSON.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace hearth::rag {
+
+struct BenchRagOptions {
+  std::string beir;
+  std::string split = "test";
+  std::string mode = "bm25";
+  std::string reranker;
+  std::string bank;  // empty: a temporary bank, removed afterwards
+  std::size_t max_docs = 0;
+  std::vector<std::string> pdfs;  // PDF files or folders: pages/s beside pdftotext
+  std::size_t dense_rows = 0;     // synthetic exact dense top-10 against memory bandwidth
+  std::size_t dense_dim = 384;
+  std::size_t threads = 0;
+};
+
+void add_bench_rag_options(CLI::App& app, BenchRagOptions& options);
+int run_bench_rag(const BenchRagOptions& options);
+
+}  // namespace hearth::rag

@@ -1,0 +1,124 @@
+// End-to-end checks of rag-cli and bench-cli rag as a user runs them.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/fixtures.hpp"
+
+namespace hearth::rag {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Concatenates pieces (avoids gcc 12's false -Wrestrict on "literal" + std::string chains).
+std::string cat(std::initializer_list<std::string_view> parts) {
+  std::string s;
+  for (const std::string_view p : parts) s.append(p);
+  return s;
+}
+
+std::string quote(const fs::path& p) {
+  return cat({"'", p.string(), "'"});
+}
+
+// data/sample-corpus of this checkout, found upward from the build's bin folder.
+fs::path sample_corpus() {
+  for (fs::path dir = testing::tools_dir(); !dir.empty() && dir != dir.parent_path();
+       dir = dir.parent_path()) {
+    if (fs::is_directory(dir / "data" / "sample-corpus")) return dir / "data" / "sample-corpus";
+  }
+  return {};
+}
+
+// Runs rag-cli with a bank and arguments; returns the exit status.
+int rag(const fs::path& bank, const std::string& args, std::string* out) {
+  return testing::run_command(
+      cat({quote(testing::tools_dir() / "rag-cli"), " --bank ", quote(bank), " ", args}), out);
+}
+
+TEST(RagCli, DemoAnswersWithCitationsWithoutModelFiles) {
+  testing::TempDir dir;
+  ASSERT_FALSE(sample_corpus().empty());
+  std::string out;
+  const int rc = testing::run_command(
+      cat({"cd ", quote(dir.path()), " && XDG_CACHE_HOME=", quote(dir / "cache"), " ",
+           quote(testing::tools_dir() / "rag-cli"), " demo --corpus ", quote(sample_corpus())}),
+      &out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("Extractive answer"), std::string::npos) << out;
+  EXPECT_NE(out.find("[1]"), std::string::npos) << out;
+  EXPECT_NE(out.find("knowledge-banks.md"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(dir / "cache" / "hearth" / "demo-bank" / "manifest.json"));
+}
+
+TEST(RagCli, IngestSearchAskListStatsRm) {
+  testing::TempDir dir;
+  const fs::path bank = dir / "bank";
+  const std::string corpus = quote(sample_corpus());
+  std::string out;
+  ASSERT_EQ(rag(bank, cat({"ingest ", corpus}), &out), 0) << out;
+  EXPECT_NE(out.find("4 added"), std::string::npos) << out;
+  ASSERT_EQ(rag(bank, cat({"ingest ", corpus}), &out), 0) << out;
+  EXPECT_NE(out.find("4 unchanged"), std::string::npos) << out;
+
+  ASSERT_EQ(rag(bank, "search --json 'NEAR(\"ctrl c\" -stop*'", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  ASSERT_FALSE(j["hits"].empty());
+  EXPECT_EQ(j["hits"][0]["rank"], 1);
+
+  ASSERT_EQ(rag(bank, "ask --json 'How are answers cited?'", &out), 0) << out;
+  const auto a = nlohmann::json::parse(out);
+  EXPECT_EQ(a["kind"], "extractive");
+  ASSERT_FALSE(a["sentences"].empty());
+  EXPECT_FALSE(a["citations"].empty());
+
+  ASSERT_EQ(rag(bank, "list", &out), 0);
+  EXPECT_NE(out.find("questions-and-answers.html"), std::string::npos);
+  ASSERT_EQ(rag(bank, "stats --json", &out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)[0]["documents"], 4);
+  ASSERT_EQ(rag(bank, "rm '*.html'", &out), 0) << out;
+  ASSERT_EQ(rag(bank, "stats --json", &out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)[0]["documents"], 3);
+  // Features that need models say so instead of being ignored.
+  EXPECT_EQ(rag(bank, "--reranker /x search owls", &out), 2);
+  EXPECT_NE(out.find("reranking"), std::string::npos) << out;
+  EXPECT_EQ(rag(bank, "search --mode dense owls", &out), 2);
+  // A missing bank is a one-line error.
+  EXPECT_EQ(rag(dir / "nope", "stats", &out), 1);
+  EXPECT_NE(out.find("no knowledge bank"), std::string::npos) << out;
+}
+
+TEST(RagCli, InteractiveLoopAnswersAndExitsOnEndOfInput) {
+  testing::TempDir dir;
+  const fs::path bank = dir / "bank";
+  std::string out;
+  ASSERT_EQ(rag(bank, cat({"ingest ", quote(sample_corpus())}), &out), 0) << out;
+  ASSERT_EQ(
+      testing::run_command(cat({"printf 'Can I stop a long ingest?\\n\\n' | ",
+                                quote(testing::tools_dir() / "rag-cli"), " --bank ", quote(bank)}),
+                           &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("\xE2\x9D\x93> "), std::string::npos);
+  EXPECT_NE(out.find("Ctrl+C"), std::string::npos);
+  EXPECT_NE(out.find("[1]"), std::string::npos) << out;
+}
+
+TEST(BenchCli, RagOnASciFactSubset) {
+  HEARTH_REQUIRE_FIXTURE(scifact, "datasets/beir-scifact");
+  std::string out;
+  ASSERT_EQ(testing::run_command(cat({quote(testing::tools_dir() / "bench-cli"), " rag --beir ",
+                                      quote(scifact), " --max-docs 500"}),
+                                 &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("| nDCG@10 |"), std::string::npos) << out;
+  const std::size_t begin = out.find("```json") + 7;
+  const auto j = nlohmann::json::parse(out.substr(begin, out.rfind("```") - begin))["beir"];
+  EXPECT_EQ(j["queries"], 300);
+  EXPECT_EQ(j["documents"], 500);
+  EXPECT_GT(j["recall@100"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace hearth::rag
