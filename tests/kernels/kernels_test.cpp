@@ -53,6 +53,40 @@ double gelu_tanh_ref(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
+// One head against a double reference, with keys past valid masked.
+void check_attention(const KernelTable& t, i64 len, i64 d, i64 ld) {
+  const auto q = random_vector(static_cast<std::size_t>(len * ld), 60);
+  const auto kk = random_vector(static_cast<std::size_t>(len * ld), 61);
+  const auto v = random_vector(static_cast<std::size_t>(len * ld), 62);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (const i64 valid : {i64{1}, i64{7}, i64{11}, len}) {
+    std::vector<float> out(static_cast<std::size_t>(len * d), NAN),
+        scratch(static_cast<std::size_t>(attention_scratch_floats(len, d)));
+    t.attention_head(q.data(), kk.data(), v.data(), ld, out.data(), d, len, valid, d, scale,
+                     scratch.data());
+    for (i64 i = 0; i < len; ++i) {
+      if (i >= valid) {
+        for (i64 c = 0; c < d; ++c) ASSERT_EQ(out[i * d + c], 0.0f);
+        continue;
+      }
+      std::vector<double> p(static_cast<std::size_t>(valid));
+      double mx = -INFINITY, z = 0.0;
+      for (i64 j = 0; j < valid; ++j) {
+        double s = 0.0;
+        for (i64 c = 0; c < d; ++c) s += static_cast<double>(q[i * ld + c]) * kk[j * ld + c];
+        p[j] = s * scale;
+        mx = std::max(mx, p[j]);
+      }
+      for (double& e : p) z += (e = std::exp(e - mx));
+      for (i64 c = 0; c < d; ++c) {
+        double o = 0.0;
+        for (i64 j = 0; j < valid; ++j) o += p[j] / z * v[j * ld + c];
+        ASSERT_NEAR(out[i * d + c], o, 1e-5) << "valid=" << valid << " i=" << i;
+      }
+    }
+  }
+}
+
 class Kernels : public ::testing::TestWithParam<SimdLevel> {
  protected:
   const KernelTable& k() const { return kernel_table(GetParam()); }
@@ -219,36 +253,10 @@ TEST_P(Kernels, SoftmaxIsStableAndNormalised) {
 }
 
 TEST_P(Kernels, AttentionHeadWithPaddingMask) {
-  const i64 len = 11, d = 24, ld = 40;
-  const auto q = random_vector(static_cast<std::size_t>(len * ld), 60);
-  const auto kk = random_vector(static_cast<std::size_t>(len * ld), 61);
-  const auto v = random_vector(static_cast<std::size_t>(len * ld), 62);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (const i64 valid : {1, 7, 11}) {
-    std::vector<float> out(static_cast<std::size_t>(len * d), NAN), scratch(len);
-    k().attention_head(q.data(), kk.data(), v.data(), ld, out.data(), d, len, valid, d, scale,
-                       scratch.data());
-    for (i64 i = 0; i < len; ++i) {
-      if (i >= valid) {
-        for (i64 c = 0; c < d; ++c) ASSERT_EQ(out[i * d + c], 0.0f);
-        continue;
-      }
-      std::vector<double> p(static_cast<std::size_t>(valid));
-      double mx = -INFINITY, z = 0.0;
-      for (i64 j = 0; j < valid; ++j) {
-        double s = 0.0;
-        for (i64 c = 0; c < d; ++c) s += static_cast<double>(q[i * ld + c]) * kk[j * ld + c];
-        p[j] = s * scale;
-        mx = std::max(mx, p[j]);
-      }
-      for (double& e : p) z += (e = std::exp(e - mx));
-      for (i64 c = 0; c < d; ++c) {
-        double o = 0.0;
-        for (i64 j = 0; j < valid; ++j) o += p[j] / z * v[j * ld + c];
-        ASSERT_NEAR(out[i * d + c], o, 1e-5) << "valid=" << valid << " i=" << i;
-      }
-    }
+  for (const i64 d : {1, 8, 24, 32, 64, 100}) {
+    check_attention(k(), 70, d, d + 9);
   }
+  check_attention(k(), 11, 24, 40);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllLevels, Kernels, ::testing::ValuesIn(levels()),
@@ -298,7 +306,8 @@ TEST_P(CpuBackendTest, AttentionOverAPaddedBatchMatchesPerSequenceKernel) {
   be->attention(qkv.data(), qkv.data() + hidden, qkv.data() + 2 * hidden, ld, out.data(), hidden,
                 batch, len, valid.data(), heads, d, 0.5f);
   const KernelTable& t = kernel_table(SimdLevel::kScalar);
-  std::vector<float> want(static_cast<std::size_t>(len * d)), scratch(len);
+  std::vector<float> want(static_cast<std::size_t>(len * d)),
+      scratch(static_cast<std::size_t>(attention_scratch_floats(len, d)));
   for (i64 s = 0; s < batch; ++s) {
     for (i64 h = 0; h < heads; ++h) {
       const float* base = qkv.data() + s * len * ld + h * d;

@@ -37,10 +37,22 @@ class LinearWeights {
   std::int64_t in_;
 };
 
+// Time and work spent in linear() since the last reset (for benchmarks: achieved GEMM GFLOP/s).
+struct LinearStats {
+  double seconds = 0.0;
+  double flops = 0.0;
+  std::int64_t calls = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+
+  // Counted only while enabled (off by default; the count costs two clock reads per call).
+  void count_linear(bool on) { counting_ = on; }
+  const LinearStats& linear_stats() const { return stats_; }
+  void reset_linear_stats() { stats_ = {}; }
 
   // Copies W (and bias, may be null) into the backend's layout.
   virtual std::unique_ptr<LinearWeights> make_linear(const float* w, const float* bias,
@@ -71,6 +83,10 @@ class Backend {
   // out[i] = table[ids[i]] (rows of dim floats). ids must be < table_rows (checked: kInternal).
   virtual void embedding(const float* table, std::int64_t table_rows, std::int64_t dim,
                          const std::int32_t* ids, std::int64_t n, float* out) = 0;
+
+ protected:
+  bool counting_ = false;
+  LinearStats stats_;
 };
 
 // The CPU backend on pool at the given instruction-set level (at most what the CPU has).

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hearth/core/error.hpp"
+#include "hearth/core/timer.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
 
@@ -89,6 +90,21 @@ class CpuBackend final : public Backend {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
     if (rows <= 0) return;
+    if (counting_) {
+      const Timer timer;
+      run_linear(w, x, rows, y, act);
+      stats_.seconds += timer.seconds();
+      stats_.flops +=
+          2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
+      ++stats_.calls;
+      return;
+    }
+    run_linear(w, x, rows, y, act);
+  }
+
+  void run_linear(const CpuLinear& w, const float* x, i64 rows, float* y, Activation act) {
+    const i64 n = w.out_features();
+    const i64 k = w.in_features();
     const float* bias = w.bias.empty() ? nullptr : w.bias.data();
     if (!w.packed.empty()) {
       const i64 panels = gemm_panels(n, k_.gemm_nr);
@@ -170,7 +186,7 @@ class CpuBackend final : public Backend {
                  i64 batch, i64 len, const i64* valid, i64 heads, i64 head_dim,
                  float scale) override {
     pool_.parallel_for(static_cast<std::size_t>(batch * heads), [&](std::size_t b, std::size_t e) {
-      std::vector<float> scratch(static_cast<std::size_t>(len));
+      std::vector<float> scratch(static_cast<std::size_t>(attention_scratch_floats(len, head_dim)));
       for (std::size_t t = b; t < e; ++t) {
         const i64 s = static_cast<i64>(t) / heads;
         const i64 h = static_cast<i64>(t) % heads;

@@ -44,11 +44,15 @@ struct KernelTable {
 
   // One attention head of one sequence: q, k, v are len rows of head_dim floats, ld apart; keys
   // at positions >= valid are masked out (padding), query rows >= valid give zeros. out rows are
-  // ld_out apart. scratch holds len floats.
+  // ld_out apart. scratch holds attention_scratch_floats(len, head_dim) floats.
   void (*attention_head)(const float* q, const float* k, const float* v, std::int64_t ld,
                          float* out, std::int64_t ld_out, std::int64_t len, std::int64_t valid,
                          std::int64_t head_dim, float scale, float* scratch);
 };
+
+inline std::int64_t attention_scratch_floats(std::int64_t len, std::int64_t head_dim) {
+  return (head_dim + 1) * (len + 16);
+}
 
 // The table for a level this CPU supports (throws Error kUnsupported otherwise).
 const KernelTable& kernel_table(SimdLevel level);

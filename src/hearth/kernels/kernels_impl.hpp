@@ -217,19 +217,72 @@ void softmax(float* x, i64 rows, i64 dim) {
   for (i64 r = 0; r < rows; ++r) softmax_row(x + r * dim, dim);
 }
 
+// Scores for one query against every key: K is transposed into kt ([head_dim][vp], vp = valid
+// rounded up to whole vectors, zero-padded), so the dot products run across keys with no
+// horizontal sums; four key vectors at a time hide the FMA latency.
+void attention_scores(const float* qi, const float* kt, i64 vp, i64 head_dim, float scale,
+                      float* s) {
+  i64 j = 0;
+  for (; j + 4 * kL <= vp; j += 4 * kL) {
+    Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
+    for (i64 c = 0; c < head_dim; ++c) {
+      const Vec qc = Vec::set1(qi[c]);
+      const float* row = kt + c * vp + j;
+      a0 = fmadd(qc, Vec::load(row), a0);
+      a1 = fmadd(qc, Vec::load(row + kL), a1);
+      a2 = fmadd(qc, Vec::load(row + 2 * kL), a2);
+      a3 = fmadd(qc, Vec::load(row + 3 * kL), a3);
+    }
+    const Vec sc = Vec::set1(scale);
+    (a0 * sc).store(s + j);
+    (a1 * sc).store(s + j + kL);
+    (a2 * sc).store(s + j + 2 * kL);
+    (a3 * sc).store(s + j + 3 * kL);
+  }
+  for (; j < vp; j += kL) {
+    Vec a = Vec::zero();
+    for (i64 c = 0; c < head_dim; ++c) a = fmadd(Vec::set1(qi[c]), Vec::load(kt + c * vp + j), a);
+    (a * Vec::set1(scale)).store(s + j);
+  }
+}
+
+// o = sum_j p[j] v_j over head_dim columns, up to four vectors of columns kept in registers.
+void attention_values(const float* p, const float* v, i64 ld, i64 valid, i64 head_dim, float* o) {
+  for (i64 c = 0; c < head_dim; c += 4 * kL) {
+    const i64 width = std::min<i64>(4 * kL, head_dim - c);
+    const int full = static_cast<int>(width / kL);
+    const int tail = static_cast<int>(width % kL);
+    Vec acc[5] = {Vec::zero(), Vec::zero(), Vec::zero(), Vec::zero(), Vec::zero()};
+    for (i64 j = 0; j < valid; ++j) {
+      const Vec pj = Vec::set1(p[j]);
+      const float* vj = v + j * ld + c;
+      for (int t = 0; t < full; ++t) acc[t] = fmadd(pj, Vec::load(vj + t * kL), acc[t]);
+      if (tail > 0) acc[full] = fmadd(pj, Vec::load_partial(vj + full * kL, tail), acc[full]);
+    }
+    for (int t = 0; t < full; ++t) acc[t].store(o + c + t * kL);
+    if (tail > 0) acc[full].store_partial(o + c + full * kL, tail);
+  }
+}
+
 void attention_head(const float* q, const float* k, const float* v, i64 ld, float* out, i64 ld_out,
                     i64 len, i64 valid, i64 head_dim, float scale, float* scratch) {
+  const i64 vp = (valid + kL - 1) / kL * kL;
+  float* kt = scratch;
+  float* s = scratch + head_dim * vp;
+  for (i64 c = 0; c < head_dim; ++c) {
+    float* row = kt + c * vp;
+    for (i64 j = 0; j < valid; ++j) row[j] = k[j * ld + c];
+    std::fill(row + valid, row + vp, 0.0f);
+  }
   for (i64 i = 0; i < len; ++i) {
     float* o = out + i * ld_out;
-    std::fill_n(o, head_dim, 0.0f);
-    if (i >= valid) continue;
-    const float* qi = q + i * ld;
-    for (i64 j = 0; j < valid; ++j) scratch[j] = dot(qi, k + j * ld, head_dim) * scale;
-    softmax_row(scratch, valid);
-    for (i64 j = 0; j < valid; ++j) {
-      const Vec p = Vec::set1(scratch[j]);
-      map2(v + j * ld, o, o, head_dim, [&](Vec vv, Vec acc) { return fmadd(p, vv, acc); });
+    if (i >= valid) {
+      std::fill_n(o, head_dim, 0.0f);
+      continue;
     }
+    attention_scores(q + i * ld, kt, vp, head_dim, scale, s);
+    softmax_row(s, valid);
+    attention_values(s, v, ld, valid, head_dim, o);
   }
 }
 

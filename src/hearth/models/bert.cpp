@@ -6,6 +6,7 @@
 #include <functional>
 #include <numeric>
 #include <optional>
+#include <random>
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
@@ -338,6 +339,54 @@ std::unique_ptr<BertModel> BertModel::load(const fs::path& path, const BertOptio
   BertLoader loader(file, [gguf](const std::string& name) {
     const auto* info = gguf->find_tensor(gguf_name(name));
     return info != nullptr ? std::optional<TensorView>(gguf->view(*info)) : std::nullopt;
+  });
+  loader.build(*m, options);
+  return m;
+}
+
+std::unique_ptr<BertModel> BertModel::random(const BertConfig& config, unsigned seed,
+                                             const BertOptions& options) {
+  std::unique_ptr<BertModel> m(new BertModel());
+  m->config_ = config;
+  BertLoader::check_config(config, "random weights");
+  if (config.vocab <= 0 || config.vocab > (i64{1} << 24)) {
+    throw Error(ErrorCode::kInvalidArgument, "random BERT: vocabulary size out of range");
+  }
+  m->max_length_ = config.max_positions;
+  m->normalize_ = config.num_labels == 0;
+  const i64 h = config.hidden;
+  // Shapes follow from the names; tensors are made on request and kept until the build copies
+  // them.
+  auto store = std::make_shared<std::vector<std::vector<float>>>();
+  auto rng = std::make_shared<std::mt19937>(seed);
+  BertLoader loader("random weights", [=](const std::string& name) -> std::optional<TensorView> {
+    const auto ends = [&](const char* suffix) { return name.ends_with(suffix); };
+    Shape shape;
+    float mean = 0.0f, scale = 0.04f;
+    if (name == "embeddings.word_embeddings.weight") {
+      shape = {config.vocab, h};
+    } else if (name == "embeddings.position_embeddings.weight") {
+      shape = {config.max_positions, h};
+    } else if (name == "embeddings.token_type_embeddings.weight") {
+      shape = {config.type_vocab, h};
+    } else if (name.find("LayerNorm") != std::string::npos) {
+      shape = {h};
+      if (ends(".weight")) mean = 1.0f;
+    } else if (name.starts_with("classifier.")) {
+      shape = ends(".weight") ? Shape{config.num_labels, h} : Shape{config.num_labels};
+    } else if (name.find("intermediate.dense") != std::string::npos) {
+      shape = ends(".weight") ? Shape{config.ffn, h} : Shape{config.ffn};
+    } else if (name.find(".output.dense") != std::string::npos &&
+               name.find("attention") == std::string::npos) {
+      shape = ends(".weight") ? Shape{h, config.ffn} : Shape{h};
+    } else {
+      shape = ends(".weight") ? Shape{h, h} : Shape{h};
+    }
+    std::normal_distribution<float> dist(mean, scale);
+    std::vector<float>& v = store->emplace_back(static_cast<std::size_t>(numel(shape)));
+    for (float& x : v) x = dist(*rng);
+    return TensorView::contiguous(DType::kF32, shape, reinterpret_cast<const std::byte*>(v.data()),
+                                  v.size() * sizeof(float));
   });
   loader.build(*m, options);
   return m;

@@ -57,6 +57,10 @@ class BertModel {
   // path: a Hugging Face folder or a .gguf file. Errors name the file and the tensor or key.
   static std::unique_ptr<BertModel> load(const std::filesystem::path& path,
                                          const BertOptions& options = {});
+  // A model of the given shape (config.vocab included) with random N(0, 0.04) weights and
+  // LayerNorm gains near 1: for benchmarks, no file needed. Mean pooling, normalised.
+  static std::unique_ptr<BertModel> random(const BertConfig& config, unsigned seed,
+                                           const BertOptions& options = {});
   ~BertModel();
 
   const BertConfig& config() const { return config_; }
@@ -66,6 +70,8 @@ class BertModel {
   // position table). Longer inputs are rejected; text front ends truncate to it.
   std::int64_t max_length() const { return max_length_; }
   std::string backend_name() const;
+  // The backend the model runs on (benchmarks read its linear-layer counters).
+  kernels::Backend& backend() { return *backend_; }
 
   // Last hidden states of each sequence ([len, hidden] each), computed in length buckets.
   std::vector<std::vector<float>> hidden_states(std::span<const TokenIds> seqs);
