@@ -51,7 +51,7 @@ struct KernelTable {
 };
 
 inline std::int64_t attention_scratch_floats(std::int64_t len, std::int64_t head_dim) {
-  return (head_dim + 1) * (len + 16);
+  return (2 * head_dim + 1) * (len + 16);
 }
 
 // The table for a level this CPU supports (throws Error kUnsupported otherwise).

@@ -246,34 +246,68 @@ void attention_scores(const float* qi, const float* kt, i64 vp, i64 head_dim, fl
   }
 }
 
-// o = sum_j p[j] v_j over head_dim columns, up to four vectors of columns kept in registers.
-void attention_values(const float* p, const float* v, i64 ld, i64 valid, i64 head_dim, float* o) {
-  for (i64 c = 0; c < head_dim; c += 4 * kL) {
-    const i64 width = std::min<i64>(4 * kL, head_dim - c);
-    const int full = static_cast<int>(width / kL);
-    const int tail = static_cast<int>(width % kL);
-    Vec acc[5] = {Vec::zero(), Vec::zero(), Vec::zero(), Vec::zero(), Vec::zero()};
-    for (i64 j = 0; j < valid; ++j) {
-      const Vec pj = Vec::set1(p[j]);
-      const float* vj = v + j * ld + c;
-      for (int t = 0; t < full; ++t) acc[t] = fmadd(pj, Vec::load(vj + t * kL), acc[t]);
-      if (tail > 0) acc[full] = fmadd(pj, Vec::load_partial(vj + full * kL, tail), acc[full]);
+// o[0:NV vectors] = sum_j p[j] v_j over NV whole vectors of columns, in registers. U keys at a
+// time go to separate accumulators so that at least eight FMA chains hide the FMA latency.
+template <int NV>
+void attention_values_block(const float* p, const float* v, i64 ld, i64 valid, float* o) {
+  constexpr int U = NV >= 4 ? 2 : NV == 2 ? 4 : 8;
+  Vec acc[U][NV];
+  for (int u = 0; u < U; ++u) {
+    for (int t = 0; t < NV; ++t) acc[u][t] = Vec::zero();
+  }
+  i64 j = 0;
+  for (; j + U <= valid; j += U) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) {
+      const Vec pj = Vec::set1(p[j + u]);
+#pragma GCC unroll 4
+      for (int t = 0; t < NV; ++t) {
+        acc[u][t] = fmadd(pj, Vec::load(v + (j + u) * ld + t * kL), acc[u][t]);
+      }
     }
-    for (int t = 0; t < full; ++t) acc[t].store(o + c + t * kL);
-    if (tail > 0) acc[full].store_partial(o + c + full * kL, tail);
+  }
+  for (; j < valid; ++j) {
+    const Vec pj = Vec::set1(p[j]);
+    for (int t = 0; t < NV; ++t) acc[0][t] = fmadd(pj, Vec::load(v + j * ld + t * kL), acc[0][t]);
+  }
+  for (int t = 0; t < NV; ++t) {
+    Vec sum = acc[0][t];
+    for (int u = 1; u < U; ++u) sum = sum + acc[u][t];
+    sum.store(o + t * kL);
+  }
+}
+
+// o = sum_j p[j] v_j over head_dim columns: blocks of four, two or one vectors, then a partial
+// vector.
+void attention_values(const float* p, const float* v, i64 ld, i64 valid, i64 head_dim, float* o) {
+  i64 c = 0;
+  for (; c + 4 * kL <= head_dim; c += 4 * kL) attention_values_block<4>(p, v + c, ld, valid, o + c);
+  for (; c + 2 * kL <= head_dim; c += 2 * kL) attention_values_block<2>(p, v + c, ld, valid, o + c);
+  for (; c + kL <= head_dim; c += kL) attention_values_block<1>(p, v + c, ld, valid, o + c);
+  if (c < head_dim) {
+    const int tail = static_cast<int>(head_dim - c);
+    Vec acc = Vec::zero();
+    for (i64 j = 0; j < valid; ++j) {
+      acc = fmadd(Vec::set1(p[j]), Vec::load_partial(v + j * ld + c, tail), acc);
+    }
+    acc.store_partial(o + c, tail);
   }
 }
 
 void attention_head(const float* q, const float* k, const float* v, i64 ld, float* out, i64 ld_out,
                     i64 len, i64 valid, i64 head_dim, float scale, float* scratch) {
+  // K transposed and V packed contiguously: rows ld apart (thousands of floats in a batch) would
+  // map onto few L1 sets and evict each other on every query.
   const i64 vp = (valid + kL - 1) / kL * kL;
   float* kt = scratch;
-  float* s = scratch + head_dim * vp;
+  float* vc = kt + head_dim * vp;
+  float* s = vc + head_dim * valid;
   for (i64 c = 0; c < head_dim; ++c) {
     float* row = kt + c * vp;
     for (i64 j = 0; j < valid; ++j) row[j] = k[j * ld + c];
     std::fill(row + valid, row + vp, 0.0f);
   }
+  for (i64 j = 0; j < valid; ++j) std::copy_n(v + j * ld, head_dim, vc + j * head_dim);
   for (i64 i = 0; i < len; ++i) {
     float* o = out + i * ld_out;
     if (i >= valid) {
@@ -282,7 +316,7 @@ void attention_head(const float* q, const float* k, const float* v, i64 ld, floa
     }
     attention_scores(q + i * ld, kt, vp, head_dim, scale, s);
     softmax_row(s, valid);
-    attention_values(s, v, ld, valid, head_dim, o);
+    attention_values(s, vc, head_dim, valid, head_dim, o);
   }
 }
 
