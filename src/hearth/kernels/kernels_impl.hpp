@@ -3,7 +3,6 @@
 // (HEARTH_GEMM_MR rows x HEARTH_GEMM_NV vectors) and expose the result as a KernelTable.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -14,6 +13,18 @@ namespace hearth::kernels {
 namespace {
 
 using i64 = std::int64_t;
+
+// Local helpers instead of <algorithm>: template instances of std:: functions compiled here with
+// AVX-512 flags could be merged (weak symbols) with the ones the portable code uses.
+inline i64 min_i(i64 a, i64 b) {
+  return a < b ? a : b;
+}
+inline void copy_floats(const float* src, i64 n, float* dst) {
+  for (i64 i = 0; i < n; ++i) dst[i] = src[i];
+}
+inline void zero_floats(float* dst, i64 n) {
+  for (i64 i = 0; i < n; ++i) dst[i] = 0.0f;
+}
 constexpr int kL = Vec::kLanes;
 constexpr int kMR = HEARTH_GEMM_MR;
 constexpr int kNV = HEARTH_GEMM_NV;
@@ -60,17 +71,17 @@ void gemm_packed(const float* a, i64 lda, i64 m0, i64 m1, const float* packed_b,
                  i64 n, i64 k, i64 p0, i64 p1, float* c, i64 ldc) {
   float edge[kMR * kNR];
   for (i64 mb = m0; mb < m1; mb += kMC) {
-    const i64 mb_end = std::min(m1, mb + kMC);
+    const i64 mb_end = min_i(m1, mb + kMC);
     for (i64 kc = 0; kc < k; kc += kKC) {
-      const i64 depth = std::min<i64>(kKC, k - kc);
+      const i64 depth = min_i(kKC, k - kc);
       const bool accumulate = kc > 0;
       for (i64 p = p0; p < p1; ++p) {
         const float* slice = packed_b + p * k * kNR + kc * kNR;
         const float* pbias = bias != nullptr && !accumulate ? bias + p * kNR : nullptr;
         const i64 col = p * kNR;
-        const i64 cols = std::min<i64>(kNR, n - col);
+        const i64 cols = min_i(kNR, n - col);
         for (i64 i = mb; i < mb_end; i += kMR) {
-          const int mr = static_cast<int>(std::min<i64>(kMR, mb_end - i));
+          const int mr = static_cast<int>(min_i(kMR, mb_end - i));
           const float* ai = a + i * lda + kc;
           if (cols == kNR) {
             tile_dispatch<kMR>(mr, ai, lda, slice, depth, pbias, accumulate, c + i * ldc + col,
@@ -78,10 +89,10 @@ void gemm_packed(const float* a, i64 lda, i64 m0, i64 m1, const float* packed_b,
             continue;
           }
           if (accumulate) {
-            for (int r = 0; r < mr; ++r) std::copy_n(c + (i + r) * ldc + col, cols, edge + r * kNR);
+            for (int r = 0; r < mr; ++r) copy_floats(c + (i + r) * ldc + col, cols, edge + r * kNR);
           }
           tile_dispatch<kMR>(mr, ai, lda, slice, depth, pbias, accumulate, edge, kNR);
-          for (int r = 0; r < mr; ++r) std::copy_n(edge + r * kNR, cols, c + (i + r) * ldc + col);
+          for (int r = 0; r < mr; ++r) copy_floats(edge + r * kNR, cols, c + (i + r) * ldc + col);
         }
       }
     }
@@ -148,7 +159,7 @@ void layer_norm(const float* x, const float* residual, float* out, i64 rows, i64
     }
     float var = s.reduce_add();
     for (; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-    const Vec rstd = Vec::set1(1.0f / std::sqrt(var / static_cast<float>(dim) + eps));
+    const Vec rstd = Vec::set1(1.0f / __builtin_sqrtf(var / static_cast<float>(dim) + eps));
     i = 0;
     for (; i + kL <= dim; i += kL) {
       const Vec y = (Vec::load(xr + i) - vmean) * rstd;
@@ -167,7 +178,7 @@ void rms_norm(const float* x, float* out, i64 rows, i64 dim, const float* gamma,
   for (i64 r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     const float ms = dot(xr, xr, dim) / static_cast<float>(dim);
-    const Vec scale = Vec::set1(1.0f / std::sqrt(ms + eps));
+    const Vec scale = Vec::set1(1.0f / __builtin_sqrtf(ms + eps));
     map2(xr, gamma, out + r * dim, dim, [&](Vec a, Vec g) { return a * scale * g; });
   }
 }
@@ -206,7 +217,7 @@ void softmax_row(float* x, i64 dim) {
   i64 i = 0;
   for (; i + kL <= dim; i += kL) m = max(m, Vec::load(x + i));
   float mx = m.reduce_max();
-  for (; i < dim; ++i) mx = std::max(mx, x[i]);
+  for (; i < dim; ++i) mx = x[i] > mx ? x[i] : mx;
   const Vec vmax = Vec::set1(mx);
   map(x, x, dim, [&](Vec v) { return exp(v - vmax); });
   const Vec inv = Vec::set1(1.0f / sum(x, dim));
@@ -305,13 +316,13 @@ void attention_head(const float* q, const float* k, const float* v, i64 ld, floa
   for (i64 c = 0; c < head_dim; ++c) {
     float* row = kt + c * vp;
     for (i64 j = 0; j < valid; ++j) row[j] = k[j * ld + c];
-    std::fill(row + valid, row + vp, 0.0f);
+    zero_floats(row + valid, vp - valid);
   }
-  for (i64 j = 0; j < valid; ++j) std::copy_n(v + j * ld, head_dim, vc + j * head_dim);
+  for (i64 j = 0; j < valid; ++j) copy_floats(v + j * ld, head_dim, vc + j * head_dim);
   for (i64 i = 0; i < len; ++i) {
     float* o = out + i * ld_out;
     if (i >= valid) {
-      std::fill_n(o, head_dim, 0.0f);
+      zero_floats(o, head_dim);
       continue;
     }
     attention_scores(q + i * ld, kt, vp, head_dim, scale, s);
