@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   embed->add_option("--length", embed_opts.lengths, "Input lengths in tokens")->expected(1, 16);
   embed->add_option("--seconds", embed_opts.seconds, "Seconds per measurement")
       ->check(CLI::Range(0.01, 600.0));
+  embed->add_option("--repeat", embed_opts.repeats, "Windows per measurement (best is shown)")
+      ->check(CLI::Range(1, 100));
   embed->add_option("--gemm", embed_gemm, "f32 GEMM: auto, hearth or openblas")
       ->check(CLI::IsMember({"auto", "hearth", "openblas"}));
   embed->add_flag("--json", embed_json, "Print JSON");

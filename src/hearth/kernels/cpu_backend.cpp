@@ -212,9 +212,11 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  // kAuto's rule, from measurements at BERT's shapes (docs/compute.md; bench-cli embed prints
-  // both side by side): hearth's packed kernel beat OpenBLAS at every shape measured on this
-  // machine (M 64..8192, N and K 384..1536), by 5-25%, so auto picks it everywhere.
+  // kAuto's rule, from `bench-cli embed` at BERT's shapes on this machine (AMD Zen 4, 2 threads):
+  // hearth's kernel is faster at every shape but small square ones (64 rows x a 384 x 384
+  // weight), where OpenBLAS alone is about 10% faster. Inside the model, though, OpenBLAS's
+  // spinning threads then compete with the pool for the next ops: routing those shapes to it made
+  // batch-1 embedding 10-25% slower (A/B in one process). So auto uses hearth's kernel everywhere.
   bool uses_own(i64 /*out*/, i64 /*in*/) const { return gemm_ != GemmImpl::kOpenBlas; }
   bool uses_openblas(i64 out, i64 in) const { return !uses_own(out, in); }
 
