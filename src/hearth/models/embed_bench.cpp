@@ -99,7 +99,8 @@ EmbedBenchReport run_embed_bench(const EmbedBenchOptions& options) {
   report.repeats = std::max(options.repeats, 1);
   for (int r = 0; r < report.repeats; ++r) {
     report.peak_gflops =
-        std::max(report.peak_gflops, kernels::measure_fma_peak_gflops(*bo.pool, 0.5));
+        std::max(report.peak_gflops,
+                 kernels::measure_fma_peak_gflops(*bo.pool, std::min(options.seconds, 0.5)));
   }
 
   std::mt19937 rng(7);
@@ -150,7 +151,14 @@ EmbedBenchReport run_embed_bench(const EmbedBenchOptions& options) {
     auto blas = kernels::make_cpu_backend(*bo.pool, simd_level(), kernels::GemmImpl::kOpenBlas);
     const i64 h = c.hidden;
     const double secs = std::min(options.seconds, 0.3);
-    for (const i64 m : {i64{64}, i64{32 * 64}, i64{32 * 256}}) {
+    // The row counts the benchmark just ran: batch x length.
+    std::vector<i64> ms;
+    for (const int len : options.lengths) {
+      for (const int batch : options.batches) ms.push_back(static_cast<i64>(batch) * len);
+    }
+    std::sort(ms.begin(), ms.end());
+    ms.erase(std::unique(ms.begin(), ms.end()), ms.end());
+    for (const i64 m : ms) {
       for (const auto& [n, k] :
            {std::pair{3 * h, h}, std::pair{h, h}, std::pair{c.ffn, h}, std::pair{h, c.ffn}}) {
         GemmShapeRow g{m, n, k, 0.0, 0.0};
