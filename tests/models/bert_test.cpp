@@ -358,6 +358,20 @@ TEST(Bert, RejectsBrokenModels) {
   make_model("--format gguf --out " + (tmp / "m.gguf").string());
   EXPECT_THROW(Embedder::load(tmp / "nothing.gguf", opts()), Error);
   EXPECT_NO_THROW(Embedder::load(tmp / "m.gguf", opts()));
+  std::string log;
+  ASSERT_EQ(
+      testing::run_command((testing::tools_dir() / "hearth-make-model").string() +
+                               " --arch llama --format gguf --out " + (tmp / "llama.gguf").string(),
+                           &log),
+      0)
+      << log;
+  try {
+    BertModel::load(tmp / "llama.gguf", opts());
+    ADD_FAILURE() << "loaded a llama GGUF as BERT";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("llama.gguf"), std::string::npos) << e.what();
+  }
 }
 
 // Token ids of the published examples in bert-base-uncased's vocabulary (looked up in the
