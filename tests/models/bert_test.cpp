@@ -206,7 +206,8 @@ TEST(Bert, MiniLmShapeMatchesTorch) {
   EXPECT_EQ(c.heads, 12);
   EXPECT_EQ(c.ffn, 1536);
   EXPECT_EQ(c.num_labels, 1);
-  const auto pairs = random_sequences(6, 200, static_cast<int>(c.vocab), 8, true);
+  // Few, short pairs: this runs in the ASan build too (lengths 1..40 still cover padding).
+  const auto pairs = random_sequences(4, 40, static_cast<int>(c.vocab), 8, true);
   const Reference ref = run_reference(tmp / "ce", pairs, tmp);
   ASSERT_EQ(ref.logits.size(), pairs.size());
   EXPECT_LE(max_abs_diff(ce.model().embed(pairs), ref.embeddings), 1e-5);
