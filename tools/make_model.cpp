@@ -1,8 +1,14 @@
 // hearth-make-model: writes tiny random-weight models in the real formats, for tests, demos and
-// benchmarks (no trained weights can be downloaded here). Llama-shaped for now: a GGUF file with
-// llama.cpp's names and a SentencePiece-style byte vocabulary, or a Hugging Face folder
-// (config.json + model.safetensors), optionally mlx-community quantized (U32-packed weights with
-// .scales/.biases).
+// benchmarks (no trained weights can be downloaded here).
+//  --arch llama: a GGUF file with llama.cpp's names and a SentencePiece-style byte vocabulary, or a
+//    Hugging Face folder (config.json + model.safetensors), optionally mlx-community quantized
+//    (U32-packed weights with .scales/.biases).
+//  --arch bert: a sentence-transformers folder (BertModel weights, modules.json, 1_Pooling,
+//    2_Normalize) or, with --classifier, a BertForSequenceClassification cross-encoder (one
+//    logit); or the same weights as a GGUF `bert` file with llama.cpp's names and keys. Shapes:
+//    --shape tiny or minilm (hidden 384, 6 layers, 12 heads, FFN 1536). The vocabulary is the
+//    WordPiece vocab.txt of --tokenizer-dir when given (its tokenizer files are copied), else a
+//    small synthetic one.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +16,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "hearth/cli/app.hpp"
 #include "hearth/core/error.hpp"
@@ -222,6 +230,291 @@ class Maker {
   std::mt19937 rng_;
 };
 
+struct BertConfig {
+  int vocab = 0;  // from the vocabulary
+  int hidden = 32;
+  int layers = 2;
+  int heads = 4;
+  int ffn = 64;
+  int max_positions = 128;
+  int type_vocab = 2;
+  float eps = 1e-12f;
+};
+
+BertConfig bert_shape(const std::string& shape) {
+  BertConfig c;
+  if (shape == "minilm") {
+    c.hidden = 384;
+    c.layers = 6;
+    c.heads = 12;
+    c.ffn = 1536;
+    c.max_positions = 512;
+  }
+  return c;
+}
+
+// The WordPiece vocabulary: a real vocab.txt, or [PAD] [UNK] [CLS] [SEP] [MASK], letters, digits,
+// punctuation, their ## continuations and made-up words.
+std::vector<std::string> bert_vocab(const std::string& tokenizer_dir) {
+  std::vector<std::string> vocab;
+  if (!tokenizer_dir.empty()) {
+    std::ifstream in(fs::path(tokenizer_dir) / "vocab.txt");
+    if (!in) {
+      throw hearth::Error(hearth::ErrorCode::kNotFound, "no vocab.txt in the tokenizer folder",
+                          {.file = (fs::path(tokenizer_dir) / "vocab.txt").string()});
+    }
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      vocab.push_back(line);
+    }
+    return vocab;
+  }
+  vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  const std::string chars = "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-:;()";
+  for (const char ch : chars) vocab.emplace_back(1, ch);
+  for (const char ch : chars) vocab.push_back(std::string("##") + ch);
+  for (const char* w : {"the", "of", "and", "to", "in", "is", "hello", "world", "paris", "capital",
+                        "france", "berlin", "germany", "what", "##s", "##ing", "##ed"}) {
+    vocab.emplace_back(w);
+  }
+  while (vocab.size() < 1000) vocab.push_back("w" + std::to_string(vocab.size()));
+  return vocab;
+}
+
+int vocab_id(const std::vector<std::string>& vocab, const std::string& token) {
+  const auto it = std::find(vocab.begin(), vocab.end(), token);
+  if (it == vocab.end()) {
+    throw hearth::Error(hearth::ErrorCode::kFormat, "the vocabulary lacks " + token);
+  }
+  return static_cast<int>(it - vocab.begin());
+}
+
+class BertMaker {
+ public:
+  BertMaker(BertConfig c, bool classifier, unsigned seed)
+      : c_(c), classifier_(classifier), rng_(seed) {}
+
+  // Every weight in Hugging Face naming, f32, in a fixed order (weights: N(0, 0.02) like BERT's
+  // initializer, except LayerNorm gains around 1 and biases small, so every term matters).
+  void generate() {
+    const std::int64_t h = c_.hidden;
+    const auto add = [&](const std::string& name, Shape shape, float mean, float scale) {
+      std::normal_distribution<float> dist(mean, scale);
+      std::vector<float> v(static_cast<std::size_t>(hearth::numel(shape)));
+      for (float& x : v) x = dist(rng_);
+      tensors_.push_back({name, std::move(shape), DType::kF32, {}});
+      values_.push_back(std::move(v));
+    };
+    const auto linear = [&](const std::string& base, std::int64_t out, std::int64_t in) {
+      add(base + ".weight", {out, in}, 0.0f, 0.02f * 2.0f);
+      add(base + ".bias", {out}, 0.0f, 0.02f);
+    };
+    const auto norm = [&](const std::string& base) {
+      add(base + ".weight", {h}, 1.0f, 0.1f);
+      add(base + ".bias", {h}, 0.0f, 0.05f);
+    };
+    add("embeddings.word_embeddings.weight", {c_.vocab, h}, 0.0f, 0.5f);
+    add("embeddings.position_embeddings.weight", {c_.max_positions, h}, 0.0f, 0.5f);
+    add("embeddings.token_type_embeddings.weight", {c_.type_vocab, h}, 0.0f, 0.5f);
+    norm("embeddings.LayerNorm");
+    for (int l = 0; l < c_.layers; ++l) {
+      const std::string b = "encoder.layer." + std::to_string(l) + ".";
+      linear(b + "attention.self.query", h, h);
+      linear(b + "attention.self.key", h, h);
+      linear(b + "attention.self.value", h, h);
+      linear(b + "attention.output.dense", h, h);
+      norm(b + "attention.output.LayerNorm");
+      linear(b + "intermediate.dense", c_.ffn, h);
+      linear(b + "output.dense", h, c_.ffn);
+      norm(b + "output.LayerNorm");
+    }
+    linear("pooler.dense", h, h);
+    if (classifier_) {
+      add("classifier.weight", {1, h}, 0.0f, 0.5f);
+      add("classifier.bias", {1}, 0.0f, 0.5f);
+    }
+  }
+
+  void write_hf(const fs::path& dir, DType dtype, const std::vector<std::string>& vocab,
+                const std::string& tokenizer_dir, const std::string& pooling, bool normalize) {
+    fs::create_directories(dir);
+    nlohmann::json config = {
+        {"architectures", {classifier_ ? "BertForSequenceClassification" : "BertModel"}},
+        {"model_type", "bert"},
+        {"vocab_size", c_.vocab},
+        {"hidden_size", c_.hidden},
+        {"num_hidden_layers", c_.layers},
+        {"num_attention_heads", c_.heads},
+        {"intermediate_size", c_.ffn},
+        {"hidden_act", "gelu"},
+        {"max_position_embeddings", c_.max_positions},
+        {"type_vocab_size", c_.type_vocab},
+        {"layer_norm_eps", c_.eps},
+        {"pad_token_id", 0},
+        {"position_embedding_type", "absolute"},
+        {"torch_dtype", dtype == DType::kF32   ? "float32"
+                        : dtype == DType::kF16 ? "float16"
+                                               : "bfloat16"},
+    };
+    if (classifier_) {
+      config["id2label"] = {{"0", "LABEL_0"}};
+      config["label2id"] = {{"LABEL_0", 0}};
+    }
+    std::ofstream(dir / "config.json") << config.dump(2) << "\n";
+    if (!classifier_) {
+      nlohmann::json modules = nlohmann::json::array();
+      modules.push_back({{"idx", 0},
+                         {"name", "0"},
+                         {"path", ""},
+                         {"type", "sentence_transformers.models.Transformer"}});
+      modules.push_back({{"idx", 1},
+                         {"name", "1"},
+                         {"path", "1_Pooling"},
+                         {"type", "sentence_transformers.models.Pooling"}});
+      if (normalize) {
+        modules.push_back({{"idx", 2},
+                           {"name", "2"},
+                           {"path", "2_Normalize"},
+                           {"type", "sentence_transformers.models.Normalize"}});
+        fs::create_directories(dir / "2_Normalize");
+      }
+      std::ofstream(dir / "modules.json") << modules.dump(2) << "\n";
+      fs::create_directories(dir / "1_Pooling");
+      const nlohmann::json pool = {
+          {"word_embedding_dimension", c_.hidden},
+          {"pooling_mode_cls_token", pooling == "cls"},
+          {"pooling_mode_mean_tokens", pooling == "mean"},
+          {"pooling_mode_max_tokens", pooling == "max"},
+          {"pooling_mode_mean_sqrt_len_tokens", false},
+      };
+      std::ofstream(dir / "1_Pooling" / "config.json") << pool.dump(2) << "\n";
+      std::ofstream(dir / "sentence_bert_config.json")
+          << nlohmann::json{{"max_seq_length", std::min(256, c_.max_positions)},
+                            {"do_lower_case", false}}
+                 .dump(2)
+          << "\n";
+    }
+    if (!tokenizer_dir.empty()) {
+      for (const char* f :
+           {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+        const fs::path src = fs::path(tokenizer_dir) / f;
+        if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
+      }
+    } else {
+      std::ofstream out(dir / "vocab.txt");
+      for (const std::string& t : vocab) out << t << "\n";
+      std::ofstream(dir / "tokenizer_config.json")
+          << nlohmann::json{{"tokenizer_class", "BertTokenizer"},
+                            {"do_lower_case", true},
+                            {"model_max_length", c_.max_positions}}
+                 .dump(2)
+          << "\n";
+    }
+    formats::SafetensorsWriter w;
+    w.set_metadata("format", "pt");
+    std::vector<std::vector<std::byte>> bytes;
+    bytes.reserve(tensors_.size());
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      const Tensor& t = tensors_[i];
+      const DType td = t.shape.size() == 2 ? dtype : DType::kF32;
+      bytes.push_back(Maker::encode(values_[i], td));
+      const std::string name =
+          classifier_ && !t.name.starts_with("classifier.") ? "bert." + t.name : t.name;
+      w.add_tensor(name, td, t.shape, bytes.back());
+    }
+    w.write(dir / "model.safetensors");
+  }
+
+  // llama.cpp's `bert` GGUF: its tensor names and keys; WordPiece pieces as llama.cpp stores them
+  // (word starts prefixed with U+2581, "##" dropped from continuations).
+  void write_gguf(const fs::path& path, DType dtype, const std::vector<std::string>& vocab,
+                  const std::string& pooling) {
+    formats::GGUFWriter w;
+    w.set("general.architecture", "bert");
+    w.set("general.name",
+          classifier_ ? "hearth tiny random bert reranker" : "hearth tiny random bert");
+    w.set("bert.context_length", static_cast<std::uint32_t>(c_.max_positions));
+    w.set("bert.embedding_length", static_cast<std::uint32_t>(c_.hidden));
+    w.set("bert.feed_forward_length", static_cast<std::uint32_t>(c_.ffn));
+    w.set("bert.block_count", static_cast<std::uint32_t>(c_.layers));
+    w.set("bert.attention.head_count", static_cast<std::uint32_t>(c_.heads));
+    w.set("bert.attention.layer_norm_epsilon", c_.eps);
+    w.set("bert.attention.causal", false);
+    const std::uint32_t pooling_type = classifier_ ? 4 : pooling == "cls" ? 2 : 1;
+    w.set("bert.pooling_type", pooling_type);
+    w.set("tokenizer.ggml.model", "bert");
+    std::vector<std::string> tokens;
+    std::vector<std::int32_t> types;
+    for (const std::string& t : vocab) {
+      const bool control = t.size() > 2 && t.front() == '[' && t.back() == ']';
+      tokens.push_back(control ? t : t.starts_with("##") ? t.substr(2) : "\xe2\x96\x81" + t);
+      types.push_back(control ? 3 : 1);
+    }
+    w.set("tokenizer.ggml.tokens", formats::GGUFArray{std::move(tokens)});
+    w.set("tokenizer.ggml.token_type", formats::GGUFArray{std::move(types)});
+    w.set("tokenizer.ggml.token_type_count", static_cast<std::uint32_t>(c_.type_vocab));
+    w.set("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(vocab_id(vocab, "[UNK]")));
+    w.set("tokenizer.ggml.cls_token_id", static_cast<std::uint32_t>(vocab_id(vocab, "[CLS]")));
+    w.set("tokenizer.ggml.seperator_token_id",
+          static_cast<std::uint32_t>(vocab_id(vocab, "[SEP]")));
+    w.set("tokenizer.ggml.padding_token_id", static_cast<std::uint32_t>(vocab_id(vocab, "[PAD]")));
+    w.set("tokenizer.ggml.mask_token_id", static_cast<std::uint32_t>(vocab_id(vocab, "[MASK]")));
+    std::vector<std::vector<std::byte>> bytes;
+    bytes.reserve(tensors_.size());
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      const Tensor& t = tensors_[i];
+      const std::string name = gguf_name(t.name);
+      const DType td = t.shape.size() == 2 ? dtype : DType::kF32;
+      bytes.push_back(Maker::encode(values_[i], td));
+      w.add_tensor(name, td, t.shape, bytes.back());
+    }
+    w.write(path);
+  }
+
+ private:
+  static std::string gguf_name(const std::string& hf) {
+    static const std::pair<const char*, const char*> kTop[] = {
+        {"embeddings.word_embeddings.weight", "token_embd.weight"},
+        {"embeddings.position_embeddings.weight", "position_embd.weight"},
+        {"embeddings.token_type_embeddings.weight", "token_types.weight"},
+        {"embeddings.LayerNorm.weight", "token_embd_norm.weight"},
+        {"embeddings.LayerNorm.bias", "token_embd_norm.bias"},
+        {"pooler.dense.weight", "cls.weight"},
+        {"pooler.dense.bias", "cls.bias"},
+        {"classifier.weight", "cls.output.weight"},
+        {"classifier.bias", "cls.output.bias"},
+    };
+    for (const auto& [from, to] : kTop) {
+      if (hf == from) return to;
+    }
+    static const std::pair<const char*, const char*> kLayer[] = {
+        {"attention.self.query", "attn_q"},
+        {"attention.self.key", "attn_k"},
+        {"attention.self.value", "attn_v"},
+        {"attention.output.dense", "attn_output"},
+        {"attention.output.LayerNorm", "attn_output_norm"},
+        {"intermediate.dense", "ffn_up"},
+        {"output.dense", "ffn_down"},
+        {"output.LayerNorm", "layer_output_norm"},
+    };
+    const std::string prefix = "encoder.layer.";
+    const std::size_t dot = hf.find('.', prefix.size());
+    const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
+    const std::string rest = hf.substr(dot + 1);
+    for (const auto& [from, to] : kLayer) {
+      const std::string f = from;
+      if (rest.starts_with(f + ".")) return "blk." + layer + "." + to + rest.substr(f.size());
+    }
+    throw hearth::Error(hearth::ErrorCode::kInternal, "no GGUF name for " + hf);
+  }
+
+  BertConfig c_;
+  bool classifier_;
+  std::mt19937 rng_;
+  std::vector<Tensor> tensors_;  // names and shapes (bytes unused)
+  std::vector<std::vector<float>> values_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -236,6 +529,22 @@ int main(int argc, char** argv) {
   int group = 32;
   unsigned seed = 1;
   Config c;
+  std::string arch = "llama";
+  std::string shape = "tiny";
+  std::string tokenizer_dir;
+  std::string pooling = "mean";
+  bool classifier = false;
+  bool no_normalize = false;
+  app.add_option("--arch", arch, "llama or bert")->check(CLI::IsMember({"llama", "bert"}));
+  app.add_option("--shape", shape, "bert: tiny (hidden 32, 2 layers) or minilm (384, 6 layers)")
+      ->check(CLI::IsMember({"tiny", "minilm"}));
+  app.add_option("--tokenizer-dir", tokenizer_dir,
+                 "bert: folder with a WordPiece vocab.txt (tokenizer files are copied)");
+  app.add_option("--pooling", pooling, "bert embeddings: mean, cls or max")
+      ->check(CLI::IsMember({"mean", "cls", "max"}));
+  app.add_flag("--classifier", classifier,
+               "bert: BertForSequenceClassification with one label (a cross-encoder)");
+  app.add_flag("--no-normalize", no_normalize, "bert embeddings: leave out 2_Normalize");
   app.add_option("--out", out, "Output file (gguf) or folder (hf)")->required();
   app.add_option("--format", format, "gguf or hf")->check(CLI::IsMember({"gguf", "hf"}));
   app.add_option("--dtype", dtype_name, "Weight dtype: f32, f16 or bf16")
@@ -248,6 +557,25 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", c.hidden, "Hidden size")->check(CLI::Range(8, 1 << 16));
   app.add_option("--layers", c.layers, "Layers")->check(CLI::Range(1, 256));
   return hearth::cli::run(app, argc, argv, [&] {
+    if (arch == "bert") {
+      const DType dtype = *hearth::dtype_from_name(dtype_name);
+      BertConfig bc = bert_shape(shape);
+      const auto vocab = bert_vocab(tokenizer_dir);
+      bc.vocab = static_cast<int>(vocab.size());
+      BertMaker maker(bc, classifier, seed);
+      maker.generate();
+      if (format == "gguf") {
+        if (pooling == "max") {
+          throw hearth::Error(hearth::ErrorCode::kUnsupported,
+                              "llama.cpp's bert GGUF has no max pooling");
+        }
+        maker.write_gguf(out, dtype, vocab, pooling);
+      } else {
+        maker.write_hf(out, dtype, vocab, tokenizer_dir, pooling, !no_normalize);
+      }
+      std::printf("wrote %s\n", out.c_str());
+      return 0;
+    }
     if (c.hidden % c.heads != 0 || c.hidden % group != 0) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                           "--hidden must be a multiple of 4 heads and of --group-size");

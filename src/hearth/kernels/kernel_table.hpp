@@ -1,0 +1,75 @@
+// The single-threaded CPU kernels, one table per instruction set (scalar, AVX2, AVX-512), all
+// built from one source (kernels_impl.hpp) over a float vector type. CpuBackend splits work over
+// the thread pool and calls these; tests call them directly to check every level against scalar
+// references.
+#pragma once
+
+#include <cstdint>
+
+#include "hearth/core/cpu.hpp"
+
+namespace hearth::kernels {
+
+struct KernelTable {
+  SimdLevel level;
+
+  // GEMM micro-panel geometry: B (an [n, k] weight, PyTorch Linear layout) is packed into
+  // ceil(n / nr) panels of k x nr floats (k-major, zero-padded past n) by pack_b().
+  int gemm_nr;
+  int gemm_mr;
+  // C[m0:m1, panels p0:p1] = A[m0:m1, :k] * B^T + bias. A rows are lda apart, C rows ldc apart;
+  // n is B's real row count (the last panel may be partial); bias is padded to whole panels or
+  // null.
+  void (*gemm_packed)(const float* a, std::int64_t lda, std::int64_t m0, std::int64_t m1,
+                      const float* packed_b, const float* bias, std::int64_t n, std::int64_t k,
+                      std::int64_t p0, std::int64_t p1, float* c, std::int64_t ldc);
+
+  // Row-wise normalisations over rows x dim floats. out may equal x. residual (may be null) is
+  // added to x first: out = LN(x + residual).
+  void (*layer_norm)(const float* x, const float* residual, float* out, std::int64_t rows,
+                     std::int64_t dim, const float* gamma, const float* beta, float eps);
+  void (*rms_norm)(const float* x, float* out, std::int64_t rows, std::int64_t dim,
+                   const float* gamma, float eps);
+
+  // Elementwise over n floats; out may equal an input.
+  void (*gelu_erf)(const float* x, float* out, std::int64_t n);
+  void (*gelu_tanh)(const float* x, float* out, std::int64_t n);
+  void (*silu)(const float* x, float* out, std::int64_t n);
+  void (*tanh)(const float* x, float* out, std::int64_t n);
+  void (*add)(const float* a, const float* b, float* out, std::int64_t n);
+  void (*mul)(const float* a, const float* b, float* out, std::int64_t n);
+
+  // In-place softmax of each of rows rows of dim floats.
+  void (*softmax)(float* x, std::int64_t rows, std::int64_t dim);
+
+  // One attention head of one sequence: q, k, v are len rows of head_dim floats, ld apart; keys
+  // at positions >= valid are masked out (padding), query rows >= valid give zeros. out rows are
+  // ld_out apart. scratch holds attention_scratch_floats(len, head_dim) floats.
+  void (*attention_head)(const float* q, const float* k, const float* v, std::int64_t ld,
+                         float* out, std::int64_t ld_out, std::int64_t len, std::int64_t valid,
+                         std::int64_t head_dim, float scale, float* scratch);
+};
+
+inline std::int64_t attention_scratch_floats(std::int64_t len, std::int64_t head_dim) {
+  return (2 * head_dim + 1) * (len + 16);
+}
+
+// The table for a level this CPU supports (throws Error kUnsupported otherwise).
+const KernelTable& kernel_table(SimdLevel level);
+// The table for simd_level().
+const KernelTable& kernel_table();
+
+// Packs the [n, k] row-major matrix w into panels of nr columns for gemm_packed. out holds
+// panels(n, nr) * k * nr floats.
+void pack_b(const float* w, std::int64_t n, std::int64_t k, int nr, float* out);
+inline std::int64_t gemm_panels(std::int64_t n, int nr) {
+  return (n + nr - 1) / nr;
+}
+
+namespace detail {
+const KernelTable& kernel_table_scalar();
+const KernelTable& kernel_table_avx2();
+const KernelTable& kernel_table_avx512();
+}  // namespace detail
+
+}  // namespace hearth::kernels

@@ -1,0 +1,340 @@
+// The kernels, written once over Vec (vec.hpp) and compiled three times: kernels_scalar.cpp,
+// kernels.avx2.cpp and kernels.avx512.cpp each include this after choosing the micro-tile size
+// (HEARTH_GEMM_MR rows x HEARTH_GEMM_NV vectors) and expose the result as a KernelTable.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "hearth/kernels/kernel_table.hpp"
+#include "hearth/kernels/vec.hpp"
+
+namespace hearth::kernels {
+namespace {
+
+using i64 = std::int64_t;
+
+// Local helpers instead of <algorithm>: template instances of std:: functions compiled here with
+// AVX-512 flags could be merged (weak symbols) with the ones the portable code uses.
+inline i64 min_i(i64 a, i64 b) {
+  return a < b ? a : b;
+}
+inline void copy_floats(const float* src, i64 n, float* dst) {
+  for (i64 i = 0; i < n; ++i) dst[i] = src[i];
+}
+inline void zero_floats(float* dst, i64 n) {
+  for (i64 i = 0; i < n; ++i) dst[i] = 0.0f;
+}
+constexpr int kL = Vec::kLanes;
+constexpr int kMR = HEARTH_GEMM_MR;
+constexpr int kNV = HEARTH_GEMM_NV;
+constexpr int kNR = kNV * kL;
+constexpr int kMC = kMR * 8;  // rows of A per block (kept in L2)
+constexpr int kKC = 128;      // depth per block: a panel slice (kKC x kNR floats) stays in L1
+
+// C tile (MR x kNR) = A rows * panel slice, plus bias (first depth block) or plus C (later
+// blocks). Accumulators stay in registers for the whole depth loop.
+template <int MR>
+void micro_tile(const float* a, i64 lda, const float* b, i64 k, const float* bias, bool accumulate,
+                float* c, i64 ldc) {
+  Vec acc[MR][kNV];
+  for (int j = 0; j < kNV; ++j) {
+    const Vec init = bias != nullptr ? Vec::load(bias + j * kL) : Vec::zero();
+    for (int i = 0; i < MR; ++i) acc[i][j] = accumulate ? Vec::load(c + i * ldc + j * kL) : init;
+  }
+  for (i64 p = 0; p < k; ++p) {
+    Vec bv[kNV];
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) bv[j] = Vec::load(b + p * kNR + j * kL);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Vec ai = Vec::set1(a[i * lda + p]);
+#pragma GCC unroll 4
+      for (int j = 0; j < kNV; ++j) acc[i][j] = fmadd(ai, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < kNV; ++j) acc[i][j].store(c + i * ldc + j * kL);
+  }
+}
+
+template <int MR>
+void tile_dispatch(int mr, const float* a, i64 lda, const float* b, i64 k, const float* bias,
+                   bool accumulate, float* c, i64 ldc) {
+  if constexpr (MR > 0) {
+    if (mr == MR) return micro_tile<MR>(a, lda, b, k, bias, accumulate, c, ldc);
+    return tile_dispatch<MR - 1>(mr, a, lda, b, k, bias, accumulate, c, ldc);
+  }
+}
+
+void gemm_packed(const float* a, i64 lda, i64 m0, i64 m1, const float* packed_b, const float* bias,
+                 i64 n, i64 k, i64 p0, i64 p1, float* c, i64 ldc) {
+  float edge[kMR * kNR];
+  for (i64 mb = m0; mb < m1; mb += kMC) {
+    const i64 mb_end = min_i(m1, mb + kMC);
+    for (i64 kc = 0; kc < k; kc += kKC) {
+      const i64 depth = min_i(kKC, k - kc);
+      const bool accumulate = kc > 0;
+      for (i64 p = p0; p < p1; ++p) {
+        const float* slice = packed_b + p * k * kNR + kc * kNR;
+        const float* pbias = bias != nullptr && !accumulate ? bias + p * kNR : nullptr;
+        const i64 col = p * kNR;
+        const i64 cols = min_i(kNR, n - col);
+        for (i64 i = mb; i < mb_end; i += kMR) {
+          const int mr = static_cast<int>(min_i(kMR, mb_end - i));
+          const float* ai = a + i * lda + kc;
+          if (cols == kNR) {
+            tile_dispatch<kMR>(mr, ai, lda, slice, depth, pbias, accumulate, c + i * ldc + col,
+                               ldc);
+            continue;
+          }
+          if (accumulate) {
+            for (int r = 0; r < mr; ++r) copy_floats(c + (i + r) * ldc + col, cols, edge + r * kNR);
+          }
+          tile_dispatch<kMR>(mr, ai, lda, slice, depth, pbias, accumulate, edge, kNR);
+          for (int r = 0; r < mr; ++r) copy_floats(edge + r * kNR, cols, c + (i + r) * ldc + col);
+        }
+      }
+    }
+  }
+}
+
+// Sum of x[0:n] and of x[0:n]^2 folded into vectors, then reduced.
+inline float sum(const float* x, i64 n) {
+  Vec s = Vec::zero();
+  i64 i = 0;
+  for (; i + kL <= n; i += kL) s = s + Vec::load(x + i);
+  if (i < n) s = s + Vec::load_partial(x + i, static_cast<int>(n - i));
+  return s.reduce_add();
+}
+
+inline float dot(const float* a, const float* b, i64 n) {
+  Vec s = Vec::zero();
+  i64 i = 0;
+  for (; i + kL <= n; i += kL) s = fmadd(Vec::load(a + i), Vec::load(b + i), s);
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    s = fmadd(Vec::load_partial(a + i, r), Vec::load_partial(b + i, r), s);
+  }
+  return s.reduce_add();
+}
+
+// Applies f to each vector of x[0:n] into out[0:n].
+template <class F>
+inline void map(const float* x, float* out, i64 n, F f) {
+  i64 i = 0;
+  for (; i + kL <= n; i += kL) f(Vec::load(x + i)).store(out + i);
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    f(Vec::load_partial(x + i, r)).store_partial(out + i, r);
+  }
+}
+
+template <class F>
+inline void map2(const float* a, const float* b, float* out, i64 n, F f) {
+  i64 i = 0;
+  for (; i + kL <= n; i += kL) f(Vec::load(a + i), Vec::load(b + i)).store(out + i);
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    f(Vec::load_partial(a + i, r), Vec::load_partial(b + i, r)).store_partial(out + i, r);
+  }
+}
+
+void layer_norm(const float* x, const float* residual, float* out, i64 rows, i64 dim,
+                const float* gamma, const float* beta, float eps) {
+  for (i64 r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    if (residual != nullptr) {
+      map2(xr, residual + r * dim, o, dim, [](Vec a, Vec b) { return a + b; });
+      xr = o;
+    }
+    const float mean = sum(xr, dim) / static_cast<float>(dim);
+    const Vec vmean = Vec::set1(mean);
+    Vec s = Vec::zero();
+    i64 i = 0;
+    for (; i + kL <= dim; i += kL) {
+      const Vec d = Vec::load(xr + i) - vmean;
+      s = fmadd(d, d, s);
+    }
+    float var = s.reduce_add();
+    for (; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    const Vec rstd = Vec::set1(1.0f / __builtin_sqrtf(var / static_cast<float>(dim) + eps));
+    i = 0;
+    for (; i + kL <= dim; i += kL) {
+      const Vec y = (Vec::load(xr + i) - vmean) * rstd;
+      fmadd(y, Vec::load(gamma + i), Vec::load(beta + i)).store(o + i);
+    }
+    if (i < dim) {
+      const int rem = static_cast<int>(dim - i);
+      const Vec y = (Vec::load_partial(xr + i, rem) - vmean) * rstd;
+      fmadd(y, Vec::load_partial(gamma + i, rem), Vec::load_partial(beta + i, rem))
+          .store_partial(o + i, rem);
+    }
+  }
+}
+
+void rms_norm(const float* x, float* out, i64 rows, i64 dim, const float* gamma, float eps) {
+  for (i64 r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    const float ms = dot(xr, xr, dim) / static_cast<float>(dim);
+    const Vec scale = Vec::set1(1.0f / __builtin_sqrtf(ms + eps));
+    map2(xr, gamma, out + r * dim, dim, [&](Vec a, Vec g) { return a * scale * g; });
+  }
+}
+
+void gelu_erf(const float* x, float* out, i64 n) {
+  map(x, out, n, [](Vec v) {
+    return Vec::set1(0.5f) * v * (Vec::set1(1.0f) + erf(v * Vec::set1(0.70710678118654752f)));
+  });
+}
+
+void gelu_tanh(const float* x, float* out, i64 n) {
+  map(x, out, n, [](Vec v) {
+    const Vec inner = Vec::set1(0.79788456080286536f) * fmadd(Vec::set1(0.044715f), v * v * v, v);
+    return Vec::set1(0.5f) * v * (Vec::set1(1.0f) + tanh(inner));
+  });
+}
+
+void silu(const float* x, float* out, i64 n) {
+  map(x, out, n, [](Vec v) { return v / (Vec::set1(1.0f) + exp(Vec::zero() - v)); });
+}
+
+void tanh_op(const float* x, float* out, i64 n) {
+  map(x, out, n, [](Vec v) { return tanh(v); });
+}
+
+void add(const float* a, const float* b, float* out, i64 n) {
+  map2(a, b, out, n, [](Vec x, Vec y) { return x + y; });
+}
+
+void mul(const float* a, const float* b, float* out, i64 n) {
+  map2(a, b, out, n, [](Vec x, Vec y) { return x * y; });
+}
+
+void softmax_row(float* x, i64 dim) {
+  Vec m = Vec::set1(-INFINITY);
+  i64 i = 0;
+  for (; i + kL <= dim; i += kL) m = max(m, Vec::load(x + i));
+  float mx = m.reduce_max();
+  for (; i < dim; ++i) mx = x[i] > mx ? x[i] : mx;
+  const Vec vmax = Vec::set1(mx);
+  map(x, x, dim, [&](Vec v) { return exp(v - vmax); });
+  const Vec inv = Vec::set1(1.0f / sum(x, dim));
+  map(x, x, dim, [&](Vec v) { return v * inv; });
+}
+
+void softmax(float* x, i64 rows, i64 dim) {
+  for (i64 r = 0; r < rows; ++r) softmax_row(x + r * dim, dim);
+}
+
+// Scores for one query against every key: K is transposed into kt ([head_dim][vp], vp = valid
+// rounded up to whole vectors, zero-padded), so the dot products run across keys with no
+// horizontal sums; four key vectors at a time hide the FMA latency.
+void attention_scores(const float* qi, const float* kt, i64 vp, i64 head_dim, float scale,
+                      float* s) {
+  i64 j = 0;
+  for (; j + 4 * kL <= vp; j += 4 * kL) {
+    Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
+    for (i64 c = 0; c < head_dim; ++c) {
+      const Vec qc = Vec::set1(qi[c]);
+      const float* row = kt + c * vp + j;
+      a0 = fmadd(qc, Vec::load(row), a0);
+      a1 = fmadd(qc, Vec::load(row + kL), a1);
+      a2 = fmadd(qc, Vec::load(row + 2 * kL), a2);
+      a3 = fmadd(qc, Vec::load(row + 3 * kL), a3);
+    }
+    const Vec sc = Vec::set1(scale);
+    (a0 * sc).store(s + j);
+    (a1 * sc).store(s + j + kL);
+    (a2 * sc).store(s + j + 2 * kL);
+    (a3 * sc).store(s + j + 3 * kL);
+  }
+  for (; j < vp; j += kL) {
+    Vec a = Vec::zero();
+    for (i64 c = 0; c < head_dim; ++c) a = fmadd(Vec::set1(qi[c]), Vec::load(kt + c * vp + j), a);
+    (a * Vec::set1(scale)).store(s + j);
+  }
+}
+
+// o[0:NV vectors] = sum_j p[j] v_j over NV whole vectors of columns, in registers. U keys at a
+// time go to separate accumulators so that at least eight FMA chains hide the FMA latency.
+template <int NV>
+void attention_values_block(const float* p, const float* v, i64 ld, i64 valid, float* o) {
+  constexpr int U = NV >= 4 ? 2 : NV == 2 ? 4 : 8;
+  Vec acc[U][NV];
+  for (int u = 0; u < U; ++u) {
+    for (int t = 0; t < NV; ++t) acc[u][t] = Vec::zero();
+  }
+  i64 j = 0;
+  for (; j + U <= valid; j += U) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) {
+      const Vec pj = Vec::set1(p[j + u]);
+#pragma GCC unroll 4
+      for (int t = 0; t < NV; ++t) {
+        acc[u][t] = fmadd(pj, Vec::load(v + (j + u) * ld + t * kL), acc[u][t]);
+      }
+    }
+  }
+  for (; j < valid; ++j) {
+    const Vec pj = Vec::set1(p[j]);
+    for (int t = 0; t < NV; ++t) acc[0][t] = fmadd(pj, Vec::load(v + j * ld + t * kL), acc[0][t]);
+  }
+  for (int t = 0; t < NV; ++t) {
+    Vec sum = acc[0][t];
+    for (int u = 1; u < U; ++u) sum = sum + acc[u][t];
+    sum.store(o + t * kL);
+  }
+}
+
+// o = sum_j p[j] v_j over head_dim columns: blocks of four, two or one vectors, then a partial
+// vector.
+void attention_values(const float* p, const float* v, i64 ld, i64 valid, i64 head_dim, float* o) {
+  i64 c = 0;
+  for (; c + 4 * kL <= head_dim; c += 4 * kL) attention_values_block<4>(p, v + c, ld, valid, o + c);
+  for (; c + 2 * kL <= head_dim; c += 2 * kL) attention_values_block<2>(p, v + c, ld, valid, o + c);
+  for (; c + kL <= head_dim; c += kL) attention_values_block<1>(p, v + c, ld, valid, o + c);
+  if (c < head_dim) {
+    const int tail = static_cast<int>(head_dim - c);
+    Vec acc = Vec::zero();
+    for (i64 j = 0; j < valid; ++j) {
+      acc = fmadd(Vec::set1(p[j]), Vec::load_partial(v + j * ld + c, tail), acc);
+    }
+    acc.store_partial(o + c, tail);
+  }
+}
+
+void attention_head(const float* q, const float* k, const float* v, i64 ld, float* out, i64 ld_out,
+                    i64 len, i64 valid, i64 head_dim, float scale, float* scratch) {
+  // K transposed and V packed contiguously: rows ld apart (thousands of floats in a batch) would
+  // map onto few L1 sets and evict each other on every query.
+  const i64 vp = (valid + kL - 1) / kL * kL;
+  float* kt = scratch;
+  float* vc = kt + head_dim * vp;
+  float* s = vc + head_dim * valid;
+  for (i64 c = 0; c < head_dim; ++c) {
+    float* row = kt + c * vp;
+    for (i64 j = 0; j < valid; ++j) row[j] = k[j * ld + c];
+    zero_floats(row + valid, vp - valid);
+  }
+  for (i64 j = 0; j < valid; ++j) copy_floats(v + j * ld, head_dim, vc + j * head_dim);
+  for (i64 i = 0; i < len; ++i) {
+    float* o = out + i * ld_out;
+    if (i >= valid) {
+      zero_floats(o, head_dim);
+      continue;
+    }
+    attention_scores(q + i * ld, kt, vp, head_dim, scale, s);
+    softmax_row(s, valid);
+    attention_values(s, vc, head_dim, valid, head_dim, o);
+  }
+}
+
+constexpr KernelTable make_table(SimdLevel level) {
+  return KernelTable{level,     kNR,  kMR,     gemm_packed, layer_norm, rms_norm, gelu_erf,
+                     gelu_tanh, silu, tanh_op, add,         mul,        softmax,  attention_head};
+}
+
+}  // namespace
+}  // namespace hearth::kernels

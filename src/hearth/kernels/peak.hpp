@@ -1,0 +1,24 @@
+// The machine's measured f32 peak: every pool thread runs independent FMA chains (enough to cover
+// the FMA latency) at the widest vector width of the given level. Benchmarks print achieved
+// GFLOP/s beside it.
+#pragma once
+
+#include <cstdint>
+
+#include "hearth/core/cpu.hpp"
+#include "hearth/core/thread_pool.hpp"
+
+namespace hearth::kernels {
+
+// GFLOP/s of all pool threads together, over about seconds of wall time.
+double measure_fma_peak_gflops(ThreadPool& pool, double seconds = 0.3,
+                               SimdLevel level = simd_level());
+
+namespace detail {
+// iterations x 12 independent FMAs on 16 (avx512) or 8 (avx2) lanes; returns a value that
+// depends on every result so the work cannot be dropped.
+float fma_chains_avx512(std::int64_t iterations);
+float fma_chains_avx2(std::int64_t iterations);
+}  // namespace detail
+
+}  // namespace hearth::kernels
