@@ -1,0 +1,453 @@
+// The tokenization models: WordPiece, BPE (merge ranks), SentencePiece BPE (scores), Unigram.
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <limits>
+#include <queue>
+
+#include "hearth/core/error.hpp"
+#include "hearth/tokenize/pipeline.hpp"
+#include "hearth/tokenize/unicode.hpp"
+
+namespace hearth::tokenize::detail {
+namespace {
+
+class VocabBase : public Model {
+ public:
+  explicit VocabBase(std::vector<std::string> vocab) : vocab_(std::move(vocab)) {
+    map_.reserve(vocab_.size());
+    for (std::size_t i = 0; i < vocab_.size(); ++i) {
+      if (!vocab_[i].empty() || i == 0) map_.emplace(vocab_[i], static_cast<std::int32_t>(i));
+    }
+  }
+  std::size_t vocab_size() const override { return vocab_.size(); }
+  std::optional<std::int32_t> token_to_id(std::string_view token) const override {
+    return lookup(map_, token);
+  }
+  const std::string* id_to_token(std::int32_t id) const override {
+    if (id < 0 || static_cast<std::size_t>(id) >= vocab_.size()) return nullptr;
+    return &vocab_[static_cast<std::size_t>(id)];
+  }
+
+ protected:
+  std::vector<std::string> vocab_;
+  TokenMap map_;
+};
+
+std::string byte_token_name(std::uint8_t b) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+  return buf;
+}
+
+class WordPiece final : public VocabBase {
+ public:
+  explicit WordPiece(WordPieceConfig c)
+      : VocabBase(std::move(c.vocab)),
+        prefix_(std::move(c.prefix)),
+        max_chars_(c.max_input_chars_per_word) {
+    const auto unk = lookup(map_, c.unk_token);
+    if (!unk) {
+      throw Error(ErrorCode::kFormat,
+                  "WordPiece unk_token '" + c.unk_token + "' is not in the vocabulary");
+    }
+    unk_ = *unk;
+  }
+
+  void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
+    std::vector<std::size_t> bounds;  // byte offset of each char, plus the end
+    std::size_t i = 0;
+    while (i < word.size()) {
+      bounds.push_back(i);
+      i += unicode::char_length(word, i);
+    }
+    bounds.push_back(word.size());
+    const std::size_t n = bounds.size() - 1;
+    if (n > max_chars_) {
+      out.push_back(unk_);
+      return;
+    }
+    const std::size_t mark = out.size();
+    std::string buf;
+    std::size_t start = 0;
+    while (start < n) {
+      std::size_t end = n;
+      std::optional<std::int32_t> found;
+      for (; end > start; --end) {
+        const std::string_view sub = word.substr(bounds[start], bounds[end] - bounds[start]);
+        if (start == 0) {
+          found = lookup(map_, sub);
+        } else {
+          buf.assign(prefix_);
+          buf.append(sub);
+          found = lookup(map_, buf);
+        }
+        if (found) break;
+      }
+      if (!found) {
+        out.resize(mark);
+        out.push_back(unk_);
+        return;
+      }
+      out.push_back(*found);
+      start = end;
+    }
+  }
+
+ private:
+  std::string prefix_;
+  std::size_t max_chars_;
+  std::int32_t unk_ = 0;
+};
+
+// Merges adjacent symbols by ascending rank (ties: leftmost) with a heap over a linked list.
+struct Symbol {
+  std::int32_t id;
+  std::int32_t prev;
+  std::int32_t next;
+  bool alive;
+};
+
+class Bpe final : public VocabBase {
+ public:
+  explicit Bpe(BpeConfig c)
+      : VocabBase(std::move(c.vocab)),
+        prefix_(std::move(c.prefix)),
+        suffix_(std::move(c.suffix)),
+        fuse_unk_(c.fuse_unk),
+        byte_fallback_(c.byte_fallback),
+        ignore_merges_(c.ignore_merges) {
+    if (c.unk_token) {
+      unk_ = lookup(map_, *c.unk_token);
+      if (!unk_) {
+        throw Error(ErrorCode::kFormat,
+                    "BPE unk_token '" + *c.unk_token + "' is not in the vocabulary");
+      }
+    }
+    merges_.reserve(c.merges.size());
+    for (std::size_t r = 0; r < c.merges.size(); ++r) {
+      const auto& [a, b] = c.merges[r];
+      const auto ia = lookup(map_, a);
+      const auto ib = lookup(map_, b);
+      std::string merged = a;
+      merged += (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0)
+                    ? b.substr(prefix_.size())
+                    : b;
+      const auto im = lookup(map_, merged);
+      if (!ia || !ib || !im) {
+        throw Error(ErrorCode::kFormat, "BPE merge " + std::to_string(r) + " ('" + a + "' '" + b +
+                                            "') uses a token that is not in the vocabulary");
+      }
+      merges_.emplace(key(*ia, *ib), std::make_pair(static_cast<std::int32_t>(r), *im));
+    }
+    if (byte_fallback_) {
+      for (int b = 0; b < 256; ++b) {
+        byte_ids_[static_cast<std::size_t>(b)] =
+            lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(-1);
+      }
+    }
+  }
+
+  void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
+    if (word.empty()) return;
+    if (ignore_merges_) {
+      if (const auto id = lookup(map_, word)) {
+        out.push_back(*id);
+        return;
+      }
+    }
+    std::vector<Symbol> syms;
+    syms.reserve(word.size());
+    bool last_unk = false;
+    std::string buf;
+    std::size_t i = 0;
+    while (i < word.size()) {
+      const std::size_t start = i;
+      i += unicode::char_length(word, i);
+      std::string_view ch = word.substr(start, i - start);
+      if (!prefix_.empty() || !suffix_.empty()) {
+        buf.clear();
+        if (start > 0) buf += prefix_;
+        buf += ch;
+        if (i == word.size()) buf += suffix_;
+        ch = buf;
+      }
+      if (const auto id = lookup(map_, ch)) {
+        push(syms, *id);
+        last_unk = false;
+        continue;
+      }
+      if (byte_fallback_) {
+        bool all = true;
+        for (char b : word.substr(start, i - start)) {
+          if (byte_ids_[static_cast<std::uint8_t>(b)] < 0) all = false;
+        }
+        if (all) {
+          for (char b : word.substr(start, i - start)) {
+            push(syms, byte_ids_[static_cast<std::uint8_t>(b)]);
+          }
+          last_unk = false;
+          continue;
+        }
+      }
+      if (unk_) {
+        if (!(fuse_unk_ && last_unk)) push(syms, *unk_);
+        last_unk = true;
+      }
+    }
+    merge_all(syms);
+    for (const auto& s : syms) {
+      if (s.alive) out.push_back(s.id);
+    }
+  }
+
+ private:
+  static std::uint64_t key(std::int32_t a, std::int32_t b) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+           static_cast<std::uint32_t>(b);
+  }
+  static void push(std::vector<Symbol>& syms, std::int32_t id) {
+    const auto n = static_cast<std::int32_t>(syms.size());
+    syms.push_back({id, n - 1, -1, true});
+    if (n > 0) syms[static_cast<std::size_t>(n - 1)].next = n;
+  }
+
+  struct Candidate {
+    std::int32_t rank;
+    std::int32_t pos;
+    std::int32_t left, right, merged;
+    bool operator>(const Candidate& o) const {
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+
+  void add(std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>>& q,
+           const std::vector<Symbol>& syms, std::int32_t pos) const {
+    if (pos < 0) return;
+    const Symbol& s = syms[static_cast<std::size_t>(pos)];
+    if (s.next < 0) return;
+    const std::int32_t right = syms[static_cast<std::size_t>(s.next)].id;
+    const auto it = merges_.find(key(s.id, right));
+    if (it == merges_.end()) return;
+    q.push({it->second.first, pos, s.id, right, it->second.second});
+  }
+
+  void merge_all(std::vector<Symbol>& syms) const {
+    if (syms.size() < 2 || merges_.empty()) return;
+    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> q;
+    for (std::size_t p = 0; p + 1 < syms.size(); ++p) add(q, syms, static_cast<std::int32_t>(p));
+    while (!q.empty()) {
+      const Candidate c = q.top();
+      q.pop();
+      Symbol& s = syms[static_cast<std::size_t>(c.pos)];
+      if (!s.alive || s.id != c.left || s.next < 0) continue;
+      Symbol& r = syms[static_cast<std::size_t>(s.next)];
+      if (r.id != c.right) continue;
+      s.id = c.merged;
+      r.alive = false;
+      s.next = r.next;
+      if (r.next >= 0) syms[static_cast<std::size_t>(r.next)].prev = c.pos;
+      add(q, syms, s.prev);
+      add(q, syms, c.pos);
+    }
+  }
+
+  std::string prefix_, suffix_;
+  bool fuse_unk_, byte_fallback_, ignore_merges_;
+  std::optional<std::int32_t> unk_;
+  std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;
+  std::array<std::int32_t, 256> byte_ids_{};
+};
+
+class SpmBpe final : public VocabBase {
+ public:
+  explicit SpmBpe(SpmConfig c)
+      : VocabBase(std::move(c.vocab)), scores_(std::move(c.scores)), unk_(c.unk_id) {
+    for (int b = 0; b < 256; ++b) {
+      byte_ids_[static_cast<std::size_t>(b)] =
+          lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(unk_);
+    }
+  }
+
+  void tokenize(std::string_view text, std::vector<std::int32_t>& out) const override {
+    struct Sym {
+      std::size_t begin, len;
+      std::int32_t prev, next;
+    };
+    std::vector<Sym> syms;
+    std::size_t i = 0;
+    while (i < text.size()) {
+      const std::size_t len = unicode::char_length(text, i);
+      const auto n = static_cast<std::int32_t>(syms.size());
+      syms.push_back({i, len, n - 1, -1});
+      if (n > 0) syms[static_cast<std::size_t>(n - 1)].next = n;
+      i += len;
+    }
+    struct Bigram {
+      float score;
+      std::int32_t left, right;
+      std::size_t size;
+      bool operator<(const Bigram& o) const {
+        return score != o.score ? score < o.score : left > o.left;
+      }
+    };
+    std::priority_queue<Bigram> q;
+    auto try_add = [&](std::int32_t l, std::int32_t r) {
+      if (l < 0 || r < 0) return;
+      const Sym& a = syms[static_cast<std::size_t>(l)];
+      const Sym& b = syms[static_cast<std::size_t>(r)];
+      const auto id = lookup(map_, text.substr(a.begin, a.len + b.len));
+      if (!id) return;
+      q.push({scores_[static_cast<std::size_t>(*id)], l, r, a.len + b.len});
+    };
+    for (std::size_t k = 1; k < syms.size(); ++k) {
+      try_add(static_cast<std::int32_t>(k - 1), static_cast<std::int32_t>(k));
+    }
+    while (!q.empty()) {
+      const Bigram g = q.top();
+      q.pop();
+      Sym& l = syms[static_cast<std::size_t>(g.left)];
+      Sym& r = syms[static_cast<std::size_t>(g.right)];
+      if (l.len == 0 || r.len == 0 || l.len + r.len != g.size) continue;
+      l.len += r.len;
+      r.len = 0;
+      l.next = r.next;
+      if (r.next >= 0) syms[static_cast<std::size_t>(r.next)].prev = g.left;
+      try_add(l.prev, g.left);
+      try_add(g.left, l.next);
+    }
+    for (std::int32_t k = syms.empty() ? -1 : 0; k >= 0;
+         k = syms[static_cast<std::size_t>(k)].next) {
+      const Sym& s = syms[static_cast<std::size_t>(k)];
+      const std::string_view piece = text.substr(s.begin, s.len);
+      if (const auto id = lookup(map_, piece)) {
+        out.push_back(*id);
+      } else {
+        // A merged symbol is always a token, so only single characters fall back to bytes.
+        for (char b : piece) out.push_back(byte_ids_[static_cast<std::uint8_t>(b)]);
+      }
+    }
+  }
+
+ private:
+  std::vector<float> scores_;
+  std::int32_t unk_;
+  std::array<std::int32_t, 256> byte_ids_{};
+};
+
+class Unigram final : public VocabBase {
+ public:
+  explicit Unigram(UnigramConfig c)
+      : VocabBase(std::move(c.vocab)),
+        scores_(std::move(c.scores)),
+        unk_(c.unk_id),
+        byte_fallback_(c.byte_fallback) {
+    double min_score = std::numeric_limits<double>::max();
+    for (double s : scores_) min_score = std::min(min_score, s);
+    unk_score_ = (scores_.empty() ? 0.0 : min_score) - 10.0;
+    for (const auto& t : vocab_) max_len_ = std::max(max_len_, t.size());
+    if (byte_fallback_) {
+      for (int b = 0; b < 256; ++b) {
+        byte_ids_[static_cast<std::size_t>(b)] =
+            lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(-1);
+      }
+    }
+  }
+
+  void tokenize(std::string_view s, std::vector<std::int32_t>& out) const override {
+    if (s.empty()) return;
+    struct Best {
+      double score = 0;
+      std::size_t start = 0;
+      std::int32_t id = -1;
+      bool set = false;
+    };
+    std::vector<Best> best(s.size() + 1);
+    best[0].set = true;
+    std::size_t i = 0;
+    while (i < s.size()) {
+      const std::size_t clen = unicode::char_length(s, i);
+      if (!best[i].set) {
+        i += clen;
+        continue;
+      }
+      const double base = best[i].score;
+      bool single = false;
+      std::size_t end = i;
+      while (end < s.size() && end - i < max_len_) {
+        end += unicode::char_length(s, end);
+        if (end - i > max_len_) break;
+        const auto id = lookup(map_, s.substr(i, end - i));
+        if (!id) continue;
+        const double cand = base + scores_[static_cast<std::size_t>(*id)];
+        Best& b = best[end];
+        if (!b.set || cand > b.score) b = {cand, i, *id, true};
+        if (end - i == clen) single = true;
+      }
+      if (!single) {
+        const double cand = base + unk_score_;
+        Best& b = best[i + clen];
+        if (!b.set || cand > b.score) b = {cand, i, -1, true};
+      }
+      i += clen;
+    }
+    std::vector<std::pair<std::size_t, std::int32_t>> path;  // (start, id or -1 for unknown)
+    for (std::size_t e = s.size(); e > 0; e = best[e].start)
+      path.emplace_back(best[e].start, best[e].id);
+    std::reverse(path.begin(), path.end());
+    for (std::size_t k = 0; k < path.size(); ++k) {
+      if (path[k].second >= 0) {
+        out.push_back(path[k].second);
+        continue;
+      }
+      // Consecutive unknown pieces fuse into one.
+      std::size_t j = k;
+      while (j + 1 < path.size() && path[j + 1].second < 0) ++j;
+      const std::size_t b = path[k].first;
+      const std::size_t e = j + 1 < path.size() ? path[j + 1].first : s.size();
+      bool done = false;
+      if (byte_fallback_) {
+        bool all = true;
+        for (char ch : s.substr(b, e - b))
+          all = all && byte_ids_[static_cast<std::uint8_t>(ch)] >= 0;
+        if (all) {
+          for (char ch : s.substr(b, e - b))
+            out.push_back(byte_ids_[static_cast<std::uint8_t>(ch)]);
+          done = true;
+        }
+      }
+      if (!done) {
+        if (!unk_) {
+          throw Error(ErrorCode::kUnsupported, "Unigram model without unk_id met an unknown piece");
+        }
+        out.push_back(*unk_);
+      }
+      k = j;
+    }
+  }
+
+ private:
+  std::vector<double> scores_;
+  std::optional<std::int32_t> unk_;
+  bool byte_fallback_;
+  double unk_score_ = 0;
+  std::size_t max_len_ = 1;
+  std::array<std::int32_t, 256> byte_ids_{};
+};
+
+}  // namespace
+
+ModelPtr make_wordpiece(WordPieceConfig config) {
+  return std::make_unique<WordPiece>(std::move(config));
+}
+ModelPtr make_bpe(BpeConfig config) {
+  return std::make_unique<Bpe>(std::move(config));
+}
+ModelPtr make_spm_bpe(SpmConfig config) {
+  return std::make_unique<SpmBpe>(std::move(config));
+}
+ModelPtr make_unigram(UnigramConfig config) {
+  return std::make_unique<Unigram>(std::move(config));
+}
+
+}  // namespace hearth::tokenize::detail
