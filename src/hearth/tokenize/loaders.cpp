@@ -3,7 +3,7 @@
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
-#include "hearth/formats/hf_folder.hpp"
+#include "hearth/formats/hf_folder.hpp"  // read_json_file
 #include "hearth/tokenize/impl.hpp"
 #include "hearth/tokenize/tokenizer.hpp"
 
@@ -629,19 +629,12 @@ Tokenizer Tokenizer::from_gguf(const formats::GGUFFile& f) {
 Tokenizer Tokenizer::load(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
-    const auto folder = formats::ModelFolder::open(path);
-    const auto& files = folder.tokenizer_files();
-    if (files.tokenizer_json) return load(*files.tokenizer_json);
-    if (files.vocab_txt) {
-      json config = json::object();
-      if (files.tokenizer_config) config = formats::read_json_file(*files.tokenizer_config);
-      try {
-        return Tokenizer(impl_from_vocab_txt(*files.vocab_txt, config));
-      } catch (const Error& e) {
-        throw e.where().file.empty() ? e.with_file(files.vocab_txt->string()) : e;
-      }
-    }
-    if (files.vocab_json || files.sentencepiece) {
+    // Only the tokenizer files matter here (ModelFolder would also validate weights and
+    // sentence-transformers modules).
+    auto has = [&](const char* name) { return std::filesystem::is_regular_file(path / name, ec); };
+    if (has("tokenizer.json")) return load(path / "tokenizer.json");
+    if (has("vocab.txt")) return load(path / "vocab.txt");
+    if (has("vocab.json") || has("tokenizer.model")) {
       throw Error(ErrorCode::kUnsupported,
                   "has no tokenizer.json or vocab.txt; vocab.json/merges.txt and tokenizer.model "
                   "alone are not supported",
