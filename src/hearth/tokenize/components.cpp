@@ -347,17 +347,27 @@ class BertPreTokenizer final : public PreTokenizer {
     split_each(pieces, [](const std::string& p, std::vector<std::string>& out) {
       std::size_t i = 0, start = 0;
       auto flush = [&](std::size_t end) {
-        if (end > start) out.emplace_back(p.substr(start, end - start));
+        if (end > start) out.emplace_back(p.data() + start, end - start);
       };
       while (i < p.size()) {
         const std::size_t at = i;
-        const char32_t c = unicode::next(p, i);
-        if (unicode::is_whitespace(c)) {
+        const auto b = static_cast<unsigned char>(p[i]);
+        bool space, punct;
+        if (b < 0x80) {
+          ++i;
+          space = b == ' ' || (b >= 0x09 && b <= 0x0D);
+          punct = !space && is_bert_punctuation(b);
+        } else {
+          const char32_t c = unicode::next(p, i);
+          space = unicode::is_whitespace(c);
+          punct = !space && is_bert_punctuation(c);
+        }
+        if (space) {
           flush(at);
           start = i;
-        } else if (is_bert_punctuation(c)) {
+        } else if (punct) {
           flush(at);
-          out.emplace_back(p.substr(at, i - at));
+          out.emplace_back(p.data() + at, i - at);
           start = i;
         }
       }

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdio>
 #include <limits>
+#include <mutex>
 #include <queue>
 
 #include "hearth/core/error.hpp"
@@ -55,18 +56,24 @@ class WordPiece final : public VocabBase {
   }
 
   void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
+    // Most words are whole tokens: one lookup, no bookkeeping.
+    if (const auto id = lookup(map_, word); id && word.size() <= max_chars_) {
+      out.push_back(*id);
+      return;
+    }
     std::vector<std::size_t> bounds;  // byte offset of each char, plus the end
+    bounds.reserve(word.size() + 1);
     std::size_t i = 0;
     while (i < word.size()) {
       bounds.push_back(i);
       i += unicode::char_length(word, i);
+      if (bounds.size() > max_chars_) {
+        out.push_back(unk_);
+        return;
+      }
     }
     bounds.push_back(word.size());
     const std::size_t n = bounds.size() - 1;
-    if (n > max_chars_) {
-      out.push_back(unk_);
-      return;
-    }
     const std::size_t mark = out.size();
     std::string buf;
     std::size_t start = 0;
@@ -150,6 +157,31 @@ class Bpe final : public VocabBase {
 
   void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
     if (word.empty()) return;
+    const bool cacheable = word.size() <= kMaxCachedWord;
+    if (cacheable) {
+      const std::lock_guard<std::mutex> lock(cache_mutex_);
+      const auto it = cache_.find(word);
+      if (it != cache_.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        return;
+      }
+    }
+    const std::size_t mark = out.size();
+    tokenize_uncached(word, out);
+    if (cacheable) {
+      const std::lock_guard<std::mutex> lock(cache_mutex_);
+      if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+      cache_.emplace(
+          std::string(word),
+          std::vector<std::int32_t>(out.begin() + static_cast<std::ptrdiff_t>(mark), out.end()));
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxCachedWord = 64;
+  static constexpr std::size_t kMaxCacheEntries = 1 << 16;
+
+  void tokenize_uncached(std::string_view word, std::vector<std::int32_t>& out) const {
     if (ignore_merges_) {
       if (const auto id = lookup(map_, word)) {
         out.push_back(*id);
@@ -201,7 +233,6 @@ class Bpe final : public VocabBase {
     }
   }
 
- private:
   static std::uint64_t key(std::int32_t a, std::int32_t b) {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
            static_cast<std::uint32_t>(b);
@@ -257,6 +288,10 @@ class Bpe final : public VocabBase {
   std::optional<std::int32_t> unk_;
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;
   std::array<std::int32_t, 256> byte_ids_{};
+  // Word -> ids, shared by all threads (the pipeline is otherwise immutable).
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>>
+      cache_;
 };
 
 class SpmBpe final : public VocabBase {
