@@ -24,6 +24,8 @@ class AddedMatcher {
  public:
   void add(const std::string& content, std::size_t index);
   bool empty() const { return nodes_.size() <= 1; }
+  // Whether some token starts with byte b.
+  bool may_start(unsigned char b) const { return first_byte_[b]; }
   // Longest token starting at s[pos]: (length, index), or length 0.
   std::pair<std::size_t, std::size_t> longest(std::string_view s, std::size_t pos) const;
 

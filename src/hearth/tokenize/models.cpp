@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <queue>
 
@@ -11,6 +12,74 @@
 #include "hearth/tokenize/unicode.hpp"
 
 namespace hearth::tokenize::detail {
+namespace {}  // namespace
+
+void ByteTrie::build(const std::vector<std::pair<std::string, std::int32_t>>& entries) {
+  // A pointer trie first, then flattened breadth-first so each node's edges are contiguous.
+  std::vector<std::map<std::uint8_t, std::uint32_t>> kids(1);
+  std::vector<std::int32_t> values(1, -1);
+  for (const auto& [key, value] : entries) {
+    std::uint32_t node = 0;
+    for (const char ch : key) {
+      const auto b = static_cast<std::uint8_t>(ch);
+      const auto it = kids[node].find(b);
+      if (it != kids[node].end()) {
+        node = it->second;
+        continue;
+      }
+      const auto created = static_cast<std::uint32_t>(kids.size());
+      kids[node].emplace(b, created);
+      kids.emplace_back();
+      values.push_back(-1);
+      node = created;
+    }
+    if (values[node] < 0) values[node] = value;
+  }
+  std::vector<std::uint32_t> order{0}, renumber(kids.size());
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    renumber[order[k]] = static_cast<std::uint32_t>(k);
+    for (const auto& [b, c] : kids[order[k]]) order.push_back(c);
+  }
+  edge_begin_.assign(1, 0);
+  edge_byte_.clear();
+  edge_child_.clear();
+  value_.clear();
+  for (const std::uint32_t old : order) {
+    for (const auto& [b, c] : kids[old]) {
+      edge_byte_.push_back(b);
+      edge_child_.push_back(renumber[c]);
+    }
+    edge_begin_.push_back(static_cast<std::uint32_t>(edge_byte_.size()));
+    value_.push_back(values[old]);
+  }
+  constexpr std::uint32_t kDenseFrom = 16;
+  dense_.assign(value_.size(), kNone);
+  tables_.clear();
+  for (std::size_t node = 0; node < value_.size(); ++node) {
+    const std::uint32_t b = edge_begin_[node], e = edge_begin_[node + 1];
+    if (e - b < kDenseFrom && node != 0) continue;
+    dense_[node] = static_cast<std::uint32_t>(tables_.size());
+    tables_.resize(tables_.size() + 256, kNone);
+    for (std::uint32_t k = b; k < e; ++k) tables_[dense_[node] + edge_byte_[k]] = edge_child_[k];
+  }
+}
+
+std::uint32_t ByteTrie::child(std::uint32_t node, std::uint8_t byte) const {
+  if (dense_[node] != kNone) return tables_[dense_[node] + byte];
+  const std::uint32_t b = edge_begin_[node], e = edge_begin_[node + 1];
+  for (std::uint32_t k = b; k < e; ++k) {
+    if (edge_byte_[k] == byte) return edge_child_[k];
+    if (edge_byte_[k] > byte) break;
+  }
+  return kNone;
+}
+
+std::pair<std::size_t, std::int32_t> ByteTrie::longest_prefix(std::string_view s) const {
+  std::pair<std::size_t, std::int32_t> best{0, -1};
+  each_prefix(s, [&](std::size_t len, std::int32_t v) { best = {len, v}; });
+  return best;
+}
+
 namespace {
 
 class VocabBase : public Model {
@@ -53,51 +122,40 @@ class WordPiece final : public VocabBase {
                   "WordPiece unk_token '" + c.unk_token + "' is not in the vocabulary");
     }
     unk_ = *unk;
+    std::vector<std::pair<std::string, std::int32_t>> all, cont;
+    for (std::size_t i = 0; i < vocab_.size(); ++i) {
+      const auto id = static_cast<std::int32_t>(i);
+      all.emplace_back(vocab_[i], id);
+      if (!prefix_.empty() && vocab_[i].size() > prefix_.size() &&
+          vocab_[i].compare(0, prefix_.size(), prefix_) == 0) {
+        cont.emplace_back(vocab_[i].substr(prefix_.size()), id);
+      }
+    }
+    initial_.build(all);
+    continuing_.build(cont);
   }
 
   void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
-    // Most words are whole tokens: one lookup, no bookkeeping.
-    if (const auto id = lookup(map_, word); id && word.size() <= max_chars_) {
-      out.push_back(*id);
-      return;
-    }
-    std::vector<std::size_t> bounds;  // byte offset of each char, plus the end
-    bounds.reserve(word.size() + 1);
-    std::size_t i = 0;
-    while (i < word.size()) {
-      bounds.push_back(i);
-      i += unicode::char_length(word, i);
-      if (bounds.size() > max_chars_) {
+    std::size_t chars = 0;
+    for (std::size_t i = 0; i < word.size(); i += unicode::char_length(word, i)) {
+      if (++chars > max_chars_) {
         out.push_back(unk_);
         return;
       }
     }
-    bounds.push_back(word.size());
-    const std::size_t n = bounds.size() - 1;
+    // Greedy longest match, as Hugging Face does, with one trie walk per piece.
     const std::size_t mark = out.size();
-    std::string buf;
     std::size_t start = 0;
-    while (start < n) {
-      std::size_t end = n;
-      std::optional<std::int32_t> found;
-      for (; end > start; --end) {
-        const std::string_view sub = word.substr(bounds[start], bounds[end] - bounds[start]);
-        if (start == 0) {
-          found = lookup(map_, sub);
-        } else {
-          buf.assign(prefix_);
-          buf.append(sub);
-          found = lookup(map_, buf);
-        }
-        if (found) break;
-      }
-      if (!found) {
+    while (start < word.size()) {
+      const auto [len, id] =
+          (start == 0 ? initial_ : continuing_).longest_prefix(word.substr(start));
+      if (len == 0) {
         out.resize(mark);
         out.push_back(unk_);
         return;
       }
-      out.push_back(*found);
-      start = end;
+      out.push_back(id);
+      start += len;
     }
   }
 
@@ -105,6 +163,7 @@ class WordPiece final : public VocabBase {
   std::string prefix_;
   std::size_t max_chars_;
   std::int32_t unk_ = 0;
+  ByteTrie initial_, continuing_;
 };
 
 // Merges adjacent symbols by ascending rank (ties: leftmost) with a heap over a linked list.

@@ -28,6 +28,36 @@ inline std::optional<std::int32_t> lookup(const TokenMap& map, std::string_view 
   return it->second;
 }
 
+// A static byte trie (edges in one sorted array per node) for longest-prefix and all-prefix
+// lookups of vocabulary tokens.
+class ByteTrie {
+ public:
+  void build(const std::vector<std::pair<std::string, std::int32_t>>& entries);
+  // The longest key that is a prefix of s: (length, value), or (0, -1).
+  std::pair<std::size_t, std::int32_t> longest_prefix(std::string_view s) const;
+  // Calls f(length, value) for every key that is a prefix of s, shortest first.
+  template <class F>
+  void each_prefix(std::string_view s, F&& f) const {
+    std::uint32_t node = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      node = child(node, static_cast<std::uint8_t>(s[i]));
+      if (node == kNone) return;
+      if (value_[node] >= 0) f(i + 1, value_[node]);
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+  std::uint32_t child(std::uint32_t node, std::uint8_t byte) const;
+  std::vector<std::uint32_t> edge_begin_;  // per node, plus one
+  std::vector<std::uint8_t> edge_byte_;
+  std::vector<std::uint32_t> edge_child_;
+  std::vector<std::int32_t> value_;
+  // Nodes with many children get a direct 256-entry table (dense_[node] indexes tables_).
+  std::vector<std::uint32_t> dense_;
+  std::vector<std::uint32_t> tables_;
+};
+
 // ---- normalizers ----------------------------------------------------------------------------
 class Normalizer {
  public:

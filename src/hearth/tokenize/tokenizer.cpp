@@ -89,6 +89,10 @@ void split_added(const AddedMatcher& m, const std::vector<AddedToken>& added, st
   }
   std::size_t pos = 0, emitted = 0;
   while (pos < s.size()) {
+    if (!m.may_start(static_cast<unsigned char>(s[pos]))) {
+      ++pos;
+      continue;
+    }
     const auto [len, index] = m.longest(s, pos);
     if (len == 0) {
       ++pos;
@@ -136,7 +140,12 @@ void split_added(const AddedMatcher& m, const std::vector<AddedToken>& added, st
 
 void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
                                       std::vector<std::int32_t>& out) const {
-  const std::string text = unicode::sanitize(raw);
+  std::string repaired;
+  std::string_view text = raw;
+  if (!unicode::is_valid(raw)) {
+    repaired = unicode::sanitize(raw);
+    text = repaired;
+  }
   const int only_plain = parse_special ? 0 : 1;
   std::vector<Segment> first;
   split_added(matchers[0][only_plain], added, text, true, first);

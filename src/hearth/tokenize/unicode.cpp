@@ -114,6 +114,20 @@ std::string sanitize(std::string_view s) {
   return out;
 }
 
+bool is_valid(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    if (static_cast<std::uint8_t>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const auto [len, valid] = scan(s, i);
+    if (!valid) return false;
+    i += len;
+  }
+  return true;
+}
+
 std::u32string decode(std::string_view s) {
   std::u32string out;
   out.reserve(s.size());

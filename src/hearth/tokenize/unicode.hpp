@@ -22,6 +22,7 @@ std::string to_utf8(char32_t cp);
 // Invalid subparts replaced by U+FFFD as next() does (s unchanged when it is valid).
 std::string sanitize(std::string_view s);
 
+bool is_valid(std::string_view s);
 std::u32string decode(std::string_view s);
 std::string encode(std::u32string_view s);
 
