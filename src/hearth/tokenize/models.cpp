@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -13,6 +14,28 @@
 
 namespace hearth::tokenize::detail {
 namespace {}  // namespace
+
+std::uint64_t hash_bytes(std::string_view s) {
+  const char* p = s.data();
+  std::size_t n = s.size();
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  while (n >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+  }
+  h *= 0xBF58476D1CE4E5B9ull;
+  return h ^ (h >> 32);
+}
 
 void ByteTrie::build(const std::vector<std::pair<std::string, std::int32_t>>& entries) {
   // A pointer trie first, then flattened breadth-first so each node's edges are contiguous.
@@ -219,9 +242,9 @@ class Bpe final : public VocabBase {
     const bool cacheable = word.size() <= kMaxCachedWord;
     if (cacheable) {
       const std::lock_guard<std::mutex> lock(cache_mutex_);
-      const auto it = cache_.find(word);
-      if (it != cache_.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
+      if (const auto* span = cache_.find(word)) {
+        out.insert(out.end(), cache_ids_.begin() + span->first,
+                   cache_ids_.begin() + span->first + span->second);
         return;
       }
     }
@@ -229,10 +252,15 @@ class Bpe final : public VocabBase {
     tokenize_uncached(word, out);
     if (cacheable) {
       const std::lock_guard<std::mutex> lock(cache_mutex_);
-      if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-      cache_.emplace(
-          std::string(word),
-          std::vector<std::int32_t>(out.begin() + static_cast<std::ptrdiff_t>(mark), out.end()));
+      if (cache_.size() >= kMaxCacheEntries) {
+        cache_.clear();
+        cache_ids_.clear();
+      }
+      if (cache_.emplace(word, {static_cast<std::uint32_t>(cache_ids_.size()),
+                                static_cast<std::uint32_t>(out.size() - mark)})) {
+        cache_ids_.insert(cache_ids_.end(), out.begin() + static_cast<std::ptrdiff_t>(mark),
+                          out.end());
+      }
     }
   }
 
@@ -349,8 +377,8 @@ class Bpe final : public VocabBase {
   std::array<std::int32_t, 256> byte_ids_{};
   // Word -> ids, shared by all threads (the pipeline is otherwise immutable).
   mutable std::mutex cache_mutex_;
-  mutable std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>>
-      cache_;
+  mutable FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> cache_;  // -> cache_ids_ span
+  mutable std::vector<std::int32_t> cache_ids_;
 };
 
 class SpmBpe final : public VocabBase {

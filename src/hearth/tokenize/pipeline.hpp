@@ -16,16 +16,82 @@
 
 namespace hearth::tokenize::detail {
 
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+// An open-addressing string -> V map with keys packed in one buffer: vocabulary lookups are the
+// hot path of every model, and this is several times faster than std::unordered_map there.
+std::uint64_t hash_bytes(std::string_view s);
+
+template <class V>
+class FlatStringMap {
+ public:
+  const V* find(std::string_view key) const {
+    if (slots_.empty()) return nullptr;
+    const std::uint64_t h = hash_bytes(key);
+    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (!s.used) return nullptr;
+      if (s.hash == h && s.len == key.size() &&
+          std::string_view(arena_.data() + s.off, s.len) == key) {
+        return &s.value;
+      }
+    }
+  }
+  // False (and no change) when key is already present.
+  bool emplace(std::string_view key, V value) {
+    if ((count_ + 1) * 4 > slots_.size() * 3) grow();
+    const std::uint64_t h = hash_bytes(key);
+    std::size_t i = h & mask_;
+    for (;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (!s.used) break;
+      if (s.hash == h && std::string_view(arena_.data() + s.off, s.len) == key) return false;
+    }
+    slots_[i] = {h, static_cast<std::uint32_t>(arena_.size()),
+                 static_cast<std::uint32_t>(key.size()), true, std::move(value)};
+    arena_.append(key);
+    ++count_;
+    return true;
+  }
+  void reserve(std::size_t n) {
+    while (slots_.size() * 3 < n * 4) grow();
+  }
+  std::size_t size() const { return count_; }
+  void clear() {
+    slots_.clear();
+    arena_.clear();
+    count_ = 0;
+    mask_ = 0;
+  }
+
+ private:
+  struct Slot {
+    std::uint64_t hash = 0;
+    std::uint32_t off = 0, len = 0;
+    bool used = false;
+    V value{};
+  };
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? 16 : old.size() * 2, Slot{});
+    mask_ = slots_.size() - 1;
+    for (auto& s : old) {
+      if (!s.used) continue;
+      std::size_t i = s.hash & mask_;
+      while (slots_[i].used) i = (i + 1) & mask_;
+      slots_[i] = std::move(s);
+    }
+  }
+  std::vector<Slot> slots_;
+  std::string arena_;
+  std::size_t count_ = 0;
+  std::size_t mask_ = 0;
 };
-using TokenMap = std::unordered_map<std::string, std::int32_t, StringHash, std::equal_to<>>;
+
+using TokenMap = FlatStringMap<std::int32_t>;
 
 inline std::optional<std::int32_t> lookup(const TokenMap& map, std::string_view key) {
-  const auto it = map.find(key);
-  if (it == map.end()) return std::nullopt;
-  return it->second;
+  const std::int32_t* v = map.find(key);
+  if (!v) return std::nullopt;
+  return *v;
 }
 
 // A static byte trie (edges in one sorted array per node) for longest-prefix and all-prefix
