@@ -199,49 +199,59 @@ class BertNormalizer final : public Normalizer {
   BertNormalizer(bool clean, bool chinese, bool strip, bool lower)
       : clean_(clean), chinese_(chinese), strip_(strip), lower_(lower) {}
   void normalize(std::string& s) const override {
-    if (is_ascii(s)) {
-      std::string out;
-      out.reserve(s.size());
-      for (char ch : s) {
-        auto c = static_cast<unsigned char>(ch);
-        if (clean_) {
-          if (c == 0 || (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) continue;
-          if (c == '\t' || c == '\n' || c == '\r') c = ' ';
-        }
-        if (lower_ && c >= 'A' && c <= 'Z') c += 32;
-        out.push_back(static_cast<char>(c));
-      }
-      s = std::move(out);
-      return;
-    }
-    std::string out;
+    // Non-ASCII runs go through the Unicode steps; ASCII characters are NFD starters, so
+    // handling the runs separately gives exactly the result of handling the whole text.
+    std::string out, run;
     out.reserve(s.size() + 8);
+    auto flush_run = [&] {
+      if (run.empty()) return;
+      if (strip_) {
+        const std::string nfd = unicode::normalize(run, unicode::Form::kNFD);
+        run.clear();
+        std::size_t j = 0;
+        while (j < nfd.size()) {
+          const char32_t c = unicode::next(nfd, j);
+          if (!unicode::is_mark_nonspacing(c)) unicode::append_utf8(run, c);
+        }
+      }
+      out += lower_ ? unicode::lowercase(run) : run;
+      run.clear();
+    };
     std::size_t i = 0;
     while (i < s.size()) {
+      const auto b = static_cast<unsigned char>(s[i]);
+      if (b < 0x80) {
+        flush_run();
+        ++i;
+        char c = static_cast<char>(b);
+        if (clean_) {
+          if (b == 0 || (b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7F) continue;
+          if (b == '\t' || b == '\n' || b == '\r') c = ' ';
+        }
+        if (lower_ && c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        out.push_back(c);
+        continue;
+      }
       char32_t c = unicode::next(s, i);
       if (clean_) {
-        const bool ws = c == '\t' || c == '\n' || c == '\r';
-        if (c == 0 || c == 0xFFFD || (!ws && unicode::is_other(c))) continue;
-        if (ws || unicode::is_whitespace(c)) c = ' ';
+        if (c == 0xFFFD || unicode::is_other(c)) continue;
+        if (unicode::is_whitespace(c)) {
+          flush_run();
+          out.push_back(' ');
+          continue;
+        }
       }
       if (chinese_ && unicode::is_cjk_ideograph(c)) {
+        flush_run();
         out.push_back(' ');
-        unicode::append_utf8(out, c);
+        unicode::append_utf8(run, c);  // NFD maps compatibility ideographs (U+F900...)
+        flush_run();
         out.push_back(' ');
       } else {
-        unicode::append_utf8(out, c);
+        unicode::append_utf8(run, c);
       }
     }
-    if (strip_) {
-      const std::string nfd = unicode::normalize(out, unicode::Form::kNFD);
-      out.clear();
-      std::size_t j = 0;
-      while (j < nfd.size()) {
-        const char32_t c = unicode::next(nfd, j);
-        if (!unicode::is_mark_nonspacing(c)) unicode::append_utf8(out, c);
-      }
-    }
-    if (lower_) out = unicode::lowercase(out);
+    flush_run();
     s = std::move(out);
   }
 

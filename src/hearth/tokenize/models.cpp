@@ -87,16 +87,6 @@ void ByteTrie::build(const std::vector<std::pair<std::string, std::int32_t>>& en
   }
 }
 
-std::uint32_t ByteTrie::child(std::uint32_t node, std::uint8_t byte) const {
-  if (dense_[node] != kNone) return tables_[dense_[node] + byte];
-  const std::uint32_t b = edge_begin_[node], e = edge_begin_[node + 1];
-  for (std::uint32_t k = b; k < e; ++k) {
-    if (edge_byte_[k] == byte) return edge_child_[k];
-    if (edge_byte_[k] > byte) break;
-  }
-  return kNone;
-}
-
 std::pair<std::size_t, std::int32_t> ByteTrie::longest_prefix(std::string_view s) const {
   std::pair<std::size_t, std::int32_t> best{0, -1};
   each_prefix(s, [&](std::size_t len, std::int32_t v) { best = {len, v}; });
@@ -165,6 +155,10 @@ class WordPiece final : public VocabBase {
         out.push_back(unk_);
         return;
       }
+    }
+    if (const auto* id = map_.find(word)) {  // most words are whole tokens
+      out.push_back(*id);
+      return;
     }
     // Greedy longest match, as Hugging Face does, with one trie walk per piece.
     const std::size_t mark = out.size();

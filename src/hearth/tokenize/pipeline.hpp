@@ -114,7 +114,15 @@ class ByteTrie {
 
  private:
   static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
-  std::uint32_t child(std::uint32_t node, std::uint8_t byte) const;
+  std::uint32_t child(std::uint32_t node, std::uint8_t byte) const {
+    if (dense_[node] != kNone) return tables_[dense_[node] + byte];
+    const std::uint32_t b = edge_begin_[node], e = edge_begin_[node + 1];
+    for (std::uint32_t k = b; k < e; ++k) {
+      if (edge_byte_[k] == byte) return edge_child_[k];
+      if (edge_byte_[k] > byte) break;
+    }
+    return kNone;
+  }
   std::vector<std::uint32_t> edge_begin_;  // per node, plus one
   std::vector<std::uint8_t> edge_byte_;
   std::vector<std::uint32_t> edge_child_;
