@@ -419,6 +419,11 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
  public:
   ByteLevelPreTokenizer(bool add_prefix_space, bool use_regex) : prefix_(add_prefix_space) {
     if (use_regex) regex_.emplace(kGpt2Pattern);
+    for (int b = 0; b < 256; ++b) {
+      const std::string& u = byte_to_unicode(static_cast<std::uint8_t>(b));
+      length_[b] = u.size();
+      u.copy(table_[b], u.size());
+    }
   }
   void split(std::vector<std::string>& pieces, bool) const override {
     split_each(pieces, [&](const std::string& p, std::vector<std::string>& out) {
@@ -434,7 +439,10 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       for (std::size_t k = first; k < out.size(); ++k) {
         std::string mapped;
         mapped.reserve(out[k].size() * 2);
-        for (char ch : out[k]) mapped += byte_to_unicode(static_cast<std::uint8_t>(ch));
+        for (char ch : out[k]) {
+          const auto b = static_cast<std::uint8_t>(ch);
+          mapped.append(table_[b], length_[b]);
+        }
         out[k] = std::move(mapped);
       }
     });
@@ -443,6 +451,8 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
  private:
   bool prefix_;
   std::optional<Regex> regex_;
+  char table_[256][2] = {};  // UTF-8 of the char standing for each byte (at most 2 bytes)
+  std::size_t length_[256] = {};
 };
 
 class MetaspacePreTokenizer final : public PreTokenizer {

@@ -1,5 +1,6 @@
 #include "hearth/tokenize/regex.hpp"
 
+#include <bitset>
 #include <vector>
 
 #include "hearth/core/error.hpp"
@@ -87,8 +88,20 @@ struct Node {
   std::size_t min = 1, max = 1;
   bool greedy = true;
 
+  // matches() for every ASCII character, filled by precompute() after parsing.
+  std::bitset<128> ascii;
+
   bool single() const { return kind == kChar || kind == kClass || kind == kAny; }
-  bool matches(char32_t c) const {
+  bool matches(char32_t c) const { return c < 128 ? ascii[c] : slow_matches(c); }
+  void precompute() {
+    if (single()) {
+      for (char32_t c = 0; c < 128; ++c) ascii[c] = slow_matches(c);
+    }
+    for (auto& alt : alts) {
+      for (auto& n : alt) n.precompute();
+    }
+  }
+  bool slow_matches(char32_t c) const {
     switch (kind) {
       case kChar:
         return c == ch || (icase && unicode::simple_lower(c) == unicode::simple_lower(ch));
@@ -508,6 +521,7 @@ Regex::Regex(std::string_view pattern) : impl_(std::make_unique<Impl>()) {
   Node group;
   group.kind = Node::kGroup;
   group.alts = Parser(pattern).parse();
+  group.precompute();
   impl_->root.push_back(std::move(group));
 }
 
