@@ -427,24 +427,33 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
   }
   void split(std::vector<std::string>& pieces, bool) const override {
     split_each(pieces, [&](const std::string& p, std::vector<std::string>& out) {
-      std::string s;
-      if (prefix_ && (p.empty() || p[0] != ' ')) s.push_back(' ');
-      s += p;
-      const std::size_t first = out.size();
-      if (regex_) {
-        split_by(s, regex_matches(*regex_, s), SplitBehavior::kIsolated, false, out);
-      } else if (!s.empty()) {
-        out.push_back(std::move(s));
+      std::string prefixed;
+      std::string_view s = p;
+      if (prefix_ && (p.empty() || p[0] != ' ')) {
+        prefixed = ' ' + p;
+        s = prefixed;
       }
-      for (std::size_t k = first; k < out.size(); ++k) {
+      auto emit = [&](std::string_view piece) {
         std::string mapped;
-        mapped.reserve(out[k].size() * 2);
-        for (char ch : out[k]) {
+        mapped.reserve(piece.size() * 2);
+        for (char ch : piece) {
           const auto b = static_cast<std::uint8_t>(ch);
           mapped.append(table_[b], length_[b]);
         }
-        out[k] = std::move(mapped);
+        out.push_back(std::move(mapped));
+      };
+      if (!regex_) {
+        if (!s.empty()) emit(s);
+        return;
       }
+      // Isolated: every match and every gap between matches is a piece.
+      std::size_t pos = 0;
+      for (const auto& [b, e] : regex_matches(*regex_, s)) {
+        if (b > pos) emit(s.substr(pos, b - pos));
+        emit(s.substr(b, e - b));
+        pos = e;
+      }
+      if (pos < s.size()) emit(s.substr(pos));
     });
   }
 
