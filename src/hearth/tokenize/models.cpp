@@ -123,6 +123,89 @@ std::string byte_token_name(std::uint8_t b) {
   return buf;
 }
 
+constexpr std::string_view kMetaspace = "\u2581";
+
+// Shared by the merge-based models: a word -> ids cache, and splitting long inputs (SentencePiece
+// models see whole texts) before each "\u2581" that follows another character, when no token
+// could span such a point (no token has "\u2581" after another character), so that the
+// result is the same as merging the whole text at once.
+class MergingModel : public VocabBase {
+ public:
+  explicit MergingModel(std::vector<std::string> vocab) : VocabBase(std::move(vocab)) {}
+
+  void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
+    if (word.empty()) return;
+    if (!splittable_ || word.size() <= kMaxCachedWord) {
+      cached(word, out);
+      return;
+    }
+    std::size_t start = 0;
+    for (std::size_t at = word.find(kMetaspace, 1); at != std::string_view::npos;
+         at = word.find(kMetaspace, at + 1)) {
+      if (at >= start + kMetaspace.size() &&
+          word.substr(at - kMetaspace.size(), kMetaspace.size()) == kMetaspace) {
+        continue;  // inside a run of metaspaces
+      }
+      if (at > start) cached(word.substr(start, at - start), out);
+      start = at;
+    }
+    cached(word.substr(start), out);
+  }
+
+ protected:
+  virtual void tokenize_word(std::string_view word, std::vector<std::int32_t>& out) const = 0;
+
+  void init_splitting(bool allowed) {
+    splittable_ = allowed;
+    for (const auto& t : vocab_) {
+      for (std::size_t at = t.find(kMetaspace, 1); splittable_ && at != std::string::npos;
+           at = t.find(kMetaspace, at + 1)) {
+        if (at < kMetaspace.size() ||
+            t.compare(at - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0) {
+          splittable_ = false;
+        }
+      }
+      if (!splittable_) break;
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxCachedWord = 64;
+  static constexpr std::size_t kMaxCacheEntries = 1 << 16;
+
+  void cached(std::string_view word, std::vector<std::int32_t>& out) const {
+    const bool cacheable = word.size() <= kMaxCachedWord;
+    if (cacheable) {
+      const std::lock_guard<std::mutex> lock(cache_mutex_);
+      if (const auto* span = cache_.find(word)) {
+        out.insert(out.end(), cache_ids_.begin() + span->first,
+                   cache_ids_.begin() + span->first + span->second);
+        return;
+      }
+    }
+    const std::size_t mark = out.size();
+    tokenize_word(word, out);
+    if (cacheable) {
+      const std::lock_guard<std::mutex> lock(cache_mutex_);
+      if (cache_.size() >= kMaxCacheEntries) {
+        cache_.clear();
+        cache_ids_.clear();
+      }
+      if (cache_.emplace(word, {static_cast<std::uint32_t>(cache_ids_.size()),
+                                static_cast<std::uint32_t>(out.size() - mark)})) {
+        cache_ids_.insert(cache_ids_.end(), out.begin() + static_cast<std::ptrdiff_t>(mark),
+                          out.end());
+      }
+    }
+  }
+
+  bool splittable_ = false;
+  // Word -> ids, shared by all threads (the pipeline is otherwise immutable).
+  mutable std::mutex cache_mutex_;
+  mutable FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> cache_;  // -> cache_ids_ span
+  mutable std::vector<std::int32_t> cache_ids_;
+};
+
 class WordPiece final : public VocabBase {
  public:
   explicit WordPiece(WordPieceConfig c)
@@ -191,10 +274,10 @@ struct Symbol {
   bool alive;
 };
 
-class Bpe final : public VocabBase {
+class Bpe final : public MergingModel {
  public:
   explicit Bpe(BpeConfig c)
-      : VocabBase(std::move(c.vocab)),
+      : MergingModel(std::move(c.vocab)),
         prefix_(std::move(c.prefix)),
         suffix_(std::move(c.suffix)),
         fuse_unk_(c.fuse_unk),
@@ -229,40 +312,12 @@ class Bpe final : public VocabBase {
             lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(-1);
       }
     }
-  }
-
-  void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
-    if (word.empty()) return;
-    const bool cacheable = word.size() <= kMaxCachedWord;
-    if (cacheable) {
-      const std::lock_guard<std::mutex> lock(cache_mutex_);
-      if (const auto* span = cache_.find(word)) {
-        out.insert(out.end(), cache_ids_.begin() + span->first,
-                   cache_ids_.begin() + span->first + span->second);
-        return;
-      }
-    }
-    const std::size_t mark = out.size();
-    tokenize_uncached(word, out);
-    if (cacheable) {
-      const std::lock_guard<std::mutex> lock(cache_mutex_);
-      if (cache_.size() >= kMaxCacheEntries) {
-        cache_.clear();
-        cache_ids_.clear();
-      }
-      if (cache_.emplace(word, {static_cast<std::uint32_t>(cache_ids_.size()),
-                                static_cast<std::uint32_t>(out.size() - mark)})) {
-        cache_ids_.insert(cache_ids_.end(), out.begin() + static_cast<std::ptrdiff_t>(mark),
-                          out.end());
-      }
-    }
+    // Unknown characters fuse into one <unk>: a split before "\u2581" must not separate two.
+    init_splitting(!unk_ || !fuse_unk_ || lookup(map_, kMetaspace).has_value());
   }
 
  private:
-  static constexpr std::size_t kMaxCachedWord = 64;
-  static constexpr std::size_t kMaxCacheEntries = 1 << 16;
-
-  void tokenize_uncached(std::string_view word, std::vector<std::int32_t>& out) const {
+  void tokenize_word(std::string_view word, std::vector<std::int32_t>& out) const override {
     if (ignore_merges_) {
       if (const auto id = lookup(map_, word)) {
         out.push_back(*id);
@@ -369,23 +424,21 @@ class Bpe final : public VocabBase {
   std::optional<std::int32_t> unk_;
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;
   std::array<std::int32_t, 256> byte_ids_{};
-  // Word -> ids, shared by all threads (the pipeline is otherwise immutable).
-  mutable std::mutex cache_mutex_;
-  mutable FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> cache_;  // -> cache_ids_ span
-  mutable std::vector<std::int32_t> cache_ids_;
 };
 
-class SpmBpe final : public VocabBase {
+class SpmBpe final : public MergingModel {
  public:
   explicit SpmBpe(SpmConfig c)
-      : VocabBase(std::move(c.vocab)), scores_(std::move(c.scores)), unk_(c.unk_id) {
+      : MergingModel(std::move(c.vocab)), scores_(std::move(c.scores)), unk_(c.unk_id) {
     for (int b = 0; b < 256; ++b) {
       byte_ids_[static_cast<std::size_t>(b)] =
           lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(unk_);
     }
+    init_splitting(true);
   }
 
-  void tokenize(std::string_view text, std::vector<std::int32_t>& out) const override {
+ private:
+  void tokenize_word(std::string_view text, std::vector<std::int32_t>& out) const override {
     struct Sym {
       std::size_t begin, len;
       std::int32_t prev, next;
