@@ -174,6 +174,12 @@ class MergingModel : public VocabBase {
   static constexpr std::size_t kMaxCacheEntries = 1 << 16;
 
   void cached(std::string_view word, std::vector<std::int32_t>& out) const {
+    if (whole_words_) {  // BPE ignore_merges: a word that is a token stays whole
+      if (const auto* id = map_.find(word)) {
+        out.push_back(*id);
+        return;
+      }
+    }
     const bool cacheable = word.size() <= kMaxCachedWord;
     if (cacheable) {
       const std::lock_guard<std::mutex> lock(cache_mutex_);
@@ -200,6 +206,11 @@ class MergingModel : public VocabBase {
   }
 
   bool splittable_ = false;
+
+ protected:
+  bool whole_words_ = false;
+
+ private:
   // Word -> ids, shared by all threads (the pipeline is otherwise immutable).
   mutable std::mutex cache_mutex_;
   mutable FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> cache_;  // -> cache_ids_ span
@@ -314,16 +325,11 @@ class Bpe final : public MergingModel {
     }
     // Unknown characters fuse into one <unk>: a split before "\u2581" must not separate two.
     init_splitting(!unk_ || !fuse_unk_ || lookup(map_, kMetaspace).has_value());
+    whole_words_ = ignore_merges_;
   }
 
  private:
   void tokenize_word(std::string_view word, std::vector<std::int32_t>& out) const override {
-    if (ignore_merges_) {
-      if (const auto id = lookup(map_, word)) {
-        out.push_back(*id);
-        return;
-      }
-    }
     std::vector<Symbol> syms;
     syms.reserve(word.size());
     bool last_unk = false;

@@ -509,11 +509,39 @@ class Matcher {
   std::u32string_view t_;
 };
 
+// The ASCII characters a match of seq can start with; nullable when it can match empty (or
+// starts with something this analysis does not look through).
+void first_set(const Seq& seq, std::bitset<128>& first, bool& nullable) {
+  for (const Node& n : seq) {
+    if (n.single()) {
+      first |= n.ascii;
+      if (n.min > 0) return;
+      continue;
+    }
+    if (n.kind == Node::kGroup) {
+      bool any_nullable = false;
+      for (const auto& alt : n.alts) {
+        bool alt_nullable = false;
+        first_set(alt, first, alt_nullable);
+        any_nullable = any_nullable || alt_nullable;
+      }
+      if (!any_nullable && n.min > 0) return;
+      continue;
+    }
+    // Assertions match empty: look through them (this only widens the set).
+  }
+  nullable = true;
+}
+
 }  // namespace
 
 struct Regex::Impl {
   std::string pattern;
   Seq root;  // a single group node holding the alternatives
+  // Per top-level alternative: the ASCII characters it can start with, and whether it may
+  // match empty. Alternatives that cannot start at a position are not tried there.
+  std::vector<std::bitset<128>> first;
+  std::vector<bool> nullable;
 };
 
 Regex::Regex(std::string_view pattern) : impl_(std::make_unique<Impl>()) {
@@ -522,6 +550,13 @@ Regex::Regex(std::string_view pattern) : impl_(std::make_unique<Impl>()) {
   group.kind = Node::kGroup;
   group.alts = Parser(pattern).parse();
   group.precompute();
+  for (const auto& alt : group.alts) {
+    std::bitset<128> first;
+    bool nullable = false;
+    first_set(alt, first, nullable);
+    impl_->first.push_back(first);
+    impl_->nullable.push_back(nullable);
+  }
   impl_->root.push_back(std::move(group));
 }
 
@@ -536,9 +571,14 @@ const std::string& Regex::pattern() const {
 std::optional<std::pair<std::size_t, std::size_t>> Regex::find(std::u32string_view text,
                                                                std::size_t from) const {
   const Matcher m(text);
+  const auto& alts = impl_->root[0].alts;
   for (std::size_t pos = from; pos <= text.size(); ++pos) {
-    std::size_t end = 0;
-    if (m.seq(impl_->root, 0, pos, nullptr, end)) return std::make_pair(pos, end);
+    const char32_t c = pos < text.size() ? text[pos] : 0x110000;
+    for (std::size_t a = 0; a < alts.size(); ++a) {
+      if (c < 128 && !impl_->first[a][c] && !impl_->nullable[a]) continue;
+      std::size_t end = 0;
+      if (m.seq(alts[a], 0, pos, nullptr, end)) return std::make_pair(pos, end);
+    }
   }
   return std::nullopt;
 }
