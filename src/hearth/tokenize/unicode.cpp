@@ -241,16 +241,9 @@ std::string lowercase(std::string_view s) {
   return out;
 }
 
-std::string normalize(std::string_view s, Form form) {
-  bool ascii = true;
-  for (char ch : s) {
-    if (static_cast<std::uint8_t>(ch) >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii || s.empty()) return std::string(s);
-  const std::string valid = sanitize(s);
+namespace {
+
+std::string normalize_span(std::string_view valid, Form form) {
   int options = UTF8PROC_STABLE;
   switch (form) {
     case Form::kNFC:
@@ -276,6 +269,38 @@ std::string normalize(std::string_view s, Form form) {
                 std::string("Unicode normalization failed: ") + utf8proc_errmsg(n));
   }
   return std::string(reinterpret_cast<const char*>(dst), static_cast<std::size_t>(n));
+}
+
+bool ascii_at(std::string_view s, std::size_t i) {
+  return static_cast<std::uint8_t>(s[i]) < 0x80;
+}
+
+}  // namespace
+
+std::string normalize(std::string_view s, Form form) {
+  // ASCII characters are unchanged by every form, never the second of a composition pair and
+  // block reordering, so an ASCII character followed by another ASCII character (or the end)
+  // is a safe boundary: only the spans around non-ASCII text go through utf8proc.
+  const std::string valid = is_valid(s) ? std::string() : sanitize(s);
+  const std::string_view t = valid.empty() ? s : std::string_view(valid);
+  std::string out;
+  out.reserve(t.size());
+  std::size_t i = 0;
+  while (i < t.size()) {
+    std::size_t j = i;
+    while (j < t.size() && ascii_at(t, j)) ++j;
+    if (j == t.size()) {
+      out.append(t.substr(i));
+      break;
+    }
+    const std::size_t start = j > i ? j - 1 : j;  // the ASCII character before may compose
+    out.append(t.substr(i, start - i));
+    std::size_t k = j;
+    while (k < t.size() && !(ascii_at(t, k) && (k + 1 == t.size() || ascii_at(t, k + 1)))) ++k;
+    out += normalize_span(t.substr(start, k - start), form);
+    i = k;
+  }
+  return out;
 }
 
 }  // namespace hearth::tokenize::unicode
