@@ -26,11 +26,12 @@ class FlatStringMap {
   const V* find(std::string_view key) const {
     if (slots_.empty()) return nullptr;
     const std::uint64_t h = hash_bytes(key);
+    const auto tag = static_cast<std::uint32_t>(h >> 32);
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
-      if (!s.used) return nullptr;
-      if (s.hash == h && s.len == key.size() &&
-          std::string_view(arena_.data() + s.off, s.len) == key) {
+      if (!s.used()) return nullptr;
+      if (s.tag == tag && s.len() == key.size() &&
+          std::string_view(arena_.data() + s.off, s.len()) == key) {
         return &s.value;
       }
     }
@@ -39,14 +40,15 @@ class FlatStringMap {
   bool emplace(std::string_view key, V value) {
     if ((count_ + 1) * 4 > slots_.size() * 3) grow();
     const std::uint64_t h = hash_bytes(key);
+    const auto tag = static_cast<std::uint32_t>(h >> 32);
     std::size_t i = h & mask_;
     for (;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
-      if (!s.used) break;
-      if (s.hash == h && std::string_view(arena_.data() + s.off, s.len) == key) return false;
+      if (!s.used()) break;
+      if (s.tag == tag && std::string_view(arena_.data() + s.off, s.len()) == key) return false;
     }
-    slots_[i] = {h, static_cast<std::uint32_t>(arena_.size()),
-                 static_cast<std::uint32_t>(key.size()), true, std::move(value)};
+    slots_[i] = {tag, static_cast<std::uint32_t>(arena_.size()),
+                 static_cast<std::uint32_t>(key.size() + 1), std::move(value)};
     arena_.append(key);
     ++count_;
     return true;
@@ -63,20 +65,24 @@ class FlatStringMap {
   }
 
  private:
+  // 16 bytes for int values (cache-friendly probing): the upper hash half as a tag; size is the
+  // key length plus one, 0 for an empty slot.
   struct Slot {
-    std::uint64_t hash = 0;
-    std::uint32_t off = 0, len = 0;
-    bool used = false;
+    std::uint32_t tag = 0;
+    std::uint32_t off = 0;
+    std::uint32_t size = 0;
     V value{};
+    bool used() const { return size != 0; }
+    std::uint32_t len() const { return size - 1; }
   };
   void grow() {
     std::vector<Slot> old = std::move(slots_);
     slots_.assign(old.empty() ? 16 : old.size() * 2, Slot{});
     mask_ = slots_.size() - 1;
     for (auto& s : old) {
-      if (!s.used) continue;
-      std::size_t i = s.hash & mask_;
-      while (slots_[i].used) i = (i + 1) & mask_;
+      if (!s.used()) continue;
+      std::size_t i = hash_bytes(std::string_view(arena_.data() + s.off, s.len())) & mask_;
+      while (slots_[i].used()) i = (i + 1) & mask_;
       slots_[i] = std::move(s);
     }
   }
