@@ -115,6 +115,23 @@ std::string random_bytes(std::mt19937& rng, std::size_t n) {
   return s;
 }
 
+TEST(Unicode, NormalizationFormsAroundAscii) {
+  using unicode::Form;
+  EXPECT_EQ(unicode::normalize("cafe\u0301 ok", Form::kNFC),
+            "caf\u00e9 ok");  // ASCII base composes
+  EXPECT_EQ(unicode::normalize("caf\u00e9 ok", Form::kNFD), "cafe\u0301 ok");
+  EXPECT_EQ(unicode::normalize("a\u0323\u0302 x", Form::kNFC), "\u1ead x");  // reordered, composed
+  EXPECT_EQ(unicode::normalize("a\u0302\u0323", Form::kNFD), "a\u0323\u0302");
+  EXPECT_EQ(unicode::normalize("\uFB01x \u2460", Form::kNFKC), "fix 1");
+  EXPECT_EQ(unicode::normalize("\uAC00", Form::kNFD), "\u1100\u1161");
+  EXPECT_EQ(unicode::normalize("plain ascii", Form::kNFKD), "plain ascii");
+  EXPECT_EQ(unicode::normalize("x\xFF"
+                               "e\u0301",
+                               Form::kNFC),
+            "x\uFFFD\u00e9");
+  EXPECT_EQ(unicode::lowercase("\u0130A\u03A3"), "i\u0307a\u03c3");
+}
+
 TEST(Tokenizer, RandomBytesNeverCrashAndByteLevelRoundTrips) {
   HEARTH_REQUIRE_FIXTURE(dir, "tokenizers/llamacpp-vocab");
   std::mt19937 rng(7);
