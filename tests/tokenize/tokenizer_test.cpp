@@ -9,6 +9,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/core/utf8.hpp"
 #include "hearth/formats/gguf.hpp"
+#include "hearth/tokenize/pipeline.hpp"
 #include "hearth/tokenize/regex.hpp"
 #include "hearth/tokenize/tokenizer.hpp"
 #include "hearth/tokenize/unicode.hpp"
@@ -113,6 +114,45 @@ std::string random_bytes(std::mt19937& rng, std::size_t n) {
     c = static_cast<char>(r % 3 == 0 ? 0x80 + (r >> 8) % 0x80 : (r >> 8) & 0xFF);
   }
   return s;
+}
+
+std::vector<std::string> pre_tokenize(const detail::PreTokenizer& p, std::string text) {
+  std::vector<std::string> pieces{std::move(text)};
+  p.split(pieces, true);
+  return pieces;
+}
+
+TEST(PreTokenizer, WhitespaceAndPunctuationFollowHuggingFace) {
+  using V = std::vector<std::string>;
+  // \w is Unicode (letters, marks, digits, connector punctuation) as in Rust's regex crate.
+  EXPECT_EQ(
+      pre_tokenize(*detail::make_whitespace_pre_tokenizer(), "Hello, w\u00f6rld!!  000\u1e37x_y"),
+      (V{"Hello", ",", "w\u00f6rld", "!!", "000\u1e37x_y"}));
+  // Each punctuation character is its own piece (a char predicate split, Isolated).
+  EXPECT_EQ(pre_tokenize(*detail::make_punctuation_pre_tokenizer(detail::SplitBehavior::kIsolated),
+                         "a,b!!\u2026\u00bf c"),
+            (V{"a", ",", "b", "!", "!", "\u2026", "\u00bf", " c"}));
+  EXPECT_EQ(pre_tokenize(*detail::make_bert_pre_tokenizer(), " Don't\tstop-me\u3000now$ "),
+            (V{"Don", "'", "t", "stop", "-", "me", "now", "$"}));
+}
+
+TEST(PreTokenizer, SplitBehaviorsMatchHuggingFaceDocumentation) {
+  using V = std::vector<std::string>;
+  using B = detail::SplitBehavior;
+  auto split = [](B behavior, bool invert = false) {
+    return pre_tokenize(*detail::make_split_pre_tokenizer("-", false, behavior, invert),
+                        "the-final--countdown");
+  };
+  // The examples of tokenizers' SplitDelimiterBehavior documentation.
+  EXPECT_EQ(split(B::kRemoved), (V{"the", "final", "countdown"}));
+  EXPECT_EQ(split(B::kIsolated), (V{"the", "-", "final", "-", "-", "countdown"}));
+  EXPECT_EQ(split(B::kMergedWithPrevious), (V{"the-", "final-", "-", "countdown"}));
+  EXPECT_EQ(split(B::kMergedWithNext), (V{"the", "-final", "-", "-countdown"}));
+  EXPECT_EQ(split(B::kContiguous), (V{"the", "-", "final", "--", "countdown"}));
+  EXPECT_EQ(split(B::kRemoved, true), (V{"-", "-", "-"}));
+  EXPECT_EQ(pre_tokenize(*detail::make_split_pre_tokenizer("\\d+", true, B::kMergedWithNext, false),
+                         "ab12cd3"),
+            (V{"ab", "12cd", "3"}));
 }
 
 TEST(Unicode, NormalizationFormsAroundAscii) {
