@@ -270,6 +270,8 @@ TEST(Tokenizer, MalformedAndUnsupportedFilesAreClearErrors) {
                ErrorCode::kFormat, "not in the vocabulary");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": -3}, "merges": []}})",
                ErrorCode::kFormat, "vocab id");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 4000000000}, "merges": []}})",
+               ErrorCode::kFormat, "vocab id");
   expect_error(R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})", ErrorCode::kFormat,
                "[UNK]");
   expect_error(
@@ -328,6 +330,9 @@ TEST(Regex, MatchesTheLlama3Pattern) {
   }
   EXPECT_EQ(parts, (std::vector<std::u32string>{U"I", U"'LL", U" pay", U" ", U"123", U"45", U" now",
                                                 U"!!\n\n", U" ", U" ok"}));
+  // Exponential backtracking stops with an error instead of hanging.
+  const Regex evil("(a|a)*b");
+  EXPECT_THROW(evil.find(std::u32string(40, U'a'), 0), Error);
   EXPECT_THROW(Regex("a{3,1}"), Error);
   EXPECT_THROW(Regex("(?<name>a)"), Error);
   EXPECT_THROW(Regex("\\p{Greek}"), Error);

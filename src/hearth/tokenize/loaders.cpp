@@ -266,9 +266,12 @@ std::optional<PostProcessor> parse_post(const json& j, const Tokenizer::Impl& im
 std::vector<std::string> vocab_from_object(const json& v, const std::string& where) {
   if (!v.is_object()) malformed(where + " vocab is not an object", "model.vocab");
   std::vector<std::string> vocab;
+  // Ids index a table: bound them by the number of entries (plus slack for holes) so that a
+  // hostile file cannot ask for a huge allocation.
+  const std::uint64_t limit = v.size() + 65536;
   for (const auto& [token, id] : v.items()) {
-    if (!id.is_number_unsigned() || id.get<std::uint64_t>() >= (1u << 24)) {
-      malformed(where + " vocab id for '" + token + "' is not a small non-negative integer",
+    if (!id.is_number_unsigned() || id.get<std::uint64_t>() >= limit) {
+      malformed(where + " vocab id for '" + token + "' is not an integer in [0, entries + 65536)",
                 "model.vocab");
     }
     const auto i = id.get<std::size_t>();

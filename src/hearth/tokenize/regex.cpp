@@ -1,5 +1,6 @@
 #include "hearth/tokenize/regex.hpp"
 
+#include <algorithm>
 #include <bitset>
 #include <vector>
 
@@ -436,9 +437,15 @@ struct Cont {
 
 class Matcher {
  public:
-  explicit Matcher(std::u32string_view text) : t_(text) {}
+  Matcher(std::u32string_view text, std::size_t budget, const std::string& pattern)
+      : t_(text), budget_(budget), pattern_(pattern) {}
 
   bool seq(const Seq& s, std::size_t i, std::size_t pos, const Cont* k, std::size_t& end) const {
+    if (++steps_ > budget_) {
+      throw Error(ErrorCode::kUnsupported, "regex /" + pattern_ +
+                                               "/ backtracks too much on this input (over " +
+                                               std::to_string(budget_) + " steps)");
+    }
     if (i == s.size()) return resume(k, pos, end);
     const Node& n = s[i];
     if (n.single()) {
@@ -507,6 +514,9 @@ class Matcher {
   }
 
   std::u32string_view t_;
+  std::size_t budget_;
+  const std::string& pattern_;
+  mutable std::size_t steps_ = 0;
 };
 
 // The ASCII characters a match of seq can start with; nullable when it can match empty (or
@@ -570,7 +580,10 @@ const std::string& Regex::pattern() const {
 
 std::optional<std::pair<std::size_t, std::size_t>> Regex::find(std::u32string_view text,
                                                                std::size_t from) const {
-  const Matcher m(text);
+  // Patterns that backtrack exponentially (a hostile tokenizer.json) stop with an error instead
+  // of hanging: the real pre-tokenizer patterns take a few steps per character.
+  const Matcher m(text, 1000000 + 1000 * (text.size() - std::min(from, text.size())),
+                  impl_->pattern);
   const auto& alts = impl_->root[0].alts;
   for (std::size_t pos = from; pos <= text.size(); ++pos) {
     const char32_t c = pos < text.size() ? text[pos] : 0x110000;
