@@ -1,11 +1,12 @@
 // The tokenization models: WordPiece, BPE (merge ranks), SentencePiece BPE (scores), Unigram.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <queue>
 
 #include "hearth/core/error.hpp"
@@ -173,6 +174,24 @@ class MergingModel : public VocabBase {
   static constexpr std::size_t kMaxCachedWord = 64;
   static constexpr std::size_t kMaxCacheEntries = 1 << 16;
 
+  // Word -> ids, one cache per thread (no locking), keyed by a serial number that no other
+  // model instance ever gets. A thread keeps the caches of its last kMaxCaches models.
+  struct WordCache {
+    FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> map;  // -> span of ids
+    std::vector<std::int32_t> ids;
+  };
+  static constexpr std::size_t kMaxCaches = 8;
+
+  WordCache& thread_cache() const {
+    thread_local std::vector<std::pair<std::uint64_t, std::unique_ptr<WordCache>>> caches;
+    for (auto& [serial, cache] : caches) {
+      if (serial == serial_) return *cache;
+    }
+    if (caches.size() >= kMaxCaches) caches.erase(caches.begin());
+    caches.emplace_back(serial_, std::make_unique<WordCache>());
+    return *caches.back().second;
+  }
+
   void cached(std::string_view word, std::vector<std::int32_t>& out) const {
     if (whole_words_) {  // BPE ignore_merges: a word that is a token stays whole
       if (const auto* id = map_.find(word)) {
@@ -180,28 +199,25 @@ class MergingModel : public VocabBase {
         return;
       }
     }
-    const bool cacheable = word.size() <= kMaxCachedWord;
-    if (cacheable) {
-      const std::lock_guard<std::mutex> lock(cache_mutex_);
-      if (const auto* span = cache_.find(word)) {
-        out.insert(out.end(), cache_ids_.begin() + span->first,
-                   cache_ids_.begin() + span->first + span->second);
-        return;
-      }
+    if (word.size() > kMaxCachedWord) {
+      tokenize_word(word, out);
+      return;
+    }
+    WordCache& cache = thread_cache();
+    if (const auto* span = cache.map.find(word)) {
+      out.insert(out.end(), cache.ids.begin() + span->first,
+                 cache.ids.begin() + span->first + span->second);
+      return;
     }
     const std::size_t mark = out.size();
     tokenize_word(word, out);
-    if (cacheable) {
-      const std::lock_guard<std::mutex> lock(cache_mutex_);
-      if (cache_.size() >= kMaxCacheEntries) {
-        cache_.clear();
-        cache_ids_.clear();
-      }
-      if (cache_.emplace(word, {static_cast<std::uint32_t>(cache_ids_.size()),
-                                static_cast<std::uint32_t>(out.size() - mark)})) {
-        cache_ids_.insert(cache_ids_.end(), out.begin() + static_cast<std::ptrdiff_t>(mark),
-                          out.end());
-      }
+    if (cache.map.size() >= kMaxCacheEntries) {
+      cache.map.clear();
+      cache.ids.clear();
+    }
+    if (cache.map.emplace(word, {static_cast<std::uint32_t>(cache.ids.size()),
+                                 static_cast<std::uint32_t>(out.size() - mark)})) {
+      cache.ids.insert(cache.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(mark), out.end());
     }
   }
 
@@ -211,10 +227,8 @@ class MergingModel : public VocabBase {
   bool whole_words_ = false;
 
  private:
-  // Word -> ids, shared by all threads (the pipeline is otherwise immutable).
-  mutable std::mutex cache_mutex_;
-  mutable FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> cache_;  // -> cache_ids_ span
-  mutable std::vector<std::int32_t> cache_ids_;
+  inline static std::atomic<std::uint64_t> next_serial_{1};
+  const std::uint64_t serial_ = next_serial_++;
 };
 
 class WordPiece final : public VocabBase {
