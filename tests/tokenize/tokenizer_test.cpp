@@ -2,8 +2,10 @@
 // input (random bytes, invalid UTF-8) and malformed or unsupported tokenizer files.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "hearth/core/error.hpp"
@@ -191,6 +193,34 @@ TEST(Tokenizer, RandomBytesNeverCrashAndByteLevelRoundTrips) {
       }
     }
   }
+}
+
+TEST(Tokenizer, SharedAcrossThreadsGivesTheSameIds) {
+  HEARTH_REQUIRE_FIXTURE(dir, "tokenizers/llamacpp-vocab");
+  const Tokenizer shared = Tokenizer::load(dir / "ggml-vocab-gpt-2.gguf");
+  std::vector<std::string> texts;
+  std::mt19937 rng(11);
+  for (int i = 0; i < 200; ++i) {
+    texts.push_back("word" + std::to_string(rng() % 50) + " text " + std::to_string(rng() % 7) +
+                    " caf\u00e9 \U0001F999");
+  }
+  std::vector<Ids> expected;
+  for (const auto& t : texts) expected.push_back(shared.encode(t).ids);
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      const Tokenizer copy = shared;  // copies share the pipeline
+      for (int round = 0; round < 3; ++round) {
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+          const std::size_t j = (i * 7 + static_cast<std::size_t>(k)) % texts.size();
+          if (copy.encode(texts[j]).ids != expected[j]) ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(Tokenizer, LongRunsDoNotOverflow) {
