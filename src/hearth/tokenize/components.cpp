@@ -354,35 +354,45 @@ class SequenceNormalizer final : public Normalizer {
 class BertPreTokenizer final : public PreTokenizer {
  public:
   void split(std::vector<std::string>& pieces, bool) const override {
-    split_each(pieces, [](const std::string& p, std::vector<std::string>& out) {
-      std::size_t i = 0, start = 0;
-      auto flush = [&](std::size_t end) {
-        if (end > start) out.emplace_back(p.data() + start, end - start);
-      };
-      while (i < p.size()) {
-        const std::size_t at = i;
-        const auto b = static_cast<unsigned char>(p[i]);
-        bool space, punct;
-        if (b < 0x80) {
-          ++i;
-          space = b == ' ' || (b >= 0x09 && b <= 0x0D);
-          punct = !space && is_bert_punctuation(b);
-        } else {
-          const char32_t c = unicode::next(p, i);
-          space = unicode::is_whitespace(c);
-          punct = !space && is_bert_punctuation(c);
-        }
-        if (space) {
-          flush(at);
-          start = i;
-        } else if (punct) {
-          flush(at);
-          out.emplace_back(p.data() + at, i - at);
-          start = i;
-        }
+    std::vector<std::string> out;
+    std::vector<std::string_view> views;
+    for (const auto& p : pieces) {
+      views.clear();
+      split_views(p, views);
+      for (const auto v : views) out.emplace_back(v);
+    }
+    pieces = std::move(out);
+  }
+
+  bool split_views(std::string_view p, std::vector<std::string_view>& out) const override {
+    std::size_t i = 0, start = 0;
+    auto flush = [&](std::size_t end) {
+      if (end > start) out.push_back(p.substr(start, end - start));
+    };
+    while (i < p.size()) {
+      const std::size_t at = i;
+      const auto b = static_cast<unsigned char>(p[i]);
+      bool space, punct;
+      if (b < 0x80) {
+        ++i;
+        space = b == ' ' || (b >= 0x09 && b <= 0x0D);
+        punct = !space && is_bert_punctuation(b);
+      } else {
+        const char32_t c = unicode::next(p, i);
+        space = unicode::is_whitespace(c);
+        punct = !space && is_bert_punctuation(c);
       }
-      flush(p.size());
-    });
+      if (space) {
+        flush(at);
+        start = i;
+      } else if (punct) {
+        flush(at);
+        out.push_back(p.substr(at, i - at));
+        start = i;
+      }
+    }
+    flush(p.size());
+    return true;
   }
 };
 

@@ -164,6 +164,9 @@ class PreTokenizer {
   virtual ~PreTokenizer() = default;
   // Refines pieces in place. `first` says whether pieces[0] starts the input (Metaspace "first").
   virtual void split(std::vector<std::string>& pieces, bool first) const = 0;
+  // For pre-tokenizers that only cut (never rewrite) text: the pieces of s as views into it.
+  // Returns false when this pre-tokenizer cannot (then use split()).
+  virtual bool split_views(std::string_view, std::vector<std::string_view>&) const { return false; }
 };
 using PreTokenizerPtr = std::unique_ptr<const PreTokenizer>;
 

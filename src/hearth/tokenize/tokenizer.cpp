@@ -150,6 +150,7 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
   std::vector<Segment> first;
   split_added(matchers[0][only_plain], added, text, true, first);
   std::vector<std::string> pieces;
+  std::vector<std::string_view> views;
   for (auto& seg : first) {
     if (seg.id >= 0) {
       out.push_back(seg.id);
@@ -161,6 +162,11 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
     for (auto& part : second) {
       if (part.id >= 0) {
         out.push_back(part.id);
+        continue;
+      }
+      views.clear();
+      if (pre_tokenizer && pre_tokenizer->split_views(part.text, views)) {
+        for (const auto v : views) model->tokenize(v, out);
         continue;
       }
       pieces.clear();
