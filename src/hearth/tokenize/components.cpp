@@ -197,7 +197,18 @@ class Replacer {
 class BertNormalizer final : public Normalizer {
  public:
   BertNormalizer(bool clean, bool chinese, bool strip, bool lower)
-      : clean_(clean), chinese_(chinese), strip_(strip), lower_(lower) {}
+      : clean_(clean), chinese_(chinese), strip_(strip), lower_(lower) {
+    // What each ASCII byte becomes: controls dropped, \t \n \r -> space, A-Z lowered.
+    for (int b = 0; b < 128; ++b) {
+      int c = b;
+      if (clean_) {
+        if (b == 0 || (b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7F) c = kDrop;
+        if (b == '\t' || b == '\n' || b == '\r') c = ' ';
+      }
+      if (lower_ && c >= 'A' && c <= 'Z') c += 32;
+      ascii_[b] = static_cast<std::uint16_t>(c);
+    }
+  }
   void normalize(std::string& s) const override {
     // Non-ASCII runs go through the Unicode steps; ASCII characters are NFD starters, so
     // handling the runs separately gives exactly the result of handling the whole text.
@@ -223,13 +234,7 @@ class BertNormalizer final : public Normalizer {
       if (b < 0x80) {
         flush_run();
         ++i;
-        char c = static_cast<char>(b);
-        if (clean_) {
-          if (b == 0 || (b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7F) continue;
-          if (b == '\t' || b == '\n' || b == '\r') c = ' ';
-        }
-        if (lower_ && c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-        out.push_back(c);
+        if (ascii_[b] != kDrop) out.push_back(static_cast<char>(ascii_[b]));
         continue;
       }
       char32_t c = unicode::next(s, i);
@@ -256,7 +261,9 @@ class BertNormalizer final : public Normalizer {
   }
 
  private:
+  static constexpr std::uint16_t kDrop = 0x100;
   bool clean_, chinese_, strip_, lower_;
+  std::uint16_t ascii_[128] = {};
 };
 
 class UnicodeNormalizer final : public Normalizer {
