@@ -1,11 +1,38 @@
 // bench-cli: look inside model files and measure this machine.
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "hearth/cli/app.hpp"
+#include "hearth/core/utf8.hpp"
 #include "hearth/formats/inspect.hpp"
 #include "hearth/models/embed_bench.hpp"
 #include "hearth/rag/bench_rag.hpp"
+#include "hearth/tokenize/tokenizer.hpp"
+
+namespace {
+
+void print_tokens(const hearth::tokenize::Tokenizer& tok, const std::string& text,
+                  const std::optional<std::string>& pair, bool add_special, bool json) {
+  const auto e = pair ? tok.encode_pair(text, *pair, add_special) : tok.encode(text, add_special);
+  if (json) {
+    nlohmann::json out = {{"ids", e.ids}, {"type_ids", e.type_ids}};
+    nlohmann::json pieces = nlohmann::json::array();
+    for (const auto id : e.ids) pieces.push_back(tok.id_to_token(id));
+    out["pieces"] = pieces;
+    out["decoded"] = tok.decode(e.ids, false);
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  std::cout << e.ids.size() << " tokens (" << tok.model_type() << ")\n";
+  for (std::size_t i = 0; i < e.ids.size(); ++i) {
+    std::cout << e.ids[i] << "\t" << e.type_ids[i] << "\t"
+              << hearth::printable(tok.id_to_token(e.ids[i])) << "\n";
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"hearth benchmarks and model inspection", "bench-cli"};
@@ -25,8 +52,16 @@ int main(int argc, char** argv) {
   inspect->add_option("--max-items", inspect_items, "Array elements shown per metadata value")
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
 
-  hearth::cli::add_planned(app, "tokenize", "Print token ids and pieces for a text",
-                           "tokenizers issue");
+  std::string tok_model, tok_text;
+  std::optional<std::string> tok_pair;
+  bool tok_json = false, tok_no_special = false;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "Print token ids and pieces for a text");
+  tokenize->add_option("--model", tok_model, "tokenizer.json, vocab.txt, model folder or .gguf")
+      ->required();
+  tokenize->add_option("--pair", tok_pair, "Second sequence (token_type_ids 1)");
+  tokenize->add_flag("--json", tok_json, "Print JSON");
+  tokenize->add_flag("--no-special", tok_no_special, "Add no [CLS]/[SEP]/BOS tokens");
+  tokenize->add_option("text", tok_text, "Text to tokenize")->required();
   hearth::models::EmbedBenchOptions embed_opts;
   std::string embed_gemm = "auto";
   bool embed_json = false;
@@ -53,6 +88,10 @@ int main(int argc, char** argv) {
       app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
 
   return hearth::cli::run(app, argc, argv, [&] {
+    if (tokenize->parsed()) {
+      print_tokens(hearth::tokenize::Tokenizer::load(tok_model), tok_text, tok_pair,
+                   !tok_no_special, tok_json);
+    }
     if (rag->parsed()) {
       rag_options.threads = common.threads;
       return hearth::rag::run_bench_rag(rag_options);
