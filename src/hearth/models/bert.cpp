@@ -8,7 +8,9 @@
 #include <optional>
 #include <random>
 
+#include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/core/hash.hpp"
 #include "hearth/formats/gguf.hpp"
 #include "hearth/tensor/half.hpp"
 
@@ -485,6 +487,7 @@ void BertModel::run_buckets(std::span<const TokenIds> seqs, Sink&& sink) {
            (end - begin + 1) * seqs[order[end]].ids.size() <= max_batch_tokens_) {
       ++end;
     }
+    throw_if_cancelled();
     const i64 len = static_cast<i64>(seqs[order[end - 1]].ids.size());
     std::vector<const TokenIds*> batch;
     for (std::size_t i = begin; i < end; ++i) batch.push_back(&seqs[order[i]]);
@@ -567,27 +570,99 @@ std::vector<std::vector<float>> BertModel::classify(std::span<const TokenIds> se
   return out;
 }
 
+namespace {
+
+// The folder's name ("all-MiniLM-L6-v2"), or general.name of a GGUF file, else its stem.
+std::string model_name(const fs::path& path) {
+  fs::path p = path.lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  if (fs::is_directory(p)) return p.filename().string();
+  const formats::GGUFFile gguf = formats::GGUFFile::open(p);
+  const formats::GGUFValue* name = gguf.find("general.name");
+  const std::string* text = name != nullptr ? name->as_string() : nullptr;
+  return text != nullptr && !text->empty() ? *text : p.stem().string();
+}
+
+// The model's tokenizer, checked against its embedding table.
+tokenize::Tokenizer load_tokenizer(const fs::path& path, const BertModel& model) {
+  tokenize::Tokenizer t = tokenize::Tokenizer::load(path);
+  if (t.vocab_size() > static_cast<std::size_t>(model.config().vocab)) {
+    throw Error(ErrorCode::kFormat,
+                "the tokenizer has " + std::to_string(t.vocab_size()) +
+                    " tokens but the model's embedding table only " +
+                    std::to_string(model.config().vocab),
+                {.file = path.string()});
+  }
+  return t;
+}
+
+}  // namespace
+
+std::string BertModel::fingerprint() const {
+  const BertConfig& c = config_;
+  std::string bytes;
+  for (const i64 v :
+       {c.vocab, c.hidden, c.layers, c.heads, c.ffn, c.max_positions, c.type_vocab, c.num_labels,
+        static_cast<i64>(c.act), static_cast<i64>(pooling_), static_cast<i64>(normalize_)}) {
+    bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  for (const std::vector<float>* t : {&word_, &position_, &token_type_, &emb_gamma_, &emb_beta_}) {
+    bytes.append(reinterpret_cast<const char*>(t->data()), t->size() * sizeof(float));
+  }
+  return content_hash(bytes);
+}
+
 Embedder Embedder::load(const fs::path& path, const BertOptions& options) {
-  Embedder e;
-  e.model_ = BertModel::load(path, options);
-  if (e.model_->config().num_labels > 0) {
+  std::shared_ptr<BertModel> model = BertModel::load(path, options);
+  if (model->config().num_labels > 0) {
     throw Error(ErrorCode::kInvalidArgument,
                 "this is a sequence-classification model (a cross-encoder), not an embedder",
                 {.file = path.string()});
   }
+  tokenize::Tokenizer tokenizer = load_tokenizer(path, *model);
+  Embedder e(std::move(model), std::move(tokenizer), model_name(path));
+  e.fingerprint_ = e.model_->fingerprint();
   return e;
 }
 
+std::size_t Embedder::count_tokens(std::string_view text) const {
+  return tokenizer_.encode(text, false).ids.size();
+}
+
+std::vector<TokenIds> Embedder::tokenize(std::span<const std::string> texts) const {
+  const tokenize::Truncation truncation{static_cast<std::size_t>(model_->max_length())};
+  std::vector<TokenIds> seqs;
+  seqs.reserve(texts.size());
+  for (const std::string& text : texts) {
+    tokenize::Encoding e = tokenizer_.encode(text, true, truncation);
+    seqs.push_back({std::move(e.ids), std::move(e.type_ids)});
+  }
+  return seqs;
+}
+
 CrossEncoder CrossEncoder::load(const fs::path& path, const BertOptions& options) {
-  CrossEncoder ce;
-  ce.model_ = BertModel::load(path, options);
-  if (ce.model_->config().num_labels != 1) {
+  std::shared_ptr<BertModel> model = BertModel::load(path, options);
+  if (model->config().num_labels != 1) {
     throw Error(ErrorCode::kInvalidArgument,
                 "a cross-encoder needs a classification head with one label (found " +
-                    std::to_string(ce.model_->config().num_labels) + ")",
+                    std::to_string(model->config().num_labels) + ")",
                 {.file = path.string()});
   }
-  return ce;
+  tokenize::Tokenizer tokenizer = load_tokenizer(path, *model);
+  return CrossEncoder(std::move(model), std::move(tokenizer), model_name(path));
+}
+
+std::vector<float> CrossEncoder::score(std::string_view query,
+                                       std::span<const std::string> passages, bool sigmoid) {
+  const tokenize::Truncation truncation{static_cast<std::size_t>(model_->max_length()),
+                                        tokenize::TruncationStrategy::kLongestFirst};
+  std::vector<TokenIds> pairs;
+  pairs.reserve(passages.size());
+  for (const std::string& passage : passages) {
+    tokenize::Encoding e = tokenizer_.encode_pair(query, passage, true, truncation);
+    pairs.push_back({std::move(e.ids), std::move(e.type_ids)});
+  }
+  return score_ids(pairs, sigmoid);
 }
 
 std::vector<float> CrossEncoder::score_ids(std::span<const TokenIds> pairs, bool sigmoid) {

@@ -4,8 +4,8 @@
 // BertForSequenceClassification names, with or without the "bert." prefix; f32, f16 or bf16
 // safetensors, converted to f32 at load) or from a GGUF `bert` file with llama.cpp's names.
 //
-// The API works on token ids; text entry points (tokenizer + truncation) sit on top. Every call is
-// safe from several threads (calls are serialised on the model's thread pool).
+// BertModel works on token ids; Embedder and CrossEncoder add the model's tokenizer and
+// truncation. Every call is safe from several threads (calls are serialised on the model's pool).
 #pragma once
 
 #include <cstdint>
@@ -14,12 +14,14 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hearth/core/cpu.hpp"
 #include "hearth/core/thread_pool.hpp"
 #include "hearth/formats/hf_folder.hpp"
 #include "hearth/kernels/backend.hpp"
+#include "hearth/tokenize/tokenizer.hpp"
 
 namespace hearth::models {
 
@@ -70,6 +72,8 @@ class BertModel {
   // position table). Longer inputs are rejected; text front ends truncate to it.
   std::int64_t max_length() const { return max_length_; }
   std::string backend_name() const;
+  // A hash of the configuration, pooling and embedding tables (see Embedder::fingerprint).
+  std::string fingerprint() const;
   // The backend the model runs on (benchmarks read its linear-layer counters).
   kernels::Backend& backend() { return *backend_; }
 
@@ -107,29 +111,59 @@ class BertModel {
   friend class BertLoader;
 };
 
-// Sentence embeddings (a sentence-transformers model).
+// Sentence embeddings (a sentence-transformers model) from text: the model's own tokenizer
+// (tokenizer.json or vocab.txt in the folder, the GGUF vocabulary otherwise) adds [CLS]/[SEP] and
+// truncates to max_length(), as sentence-transformers does. Copies share the model; every method
+// is safe from several threads.
 class Embedder {
  public:
   static Embedder load(const std::filesystem::path& path, const BertOptions& options = {});
   std::int64_t dimension() const { return model_->config().hidden; }
+  std::int64_t model_max_length() const { return model_->max_length(); }
   BertModel& model() { return *model_; }
+  const tokenize::Tokenizer& tokenizer() const { return tokenizer_; }
+  // The folder's name, or the GGUF general.name (else the file's stem).
+  const std::string& name() const { return name_; }
+  // A hash of the configuration and embedding tables: equal for the HF and GGUF encodings of the
+  // same weights, different for different models.
+  const std::string& fingerprint() const { return fingerprint_; }
+  // Tokens in text without the special tokens (what a chunk costs in this model's budget).
+  std::size_t count_tokens(std::string_view text) const;
+
+  std::vector<TokenIds> tokenize(std::span<const std::string> texts) const;
+  std::vector<std::vector<float>> embed(std::span<const std::string> texts) {
+    return model_->embed(tokenize(texts));
+  }
   std::vector<std::vector<float>> embed_ids(std::span<const TokenIds> seqs) {
     return model_->embed(seqs);
   }
 
  private:
+  Embedder(std::shared_ptr<BertModel> model, tokenize::Tokenizer tokenizer, std::string name)
+      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), name_(std::move(name)) {}
   std::shared_ptr<BertModel> model_;
+  tokenize::Tokenizer tokenizer_;
+  std::string name_, fingerprint_;
 };
 
-// Cross-encoder reranking: one raw logit per (query, passage) pair, or its sigmoid.
+// Cross-encoder reranking: one raw logit per (query, passage) pair, or its sigmoid. Pairs are
+// encoded [CLS] query [SEP] passage [SEP] and truncated longest-first to max_length().
 class CrossEncoder {
  public:
   static CrossEncoder load(const std::filesystem::path& path, const BertOptions& options = {});
   BertModel& model() { return *model_; }
+  const tokenize::Tokenizer& tokenizer() const { return tokenizer_; }
+  const std::string& name() const { return name_; }
+  std::vector<float> score(std::string_view query, std::span<const std::string> passages,
+                           bool sigmoid = false);
   std::vector<float> score_ids(std::span<const TokenIds> pairs, bool sigmoid = false);
 
  private:
+  CrossEncoder(std::shared_ptr<BertModel> model, tokenize::Tokenizer tokenizer, std::string name)
+      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), name_(std::move(name)) {}
   std::shared_ptr<BertModel> model_;
+  tokenize::Tokenizer tokenizer_;
+  std::string name_;
 };
 
 }  // namespace hearth::models

@@ -8,6 +8,7 @@
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/core/hash.hpp"
 #include "hearth/core/timer.hpp"
 
 namespace hearth::rag {

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "hearth/core/error.hpp"
+#include "hearth/core/hash.hpp"
 #include "hearth/core/mapped_file.hpp"
 #include "hearth/rag/bank.hpp"
 
@@ -318,7 +319,7 @@ std::vector<std::string> decode_strings(const NpyArray& data, const NpyArray& le
 }
 
 ImportReport import_npz(const std::filesystem::path& npz, const std::filesystem::path& folder,
-                        const std::string& model_id) {
+                        const EmbeddingModel* model) {
   const auto arrays = read_npz(npz);
   auto need = [&](const char* name) -> const NpyArray& {
     const auto it = arrays.find(name);
@@ -351,7 +352,12 @@ ImportReport import_npz(const std::filesystem::path& npz, const std::filesystem:
                                 "metadata strings");
       if (metadata.size() != n) bad("metadata count differs from the chunk count");
     }
-    auto bank = Bank::create_for_import(folder, model_id.empty() ? "imported" : model_id, dim,
+    if (model != nullptr && model->dim() != dim) {
+      bad("the vectors have " + std::to_string(dim) + " dimensions but " + model->id() + " makes " +
+          std::to_string(model->dim()));
+    }
+    auto bank = Bank::create_for_import(folder, model != nullptr ? model->id() : "imported",
+                                        model != nullptr ? model->fingerprint() : "", dim,
                                         ChunkingOptions::original());
     std::vector<Bank::PendingDocument> docs;
     std::unordered_map<std::string, std::size_t> doc_of;
