@@ -1,4 +1,5 @@
 // Building a Tokenizer from tokenizer.json, vocab.txt or a GGUF vocabulary.
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "hearth/core/error.hpp"
@@ -647,7 +648,12 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
                 {.file = path.string()});
   }
   const std::string name = path.filename().string();
-  if (path.extension() == ".gguf") return from_gguf(formats::GGUFFile::open(path));
+  // A GGUF file is known by its magic, whatever its name.
+  char magic[4] = {};
+  std::ifstream(path, std::ios::binary).read(magic, sizeof magic);
+  if (std::string_view(magic, sizeof magic) == "GGUF") {
+    return from_gguf(formats::GGUFFile::open(path));
+  }
   if (name == "vocab.txt") {
     json config = json::object();
     const auto cfg = path.parent_path() / "tokenizer_config.json";
