@@ -17,6 +17,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/core/utf8.hpp"
 #include "hearth/rag/bank.hpp"
+#include "hearth/rag/neural.hpp"
 #include "hearth/rag/npz_import.hpp"
 #include "hearth/rag/search.hpp"
 
@@ -33,6 +34,7 @@ struct Options {
   std::size_t candidates = 20;
   bool no_reranker = false;
   std::string reranker;
+  std::string embedding_model;
   std::string model_id;
   std::size_t max_tokens = 0;
   bool json = false;
@@ -67,15 +69,10 @@ std::string dump(const nlohmann::json& j) {
 
 // What the options promise that this build cannot do yet is said up front, not ignored.
 void check_model_options(const Options& o) {
-  if (!o.reranker.empty() && !o.no_reranker) {
-    throw Error(ErrorCode::kUnsupported,
-                "--reranker: cross-encoder reranking needs the BERT engine, which this build "
-                "does not have yet; run without it (or with --no-reranker)");
-  }
   if (!o.model_id.empty()) {
     throw Error(ErrorCode::kUnsupported,
-                "--model-id: embedding models are not available in this build yet; banks are "
-                "searched with BM25 (--model-id is accepted by 'import' to label vectors)");
+                "--model-id names the LLM for generated answers, and the LLM engine is not in "
+                "this build yet; run without it for extractive answers with citations");
   }
   if (o.max_tokens > 0) {
     std::fprintf(stderr,
@@ -84,14 +81,54 @@ void check_model_options(const Options& o) {
   }
 }
 
-std::vector<std::unique_ptr<rag::Bank>> open_banks(const Options& o) {
+// The neural models the options name, loaded once per run.
+struct Models {
+  std::unique_ptr<rag::BertEmbedding> embedding;
+  std::unique_ptr<rag::CrossEncoderReranker> reranker;
+};
+
+hearth::models::BertOptions bert_options(const hearth::cli::CommonOptions& common) {
+  hearth::models::BertOptions b;
+  b.threads = common.threads;
+  return b;
+}
+
+Models load_models(const Options& o, const hearth::cli::CommonOptions& common, bool reranker) {
+  Models m;
+  if (!o.embedding_model.empty()) {
+    m.embedding = rag::BertEmbedding::load(o.embedding_model, bert_options(common));
+  }
+  if (reranker && !o.reranker.empty() && !o.no_reranker) {
+    m.reranker = rag::CrossEncoderReranker::load(o.reranker, bert_options(common));
+  }
+  return m;
+}
+
+// The banks to read; searching ones get the embedding model (and a note when they lack it).
+std::vector<std::unique_ptr<rag::Bank>> open_banks(const Options& o, const Models& models,
+                                                   bool searching = true) {
   std::vector<std::unique_ptr<rag::Bank>> banks;
-  for (const fs::path& p : bank_paths(o)) banks.push_back(rag::Bank::open(p, nullptr, false));
+  for (const fs::path& p : bank_paths(o)) {
+    // A lexical bank stays searchable beside dense ones: it simply gets no model.
+    rag::EmbeddingModel* model = models.embedding.get();
+    if (model != nullptr && rag::Bank::exists(p) &&
+        !rag::Bank::open(p, nullptr, false)->has_vectors()) {
+      model = nullptr;
+    }
+    banks.push_back(rag::Bank::open(p, model, false));
+    const rag::BankManifest& m = banks.back()->manifest();
+    if (searching && model == nullptr && m.dim > 0 && o.mode == "auto") {
+      std::fprintf(stderr,
+                   "rag-cli: note: %s holds %s embeddings; pass --embedding-model with that "
+                   "model for hybrid search (BM25 only now)\n",
+                   hearth::printable(p.string(), 200).c_str(), m.embedding_id.c_str());
+    }
+  }
   return banks;
 }
 
 std::vector<rag::Hit> run_search(const std::vector<std::unique_ptr<rag::Bank>>& banks,
-                                 const std::string& query, const Options& o) {
+                                 const std::string& query, const Options& o, const Models& models) {
   std::vector<const rag::Bank*> ptrs;
   for (const auto& b : banks) ptrs.push_back(b.get());
   rag::SearchOptions so;
@@ -99,6 +136,7 @@ std::vector<rag::Hit> run_search(const std::vector<std::unique_ptr<rag::Bank>>& 
   so.top_k = o.top_k;
   so.candidates = o.candidates;
   so.path_glob = o.filter;
+  so.reranker = models.reranker.get();
   return rag::search(ptrs, query, so);
 }
 
@@ -136,10 +174,10 @@ std::string one_line(std::string_view s, std::size_t max) {
   return hearth::printable(out, max + 3);
 }
 
-int do_search(const std::string& query, const Options& o) {
-  const auto banks = open_banks(o);
+int do_search(const std::string& query, const Options& o, const Models& models) {
+  const auto banks = open_banks(o, models);
   const hearth::Timer t;
-  const auto hits = run_search(banks, query, o);
+  const auto hits = run_search(banks, query, o, models);
   if (o.json) {
     nlohmann::json j{{"query", query}, {"mode", o.mode}, {"ms", t.millis()}, {"hits", {}}};
     j["hits"] = nlohmann::json::array();
@@ -195,8 +233,8 @@ void print_answer(const rag::ExtractiveAnswer& a, const std::string& question, c
 }
 
 int do_ask(const std::string& question, const Options& o,
-           const std::vector<std::unique_ptr<rag::Bank>>& banks) {
-  const auto hits = run_search(banks, question, o);
+           const std::vector<std::unique_ptr<rag::Bank>>& banks, const Models& models) {
+  const auto hits = run_search(banks, question, o, models);
   print_answer(rag::extractive_answer(question, hits), question, o);
   return 0;
 }
@@ -248,14 +286,14 @@ class ProgressPrinter {
   hearth::Timer total_;
 };
 
-int do_ingest(const std::vector<std::string>& paths, const Options& o,
+int do_ingest(const std::vector<std::string>& paths, const Options& o, const Models& models,
               const rag::IngestOptions& base, const rag::ChunkingOptions& chunking,
               bool chunking_given = false) {
   const auto folders = bank_paths(o);
   if (folders.size() != 1) {
     throw Error(ErrorCode::kInvalidArgument, "ingest writes to exactly one --bank");
   }
-  auto bank = rag::Bank::open(folders[0], nullptr, true, chunking);
+  auto bank = rag::Bank::open(folders[0], models.embedding.get(), true, chunking);
   if (chunking_given && bank->manifest().chunking.describe() != chunking.describe()) {
     std::fprintf(stderr,
                  "rag-cli: note: this bank chunks %s (set when it was created); %s is not used\n",
@@ -300,8 +338,8 @@ std::optional<std::string> read_line() {
   }
 }
 
-int interactive(const Options& o) {
-  const auto banks = open_banks(o);
+int interactive(const Options& o, const Models& models) {
+  const auto banks = open_banks(o, models);
   std::fprintf(stderr,
                "Ask a question about your documents (Ctrl+D or Ctrl+C to quit; Ctrl+C during an "
                "answer cancels it).\n");
@@ -316,7 +354,7 @@ int interactive(const Options& o) {
     const std::string q(line->begin(), line->end());
     if (q.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
-      do_ask(q, o, banks);
+      do_ask(q, o, banks, models);
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kCancelled) throw;
       hearth::reset_cancel();
@@ -324,6 +362,51 @@ int interactive(const Options& o) {
     }
     std::fflush(stdout);
   }
+}
+
+int do_embed(const std::string& path, const std::vector<std::string>& texts, const Options& o,
+             const hearth::cli::CommonOptions& common) {
+  hearth::models::Embedder e = hearth::models::Embedder::load(path, bert_options(common));
+  const auto vectors = e.embed(texts);
+  if (o.json) {
+    nlohmann::json j{{"model", e.name()}, {"dim", e.dimension()}, {"embeddings", vectors}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  for (const auto& v : vectors) {
+    std::string line;
+    for (const float x : v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, line.empty() ? "%.7g" : " %.7g", static_cast<double>(x));
+      line += buf;
+    }
+    std::cout << line << "\n";
+  }
+  return 0;
+}
+
+int do_rerank(const std::string& path, const std::string& query,
+              const std::vector<std::string>& passages, const Options& o,
+              const hearth::cli::CommonOptions& common) {
+  hearth::models::CrossEncoder ce = hearth::models::CrossEncoder::load(path, bert_options(common));
+  const std::vector<float> scores = ce.score(query, passages);
+  std::vector<std::size_t> order(passages.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+  if (o.json) {
+    nlohmann::json j{{"model", ce.name()}, {"query", query}, {"results", nlohmann::json::array()}};
+    for (const std::size_t i : order) {
+      j["results"].push_back({{"index", i}, {"score", scores[i]}, {"passage", passages[i]}});
+    }
+    std::cout << dump(j) << "\n";
+    return 0;
+  }
+  for (std::size_t r = 0; r < order.size(); ++r) {
+    std::printf("%zu. [%.4f] %s\n", r + 1, static_cast<double>(scores[order[r]]),
+                one_line(passages[order[r]], 200).c_str());
+  }
+  return 0;
 }
 
 fs::path find_sample_corpus(const std::string& given) {
@@ -361,8 +444,16 @@ int main(int argc, char** argv) {
   app.add_option("--candidates", o.candidates, "Candidates per retriever (and for the reranker)")
       ->capture_default_str();
   app.add_flag("--no-reranker", o.no_reranker, "Do not rerank the candidates");
-  app.add_option("--reranker", o.reranker, "Cross-encoder model folder (needs the BERT engine)");
-  app.add_option("--model-id", o.model_id, "Embedding model (needs the BERT engine)");
+  app.add_option("--reranker", o.reranker,
+                 "Cross-encoder (HF folder or GGUF, e.g. ms-marco-MiniLM-L-6-v2) that reranks "
+                 "the candidates")
+      ->envname("HEARTH_RERANKER");
+  app.add_option("--embedding-model", o.embedding_model,
+                 "Sentence-transformers embedder (HF folder or GGUF, e.g. all-MiniLM-L6-v2): "
+                 "new banks store its vectors and chunk to its tokens; search becomes hybrid")
+      ->envname("HEARTH_EMBEDDING_MODEL");
+  app.add_option("--model-id", o.model_id,
+                 "LLM for generated answers (the LLM engine comes later)");
   app.add_option("--max-tokens", o.max_tokens, "LLM answer length (needs an LLM)");
   app.add_option("--mode", o.mode, "Retrieval: auto, bm25, dense or hybrid")->capture_default_str();
   app.add_option("--filter", o.filter, "Only documents whose path matches this glob");
@@ -383,7 +474,9 @@ int main(int argc, char** argv) {
   ingest->add_option("--chunker", chunker, "structural, or characters (the original 256/50)")
       ->capture_default_str();
   ingest->add_option("--chunk-size", chunk_size,
-                     "Characters per chunk (structural 1000, characters 256) for a new bank");
+                     "Chunk budget for a new bank: characters (structural 1000, characters 256), "
+                     "or the embedding model's tokens with --embedding-model (default 256, at "
+                     "most its maximum length)");
   ingest->add_option("--chunk-overlap", chunk_overlap, "Overlap for --chunker characters")
       ->capture_default_str();
   ingest->add_option("--max-file-size", max_file_mb, "Skip files larger than this many MiB")
@@ -416,27 +509,46 @@ int main(int argc, char** argv) {
   demo->add_option("--corpus", corpus, "Sample corpus folder (default: data/sample-corpus)");
   demo->add_option("--question", demo_question, "Question to answer")->capture_default_str();
 
-  hearth::cli::add_planned(app, "embed", "Print sentence embeddings for texts",
-                           "compute core + BERT issue");
-  hearth::cli::add_planned(app, "rerank", "Score passages against a query with a cross-encoder",
-                           "compute core + BERT issue");
+  std::string model_path;
+  std::vector<std::string> texts;
+  CLI::App* embed = app.add_subcommand(
+      "embed", "Print sentence embeddings, one line of floats per text (--json: an object)");
+  embed->add_option("--model", model_path, "Sentence-transformers folder or GGUF")->required();
+  embed->add_option("texts", texts, "Texts to embed")->required();
+  CLI::App* rerank =
+      app.add_subcommand("rerank", "Score passages against a query with a cross-encoder");
+  rerank->add_option("--model", model_path, "Cross-encoder folder or GGUF")->required();
+  rerank->add_option("query", query, "The query")->required();
+  rerank->add_option("passages", texts, "Passages to score")->required();
 
   return hearth::cli::run(app, argc, argv, [&]() -> int {
+    if (embed->parsed()) return do_embed(model_path, texts, o, common);
+    if (rerank->parsed()) return do_rerank(model_path, query, texts, o, common);
     if (import->parsed()) {
       const auto folders = bank_paths(o);
-      const rag::ImportReport r = rag::import_npz(npz_path, folders.at(0), o.model_id);
+      const Models models = load_models(o, common, false);
+      const rag::ImportReport r = rag::import_npz(npz_path, folders.at(0), models.embedding.get());
       std::fprintf(stderr, "rag-cli: imported %zu chunks from %zu sources (dim %zu) into %s\n",
                    r.chunks, r.documents, r.dim,
                    hearth::printable(folders[0].string(), 200).c_str());
       return 0;
     }
     check_model_options(o);
+    const Models models = load_models(o, common, !ingest->parsed());
     if (ingest->parsed()) {
       rag::ChunkingOptions c;
       if (chunker == "characters") {
         c = rag::ChunkingOptions::original();
       } else if (chunker != "structural") {
         throw Error(ErrorCode::kInvalidArgument, "--chunker must be structural or characters");
+      } else if (models.embedding) {
+        const std::size_t limit = models.embedding->max_text_tokens();
+        if (chunk_size > limit) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      "--chunk-size " + std::to_string(chunk_size) + " is more than " +
+                          models.embedding->id() + " reads (" + std::to_string(limit) + " tokens)");
+        }
+        c = rag::ChunkingOptions::tokens(std::min<std::size_t>(256, limit));
       }
       if (chunk_size > 0) c.budget = chunk_size;
       c.overlap = chunk_overlap;
@@ -444,12 +556,12 @@ int main(int argc, char** argv) {
       const bool given = ingest->count("--chunker") + ingest->count("--chunk-size") +
                              ingest->count("--chunk-overlap") >
                          0;
-      return do_ingest(ingest_paths, o, ingest_opts, c, given);
+      return do_ingest(ingest_paths, o, models, ingest_opts, c, given);
     }
-    if (search->parsed()) return do_search(query, o);
-    if (ask->parsed()) return do_ask(query, o, open_banks(o));
+    if (search->parsed()) return do_search(query, o, models);
+    if (ask->parsed()) return do_ask(query, o, open_banks(o, models), models);
     if (list->parsed() || stats->parsed()) {
-      const auto banks = open_banks(o);
+      const auto banks = open_banks(o, {}, false);
       nlohmann::json j = nlohmann::json::array();
       for (const auto& b : banks) {
         if (list->parsed()) {
@@ -502,7 +614,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (show->parsed()) {
-      const auto banks = open_banks(o);
+      const auto banks = open_banks(o, {}, false);
       for (const auto& b : banks) {
         if (show_target.starts_with("#")) {
           std::int64_t id = 0;
@@ -560,10 +672,10 @@ int main(int argc, char** argv) {
       }
       rag::IngestOptions io;
       io.prune = true;
-      do_ingest({src.string()}, d, io, {});
+      do_ingest({src.string()}, d, models, io, {});
       std::printf("\xE2\x9D\x93> %s\n", demo_question.c_str());
-      return do_ask(demo_question, d, open_banks(d));
+      return do_ask(demo_question, d, open_banks(d, models), models);
     }
-    return interactive(o);
+    return interactive(o, models);
   });
 }

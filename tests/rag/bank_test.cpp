@@ -181,7 +181,7 @@ TEST(Bank, ManifestRecordsModelAndChunking) {
   { auto bank = Bank::open(dir / "b", &m, true, ChunkingOptions::original()); }
   auto bank = Bank::open(dir / "b", nullptr, false);
   EXPECT_EQ(bank->manifest().embedding_id, "fake-24");
-  EXPECT_EQ(bank->manifest().embedding_fingerprint, "fp-24");
+  EXPECT_EQ(bank->manifest().embedding_fingerprint, "fp-fake-24-24");
   EXPECT_EQ(bank->manifest().dim, 24u);
   EXPECT_EQ(bank->manifest().chunking.describe(), "characters/256/50");
   EXPECT_EQ(bank->manifest().format_version, kBankFormatVersion);

@@ -69,6 +69,39 @@ TEST(Chunker, ChunksRecordPagesAndByteRanges) {
   EXPECT_EQ(one[0].page_last, 2);
 }
 
+// One token per space-separated word: enough to test the budget arithmetic.
+std::size_t words(std::string_view s) {
+  std::size_t n = 0;
+  bool in_word = false;
+  for (const char c : s) {
+    const bool w = c != ' ' && c != '\n';
+    n += w && !in_word ? 1 : 0;
+    in_word = w;
+  }
+  return n;
+}
+
+TEST(Chunker, TokenBudgetPacksAndSplitsByTheModelsCount) {
+  const std::string para1 = "One two three. Four five.";
+  const std::string para2 =
+      "a b c d e f g h i j k l m n o p q r s t u v w x y z and on without a stop";
+  const LoadedDocument d = parse_text(para1 + "\n\n" + para2);
+  const auto chunks = chunk_document(d, ChunkingOptions::tokens(6), words);
+  ASSERT_GE(chunks.size(), 6u);
+  EXPECT_EQ(chunks[0].text, para1) << "two sentences of 5 words fit one 6-token chunk";
+  std::string joined;
+  for (const Chunk& c : chunks) {
+    EXPECT_LE(words(c.text), 6u) << c.text;
+    EXPECT_GE(words(c.text), 1u);
+    EXPECT_EQ(c.text, d.text.substr(c.begin, c.end - c.begin));
+    joined += c.text + " ";
+  }
+  EXPECT_EQ(words(joined), words(d.text)) << "every word lands in exactly one chunk";
+  EXPECT_EQ(ChunkingOptions::tokens(6).describe(), "structural/6-tokens");
+  // A token budget without a counter is refused, not measured in characters.
+  EXPECT_THROW(chunk_document(d, ChunkingOptions::tokens(6)), Error);
+}
+
 TEST(Sentences, SplitsOnTerminalPunctuationOnly) {
   const std::string t = "Dr. Who? yes. e.g. this stays. Last one!\n\nNew para";
   std::vector<std::string> got;

@@ -80,9 +80,11 @@ TEST(RagCli, IngestSearchAskListStatsRm) {
   ASSERT_EQ(rag(bank, "stats --json", &out), 0);
   EXPECT_EQ(nlohmann::json::parse(out)[0]["documents"], 3);
   // Features that need models say so instead of being ignored.
-  EXPECT_EQ(rag(bank, "--reranker /x search owls", &out), 2);
-  EXPECT_NE(out.find("reranking"), std::string::npos) << out;
+  EXPECT_EQ(rag(bank, "--reranker /x search owls", &out), 1);
+  EXPECT_NE(out.find("/x: cannot open"), std::string::npos) << out;
   EXPECT_EQ(rag(bank, "search --mode dense owls", &out), 2);
+  EXPECT_EQ(rag(bank, "--model-id phi-3 ask 'what is a bank?'", &out), 2);
+  EXPECT_NE(out.find("LLM engine is not in this build"), std::string::npos) << out;
   // A missing bank is a one-line error.
   EXPECT_EQ(rag(dir / "nope", "stats", &out), 1);
   EXPECT_NE(out.find("no knowledge bank"), std::string::npos) << out;

@@ -16,7 +16,7 @@ class FakeEmbedding : public EmbeddingModel {
   explicit FakeEmbedding(std::size_t dim = 32, std::string id = "fake-bow")
       : dim_(dim), id_(std::move(id)) {}
   std::string id() const override { return id_; }
-  std::string fingerprint() const override { return "fp-" + std::to_string(dim_); }
+  std::string fingerprint() const override { return "fp-" + id_ + "-" + std::to_string(dim_); }
   std::size_t dim() const override { return dim_; }
   std::vector<float> embed(const std::vector<std::string>& texts) override {
     ++calls;
@@ -41,6 +41,17 @@ class FakeEmbedding : public EmbeddingModel {
       flush();
     }
     return out;
+  }
+  // One token per alphanumeric run.
+  std::size_t count_tokens(std::string_view text) const override {
+    std::size_t n = 0;
+    bool in_word = false;
+    for (const char c : text) {
+      const bool alnum = std::isalnum(static_cast<unsigned char>(c)) != 0;
+      n += alnum && !in_word ? 1 : 0;
+      in_word = alnum;
+    }
+    return n;
   }
   std::size_t calls = 0;
   std::size_t embedded = 0;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "fake_models.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/rag/bank.hpp"
 #include "support/fixtures.hpp"
@@ -121,12 +122,14 @@ TEST(Npz, ImportsTheOriginalLayout) {
     const auto arrays = read_npz(dir / "vdb.npz");
     ASSERT_EQ(arrays.count("embeddings"), 1u);
     EXPECT_EQ(arrays.at("embeddings").shape, (std::vector<std::size_t>{4, 8}));
-    const ImportReport r = import_npz(dir / "vdb.npz", dir / "bank", "all-MiniLM-L6-v2");
+    const testing_fakes::FakeEmbedding model(8, "all-MiniLM-L6-v2");
+    const ImportReport r = import_npz(dir / "vdb.npz", dir / "bank", &model);
     EXPECT_EQ(r.chunks, 4u);
     EXPECT_EQ(r.documents, 2u);
     EXPECT_EQ(r.dim, 8u);
     auto bank = Bank::open(dir / "bank", nullptr, false);
     EXPECT_EQ(bank->manifest().embedding_id, "all-MiniLM-L6-v2");
+    EXPECT_EQ(bank->manifest().embedding_fingerprint, model.fingerprint());
     const BankStats s = bank->stats();
     EXPECT_EQ(s.chunks, 4);
     EXPECT_EQ(s.vectors, 4);
@@ -148,7 +151,11 @@ TEST(Npz, ImportsTheOriginalLayout) {
     EXPECT_EQ(bank->chunk(hits[0].chunk_id)->text, "Cats sleep all day.");
     EXPECT_NEAR(hits[0].score, 1.0, 1e-5);
     // Importing again into the same bank is refused.
-    EXPECT_THROW(import_npz(dir / "vdb.npz", dir / "bank", ""), Error);
+    EXPECT_THROW(import_npz(dir / "vdb.npz", dir / "bank", nullptr), Error);
+    // A model of another dimension cannot have made these vectors.
+    const testing_fakes::FakeEmbedding wide(16, "wide");
+    EXPECT_THROW(import_npz(dir / "vdb.npz", dir / "other", &wide), Error);
+    EXPECT_FALSE(Bank::exists(dir / "other"));
   }
 }
 
@@ -177,7 +184,7 @@ TEST(Npz, CorruptArchivesAreClearErrors) {
   std::ofstream(dir / "p.py") << script;
   ASSERT_EQ(testing::run_command("/usr/bin/python3 '" + (dir / "p.py").string() + "'"), 0);
   try {
-    import_npz(dir / "partial.npz", dir / "bank", "");
+    import_npz(dir / "partial.npz", dir / "bank", nullptr);
     FAIL() << "import without chunk arrays succeeded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("chunk_data"), std::string::npos) << e.what();

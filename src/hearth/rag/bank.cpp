@@ -15,6 +15,7 @@
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/core/hash.hpp"
 #include "hearth/core/timer.hpp"
 #include "hearth/core/utf8.hpp"
 #include "hearth/formats/file_io.hpp"
@@ -246,7 +247,7 @@ nlohmann::json manifest_json(const BankManifest& m) {
       {"mode", m.chunking.mode == ChunkingOptions::Mode::kCharacters ? "characters" : "structural"},
       {"budget", m.chunking.budget},
       {"overlap", m.chunking.overlap},
-      {"unit", "characters"}};
+      {"unit", m.chunking.unit == ChunkingOptions::Unit::kTokens ? "tokens" : "characters"}};
   return j;
 }
 
@@ -284,6 +285,9 @@ BankManifest read_manifest(const fs::path& file) {
                           : ChunkingOptions::Mode::kStructural;
     m.chunking.budget = c.at("budget").get<std::size_t>();
     m.chunking.overlap = c.at("overlap").get<std::size_t>();
+    m.chunking.unit = c.value("unit", std::string("characters")) == "tokens"
+                          ? ChunkingOptions::Unit::kTokens
+                          : ChunkingOptions::Unit::kCharacters;
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kFormat, std::string("bank manifest is incomplete: ") + e.what(),
                 {.file = file.string()});
@@ -346,28 +350,6 @@ std::string fts_query(const std::string& text) {
   return q;
 }
 
-std::string content_hash(std::string_view bytes) {
-  // 64-bit multiply-rotate hash over 8-byte words, seeded with the length.
-  constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
-  std::uint64_t h = 0xCBF29CE484222325ull ^ (bytes.size() * kMul);
-  std::size_t i = 0;
-  for (; i + 8 <= bytes.size(); i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, bytes.data() + i, 8);
-    h = (h ^ (w * kMul)) * 0xFF51AFD7ED558CCDull;
-    h = (h << 29) | (h >> 35);
-  }
-  std::uint64_t tail = 0;
-  std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
-  h = (h ^ (tail * kMul)) * 0xC4CEB9FE1A85EC53ull;
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDull;
-  h ^= h >> 33;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
 void normalize_rows(float* rows, std::size_t n, std::size_t dim) {
   for (std::size_t i = 0; i < n; ++i) {
     float* r = rows + i * dim;
@@ -426,7 +408,8 @@ std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, 
 }
 
 std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std::string& model_id,
-                                              std::size_t dim, const ChunkingOptions& chunking) {
+                                              const std::string& fingerprint, std::size_t dim,
+                                              const ChunkingOptions& chunking) {
   if (exists(folder)) {
     throw Error(ErrorCode::kInvalidArgument, "a bank already exists here; import needs a new one",
                 {.file = folder.string()});
@@ -439,6 +422,7 @@ std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std:
   }
   BankManifest m;
   m.embedding_id = model_id;
+  m.embedding_fingerprint = fingerprint;
   m.dim = dim;
   m.chunking = chunking;
   write_manifest(folder / kManifest, m);
@@ -453,6 +437,17 @@ Bank::~Bank() {
   if (vec_fd_ >= 0) ::close(vec_fd_);
 }
 
+TokenCounter Bank::token_counter() const {
+  if (manifest_.chunking.unit != ChunkingOptions::Unit::kTokens) return {};
+  if (model_ == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "this bank chunks by the tokens of " + manifest_.embedding_id +
+                    "; adding documents needs that model",
+                {.file = folder_.string()});
+  }
+  return [model = model_](std::string_view text) { return model->count_tokens(text); };
+}
+
 void Bank::check_model(EmbeddingModel* model) const {
   if (model == nullptr) return;
   const std::string where = folder_.string();
@@ -463,9 +458,11 @@ void Bank::check_model(EmbeddingModel* model) const {
                     model->id() + ": create a new bank for dense search",
                 {.file = where});
   }
-  const bool same = model->id() == manifest_.embedding_id && model->dim() == manifest_.dim &&
-                    (manifest_.embedding_fingerprint.empty() ||
-                     model->fingerprint() == manifest_.embedding_fingerprint);
+  // The weights decide: the same model from another folder or format is the same model.
+  const bool same = model->dim() == manifest_.dim &&
+                    (manifest_.embedding_fingerprint.empty()
+                         ? model->id() == manifest_.embedding_id
+                         : model->fingerprint() == manifest_.embedding_fingerprint);
   if (!same) {
     throw Error(ErrorCode::kInvalidArgument,
                 "this bank was built with embedding model " + manifest_.embedding_id + " (dim " +
@@ -604,8 +601,9 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
     } else {
       find.reset();
     }
-    std::vector<Chunk> chunks =
-        d.chunks.empty() ? chunk_document(d.doc, manifest_.chunking) : std::move(d.chunks);
+    std::vector<Chunk> chunks = d.chunks.empty()
+                                    ? chunk_document(d.doc, manifest_.chunking, token_counter())
+                                    : std::move(d.chunks);
     std::vector<float> vectors;
     std::int64_t first_row = 0;
     if (has_vectors() && !chunks.empty()) {

@@ -114,9 +114,11 @@ class Bank {
   static std::unique_ptr<Bank> open(const std::filesystem::path& folder, EmbeddingModel* model,
                                     bool create, const ChunkingOptions& chunking = {},
                                     VectorType vector_type = VectorType::kF32);
-  // Creates a bank for vectors of dim made elsewhere (import), recording model_id.
+  // Creates a bank for vectors of dim made elsewhere (import), recording the model's id and
+  // fingerprint (empty when unknown: then only id and dim are checked).
   static std::unique_ptr<Bank> create_for_import(const std::filesystem::path& folder,
-                                                 const std::string& model_id, std::size_t dim,
+                                                 const std::string& model_id,
+                                                 const std::string& fingerprint, std::size_t dim,
                                                  const ChunkingOptions& chunking);
   static bool exists(const std::filesystem::path& folder);
 
@@ -181,6 +183,8 @@ class Bank {
   void append_vectors(const float* rows, std::size_t n);
   std::int64_t meta_int(const char* key) const;
   void refresh_vectors() const;
+  // The embedding model's token count for token-budget chunking; empty for character budgets.
+  TokenCounter token_counter() const;
 
   std::filesystem::path folder_;
   BankManifest manifest_;
@@ -199,9 +203,6 @@ class Bank {
 // The FTS5 MATCH expression for user text: each word quoted, English stop words dropped (kept
 // when nothing else is left), joined with OR. Empty when the text has no words.
 std::string fts_query(const std::string& text);
-
-// A stable 64-bit content hash, as 16 hex digits.
-std::string content_hash(std::string_view bytes);
 
 // L2-normalises each row of rows (n x dim) in place; zero rows stay zero.
 void normalize_rows(float* rows, std::size_t n, std::size_t dim);

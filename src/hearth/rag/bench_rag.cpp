@@ -16,6 +16,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/rag/beir.hpp"
 #include "hearth/rag/dense.hpp"
+#include "hearth/rag/neural.hpp"
 
 namespace hearth::rag {
 namespace fs = std::filesystem;
@@ -29,7 +30,10 @@ void add_bench_rag_options(CLI::App& app, BenchRagOptions& o) {
       ->capture_default_str();
   app.add_option("--split", o.split, "qrels split")->capture_default_str();
   app.add_option("--mode", o.mode, "bm25, dense or hybrid")->capture_default_str();
-  app.add_option("--reranker", o.reranker, "Cross-encoder folder (needs the BERT engine)");
+  app.add_option("--embedding-model", o.embedding_model,
+                 "Sentence-transformers folder or GGUF (dense and hybrid modes)");
+  app.add_option("--reranker", o.reranker,
+                 "Cross-encoder folder or GGUF that reranks the top 100 of each query");
   app.add_option("--bank", o.bank, "Keep the bank in this folder (reused when it exists)");
   app.add_option("--max-docs", o.max_docs, "Use only the first N corpus documents");
 }
@@ -38,16 +42,16 @@ namespace {
 
 nlohmann::json bench_beir(const BenchRagOptions& o) {
   const SearchMode mode = parse_search_mode(o.mode);
-  if (mode != SearchMode::kBm25) {
-    throw Error(ErrorCode::kUnsupported,
-                std::string("--mode ") + o.mode +
-                    " needs an embedding model, which this build does not have yet (compute "
-                    "core + BERT issue); use --mode bm25");
+  if ((mode == SearchMode::kDense || mode == SearchMode::kHybrid) && o.embedding_model.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("--mode ") + o.mode + " needs --embedding-model");
   }
-  if (!o.reranker.empty()) {
-    throw Error(ErrorCode::kUnsupported,
-                "--reranker needs the BERT engine, which this build does not have yet");
-  }
+  models::BertOptions bert;
+  bert.threads = o.threads;
+  std::unique_ptr<BertEmbedding> embedding;
+  std::unique_ptr<CrossEncoderReranker> reranker;
+  if (!o.embedding_model.empty()) embedding = BertEmbedding::load(o.embedding_model, bert);
+  if (!o.reranker.empty()) reranker = CrossEncoderReranker::load(o.reranker, bert);
   const Timer load_timer;
   const BeirDataset data = load_beir(o.beir, o.split, o.max_docs);
   const double load_s = load_timer.seconds();
@@ -65,7 +69,7 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
       if (!path.empty()) fs::remove_all(path, ec);
     }
   } cleanup{temporary ? folder : fs::path()};
-  auto bank = Bank::open(folder, nullptr, true, beir_chunking());
+  auto bank = Bank::open(folder, embedding.get(), true, beir_chunking());
   std::uint64_t bytes = 0;
   for (const BeirDocument& d : data.corpus) bytes += d.title.size() + d.text.size();
   const Timer ingest_timer;
@@ -74,6 +78,7 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
 
   SearchOptions so;
   so.mode = mode;
+  so.reranker = reranker.get();
   const BeirMetrics m = evaluate_beir({bank.get()}, data, so);
 
   // Raw BM25 top-10 latency (the FTS5 query alone, without fetching chunk texts).
@@ -93,7 +98,9 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
   std::printf("| metric | value |\n|---|---|\n");
   std::printf("| dataset | %s (%s, %zu queries, %zu docs) |\n", fs::path(o.beir).filename().c_str(),
               o.split.c_str(), m.queries, data.corpus.size());
-  std::printf("| mode | %s |\n", o.mode.c_str());
+  std::printf("| mode | %s%s |\n", o.mode.c_str(),
+              reranker ? (" + rerank by " + reranker->encoder().name()).c_str() : "");
+  if (embedding) std::printf("| embedding model | %s |\n", embedding->id().c_str());
   std::printf(
       "| nDCG@10 | %.4f |\n| Recall@10 | %.4f |\n| Recall@100 | %.4f |\n| MRR@10 | %.4f |\n",
       m.ndcg10, m.recall10, m.recall100, m.mrr10);
@@ -105,6 +112,8 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
   nlohmann::json j{{"dataset", o.beir},
                    {"split", o.split},
                    {"mode", o.mode},
+                   {"embedding_model", embedding ? embedding->id() : ""},
+                   {"reranker", reranker ? reranker->encoder().name() : ""},
                    {"queries", m.queries},
                    {"documents", data.corpus.size()},
                    {"ndcg@10", m.ndcg10},

@@ -14,6 +14,7 @@ struct BenchRagOptions {
   std::string beir;
   std::string split = "test";
   std::string mode = "bm25";
+  std::string embedding_model;  // needed by dense and hybrid
   std::string reranker;
   std::string bank;  // empty: a temporary bank, removed afterwards
   std::size_t max_docs = 0;

@@ -82,26 +82,58 @@ class Emitter {
   std::vector<Chunk> chunks_;
 };
 
-// Pieces of [begin, end) no longer than budget characters: whole, else sentences, else windows
-// cut at whitespace where possible.
+// How long a piece of text is: code points, or the embedding model's tokens.
+class Measure {
+ public:
+  explicit Measure(const TokenCounter* tokens) : tokens_(tokens) {}
+
+  std::size_t operator()(std::string_view s) const {
+    return tokens_ != nullptr ? (*tokens_)(s) : count_chars(s);
+  }
+
+  // The end of the longest prefix of text[begin, end) within budget, in whole characters and at
+  // least one.
+  std::size_t fit(std::string_view text, std::size_t begin, std::size_t end,
+                  std::size_t budget) const {
+    if (tokens_ == nullptr) return std::min(advance_chars(text, begin, budget), end);
+    std::size_t lo = 1;  // characters known to fit (one always does)
+    std::size_t hi = count_chars(text.substr(begin, end - begin));
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo + 1) / 2;
+      const std::size_t cut = advance_chars(text, begin, mid);
+      if ((*tokens_)(text.substr(begin, cut - begin)) <= budget) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return advance_chars(text, begin, lo);
+  }
+
+ private:
+  const TokenCounter* tokens_;
+};
+
+// Pieces of [begin, end) within the budget: whole, else sentences, else windows cut at
+// whitespace where possible.
 void pieces_of(std::string_view text, std::size_t begin, std::size_t end, std::size_t budget,
-               std::vector<std::pair<std::size_t, std::size_t>>& out) {
-  const std::string_view span = text.substr(begin, end - begin);
-  if (count_chars(span) <= budget) {
+               const Measure& measure, std::vector<std::pair<std::size_t, std::size_t>>& out) {
+  if (measure(text.substr(begin, end - begin)) <= budget) {
     out.emplace_back(begin, end);
     return;
   }
-  for (auto [sb, se] : split_sentences(span)) {
+  for (auto [sb, se] : split_sentences(text.substr(begin, end - begin))) {
     sb += begin;
     se += begin;
     while (se > sb) {
-      const std::size_t limit = advance_chars(text, sb, budget);
-      if (limit >= se) {
+      if (measure(text.substr(sb, se - sb)) <= budget) {
         out.emplace_back(sb, se);
         break;
       }
+      const std::size_t limit = measure.fit(text, sb, se, budget);
       std::size_t cut = limit;
-      const std::size_t half = advance_chars(text, sb, budget / 2);
+      const std::size_t half =
+          advance_chars(text, sb, count_chars(text.substr(sb, limit - sb)) / 2);
       while (cut > half && !is_space(text[cut - 1])) --cut;
       if (cut <= half) cut = limit;
       out.emplace_back(sb, cut);
@@ -117,7 +149,7 @@ std::string ChunkingOptions::describe() const {
   if (mode == Mode::kCharacters) {
     return "characters/" + std::to_string(budget) + "/" + std::to_string(overlap);
   }
-  return "structural/" + std::to_string(budget);
+  return "structural/" + std::to_string(budget) + (unit == Unit::kTokens ? "-tokens" : "");
 }
 
 std::size_t count_chars(std::string_view s) {
@@ -162,10 +194,17 @@ std::vector<std::pair<std::size_t, std::size_t>> split_sentences(std::string_vie
   return out;
 }
 
-std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptions& options) {
+std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptions& options,
+                                  const TokenCounter& count_tokens) {
   if (options.budget == 0) {
     throw Error(ErrorCode::kInvalidArgument, "chunk size must be at least one character");
   }
+  const bool tokens = options.unit == ChunkingOptions::Unit::kTokens;
+  if (tokens && (options.mode != ChunkingOptions::Mode::kStructural || !count_tokens)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "a token budget needs structural chunking and an embedding model's tokenizer");
+  }
+  const Measure measure(tokens ? &count_tokens : nullptr);
   const HeadingIndex headings(doc);
   Emitter emitter(doc, headings);
   const std::string_view text = doc.text;
@@ -182,7 +221,7 @@ std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptio
   }
   std::size_t cur_begin = 0;
   std::size_t cur_end = 0;
-  std::size_t cur_chars = 0;
+  std::size_t cur_size = 0;
   bool open = false;
   auto flush = [&] {
     if (open) emitter.emit(cur_begin, cur_end);
@@ -195,15 +234,15 @@ std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptio
       continue;
     }
     pieces.clear();
-    pieces_of(text, b.begin, b.end, options.budget, pieces);
+    pieces_of(text, b.begin, b.end, options.budget, measure, pieces);
     for (const auto& [pb, pe] : pieces) {
-      const std::size_t piece_chars = count_chars(text.substr(pb, pe - pb));
+      const std::size_t piece_size = measure(text.substr(pb, pe - pb));
       if (open) {
-        const std::size_t joined = cur_chars + count_chars(text.substr(cur_end, pb - cur_end));
-        if (joined + piece_chars > options.budget) {
+        const std::size_t joined = cur_size + measure(text.substr(cur_end, pb - cur_end));
+        if (joined + piece_size > options.budget) {
           flush();
         } else {
-          cur_chars = joined + piece_chars;
+          cur_size = joined + piece_size;
           cur_end = pe;
           continue;
         }
@@ -211,7 +250,7 @@ std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptio
       open = true;
       cur_begin = pb;
       cur_end = pe;
-      cur_chars = piece_chars;
+      cur_size = piece_size;
     }
   }
   flush();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,14 +16,24 @@ namespace hearth::rag {
 struct ChunkingOptions {
   // kStructural: headings start chunks; paragraphs are packed up to the budget, then split on
   // sentences, then on whitespace. kCharacters: the original lab's fixed windows with overlap.
+  // kTokens (structural only): the budget counts the embedding model's tokens.
   enum class Mode { kStructural, kCharacters };
+  enum class Unit { kCharacters, kTokens };
   Mode mode = Mode::kStructural;
-  std::size_t budget = 1000;  // characters (Unicode code points) per chunk
+  std::size_t budget = 1000;  // characters (Unicode code points) or tokens per chunk
   std::size_t overlap = 50;   // kCharacters only
+  Unit unit = Unit::kCharacters;
 
   static ChunkingOptions original() { return {Mode::kCharacters, 256, 50}; }
-  std::string describe() const;  // "structural/1000" or "characters/256/50"
+  static ChunkingOptions tokens(std::size_t budget) {
+    return {Mode::kStructural, budget, 0, Unit::kTokens};
+  }
+  // "structural/1000", "structural/256-tokens" or "characters/256/50".
+  std::string describe() const;
 };
+
+// Counts the tokens of a piece of text (without special tokens) for kTokens budgets.
+using TokenCounter = std::function<std::size_t(std::string_view)>;
 
 struct Chunk {
   std::size_t begin = 0;  // byte range in LoadedDocument::text
@@ -33,8 +44,10 @@ struct Chunk {
   std::string text;
 };
 
-// Throws Error(kInvalidArgument) for a zero budget or an overlap not below the budget.
-std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptions& options);
+// Throws Error(kInvalidArgument) for a zero budget, an overlap not below the budget, or a token
+// budget without count_tokens.
+std::vector<Chunk> chunk_document(const LoadedDocument& doc, const ChunkingOptions& options,
+                                  const TokenCounter& count_tokens = {});
 
 // Sentence ranges [begin, end) of text (ends after the terminating punctuation).
 std::vector<std::pair<std::size_t, std::size_t>> split_sentences(std::string_view text);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hearth::rag {
@@ -18,6 +19,8 @@ class EmbeddingModel {
   virtual std::size_t dim() const = 0;
   // Row-major texts.size() x dim() embeddings. The bank L2-normalises them (cosine = dot).
   virtual std::vector<float> embed(const std::vector<std::string>& texts) = 0;
+  // Tokens text costs in this model, special tokens not counted (token-budget chunking).
+  virtual std::size_t count_tokens(std::string_view text) const = 0;
 };
 
 class Reranker {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "hearth/rag/embedding.hpp"
+
 namespace hearth::rag {
 
 // One .npy array, converted: floats for float dtypes, integers for integer dtypes.
@@ -42,8 +44,10 @@ struct ImportReport {
 
 // Imports vdb.npz (embeddings, chunk_data/chunk_lengths, source_data/source_lengths, optional
 // metadata_data/metadata_lengths with JSON objects whose "page" is kept) into a new bank at
-// folder, labelling its vectors with model_id (default: "imported").
+// folder. model, when given, is the embedding model that made the vectors: the bank records it
+// (its dimension must match) and can then be searched densely and extended with it. Without it
+// the vectors are labelled "imported".
 ImportReport import_npz(const std::filesystem::path& npz, const std::filesystem::path& folder,
-                        const std::string& model_id);
+                        const EmbeddingModel* model);
 
 }  // namespace hearth::rag

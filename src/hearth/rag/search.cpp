@@ -114,7 +114,7 @@ std::vector<Hit> search(const std::vector<const Bank*>& banks, const std::string
   if (use_dense) {
     const EmbeddingModel* first = banks[0]->model();
     for (const Bank* b : banks) {
-      if (b->manifest().embedding_id != first->id() || b->manifest().dim != first->dim()) {
+      if (b->model()->fingerprint() != first->fingerprint() || b->model()->dim() != first->dim()) {
         throw Error(ErrorCode::kInvalidArgument,
                     "banks searched together must share one embedding model",
                     {.file = b->folder()});
