@@ -10,16 +10,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Concatenates pieces (avoids gcc 12's false -Wrestrict on "literal" + std::string chains).
-std::string cat(std::initializer_list<std::string_view> parts) {
-  std::string s;
-  for (const std::string_view p : parts) s.append(p);
-  return s;
-}
-
-std::string quote(const fs::path& p) {
-  return cat({"'", p.string(), "'"});
-}
+using testing::cat;
+using testing::quote;
 
 // data/sample-corpus of this checkout, found upward from the build's bin folder.
 fs::path sample_corpus() {

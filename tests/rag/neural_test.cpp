@@ -21,16 +21,8 @@ namespace fs = std::filesystem;
 using models::Embedder;
 using models::TokenIds;
 
-// Concatenates pieces (avoids gcc 12's false -Wrestrict on "literal" + std::string chains).
-std::string cat(std::initializer_list<std::string_view> parts) {
-  std::string s;
-  for (const std::string_view p : parts) s.append(p);
-  return s;
-}
-
-std::string quote(const fs::path& p) {
-  return cat({"'", p.string(), "'"});
-}
+using testing::cat;
+using testing::quote;
 
 // Writes a tiny BERT (hidden 32, max length 128, synthetic WordPiece vocabulary) with
 // hearth-make-model.

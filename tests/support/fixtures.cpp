@@ -54,6 +54,16 @@ void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
             static_cast<std::streamsize>(bytes.size()));
 }
 
+std::string cat(std::initializer_list<std::string_view> parts) {
+  std::string s;
+  for (const std::string_view p : parts) s.append(p);
+  return s;
+}
+
+std::string quote(const std::filesystem::path& path) {
+  return cat({"'", path.string(), "'"});
+}
+
 int run_command(const std::string& command, std::string* output) {
   std::string cmd = command + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");

@@ -6,7 +6,9 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hearth::testing {
@@ -39,6 +41,11 @@ void write_bytes(const std::filesystem::path& path, const std::vector<std::byte>
 
 // Runs a command through the shell; returns its exit status and fills output with stdout+stderr.
 int run_command(const std::string& command, std::string* output = nullptr);
+
+// Concatenates pieces (avoids gcc 12's false -Wrestrict on "literal" + std::string chains).
+std::string cat(std::initializer_list<std::string_view> parts);
+// A path in single quotes for a shell command line.
+std::string quote(const std::filesystem::path& path);
 
 }  // namespace hearth::testing
 

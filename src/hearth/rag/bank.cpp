@@ -302,7 +302,9 @@ void write_manifest(const fs::path& file, const BankManifest& m) {
   w.commit();
 }
 
-const std::unordered_set<std::string>& stop_words() {
+}  // namespace
+
+bool is_stop_word(const std::string& word) {
   static const std::unordered_set<std::string> words = {
       "a",    "an",   "and",  "are",   "as",    "at",    "be",    "but",  "by",   "for",
       "if",   "in",   "into", "is",    "it",    "no",    "not",   "of",   "on",   "or",
@@ -310,31 +312,31 @@ const std::unordered_set<std::string>& stop_words() {
       "was",  "will", "with", "what",  "which", "who",   "how",   "does", "do",   "can",
       "from", "i",    "me",   "my",    "we",    "you",   "your",  "its",  "has",  "have",
       "had",  "were", "been", "when",  "where", "why",   "about", "than", "so",   "did"};
-  return words;
+  return words.count(word) > 0;
 }
 
-}  // namespace
-
-std::string fts_query(const std::string& text) {
+std::vector<std::string> lowercase_words(std::string_view text) {
   std::vector<std::string> words;
   std::string cur;
-  auto push = [&] {
-    if (!cur.empty()) words.push_back(cur);
-    cur.clear();
-  };
   for (const char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     if (std::isalnum(c) != 0 || c >= 0x80) {
       cur += static_cast<char>(std::tolower(c));
-    } else {
-      push();
+    } else if (!cur.empty()) {
+      words.push_back(std::move(cur));
+      cur.clear();
     }
   }
-  push();
+  if (!cur.empty()) words.push_back(std::move(cur));
+  return words;
+}
+
+std::string fts_query(const std::string& text) {
+  const std::vector<std::string> words = lowercase_words(text);
   std::vector<std::string> kept;
   std::set<std::string> seen;
   for (const std::string& w : words) {
-    if (stop_words().count(w) == 0 && seen.insert(w).second) kept.push_back(w);
+    if (!is_stop_word(w) && seen.insert(w).second) kept.push_back(w);
   }
   if (kept.empty()) {
     for (const std::string& w : words) {

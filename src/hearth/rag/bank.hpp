@@ -200,6 +200,11 @@ class Bank {
   mutable std::int64_t loaded_generation_ = -1;
 };
 
+// Lower-cased runs of ASCII letters and digits and non-ASCII bytes: the words of user text.
+std::vector<std::string> lowercase_words(std::string_view text);
+// Common English words that neither queries nor answers match on.
+bool is_stop_word(const std::string& word);
+
 // The FTS5 MATCH expression for user text: each word quoted, English stop words dropped (kept
 // when nothing else is left), joined with OR. Empty when the text has no words.
 std::string fts_query(const std::string& text);

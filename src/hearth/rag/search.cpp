@@ -23,30 +23,13 @@ std::int64_t fused_id(std::size_t bank, std::int64_t chunk) {
 
 // Lower-cased words with a crude suffix folding, for matching question words in sentences.
 std::vector<std::string> terms_of(std::string_view text) {
-  static const std::set<std::string> stop = {
-      "a",     "an",    "and", "are",  "as",   "at",  "be",   "by",  "for",  "in",
-      "is",    "it",    "of",  "on",   "or",   "the", "to",   "was", "with", "what",
-      "which", "who",   "how", "does", "do",   "can", "from", "i",   "that", "this",
-      "when",  "where", "why", "you",  "your", "my",  "we",   "its", "has",  "have"};
   std::vector<std::string> out;
-  std::string cur;
-  auto push = [&] {
-    if (cur.size() > 1 && stop.count(cur) == 0) {
-      if (cur.size() > 3 && cur.back() == 's') cur.pop_back();
-      if (cur.size() > 6) cur.resize(6);
-      out.push_back(cur);
-    }
-    cur.clear();
-  };
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) != 0 || c >= 0x80) {
-      cur += static_cast<char>(std::tolower(c));
-    } else {
-      push();
-    }
+  for (std::string& w : lowercase_words(text)) {
+    if (w.size() <= 1 || is_stop_word(w)) continue;
+    if (w.size() > 3 && w.back() == 's') w.pop_back();
+    if (w.size() > 6) w.resize(6);
+    out.push_back(std::move(w));
   }
-  push();
   return out;
 }
 
