@@ -1,8 +1,4 @@
 // rag-cli: knowledge banks over your own documents, answered by a local model with citations.
-#include <poll.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hearth/cli/app.hpp"
+#include "hearth/cli/console.hpp"
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/core/memory.hpp"
@@ -239,53 +236,6 @@ int do_ask(const std::string& question, const Options& o,
   return 0;
 }
 
-// Progress on stderr: a redrawn bar on a terminal, a plain line every couple of seconds otherwise.
-class ProgressPrinter {
- public:
-  ProgressPrinter() : tty_(::isatty(2) != 0) {}
-
-  void update(const rag::IngestProgress& p) {
-    const bool last = p.files_done == p.files_total;
-    if (!last && last_.seconds() < (tty_ ? 0.1 : 2.0)) return;
-    last_.reset();
-    const double secs = std::max(total_.seconds(), 1e-6);
-    const double mbs = static_cast<double>(p.bytes_done) / 1e6 / secs;
-    const double rate = static_cast<double>(p.bytes_done) / secs;
-    const std::uint64_t left = p.bytes_total > p.bytes_done ? p.bytes_total - p.bytes_done : 0;
-    const double eta = rate > 0 ? static_cast<double>(left) / rate : 0.0;
-    char line[256];
-    if (tty_) {
-      const int width = 24;
-      const int filled =
-          p.files_total == 0 ? width : static_cast<int>(width * p.files_done / p.files_total);
-      std::snprintf(line, sizeof line, "\r[%-*s] %zu/%zu files  %zu chunks  %.1f MB/s  ETA %.0fs ",
-                    width, std::string(static_cast<std::size_t>(filled), '#').c_str(), p.files_done,
-                    p.files_total, p.chunks, mbs, eta);
-      std::fputs(line, stderr);
-      drawn_ = true;
-    } else {
-      std::snprintf(line, sizeof line,
-                    "progress: %zu/%zu files, %zu chunks, %.1f MB/s, ETA %.0fs\n", p.files_done,
-                    p.files_total, p.chunks, mbs, eta);
-      std::fputs(line, stderr);
-    }
-  }
-  void message(const std::string& m) {
-    clear();
-    std::fprintf(stderr, "rag-cli: %s\n", m.c_str());
-  }
-  void clear() {
-    if (drawn_) std::fputs("\r\033[K", stderr);
-    drawn_ = false;
-  }
-
- private:
-  bool tty_;
-  bool drawn_ = false;
-  hearth::Timer last_;
-  hearth::Timer total_;
-};
-
 int do_ingest(const std::vector<std::string>& paths, const Options& o, const Models& models,
               const rag::IngestOptions& base, const rag::ChunkingOptions& chunking,
               bool chunking_given = false) {
@@ -299,9 +249,12 @@ int do_ingest(const std::vector<std::string>& paths, const Options& o, const Mod
                  "rag-cli: note: this bank chunks %s (set when it was created); %s is not used\n",
                  bank->manifest().chunking.describe().c_str(), chunking.describe().c_str());
   }
-  ProgressPrinter printer;
+  hearth::cli::Progress printer("rag-cli");
   rag::IngestOptions opts = base;
-  opts.on_progress = [&](const rag::IngestProgress& p) { printer.update(p); };
+  opts.on_progress = [&](const rag::IngestProgress& p) {
+    printer.update(p.files_done, p.files_total, std::to_string(p.chunks) + " chunks", p.bytes_done,
+                   p.bytes_total);
+  };
   opts.on_message = [&](const std::string& m) { printer.message(m); };
   std::vector<fs::path> roots(paths.begin(), paths.end());
   const rag::IngestReport r = bank->ingest(roots, opts);
@@ -316,28 +269,6 @@ int do_ingest(const std::vector<std::string>& paths, const Options& o, const Mod
   return r.failed > 0 ? 1 : 0;
 }
 
-// Reads one line from stdin without blocking Ctrl+C: a cancel at the prompt returns nullopt,
-// as does end of input.
-std::optional<std::string> read_line() {
-  std::string line;
-  for (;;) {
-    if (hearth::cancel_requested()) return std::nullopt;
-    pollfd pfd{0, POLLIN, 0};
-    const int rc = ::poll(&pfd, 1, 100);
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc <= 0) continue;
-    char c;
-    const ssize_t n = ::read(0, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (line.empty()) return std::nullopt;
-      return line;
-    }
-    if (c == '\n') return line;
-    line += c;
-  }
-}
-
 int interactive(const Options& o, const Models& models) {
   const auto banks = open_banks(o, models);
   std::fprintf(stderr,
@@ -346,7 +277,7 @@ int interactive(const Options& o, const Models& models) {
   for (;;) {
     std::fputs("\xE2\x9D\x93> ", stdout);
     std::fflush(stdout);
-    const auto line = read_line();
+    const auto line = hearth::cli::read_line();
     if (!line) {
       std::fputs("\n", stdout);
       return 0;
@@ -534,7 +465,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     check_model_options(o);
-    const Models models = load_models(o, common, !ingest->parsed());
+    // Models are loaded only by the commands that embed or rerank.
+    const bool bookkeeping = list->parsed() || stats->parsed() || show->parsed() || rm->parsed();
+    const Models models = bookkeeping ? Models{} : load_models(o, common, !ingest->parsed());
     if (ingest->parsed()) {
       rag::ChunkingOptions c;
       if (chunker == "characters") {
