@@ -289,7 +289,7 @@ TEST(Tokenizer, MalformedAndUnsupportedFilesAreClearErrors) {
                "WordLevel");
   expect_error(
       R"({"normalizer": {"type": "Precompiled"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
-      ErrorCode::kUnsupported, "Precompiled");
+      ErrorCode::kFormat, "precompiled_charsmap");
   expect_error(
       R"({"pre_tokenizer": {"type": "UnicodeScripts"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
       ErrorCode::kUnsupported, "UnicodeScripts");
@@ -328,7 +328,11 @@ TEST(Tokenizer, MalformedGgufVocabulariesAreClearErrors) {
   formats::GGUFWriter t5;
   t5.set("tokenizer.ggml.model", "t5");
   t5.set("tokenizer.ggml.tokens", formats::GGUFArray{std::vector<std::string>{"a"}});
-  expect_gguf_error(t5, ErrorCode::kUnsupported, "'t5'");
+  expect_gguf_error(t5, ErrorCode::kFormat, "tokenizer.ggml.scores");
+  formats::GGUFWriter rwkv;
+  rwkv.set("tokenizer.ggml.model", "rwkv");
+  rwkv.set("tokenizer.ggml.tokens", formats::GGUFArray{std::vector<std::string>{"a"}});
+  expect_gguf_error(rwkv, ErrorCode::kUnsupported, "'rwkv'");
   formats::GGUFWriter scores;
   scores.set("tokenizer.ggml.model", "llama");
   scores.set("tokenizer.ggml.tokens", formats::GGUFArray{std::vector<std::string>{"a", "b"}});

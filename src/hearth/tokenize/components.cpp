@@ -491,7 +491,8 @@ class MetaspacePreTokenizer final : public PreTokenizer {
       std::string s = replace_all(pieces[k], " ", rep_);
       const bool prepend = scheme_ == PrependScheme::kAlways ||
                            (scheme_ == PrependScheme::kFirst && first && k == 0);
-      if (prepend && s.compare(0, rep_.size(), rep_) != 0) s.insert(0, rep_);
+      // Hugging Face prepends through the first character: an empty piece stays empty.
+      if (prepend && !s.empty() && s.compare(0, rep_.size(), rep_) != 0) s.insert(0, rep_);
       if (split_) {
         split_by(s, literal_matches(s, rep_), SplitBehavior::kMergedWithNext, false, out);
       } else if (!s.empty()) {

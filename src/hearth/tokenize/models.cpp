@@ -534,7 +534,13 @@ class Unigram final : public VocabBase {
     double min_score = std::numeric_limits<double>::max();
     for (double s : scores_) min_score = std::min(min_score, s);
     unk_score_ = (scores_.empty() ? 0.0 : min_score) - 10.0;
-    for (const auto& t : vocab_) max_len_ = std::max(max_len_, t.size());
+    std::vector<std::pair<std::string, std::int32_t>> entries;
+    entries.reserve(vocab_.size());
+    for (std::size_t i = 0; i < vocab_.size(); ++i) {
+      if (vocab_[i].empty() || (i < c.unmatchable.size() && c.unmatchable[i])) continue;
+      entries.emplace_back(vocab_[i], static_cast<std::int32_t>(i));
+    }
+    trie_.build(entries);
     if (byte_fallback_) {
       for (int b = 0; b < 256; ++b) {
         byte_ids_[static_cast<std::size_t>(b)] =
@@ -562,17 +568,13 @@ class Unigram final : public VocabBase {
       }
       const double base = best[i].score;
       bool single = false;
-      std::size_t end = i;
-      while (end < s.size() && end - i < max_len_) {
-        end += unicode::char_length(s, end);
-        if (end - i > max_len_) break;
-        const auto id = lookup(map_, s.substr(i, end - i));
-        if (!id) continue;
-        const double cand = base + scores_[static_cast<std::size_t>(*id)];
-        Best& b = best[end];
-        if (!b.set || cand > b.score) b = {cand, i, *id, true};
-        if (end - i == clen) single = true;
-      }
+      // Keys are whole characters, so every prefix found ends on a character boundary.
+      trie_.each_prefix(s.substr(i), [&](std::size_t len, std::int32_t id) {
+        const double cand = base + scores_[static_cast<std::size_t>(id)];
+        Best& b = best[i + len];
+        if (!b.set || cand > b.score) b = {cand, i, id, true};
+        if (len == clen) single = true;
+      });
       if (!single) {
         const double cand = base + unk_score_;
         Best& b = best[i + clen];
@@ -620,7 +622,7 @@ class Unigram final : public VocabBase {
   std::optional<std::int32_t> unk_;
   bool byte_fallback_;
   double unk_score_ = 0;
-  std::size_t max_len_ = 1;
+  ByteTrie trie_;
   std::array<std::int32_t, 256> byte_ids_{};
 };
 

@@ -156,6 +156,35 @@ NormalizerPtr make_replace_normalizer(std::string pattern, bool is_regex, std::s
 NormalizerPtr make_strip_normalizer(bool left, bool right);
 NormalizerPtr make_sequence_normalizer(std::vector<NormalizerPtr> parts);
 
+// SentencePiece's precompiled character map (precompiled.cpp): longest-prefix replacement over
+// the input bytes. The constructor checks the whole blob (Error(kFormat) naming the problem, key
+// "precompiled_charsmap"); an empty blob is the identity map.
+class CharsMap {
+ public:
+  CharsMap() = default;
+  explicit CharsMap(std::string_view blob);
+  bool empty() const { return units_.empty(); }
+  // The longest key prefixing s: (length, replacement), or length 0.
+  std::pair<std::size_t, std::string_view> match(std::string_view s) const;
+  // SentencePiece's NormalizePrefix: (replacement or the first character, bytes consumed).
+  std::pair<std::string_view, std::size_t> prefix(std::string_view s) const;
+  // Appends the normalization of s to out.
+  void apply(std::string_view s, std::string& out) const;
+
+ private:
+  void validate();
+  std::vector<std::uint32_t> units_;
+  std::string strings_;
+  bool first_byte_[256] = {};  // some key starts with this byte
+};
+std::optional<std::string> base64_decode(std::string_view text);
+
+NormalizerPtr make_precompiled_normalizer(CharsMap map);
+// libsentencepiece's whole normalization (GGUF t5 vocabularies): the map, then
+// remove_extra_whitespaces, add_dummy_prefix and escape_whitespaces (spaces -> U+2581).
+NormalizerPtr make_sentencepiece_normalizer(CharsMap map, bool add_dummy_prefix,
+                                            bool remove_extra_whitespaces, bool escape_whitespaces);
+
 // ---- pre-tokenizers -------------------------------------------------------------------------
 enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 
@@ -233,6 +262,9 @@ struct UnigramConfig {
   std::vector<double> scores;
   std::optional<std::int32_t> unk_id;
   bool byte_fallback = false;
+  // Pieces never matched in text (SentencePiece's control, unknown and unused pieces); empty:
+  // every piece is matched, as in Hugging Face.
+  std::vector<bool> unmatchable;
 };
 ModelPtr make_unigram(UnigramConfig config);
 
