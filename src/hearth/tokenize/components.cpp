@@ -78,9 +78,12 @@ std::vector<std::pair<std::size_t, std::size_t>> char_matches(std::string_view s
   return out;
 }
 
-// Applies HF's SplitDelimiterBehavior to s given its matches; appends the pieces to out.
-void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::size_t>>& matches,
-              SplitBehavior behavior, bool invert, std::vector<std::string>& out) {
+// Applies HF's SplitDelimiterBehavior to s given its matches; appends the pieces' byte ranges
+// (possibly empty) to result.
+void split_ranges(std::string_view s,
+                  const std::vector<std::pair<std::size_t, std::size_t>>& matches,
+                  SplitBehavior behavior, bool invert,
+                  std::vector<std::pair<std::size_t, std::size_t>>& result) {
   struct Seg {
     std::size_t b, e;
     bool match;
@@ -96,7 +99,6 @@ void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::
   if (invert) {
     for (auto& g : segs) g.match = !g.match;
   }
-  std::vector<std::pair<std::size_t, std::size_t>> result;
   bool previous = false;
   switch (behavior) {
     case SplitBehavior::kRemoved:
@@ -139,6 +141,12 @@ void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::
       }
       break;
   }
+}
+
+void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::size_t>>& matches,
+              SplitBehavior behavior, bool invert, std::vector<std::string>& out) {
+  std::vector<std::pair<std::size_t, std::size_t>> result;
+  split_ranges(s, matches, behavior, invert, result);
   for (const auto& [b, e] : result) {
     if (e > b) out.emplace_back(s.substr(b, e - b));
   }
@@ -415,6 +423,15 @@ class RegexSplitPreTokenizer final : public PreTokenizer {
                invert_, out);
     });
   }
+  bool split_views(std::string_view s, std::vector<std::string_view>& out) const override {
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
+    split_ranges(s, regex_ ? regex_matches(*regex_, s) : literal_matches(s, literal_), behavior_,
+                 invert_, ranges);
+    for (const auto& [b, e] : ranges) {
+      if (e > b) out.push_back(s.substr(b, e - b));
+    }
+    return true;
+  }
 
  private:
   std::string literal_;
@@ -442,6 +459,36 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       u.copy(table_[b], u.size());
     }
   }
+  bool split_mapped(std::string_view p, std::string& buf,
+                    std::vector<std::pair<std::size_t, std::size_t>>& spans) const override {
+    std::string prefixed;
+    std::string_view s = p;
+    if (prefix_ && (p.empty() || p[0] != ' ')) {
+      prefixed = ' ' + std::string(p);
+      s = prefixed;
+    }
+    auto emit = [&](std::string_view piece) {
+      const std::size_t start = buf.size();
+      for (char ch : piece) {
+        const auto b = static_cast<std::uint8_t>(ch);
+        buf.append(table_[b], length_[b]);
+      }
+      spans.emplace_back(start, buf.size());
+    };
+    if (!regex_) {
+      if (!s.empty()) emit(s);
+      return true;
+    }
+    std::size_t pos = 0;
+    for (const auto& [b, e] : regex_matches(*regex_, s)) {
+      if (b > pos) emit(s.substr(pos, b - pos));
+      emit(s.substr(b, e - b));
+      pos = e;
+    }
+    if (pos < s.size()) emit(s.substr(pos));
+    return true;
+  }
+
   void split(std::vector<std::string>& pieces, bool) const override {
     split_each(pieces, [&](const std::string& p, std::vector<std::string>& out) {
       std::string prefixed;
@@ -541,7 +588,41 @@ class SequencePreTokenizer final : public PreTokenizer {
   void split(std::vector<std::string>& pieces, bool first) const override {
     for (const auto& p : parts_) p->split(pieces, first);
   }
+  bool split_views(std::string_view s, std::vector<std::string_view>& out) const override {
+    std::vector<std::string_view> last;
+    if (!cut_all_but_last(s, last)) return false;
+    for (const auto v : last) {
+      if (!parts_.back()->split_views(v, out)) return false;  // fails on the first, adding none
+    }
+    return true;
+  }
+  bool split_mapped(std::string_view s, std::string& buf,
+                    std::vector<std::pair<std::size_t, std::size_t>>& spans) const override {
+    std::vector<std::string_view> last;
+    if (!cut_all_but_last(s, last)) return false;
+    for (const auto v : last) {
+      if (!parts_.back()->split_mapped(v, buf, spans)) return false;
+    }
+    return true;
+  }
 
+ private:
+  // The pieces that the parts before the last make of s, when they all only cut.
+  bool cut_all_but_last(std::string_view s, std::vector<std::string_view>& pieces) const {
+    if (parts_.empty()) return false;
+    pieces.assign(1, s);
+    std::vector<std::string_view> next;
+    for (std::size_t k = 0; k + 1 < parts_.size(); ++k) {
+      next.clear();
+      for (const auto v : pieces) {
+        if (!parts_[k]->split_views(v, next)) return false;
+      }
+      pieces.swap(next);
+    }
+    return true;
+  }
+
+ public:
  private:
   std::vector<PreTokenizerPtr> parts_;
 };

@@ -291,7 +291,54 @@ class WordPiece final : public VocabBase {
   ByteTrie initial_, continuing_;
 };
 
-// Merges adjacent symbols by ascending rank (ties: leftmost) with a heap over a linked list.
+// (left id, right id) -> (rank, merged id): open addressing over 16-byte entries.
+class PairMap {
+ public:
+  struct Entry {
+    std::uint64_t key = kEmpty;
+    std::int32_t rank = 0;
+    std::int32_t merged = 0;
+  };
+  static std::uint64_t key(std::int32_t a, std::int32_t b) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+           static_cast<std::uint32_t>(b);
+  }
+  void build(std::size_t n) {
+    std::size_t size = 16;
+    while (size < n * 2) size *= 2;
+    entries_.assign(size, Entry{});
+    mask_ = size - 1;
+  }
+  // Keeps the first entry for a key (the lowest rank).
+  void emplace(std::uint64_t k, std::int32_t rank, std::int32_t merged) {
+    for (std::size_t i = slot(k);; i = (i + 1) & mask_) {
+      if (entries_[i].key == k) return;
+      if (entries_[i].key == kEmpty) {
+        entries_[i] = {k, rank, merged};
+        ++count_;
+        return;
+      }
+    }
+  }
+  const Entry* find(std::uint64_t k) const {
+    for (std::size_t i = slot(k);; i = (i + 1) & mask_) {
+      const Entry& e = entries_[i];
+      if (e.key == k) return &e;
+      if (e.key == kEmpty) return nullptr;
+    }
+  }
+  bool empty() const { return count_ == 0; }
+
+ private:
+  static constexpr std::uint64_t kEmpty = ~std::uint64_t{0};
+  std::size_t slot(std::uint64_t k) const { return ((k * 0x9E3779B97F4A7C15ull) >> 20) & mask_; }
+  std::vector<Entry> entries_;
+  std::size_t mask_ = 0;
+  std::size_t count_ = 0;
+};
+
+// Merges adjacent symbols by ascending rank (ties: leftmost): a linear scan for short words,
+// a heap over a linked list for long ones.
 struct Symbol {
   std::int32_t id;
   std::int32_t prev;
@@ -315,26 +362,36 @@ class Bpe final : public MergingModel {
                     "BPE unk_token '" + *c.unk_token + "' is not in the vocabulary");
       }
     }
-    merges_.reserve(c.merges.size());
+    merges_.build(c.merges.size());
+    std::string merged;
     for (std::size_t r = 0; r < c.merges.size(); ++r) {
       const auto& [a, b] = c.merges[r];
       const auto ia = lookup(map_, a);
       const auto ib = lookup(map_, b);
-      std::string merged = a;
-      merged += (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0)
-                    ? b.substr(prefix_.size())
-                    : b;
+      merged.assign(a);
+      if (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0) {
+        merged.append(b, prefix_.size());
+      } else {
+        merged.append(b);
+      }
       const auto im = lookup(map_, merged);
       if (!ia || !ib || !im) {
         throw Error(ErrorCode::kFormat, "BPE merge " + std::to_string(r) + " ('" + a + "' '" + b +
                                             "') uses a token that is not in the vocabulary");
       }
-      merges_.emplace(key(*ia, *ib), std::make_pair(static_cast<std::int32_t>(r), *im));
+      merges_.emplace(PairMap::key(*ia, *ib), static_cast<std::int32_t>(r), *im);
     }
     if (byte_fallback_) {
       for (int b = 0; b < 256; ++b) {
         byte_ids_[static_cast<std::size_t>(b)] =
             lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(-1);
+      }
+    }
+    // Single characters below U+0800 (all of the byte-level alphabet) by table.
+    if (prefix_.empty() && suffix_.empty()) {
+      char_ids_.assign(0x800, -1);
+      for (char32_t cp = 0; cp < 0x800; ++cp) {
+        char_ids_[cp] = lookup(map_, unicode::to_utf8(cp)).value_or(-1);
       }
     }
     // Unknown characters fuse into one <unk>: a split before "\u2581" must not separate two.
@@ -343,9 +400,17 @@ class Bpe final : public MergingModel {
   }
 
  private:
+  // The id of the single character ch (its UTF-8 bytes), or -1.
+  std::int32_t char_id(std::string_view ch) const {
+    const auto b0 = static_cast<unsigned char>(ch[0]);
+    if (ch.size() == 1) return char_ids_[b0];
+    const auto b1 = static_cast<unsigned char>(ch[1]);
+    return char_ids_[((b0 & 0x1Fu) << 6) | (b1 & 0x3Fu)];
+  }
+
   void tokenize_word(std::string_view word, std::vector<std::int32_t>& out) const override {
-    std::vector<Symbol> syms;
-    syms.reserve(word.size());
+    thread_local std::vector<std::int32_t> ids;
+    ids.clear();
     bool last_unk = false;
     std::string buf;
     std::size_t i = 0;
@@ -353,15 +418,21 @@ class Bpe final : public MergingModel {
       const std::size_t start = i;
       i += unicode::char_length(word, i);
       std::string_view ch = word.substr(start, i - start);
-      if (!prefix_.empty() || !suffix_.empty()) {
-        buf.clear();
-        if (start > 0) buf += prefix_;
-        buf += ch;
-        if (i == word.size()) buf += suffix_;
-        ch = buf;
+      std::int32_t id = -1;
+      if (!char_ids_.empty() && ch.size() <= 2 && static_cast<unsigned char>(ch[0]) < 0xE0) {
+        id = char_id(ch);
+      } else {
+        if (!prefix_.empty() || !suffix_.empty()) {
+          buf.clear();
+          if (start > 0) buf += prefix_;
+          buf += ch;
+          if (i == word.size()) buf += suffix_;
+          ch = buf;
+        }
+        if (const auto* found = map_.find(ch)) id = *found;
       }
-      if (const auto id = lookup(map_, ch)) {
-        push(syms, *id);
+      if (id >= 0) {
+        ids.push_back(id);
         last_unk = false;
         continue;
       }
@@ -372,31 +443,57 @@ class Bpe final : public MergingModel {
         }
         if (all) {
           for (char b : word.substr(start, i - start)) {
-            push(syms, byte_ids_[static_cast<std::uint8_t>(b)]);
+            ids.push_back(byte_ids_[static_cast<std::uint8_t>(b)]);
           }
           last_unk = false;
           continue;
         }
       }
       if (unk_) {
-        if (!(fuse_unk_ && last_unk)) push(syms, *unk_);
+        if (!(fuse_unk_ && last_unk)) ids.push_back(*unk_);
         last_unk = true;
       }
     }
-    merge_all(syms);
-    for (const auto& s : syms) {
-      if (s.alive) out.push_back(s.id);
+    if (ids.size() >= 2 && !merges_.empty()) {
+      if (ids.size() <= kLinearMax) {
+        merge_linear(ids);
+      } else {
+        merge_heap(ids);
+      }
     }
+    out.insert(out.end(), ids.begin(), ids.end());
   }
 
-  static std::uint64_t key(std::int32_t a, std::int32_t b) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
-           static_cast<std::uint32_t>(b);
-  }
-  static void push(std::vector<Symbol>& syms, std::int32_t id) {
-    const auto n = static_cast<std::int32_t>(syms.size());
-    syms.push_back({id, n - 1, -1, true});
-    if (n > 0) syms[static_cast<std::size_t>(n - 1)].next = n;
+  static constexpr std::size_t kLinearMax = 48;
+  static constexpr std::int32_t kNoMerge = std::numeric_limits<std::int32_t>::max();
+
+  // Repeatedly merges the leftmost pair of lowest rank: O(n^2), fastest for short words.
+  void merge_linear(std::vector<std::int32_t>& ids) const {
+    std::size_t n = ids.size();
+    std::array<std::int32_t, kLinearMax> rank, merged;
+    auto look = [&](std::size_t k) {
+      const PairMap::Entry* e = merges_.find(PairMap::key(ids[k], ids[k + 1]));
+      rank[k] = e ? e->rank : kNoMerge;
+      merged[k] = e ? e->merged : -1;
+    };
+    for (std::size_t k = 0; k + 1 < n; ++k) look(k);
+    while (n >= 2) {
+      std::size_t best = 0;
+      for (std::size_t k = 1; k + 1 < n; ++k) {
+        if (rank[k] < rank[best]) best = k;
+      }
+      if (rank[best] == kNoMerge) break;
+      ids[best] = merged[best];
+      for (std::size_t k = best + 1; k + 1 < n; ++k) {
+        ids[k] = ids[k + 1];
+        rank[k] = rank[k + 1];
+        merged[k] = merged[k + 1];
+      }
+      --n;
+      if (best > 0) look(best - 1);
+      if (best + 1 < n) look(best);
+    }
+    ids.resize(n);
   }
 
   struct Candidate {
@@ -414,13 +511,18 @@ class Bpe final : public MergingModel {
     const Symbol& s = syms[static_cast<std::size_t>(pos)];
     if (s.next < 0) return;
     const std::int32_t right = syms[static_cast<std::size_t>(s.next)].id;
-    const auto it = merges_.find(key(s.id, right));
-    if (it == merges_.end()) return;
-    q.push({it->second.first, pos, s.id, right, it->second.second});
+    const PairMap::Entry* e = merges_.find(PairMap::key(s.id, right));
+    if (!e) return;
+    q.push({e->rank, pos, s.id, right, e->merged});
   }
 
-  void merge_all(std::vector<Symbol>& syms) const {
-    if (syms.size() < 2 || merges_.empty()) return;
+  void merge_heap(std::vector<std::int32_t>& ids) const {
+    std::vector<Symbol> syms;
+    syms.reserve(ids.size());
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      const auto n = static_cast<std::int32_t>(k);
+      syms.push_back({ids[k], n - 1, k + 1 < ids.size() ? n + 1 : -1, true});
+    }
     std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> q;
     for (std::size_t p = 0; p + 1 < syms.size(); ++p) add(q, syms, static_cast<std::int32_t>(p));
     while (!q.empty()) {
@@ -437,13 +539,18 @@ class Bpe final : public MergingModel {
       add(q, syms, s.prev);
       add(q, syms, c.pos);
     }
+    ids.clear();
+    for (const auto& s : syms) {
+      if (s.alive) ids.push_back(s.id);
+    }
   }
 
   std::string prefix_, suffix_;
   bool fuse_unk_, byte_fallback_, ignore_merges_;
   std::optional<std::int32_t> unk_;
-  std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;
+  PairMap merges_;
   std::array<std::int32_t, 256> byte_ids_{};
+  std::vector<std::int32_t> char_ids_;  // code point < U+0800 -> id of that one character
 };
 
 class SpmBpe final : public MergingModel {

@@ -196,6 +196,13 @@ class PreTokenizer {
   // For pre-tokenizers that only cut (never rewrite) text: the pieces of s as views into it.
   // Returns false when this pre-tokenizer cannot (then use split()).
   virtual bool split_views(std::string_view, std::vector<std::string_view>&) const { return false; }
+  // For pre-tokenizers that cut and then rewrite bytes (ByteLevel, or a Sequence of cutting
+  // pre-tokenizers ending in one): appends each piece of s to buf and its [begin, end) in buf to
+  // spans. Returns false, adding nothing, when this pre-tokenizer cannot (then use split()).
+  virtual bool split_mapped(std::string_view, std::string&,
+                            std::vector<std::pair<std::size_t, std::size_t>>&) const {
+    return false;
+  }
 };
 using PreTokenizerPtr = std::unique_ptr<const PreTokenizer>;
 

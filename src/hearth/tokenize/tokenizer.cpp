@@ -151,6 +151,8 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
   split_added(matchers[0][only_plain], added, text, true, first);
   std::vector<std::string> pieces;
   std::vector<std::string_view> views;
+  std::string mapped;
+  std::vector<std::pair<std::size_t, std::size_t>> spans;
   for (auto& seg : first) {
     if (seg.id >= 0) {
       out.push_back(seg.id);
@@ -167,6 +169,13 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
       views.clear();
       if (pre_tokenizer && pre_tokenizer->split_views(part.text, views)) {
         for (const auto v : views) model->tokenize(v, out);
+        continue;
+      }
+      mapped.clear();
+      spans.clear();
+      if (pre_tokenizer && pre_tokenizer->split_mapped(part.text, mapped, spans)) {
+        const std::string_view all = mapped;
+        for (const auto& [b, e] : spans) model->tokenize(all.substr(b, e - b), out);
         continue;
       }
       pieces.clear();
