@@ -52,6 +52,172 @@ std::vector<std::pair<std::size_t, std::size_t>> regex_matches(const Regex& re,
   return out;
 }
 
+// Hand-written scanners for the pre-tokenization patterns of GPT-2, Llama-3 and Qwen2: the same
+// leftmost-first, greedy semantics as the Regex matcher, with \p{L}, \p{N} and \s from the same
+// Unicode tables, on UTF-8 directly with an ASCII table. Every position starts a match of these
+// patterns, so the matches tile the text.
+enum class FastPattern { kNone, kGpt2, kLlama3, kQwen2 };
+
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+class FastScanner {
+ public:
+  FastScanner(FastPattern kind, std::string_view s) : kind_(kind), s_(s) {}
+
+  void run(std::vector<std::pair<std::size_t, std::size_t>>& out) const {
+    std::size_t pos = 0;
+    while (pos < s_.size()) {
+      const std::size_t end = kind_ == FastPattern::kGpt2 ? gpt2_at(pos) : llama3_at(pos);
+      out.emplace_back(pos, end);
+      pos = end;
+    }
+  }
+
+ private:
+  enum Class : std::uint8_t { kL, kN, kS, kO, kEnd };
+  struct Ch {
+    Class cls;
+    std::size_t len;
+    char32_t cp;
+  };
+  static Class classify(char32_t c) {
+    return unicode::is_letter(c)       ? kL
+           : unicode::is_number(c)     ? kN
+           : unicode::is_whitespace(c) ? kS
+                                       : kO;
+  }
+  static const std::array<Class, 128>& ascii() {
+    static const std::array<Class, 128> table = [] {
+      std::array<Class, 128> t{};
+      for (char32_t c = 0; c < 128; ++c) t[c] = classify(c);
+      return t;
+    }();
+    return table;
+  }
+  Ch at(std::size_t i) const {
+    if (i >= s_.size()) return {kEnd, 0, 0};
+    const auto b = static_cast<unsigned char>(s_[i]);
+    if (b < 0x80) return {ascii()[b], 1, b};
+    std::size_t j = i;
+    const char32_t c = unicode::next(s_, j);
+    return {classify(c), j - i, c};
+  }
+  // End of the run of class cls starting at i.
+  std::size_t run_end(std::size_t i, Class cls) const {
+    const auto& table = ascii();
+    while (i < s_.size()) {
+      const auto b = static_cast<unsigned char>(s_[i]);
+      if (b < 0x80) {
+        if (table[b] != cls) return i;
+        ++i;
+        continue;
+      }
+      const Ch c = at(i);
+      if (c.cls != cls) return i;
+      i += c.len;
+    }
+    return i;
+  }
+  std::size_t newlines_end(std::size_t i) const {
+    while (i < s_.size() && (s_[i] == '\r' || s_[i] == '\n')) ++i;
+    return i;
+  }
+  // 's 't 're 've 'm 'll 'd after the apostrophe at i - 1: the length matched, or 0.
+  std::size_t contraction(std::size_t i, bool icase) const {
+    auto ch = [&](std::size_t k) -> char {
+      if (i + k >= s_.size()) return '\0';
+      const char c = s_[i + k];
+      return icase && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+    };
+    const char a = ch(0);
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 1;
+    const char b = ch(1);
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 2;
+    return 0;
+  }
+  // The whitespace run [pos, run_to): \s+(?!\S), else \s+.
+  std::size_t whitespace_at(std::size_t pos, std::size_t run_to) const {
+    if (run_to == s_.size()) return run_to;
+    std::size_t last = run_to - 1;  // the start of the run's last character
+    while (last > pos && (static_cast<unsigned char>(s_[last]) & 0xC0) == 0x80) --last;
+    return last > pos ? last : run_to;
+  }
+
+  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  std::size_t gpt2_at(std::size_t pos) const {
+    const Ch c = at(pos);
+    if (c.cp == '\'') {
+      if (const std::size_t n = contraction(pos + 1, false)) return pos + 1 + n;
+    }
+    const std::size_t q = pos + c.len;
+    if (c.cp == ' ') {
+      const Ch d = at(q);
+      if (d.cls == kL || d.cls == kN || d.cls == kO) return run_end(q + d.len, d.cls);
+    }
+    if (c.cls != kS) return run_end(q, c.cls);
+    return whitespace_at(pos, run_end(q, kS));
+  }
+
+  std::size_t llama3_at(std::size_t pos) const {
+    const Ch c = at(pos);
+    // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+    if (c.cp == '\'') {
+      if (const std::size_t n = contraction(pos + 1, true)) return pos + 1 + n;
+    }
+    const std::size_t q = pos + c.len;
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if (c.cls == kL) return run_end(q, kL);
+    if (c.cls != kN && c.cp != '\r' && c.cp != '\n') {
+      const Ch d = at(q);
+      if (d.cls == kL) return run_end(q + d.len, kL);
+    }
+    // \p{N}{1,3} (Qwen2: \p{N})
+    if (c.cls == kN) {
+      std::size_t e = q;
+      for (int k = 1; k < (kind_ == FastPattern::kLlama3 ? 3 : 1); ++k) {
+        const Ch d = at(e);
+        if (d.cls != kN) break;
+        e += d.len;
+      }
+      return e;
+    }
+    //  ?[^\s\p{L}\p{N}]+[\r\n]*
+    if (c.cp == ' ') {
+      const Ch d = at(q);
+      if (d.cls == kO) return newlines_end(run_end(q + d.len, kO));
+    }
+    if (c.cls == kO) return newlines_end(run_end(q, kO));
+    // c is whitespace. \s*[\r\n]+ ends after the run's last line break; then \s+(?!\S), \s+.
+    const std::size_t run_to = run_end(q, kS);
+    for (std::size_t k = run_to; k > pos; --k) {
+      if (s_[k - 1] == '\r' || s_[k - 1] == '\n') return k;
+    }
+    return whitespace_at(pos, run_to);
+  }
+
+  FastPattern kind_;
+  std::string_view s_;
+};
+
+FastPattern fast_pattern(std::string_view pattern) {
+  if (pattern == kGpt2Pattern) return FastPattern::kGpt2;
+  if (pattern == kLlama3Pattern) return FastPattern::kLlama3;
+  if (pattern == kQwen2Pattern) return FastPattern::kQwen2;
+  return FastPattern::kNone;
+}
+
+// The matches of re (or of the equivalent fast scanner) in s, as byte ranges.
+std::vector<std::pair<std::size_t, std::size_t>> pattern_matches(const Regex& re, FastPattern fast,
+                                                                 std::string_view s) {
+  if (fast == FastPattern::kNone) return regex_matches(re, s);
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  FastScanner(fast, s).run(out);
+  return out;
+}
+
 std::vector<std::pair<std::size_t, std::size_t>> literal_matches(std::string_view s,
                                                                  std::string_view pattern) {
   std::vector<std::pair<std::size_t, std::size_t>> out;
@@ -415,18 +581,21 @@ class RegexSplitPreTokenizer final : public PreTokenizer {
  public:
   RegexSplitPreTokenizer(std::string pattern, bool is_regex, SplitBehavior behavior, bool invert)
       : literal_(std::move(pattern)), behavior_(behavior), invert_(invert) {
-    if (is_regex) regex_.emplace(literal_);
+    if (is_regex) {
+      regex_.emplace(literal_);
+      fast_ = fast_pattern(literal_);
+    }
   }
   void split(std::vector<std::string>& pieces, bool) const override {
     split_each(pieces, [&](const std::string& p, std::vector<std::string>& out) {
-      split_by(p, regex_ ? regex_matches(*regex_, p) : literal_matches(p, literal_), behavior_,
-               invert_, out);
+      split_by(p, regex_ ? pattern_matches(*regex_, fast_, p) : literal_matches(p, literal_),
+               behavior_, invert_, out);
     });
   }
   bool split_views(std::string_view s, std::vector<std::string_view>& out) const override {
     std::vector<std::pair<std::size_t, std::size_t>> ranges;
-    split_ranges(s, regex_ ? regex_matches(*regex_, s) : literal_matches(s, literal_), behavior_,
-                 invert_, ranges);
+    split_ranges(s, regex_ ? pattern_matches(*regex_, fast_, s) : literal_matches(s, literal_),
+                 behavior_, invert_, ranges);
     for (const auto& [b, e] : ranges) {
       if (e > b) out.push_back(s.substr(b, e - b));
     }
@@ -436,6 +605,7 @@ class RegexSplitPreTokenizer final : public PreTokenizer {
  private:
   std::string literal_;
   std::optional<Regex> regex_;
+  FastPattern fast_ = FastPattern::kNone;
   SplitBehavior behavior_;
   bool invert_;
 };
@@ -480,7 +650,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       return true;
     }
     std::size_t pos = 0;
-    for (const auto& [b, e] : regex_matches(*regex_, s)) {
+    for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
       if (b > pos) emit(s.substr(pos, b - pos));
       emit(s.substr(b, e - b));
       pos = e;
@@ -512,7 +682,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       }
       // Isolated: every match and every gap between matches is a piece.
       std::size_t pos = 0;
-      for (const auto& [b, e] : regex_matches(*regex_, s)) {
+      for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
         if (b > pos) emit(s.substr(pos, b - pos));
         emit(s.substr(b, e - b));
         pos = e;
