@@ -546,6 +546,14 @@ class BertPreTokenizer final : public PreTokenizer {
   }
 
   bool split_views(std::string_view p, std::vector<std::string_view>& out) const override {
+    // ASCII classes: 0 word, 1 space, 2 punctuation.
+    static const std::array<std::uint8_t, 128> kClass = [] {
+      std::array<std::uint8_t, 128> t{};
+      for (char32_t b = 0; b < 128; ++b) {
+        t[b] = (b == ' ' || (b >= 0x09 && b <= 0x0D)) ? 1 : is_bert_punctuation(b) ? 2 : 0;
+      }
+      return t;
+    }();
     std::size_t i = 0, start = 0;
     auto flush = [&](std::size_t end) {
       if (end > start) out.push_back(p.substr(start, end - start));
@@ -556,8 +564,10 @@ class BertPreTokenizer final : public PreTokenizer {
       bool space, punct;
       if (b < 0x80) {
         ++i;
-        space = b == ' ' || (b >= 0x09 && b <= 0x0D);
-        punct = !space && is_bert_punctuation(b);
+        const std::uint8_t k = kClass[b];
+        if (k == 0) continue;
+        space = k == 1;
+        punct = k == 2;
       } else {
         const char32_t c = unicode::next(p, i);
         space = unicode::is_whitespace(c);

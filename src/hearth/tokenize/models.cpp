@@ -126,6 +126,51 @@ std::string byte_token_name(std::uint8_t b) {
 
 constexpr std::string_view kMetaspace = "\u2581";
 
+// Word -> ids, one table per thread (no locking), keyed by a serial number that no other model
+// instance ever gets. A thread keeps the tables of its last kMaxTables models, each of at most
+// kMaxEntries words (then it starts over).
+class WordCache {
+ public:
+  template <class Compute>
+  void get(std::string_view word, std::vector<std::int32_t>& out, Compute&& compute) const {
+    Table& t = table();
+    if (const auto* span = t.map.find(word)) {
+      out.insert(out.end(), t.ids.begin() + span->first,
+                 t.ids.begin() + span->first + span->second);
+      return;
+    }
+    const std::size_t mark = out.size();
+    compute(out);
+    if (t.map.size() >= kMaxEntries) {
+      t.map.clear();
+      t.ids.clear();
+    }
+    if (t.map.emplace(word, {static_cast<std::uint32_t>(t.ids.size()),
+                             static_cast<std::uint32_t>(out.size() - mark)})) {
+      t.ids.insert(t.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(mark), out.end());
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 1 << 16;
+  static constexpr std::size_t kMaxTables = 8;
+  struct Table {
+    FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> map;  // -> span of ids
+    std::vector<std::int32_t> ids;
+  };
+  Table& table() const {
+    thread_local std::vector<std::pair<std::uint64_t, std::unique_ptr<Table>>> tables;
+    for (auto& [serial, t] : tables) {
+      if (serial == serial_) return *t;
+    }
+    if (tables.size() >= kMaxTables) tables.erase(tables.begin());
+    tables.emplace_back(serial_, std::make_unique<Table>());
+    return *tables.back().second;
+  }
+  inline static std::atomic<std::uint64_t> next_serial_{1};
+  const std::uint64_t serial_ = next_serial_++;
+};
+
 // Shared by the merge-based models: a word -> ids cache, and splitting long inputs (SentencePiece
 // models see whole texts) before each "\u2581" that follows another character, when no token
 // could span such a point (no token has "\u2581" after another character), so that the
@@ -172,25 +217,6 @@ class MergingModel : public VocabBase {
 
  private:
   static constexpr std::size_t kMaxCachedWord = 64;
-  static constexpr std::size_t kMaxCacheEntries = 1 << 16;
-
-  // Word -> ids, one cache per thread (no locking), keyed by a serial number that no other
-  // model instance ever gets. A thread keeps the caches of its last kMaxCaches models.
-  struct WordCache {
-    FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> map;  // -> span of ids
-    std::vector<std::int32_t> ids;
-  };
-  static constexpr std::size_t kMaxCaches = 8;
-
-  WordCache& thread_cache() const {
-    thread_local std::vector<std::pair<std::uint64_t, std::unique_ptr<WordCache>>> caches;
-    for (auto& [serial, cache] : caches) {
-      if (serial == serial_) return *cache;
-    }
-    if (caches.size() >= kMaxCaches) caches.erase(caches.begin());
-    caches.emplace_back(serial_, std::make_unique<WordCache>());
-    return *caches.back().second;
-  }
 
   void cached(std::string_view word, std::vector<std::int32_t>& out) const {
     if (whole_words_) {  // BPE ignore_merges: a word that is a token stays whole
@@ -203,32 +229,16 @@ class MergingModel : public VocabBase {
       tokenize_word(word, out);
       return;
     }
-    WordCache& cache = thread_cache();
-    if (const auto* span = cache.map.find(word)) {
-      out.insert(out.end(), cache.ids.begin() + span->first,
-                 cache.ids.begin() + span->first + span->second);
-      return;
-    }
-    const std::size_t mark = out.size();
-    tokenize_word(word, out);
-    if (cache.map.size() >= kMaxCacheEntries) {
-      cache.map.clear();
-      cache.ids.clear();
-    }
-    if (cache.map.emplace(word, {static_cast<std::uint32_t>(cache.ids.size()),
-                                 static_cast<std::uint32_t>(out.size() - mark)})) {
-      cache.ids.insert(cache.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(mark), out.end());
-    }
+    cache_.get(word, out, [&](std::vector<std::int32_t>& o) { tokenize_word(word, o); });
   }
 
+  WordCache cache_;
   bool splittable_ = false;
 
  protected:
   bool whole_words_ = false;
 
  private:
-  inline static std::atomic<std::uint64_t> next_serial_{1};
-  const std::uint64_t serial_ = next_serial_++;
 };
 
 class WordPiece final : public VocabBase {
@@ -257,18 +267,31 @@ class WordPiece final : public VocabBase {
   }
 
   void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
-    std::size_t chars = 0;
-    for (std::size_t i = 0; i < word.size(); i += unicode::char_length(word, i)) {
-      if (++chars > max_chars_) {
-        out.push_back(unk_);
-        return;
+    if (word.size() > max_chars_) {  // a character is at least one byte
+      std::size_t chars = 0;
+      for (std::size_t i = 0; i < word.size(); i += unicode::char_length(word, i)) {
+        if (++chars > max_chars_) {
+          out.push_back(unk_);
+          return;
+        }
       }
     }
     if (const auto* id = map_.find(word)) {  // most words are whole tokens
       out.push_back(*id);
       return;
     }
-    // Greedy longest match, as Hugging Face does, with one trie walk per piece.
+    if (word.size() > kMaxCachedWord) {
+      split(word, out);
+      return;
+    }
+    cache_.get(word, out, [&](std::vector<std::int32_t>& o) { split(word, o); });
+  }
+
+ private:
+  static constexpr std::size_t kMaxCachedWord = 64;
+
+  // Greedy longest match, as Hugging Face does, with one trie walk per piece.
+  void split(std::string_view word, std::vector<std::int32_t>& out) const {
     const std::size_t mark = out.size();
     std::size_t start = 0;
     while (start < word.size()) {
@@ -284,7 +307,7 @@ class WordPiece final : public VocabBase {
     }
   }
 
- private:
+  WordCache cache_;
   std::string prefix_;
   std::size_t max_chars_;
   std::int32_t unk_ = 0;
