@@ -407,8 +407,20 @@ class BertNormalizer final : public Normalizer {
       const auto b = static_cast<unsigned char>(s[i]);
       if (b < 0x80) {
         flush_run();
-        ++i;
-        if (ascii_[b] != kDrop) out.push_back(static_cast<char>(ascii_[b]));
+        // The whole ASCII run through the table, dropped characters squeezed out.
+        std::size_t j = i;
+        while (j < s.size() && static_cast<unsigned char>(s[j]) < 0x80) ++j;
+        const std::size_t at = out.size();
+        out.resize(at + (j - i));
+        char* d = out.data() + at;
+        std::size_t w = 0;
+        for (std::size_t k = i; k < j; ++k) {
+          const std::uint16_t c = ascii_[static_cast<unsigned char>(s[k])];
+          d[w] = static_cast<char>(c);
+          w += c != kDrop ? 1 : 0;
+        }
+        out.resize(at + w);
+        i = j;
         continue;
       }
       char32_t c = unicode::next(s, i);

@@ -16,28 +16,6 @@
 namespace hearth::tokenize::detail {
 namespace {}  // namespace
 
-std::uint64_t hash_bytes(std::string_view s) {
-  const char* p = s.data();
-  std::size_t n = s.size();
-  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-  while (n >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, p, n);
-    h = (h ^ w) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-  }
-  h *= 0xBF58476D1CE4E5B9ull;
-  return h ^ (h >> 32);
-}
-
 void ByteTrie::build(const std::vector<std::pair<std::string, std::int32_t>>& entries) {
   // A pointer trie first, then flattened breadth-first so each node's edges are contiguous.
   std::vector<std::map<std::uint8_t, std::uint32_t>> kids(1);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,7 +19,53 @@ namespace hearth::tokenize::detail {
 
 // An open-addressing string -> V map with keys packed in one buffer: vocabulary lookups are the
 // hot path of every model, and this is several times faster than std::unordered_map there.
-std::uint64_t hash_bytes(std::string_view s);
+inline std::uint64_t hash_bytes(std::string_view s) {
+  const char* p = s.data();
+  std::size_t n = s.size();
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  while (n >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+  }
+  h *= 0xBF58476D1CE4E5B9ull;
+  return h ^ (h >> 32);
+}
+
+// a[0, n) == b[0, n), inline (the keys compared are short).
+inline bool equal_bytes(const char* a, const char* b, std::size_t n) {
+  std::uint64_t x, y;
+  while (n >= 8) {
+    std::memcpy(&x, a, 8);
+    std::memcpy(&y, b, 8);
+    if (x != y) return false;
+    a += 8;
+    b += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    std::uint32_t u, v;
+    std::memcpy(&u, a, 4);
+    std::memcpy(&v, b, 4);
+    if (u != v) return false;
+    std::memcpy(&u, a + n - 4, 4);
+    std::memcpy(&v, b + n - 4, 4);
+    return u == v;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
 
 template <class V>
 class FlatStringMap {
@@ -31,7 +78,7 @@ class FlatStringMap {
       const Slot& s = slots_[i];
       if (!s.used()) return nullptr;
       if (s.tag == tag && s.len() == key.size() &&
-          std::string_view(arena_.data() + s.off, s.len()) == key) {
+          equal_bytes(arena_.data() + s.off, key.data(), key.size())) {
         return &s.value;
       }
     }
