@@ -661,10 +661,15 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
     }
     auto emit = [&](std::string_view piece) {
       const std::size_t start = buf.size();
+      buf.resize(start + 2 * piece.size());  // each byte becomes one or two
+      char* d = buf.data() + start;
       for (char ch : piece) {
         const auto b = static_cast<std::uint8_t>(ch);
-        buf.append(table_[b], length_[b]);
+        d[0] = table_[b][0];
+        d[1] = table_[b][1];
+        d += length_[b];
       }
+      buf.resize(static_cast<std::size_t>(d - buf.data()));
       spans.emplace_back(start, buf.size());
     };
     if (!regex_) {
@@ -782,6 +787,8 @@ class SequencePreTokenizer final : public PreTokenizer {
   }
   bool split_views(std::string_view s, std::vector<std::string_view>& out) const override {
     std::vector<std::string_view> last;
+    // Probe the last part on an empty text before cutting the real one.
+    if (parts_.empty() || !parts_.back()->split_views({}, last)) return false;
     if (!cut_all_but_last(s, last)) return false;
     for (const auto v : last) {
       if (!parts_.back()->split_views(v, out)) return false;  // fails on the first, adding none
@@ -791,6 +798,9 @@ class SequencePreTokenizer final : public PreTokenizer {
   bool split_mapped(std::string_view s, std::string& buf,
                     std::vector<std::pair<std::size_t, std::size_t>>& spans) const override {
     std::vector<std::string_view> last;
+    std::string probe;
+    std::vector<std::pair<std::size_t, std::size_t>> probe_spans;
+    if (parts_.empty() || !parts_.back()->split_mapped({}, probe, probe_spans)) return false;
     if (!cut_all_but_last(s, last)) return false;
     for (const auto v : last) {
       if (!parts_.back()->split_mapped(v, buf, spans)) return false;

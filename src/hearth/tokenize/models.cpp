@@ -197,17 +197,20 @@ class MergingModel : public VocabBase {
   static constexpr std::size_t kMaxCachedWord = 64;
 
   void cached(std::string_view word, std::vector<std::int32_t>& out) const {
+    if (word.size() > kMaxCachedWord) {
+      whole_or_merged(word, out);
+      return;
+    }
+    cache_.get(word, out, [&](std::vector<std::int32_t>& o) { whole_or_merged(word, o); });
+  }
+  void whole_or_merged(std::string_view word, std::vector<std::int32_t>& out) const {
     if (whole_words_) {  // BPE ignore_merges: a word that is a token stays whole
       if (const auto* id = map_.find(word)) {
         out.push_back(*id);
         return;
       }
     }
-    if (word.size() > kMaxCachedWord) {
-      tokenize_word(word, out);
-      return;
-    }
-    cache_.get(word, out, [&](std::vector<std::int32_t>& o) { tokenize_word(word, o); });
+    tokenize_word(word, out);
   }
 
   WordCache cache_;
