@@ -319,6 +319,11 @@ TEST_P(T5Reference, MatchesLibSentencePiece) {
   const Tokenizer from_gguf = Tokenizer::load(tmp / "vocab.gguf");
   EXPECT_EQ(from_json.model_type(), "Unigram");
   EXPECT_EQ(from_gguf.model_type(), "Unigram");
+  // Decoding gives the normalized text back, without the dummy prefix and </s>.
+  const std::string plain = "Hello world, \uFB01ne";
+  const std::string normalized = rule == "nmt_nfkc" ? "Hello world, fine" : "hello world, fine";
+  EXPECT_EQ(from_json.decode(from_json.encode(plain).ids), normalized);
+  EXPECT_EQ(from_gguf.decode(from_gguf.encode(plain).ids), normalized);
 
   auto total = [&](const std::vector<std::int32_t>& ids) {
     double sum = 0;
