@@ -289,7 +289,7 @@ TEST(Tokenizer, MalformedAndUnsupportedFilesAreClearErrors) {
                "WordLevel");
   expect_error(
       R"({"normalizer": {"type": "Precompiled"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
-      ErrorCode::kUnsupported, "Precompiled");
+      ErrorCode::kFormat, "precompiled_charsmap");
   expect_error(
       R"({"pre_tokenizer": {"type": "UnicodeScripts"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
       ErrorCode::kUnsupported, "UnicodeScripts");
@@ -328,7 +328,11 @@ TEST(Tokenizer, MalformedGgufVocabulariesAreClearErrors) {
   formats::GGUFWriter t5;
   t5.set("tokenizer.ggml.model", "t5");
   t5.set("tokenizer.ggml.tokens", formats::GGUFArray{std::vector<std::string>{"a"}});
-  expect_gguf_error(t5, ErrorCode::kUnsupported, "'t5'");
+  expect_gguf_error(t5, ErrorCode::kFormat, "tokenizer.ggml.scores");
+  formats::GGUFWriter rwkv;
+  rwkv.set("tokenizer.ggml.model", "rwkv");
+  rwkv.set("tokenizer.ggml.tokens", formats::GGUFArray{std::vector<std::string>{"a"}});
+  expect_gguf_error(rwkv, ErrorCode::kUnsupported, "'rwkv'");
   formats::GGUFWriter scores;
   scores.set("tokenizer.ggml.model", "llama");
   scores.set("tokenizer.ggml.tokens", formats::GGUFArray{std::vector<std::string>{"a", "b"}});
@@ -366,6 +370,39 @@ TEST(Regex, MatchesTheLlama3Pattern) {
   EXPECT_THROW(Regex("a{3,1}"), Error);
   EXPECT_THROW(Regex("(?<name>a)"), Error);
   EXPECT_THROW(Regex("\\p{Greek}"), Error);
+}
+
+// The GPT-2, Llama-3 and Qwen2 patterns are split by hand-written scanners; the same pattern
+// wrapped in a group goes through the generic matcher. Both must cut every text identically.
+TEST(Regex, FastScannersAgreeWithTheMatcher) {
+  const std::vector<std::string> patterns = {
+      detail::kGpt2Pattern,
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"};
+  // Characters chosen to hit every branch: contractions in both cases, letters, digits and
+  // other numbers, punctuation, every kind of whitespace and line break, marks, CJK, emoji.
+  const std::vector<std::string> pool = {
+      "'",          "s",  "S",      "t",      "re",     "RE",     "ve",     "m",      "ll",
+      "LL",         "d",  "D",      "a",      "Z",      "\u00e9", "\u0416", "\u4e2d", "\u3042",
+      "0",          "7",  "\u00bd", "\u2163", "\u0663", " ",      " ",      "  ",     "\t",
+      "\n",         "\r", "\r\n",   "\u00a0", "\u3000", "\u2028", "\u0085", "\u000b", "!",
+      ".",          "-",  "(",      "\"",     "\u2014", "\u00bf", "\u0301", "\u200d", "\U0001F600",
+      "\U0001F3FD", "_",  "$",      "+",      "\u00b2", "x",      "'s",     "'t"};
+  std::mt19937 rng(99);
+  for (const auto& pattern : patterns) {
+    const auto fast =
+        detail::make_split_pre_tokenizer(pattern, true, detail::SplitBehavior::kIsolated, false);
+    const auto slow = detail::make_split_pre_tokenizer("(?:" + pattern + ")", true,
+                                                       detail::SplitBehavior::kIsolated, false);
+    for (int n = 0; n < 3000; ++n) {
+      std::string text;
+      for (std::size_t k = 1 + rng() % 24; k > 0; --k) text += pool[rng() % pool.size()];
+      std::vector<std::string_view> a, b;
+      ASSERT_TRUE(fast->split_views(text, a));
+      ASSERT_TRUE(slow->split_views(text, b));
+      ASSERT_EQ(a, b) << pattern << "\n" << text;
+    }
+  }
 }
 
 }  // namespace

@@ -52,6 +52,172 @@ std::vector<std::pair<std::size_t, std::size_t>> regex_matches(const Regex& re,
   return out;
 }
 
+// Hand-written scanners for the pre-tokenization patterns of GPT-2, Llama-3 and Qwen2: the same
+// leftmost-first, greedy semantics as the Regex matcher, with \p{L}, \p{N} and \s from the same
+// Unicode tables, on UTF-8 directly with an ASCII table. Every position starts a match of these
+// patterns, so the matches tile the text.
+enum class FastPattern { kNone, kGpt2, kLlama3, kQwen2 };
+
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+class FastScanner {
+ public:
+  FastScanner(FastPattern kind, std::string_view s) : kind_(kind), s_(s) {}
+
+  void run(std::vector<std::pair<std::size_t, std::size_t>>& out) const {
+    std::size_t pos = 0;
+    while (pos < s_.size()) {
+      const std::size_t end = kind_ == FastPattern::kGpt2 ? gpt2_at(pos) : llama3_at(pos);
+      out.emplace_back(pos, end);
+      pos = end;
+    }
+  }
+
+ private:
+  enum Class : std::uint8_t { kL, kN, kS, kO, kEnd };
+  struct Ch {
+    Class cls;
+    std::size_t len;
+    char32_t cp;
+  };
+  static Class classify(char32_t c) {
+    return unicode::is_letter(c)       ? kL
+           : unicode::is_number(c)     ? kN
+           : unicode::is_whitespace(c) ? kS
+                                       : kO;
+  }
+  static const std::array<Class, 128>& ascii() {
+    static const std::array<Class, 128> table = [] {
+      std::array<Class, 128> t{};
+      for (char32_t c = 0; c < 128; ++c) t[c] = classify(c);
+      return t;
+    }();
+    return table;
+  }
+  Ch at(std::size_t i) const {
+    if (i >= s_.size()) return {kEnd, 0, 0};
+    const auto b = static_cast<unsigned char>(s_[i]);
+    if (b < 0x80) return {ascii()[b], 1, b};
+    std::size_t j = i;
+    const char32_t c = unicode::next(s_, j);
+    return {classify(c), j - i, c};
+  }
+  // End of the run of class cls starting at i.
+  std::size_t run_end(std::size_t i, Class cls) const {
+    const auto& table = ascii();
+    while (i < s_.size()) {
+      const auto b = static_cast<unsigned char>(s_[i]);
+      if (b < 0x80) {
+        if (table[b] != cls) return i;
+        ++i;
+        continue;
+      }
+      const Ch c = at(i);
+      if (c.cls != cls) return i;
+      i += c.len;
+    }
+    return i;
+  }
+  std::size_t newlines_end(std::size_t i) const {
+    while (i < s_.size() && (s_[i] == '\r' || s_[i] == '\n')) ++i;
+    return i;
+  }
+  // 's 't 're 've 'm 'll 'd after the apostrophe at i - 1: the length matched, or 0.
+  std::size_t contraction(std::size_t i, bool icase) const {
+    auto ch = [&](std::size_t k) -> char {
+      if (i + k >= s_.size()) return '\0';
+      const char c = s_[i + k];
+      return icase && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+    };
+    const char a = ch(0);
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 1;
+    const char b = ch(1);
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 2;
+    return 0;
+  }
+  // The whitespace run [pos, run_to): \s+(?!\S), else \s+.
+  std::size_t whitespace_at(std::size_t pos, std::size_t run_to) const {
+    if (run_to == s_.size()) return run_to;
+    std::size_t last = run_to - 1;  // the start of the run's last character
+    while (last > pos && (static_cast<unsigned char>(s_[last]) & 0xC0) == 0x80) --last;
+    return last > pos ? last : run_to;
+  }
+
+  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  std::size_t gpt2_at(std::size_t pos) const {
+    const Ch c = at(pos);
+    if (c.cp == '\'') {
+      if (const std::size_t n = contraction(pos + 1, false)) return pos + 1 + n;
+    }
+    const std::size_t q = pos + c.len;
+    if (c.cp == ' ') {
+      const Ch d = at(q);
+      if (d.cls == kL || d.cls == kN || d.cls == kO) return run_end(q + d.len, d.cls);
+    }
+    if (c.cls != kS) return run_end(q, c.cls);
+    return whitespace_at(pos, run_end(q, kS));
+  }
+
+  std::size_t llama3_at(std::size_t pos) const {
+    const Ch c = at(pos);
+    // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+    if (c.cp == '\'') {
+      if (const std::size_t n = contraction(pos + 1, true)) return pos + 1 + n;
+    }
+    const std::size_t q = pos + c.len;
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if (c.cls == kL) return run_end(q, kL);
+    if (c.cls != kN && c.cp != '\r' && c.cp != '\n') {
+      const Ch d = at(q);
+      if (d.cls == kL) return run_end(q + d.len, kL);
+    }
+    // \p{N}{1,3} (Qwen2: \p{N})
+    if (c.cls == kN) {
+      std::size_t e = q;
+      for (int k = 1; k < (kind_ == FastPattern::kLlama3 ? 3 : 1); ++k) {
+        const Ch d = at(e);
+        if (d.cls != kN) break;
+        e += d.len;
+      }
+      return e;
+    }
+    //  ?[^\s\p{L}\p{N}]+[\r\n]*
+    if (c.cp == ' ') {
+      const Ch d = at(q);
+      if (d.cls == kO) return newlines_end(run_end(q + d.len, kO));
+    }
+    if (c.cls == kO) return newlines_end(run_end(q, kO));
+    // c is whitespace. \s*[\r\n]+ ends after the run's last line break; then \s+(?!\S), \s+.
+    const std::size_t run_to = run_end(q, kS);
+    for (std::size_t k = run_to; k > pos; --k) {
+      if (s_[k - 1] == '\r' || s_[k - 1] == '\n') return k;
+    }
+    return whitespace_at(pos, run_to);
+  }
+
+  FastPattern kind_;
+  std::string_view s_;
+};
+
+FastPattern fast_pattern(std::string_view pattern) {
+  if (pattern == kGpt2Pattern) return FastPattern::kGpt2;
+  if (pattern == kLlama3Pattern) return FastPattern::kLlama3;
+  if (pattern == kQwen2Pattern) return FastPattern::kQwen2;
+  return FastPattern::kNone;
+}
+
+// The matches of re (or of the equivalent fast scanner) in s, as byte ranges.
+std::vector<std::pair<std::size_t, std::size_t>> pattern_matches(const Regex& re, FastPattern fast,
+                                                                 std::string_view s) {
+  if (fast == FastPattern::kNone) return regex_matches(re, s);
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  FastScanner(fast, s).run(out);
+  return out;
+}
+
 std::vector<std::pair<std::size_t, std::size_t>> literal_matches(std::string_view s,
                                                                  std::string_view pattern) {
   std::vector<std::pair<std::size_t, std::size_t>> out;
@@ -78,9 +244,12 @@ std::vector<std::pair<std::size_t, std::size_t>> char_matches(std::string_view s
   return out;
 }
 
-// Applies HF's SplitDelimiterBehavior to s given its matches; appends the pieces to out.
-void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::size_t>>& matches,
-              SplitBehavior behavior, bool invert, std::vector<std::string>& out) {
+// Applies HF's SplitDelimiterBehavior to s given its matches; appends the pieces' byte ranges
+// (possibly empty) to result.
+void split_ranges(std::string_view s,
+                  const std::vector<std::pair<std::size_t, std::size_t>>& matches,
+                  SplitBehavior behavior, bool invert,
+                  std::vector<std::pair<std::size_t, std::size_t>>& result) {
   struct Seg {
     std::size_t b, e;
     bool match;
@@ -96,7 +265,6 @@ void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::
   if (invert) {
     for (auto& g : segs) g.match = !g.match;
   }
-  std::vector<std::pair<std::size_t, std::size_t>> result;
   bool previous = false;
   switch (behavior) {
     case SplitBehavior::kRemoved:
@@ -139,6 +307,12 @@ void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::
       }
       break;
   }
+}
+
+void split_by(std::string_view s, const std::vector<std::pair<std::size_t, std::size_t>>& matches,
+              SplitBehavior behavior, bool invert, std::vector<std::string>& out) {
+  std::vector<std::pair<std::size_t, std::size_t>> result;
+  split_ranges(s, matches, behavior, invert, result);
   for (const auto& [b, e] : result) {
     if (e > b) out.emplace_back(s.substr(b, e - b));
   }
@@ -233,8 +407,20 @@ class BertNormalizer final : public Normalizer {
       const auto b = static_cast<unsigned char>(s[i]);
       if (b < 0x80) {
         flush_run();
-        ++i;
-        if (ascii_[b] != kDrop) out.push_back(static_cast<char>(ascii_[b]));
+        // The whole ASCII run through the table, dropped characters squeezed out.
+        std::size_t j = i;
+        while (j < s.size() && static_cast<unsigned char>(s[j]) < 0x80) ++j;
+        const std::size_t at = out.size();
+        out.resize(at + (j - i));
+        char* d = out.data() + at;
+        std::size_t w = 0;
+        for (std::size_t k = i; k < j; ++k) {
+          const std::uint16_t c = ascii_[static_cast<unsigned char>(s[k])];
+          d[w] = static_cast<char>(c);
+          w += c != kDrop ? 1 : 0;
+        }
+        out.resize(at + w);
+        i = j;
         continue;
       }
       char32_t c = unicode::next(s, i);
@@ -372,6 +558,14 @@ class BertPreTokenizer final : public PreTokenizer {
   }
 
   bool split_views(std::string_view p, std::vector<std::string_view>& out) const override {
+    // ASCII classes: 0 word, 1 space, 2 punctuation.
+    static const std::array<std::uint8_t, 128> kClass = [] {
+      std::array<std::uint8_t, 128> t{};
+      for (char32_t b = 0; b < 128; ++b) {
+        t[b] = (b == ' ' || (b >= 0x09 && b <= 0x0D)) ? 1 : is_bert_punctuation(b) ? 2 : 0;
+      }
+      return t;
+    }();
     std::size_t i = 0, start = 0;
     auto flush = [&](std::size_t end) {
       if (end > start) out.push_back(p.substr(start, end - start));
@@ -382,8 +576,10 @@ class BertPreTokenizer final : public PreTokenizer {
       bool space, punct;
       if (b < 0x80) {
         ++i;
-        space = b == ' ' || (b >= 0x09 && b <= 0x0D);
-        punct = !space && is_bert_punctuation(b);
+        const std::uint8_t k = kClass[b];
+        if (k == 0) continue;
+        space = k == 1;
+        punct = k == 2;
       } else {
         const char32_t c = unicode::next(p, i);
         space = unicode::is_whitespace(c);
@@ -407,18 +603,31 @@ class RegexSplitPreTokenizer final : public PreTokenizer {
  public:
   RegexSplitPreTokenizer(std::string pattern, bool is_regex, SplitBehavior behavior, bool invert)
       : literal_(std::move(pattern)), behavior_(behavior), invert_(invert) {
-    if (is_regex) regex_.emplace(literal_);
+    if (is_regex) {
+      regex_.emplace(literal_);
+      fast_ = fast_pattern(literal_);
+    }
   }
   void split(std::vector<std::string>& pieces, bool) const override {
     split_each(pieces, [&](const std::string& p, std::vector<std::string>& out) {
-      split_by(p, regex_ ? regex_matches(*regex_, p) : literal_matches(p, literal_), behavior_,
-               invert_, out);
+      split_by(p, regex_ ? pattern_matches(*regex_, fast_, p) : literal_matches(p, literal_),
+               behavior_, invert_, out);
     });
+  }
+  bool split_views(std::string_view s, std::vector<std::string_view>& out) const override {
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
+    split_ranges(s, regex_ ? pattern_matches(*regex_, fast_, s) : literal_matches(s, literal_),
+                 behavior_, invert_, ranges);
+    for (const auto& [b, e] : ranges) {
+      if (e > b) out.push_back(s.substr(b, e - b));
+    }
+    return true;
   }
 
  private:
   std::string literal_;
   std::optional<Regex> regex_;
+  FastPattern fast_ = FastPattern::kNone;
   SplitBehavior behavior_;
   bool invert_;
 };
@@ -442,6 +651,41 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       u.copy(table_[b], u.size());
     }
   }
+  bool split_mapped(std::string_view p, std::string& buf,
+                    std::vector<std::pair<std::size_t, std::size_t>>& spans) const override {
+    std::string prefixed;
+    std::string_view s = p;
+    if (prefix_ && (p.empty() || p[0] != ' ')) {
+      prefixed = ' ' + std::string(p);
+      s = prefixed;
+    }
+    auto emit = [&](std::string_view piece) {
+      const std::size_t start = buf.size();
+      buf.resize(start + 2 * piece.size());  // each byte becomes one or two
+      char* d = buf.data() + start;
+      for (char ch : piece) {
+        const auto b = static_cast<std::uint8_t>(ch);
+        d[0] = table_[b][0];
+        d[1] = table_[b][1];
+        d += length_[b];
+      }
+      buf.resize(static_cast<std::size_t>(d - buf.data()));
+      spans.emplace_back(start, buf.size());
+    };
+    if (!regex_) {
+      if (!s.empty()) emit(s);
+      return true;
+    }
+    std::size_t pos = 0;
+    for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
+      if (b > pos) emit(s.substr(pos, b - pos));
+      emit(s.substr(b, e - b));
+      pos = e;
+    }
+    if (pos < s.size()) emit(s.substr(pos));
+    return true;
+  }
+
   void split(std::vector<std::string>& pieces, bool) const override {
     split_each(pieces, [&](const std::string& p, std::vector<std::string>& out) {
       std::string prefixed;
@@ -465,7 +709,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       }
       // Isolated: every match and every gap between matches is a piece.
       std::size_t pos = 0;
-      for (const auto& [b, e] : regex_matches(*regex_, s)) {
+      for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
         if (b > pos) emit(s.substr(pos, b - pos));
         emit(s.substr(b, e - b));
         pos = e;
@@ -491,7 +735,8 @@ class MetaspacePreTokenizer final : public PreTokenizer {
       std::string s = replace_all(pieces[k], " ", rep_);
       const bool prepend = scheme_ == PrependScheme::kAlways ||
                            (scheme_ == PrependScheme::kFirst && first && k == 0);
-      if (prepend && s.compare(0, rep_.size(), rep_) != 0) s.insert(0, rep_);
+      // Hugging Face prepends through the first character: an empty piece stays empty.
+      if (prepend && !s.empty() && s.compare(0, rep_.size(), rep_) != 0) s.insert(0, rep_);
       if (split_) {
         split_by(s, literal_matches(s, rep_), SplitBehavior::kMergedWithNext, false, out);
       } else if (!s.empty()) {
@@ -540,7 +785,46 @@ class SequencePreTokenizer final : public PreTokenizer {
   void split(std::vector<std::string>& pieces, bool first) const override {
     for (const auto& p : parts_) p->split(pieces, first);
   }
+  bool split_views(std::string_view s, std::vector<std::string_view>& out) const override {
+    std::vector<std::string_view> last;
+    // Probe the last part on an empty text before cutting the real one.
+    if (parts_.empty() || !parts_.back()->split_views({}, last)) return false;
+    if (!cut_all_but_last(s, last)) return false;
+    for (const auto v : last) {
+      if (!parts_.back()->split_views(v, out)) return false;  // fails on the first, adding none
+    }
+    return true;
+  }
+  bool split_mapped(std::string_view s, std::string& buf,
+                    std::vector<std::pair<std::size_t, std::size_t>>& spans) const override {
+    std::vector<std::string_view> last;
+    std::string probe;
+    std::vector<std::pair<std::size_t, std::size_t>> probe_spans;
+    if (parts_.empty() || !parts_.back()->split_mapped({}, probe, probe_spans)) return false;
+    if (!cut_all_but_last(s, last)) return false;
+    for (const auto v : last) {
+      if (!parts_.back()->split_mapped(v, buf, spans)) return false;
+    }
+    return true;
+  }
 
+ private:
+  // The pieces that the parts before the last make of s, when they all only cut.
+  bool cut_all_but_last(std::string_view s, std::vector<std::string_view>& pieces) const {
+    if (parts_.empty()) return false;
+    pieces.assign(1, s);
+    std::vector<std::string_view> next;
+    for (std::size_t k = 0; k + 1 < parts_.size(); ++k) {
+      next.clear();
+      for (const auto v : pieces) {
+        if (!parts_[k]->split_views(v, next)) return false;
+      }
+      pieces.swap(next);
+    }
+    return true;
+  }
+
+ public:
  private:
   std::vector<PreTokenizerPtr> parts_;
 };

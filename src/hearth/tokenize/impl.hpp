@@ -26,6 +26,8 @@ class AddedMatcher {
   bool empty() const { return nodes_.size() <= 1; }
   // Whether some token starts with byte b.
   bool may_start(unsigned char b) const { return first_byte_[b]; }
+  // The first position >= pos where some token may start, or s.size().
+  std::size_t next_start(std::string_view s, std::size_t pos) const;
   // Longest token starting at s[pos]: (length, index), or length 0.
   std::pair<std::size_t, std::size_t> longest(std::string_view s, std::size_t pos) const;
 
@@ -36,6 +38,7 @@ class AddedMatcher {
   std::vector<Node> nodes_{Node{}};
   std::unordered_map<std::uint64_t, std::uint32_t> edges_;  // (node << 8 | byte) -> node
   bool first_byte_[256] = {};
+  std::string first_bytes_;  // the distinct first bytes
 };
 
 struct Tokenizer::Impl {

@@ -90,6 +90,20 @@ NormalizerPtr parse_normalizer(const json& j) {
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
     return make_unicode_normalizer(type);
   }
+  if (type == "Precompiled") {
+    const json& map = member(j, "precompiled_charsmap", "Precompiled");
+    if (map.is_null()) return make_precompiled_normalizer(CharsMap());
+    if (!map.is_string()) {
+      malformed("Precompiled precompiled_charsmap is not a base64 string",
+                "normalizer.precompiled_charsmap");
+    }
+    const auto blob = base64_decode(map.get_ref<const std::string&>());
+    if (!blob) {
+      malformed("Precompiled precompiled_charsmap is not valid base64",
+                "normalizer.precompiled_charsmap");
+    }
+    return make_precompiled_normalizer(CharsMap(*blob));
+  }
   if (type == "Lowercase") return make_lowercase_normalizer();
   if (type == "StripAccents") return make_strip_accents_normalizer();
   if (type == "Prepend")
@@ -500,7 +514,8 @@ Tokenizer Tokenizer::from_gguf(const formats::GGUFFile& f) {
       }
     }
     const bool add_bos = gguf_bool(f, "tokenizer.ggml.add_bos_token", model == "llama");
-    const bool add_eos = gguf_bool(f, "tokenizer.ggml.add_eos_token", false);
+    // T5 appends </s> (llama.cpp's default for its UGM vocabularies).
+    const bool add_eos = gguf_bool(f, "tokenizer.ggml.add_eos_token", model == "t5");
     const auto bos = gguf_id(f, "tokenizer.ggml.bos_token_id", n);
     const auto eos = gguf_id(f, "tokenizer.ggml.eos_token_id", n);
     PostProcessor pp;
@@ -574,6 +589,81 @@ Tokenizer Tokenizer::from_gguf(const formats::GGUFFile& f) {
       if (add_eos && eos) {
         pp.single.push_back({false, 0, {*eos}, 0});
         pp.pair.push_back({false, 0, {*eos}, 1});
+      }
+    } else if (model == "t5") {
+      // SentencePiece Unigram (T5, XLM-R, ...): llama.cpp's convert script writes the pieces,
+      // their scores and types and the normalizer's precompiled_charsmap as a u8 (or i8) array.
+      const auto* sv = f.find("tokenizer.ggml.scores");
+      const auto* scores = sv && sv->as_array() ? sv->as_array()->get_if<float>() : nullptr;
+      if (!scores || scores->size() != n) {
+        throw Error(ErrorCode::kFormat, "is not an f32 array with one entry per token",
+                    {.key = "tokenizer.ggml.scores"});
+      }
+      UnigramConfig c;
+      c.vocab = *tokens;
+      c.scores.assign(scores->begin(), scores->end());
+      c.unmatchable.resize(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const int t = types[i];
+        c.unmatchable[i] = t == kControl || t == kUnknown || t == kUnused;
+        if (t == kUnknown && !c.unk_id) c.unk_id = static_cast<std::int32_t>(i);
+        if (t == kByte) c.byte_fallback = true;
+      }
+      if (const auto unk = gguf_id(f, "tokenizer.ggml.unknown_token_id", n)) c.unk_id = *unk;
+      std::string blob;
+      if (const auto* v = f.find("tokenizer.ggml.precompiled_charsmap")) {
+        const formats::GGUFArray* arr = v->as_array();
+        if (const auto* u8 = arr ? arr->get_if<std::uint8_t>() : nullptr) {
+          blob.assign(u8->begin(), u8->end());
+        } else if (const auto* i8 = arr ? arr->get_if<std::int8_t>() : nullptr) {
+          for (const std::int8_t b : *i8) blob.push_back(static_cast<char>(b));
+        } else {
+          throw Error(ErrorCode::kFormat, "is not a u8 or i8 array",
+                      {.key = "tokenizer.ggml.precompiled_charsmap"});
+        }
+      }
+      CharsMap map;
+      try {
+        map = CharsMap(blob);
+      } catch (const Error& e) {
+        throw Error(e.code(), e.message(), {.key = "tokenizer.ggml.precompiled_charsmap"});
+      }
+      // A split before each U+2581 gives SentencePiece's result when no piece holds U+2581
+      // after its first character and unknown characters cannot run across one.
+      bool split = !c.unk_id || [&] {
+        for (std::size_t i = 0; i < n; ++i) {
+          if (!c.unmatchable[i] && (*tokens)[i] == "\u2581") return true;
+        }
+        return false;
+      }();
+      for (std::size_t i = 0; i < n && split; ++i) {
+        if ((*tokens)[i].find("\u2581", 1) != std::string::npos) split = false;
+      }
+      const bool dummy_prefix = gguf_bool(f, "tokenizer.ggml.add_space_prefix", true);
+      impl->normalizer = make_sentencepiece_normalizer(
+          std::move(map), dummy_prefix,
+          gguf_bool(f, "tokenizer.ggml.remove_extra_whitespaces", true), true);
+      impl->pre_tokenizer = make_metaspace_pre_tokenizer("\u2581", PrependScheme::kNever, split);
+      impl->model = make_unigram(std::move(c));
+      impl->model_type = "Unigram";
+      std::vector<DecoderPtr> dec;
+      dec.push_back(make_replace_decoder("\u2581", false, " "));
+      dec.push_back(make_byte_fallback_decoder());
+      dec.push_back(make_fuse_decoder());
+      if (dummy_prefix) dec.push_back(make_strip_decoder(" ", 1, 0));
+      impl->decoder = make_sequence_decoder(std::move(dec));
+      if (add_bos && bos) pp.single.insert(pp.single.begin(), TemplatePiece{false, 0, {*bos}, 0});
+      pp.pair = pp.single;
+      for (auto& piece : pp.pair) piece.type_id = 0;
+      if (add_eos && eos) {
+        pp.single.push_back({false, 0, {*eos}, 0});
+        pp.pair.push_back({false, 0, {*eos}, 0});
+      }
+      const std::size_t first_len = pp.pair.size();
+      for (std::size_t k = 0; k < first_len; ++k) {
+        TemplatePiece piece = pp.pair[k];
+        if (piece.is_sequence) piece.sequence = 1;
+        pp.pair.push_back(piece);
       }
     } else if (model == "gpt2") {
       const auto& merges_array = f.get_array("tokenizer.ggml.merges");

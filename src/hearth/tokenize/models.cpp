@@ -16,28 +16,6 @@
 namespace hearth::tokenize::detail {
 namespace {}  // namespace
 
-std::uint64_t hash_bytes(std::string_view s) {
-  const char* p = s.data();
-  std::size_t n = s.size();
-  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-  while (n >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, p, n);
-    h = (h ^ w) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-  }
-  h *= 0xBF58476D1CE4E5B9ull;
-  return h ^ (h >> 32);
-}
-
 void ByteTrie::build(const std::vector<std::pair<std::string, std::int32_t>>& entries) {
   // A pointer trie first, then flattened breadth-first so each node's edges are contiguous.
   std::vector<std::map<std::uint8_t, std::uint32_t>> kids(1);
@@ -126,6 +104,51 @@ std::string byte_token_name(std::uint8_t b) {
 
 constexpr std::string_view kMetaspace = "\u2581";
 
+// Word -> ids, one table per thread (no locking), keyed by a serial number that no other model
+// instance ever gets. A thread keeps the tables of its last kMaxTables models, each of at most
+// kMaxEntries words (then it starts over).
+class WordCache {
+ public:
+  template <class Compute>
+  void get(std::string_view word, std::vector<std::int32_t>& out, Compute&& compute) const {
+    Table& t = table();
+    if (const auto* span = t.map.find(word)) {
+      out.insert(out.end(), t.ids.begin() + span->first,
+                 t.ids.begin() + span->first + span->second);
+      return;
+    }
+    const std::size_t mark = out.size();
+    compute(out);
+    if (t.map.size() >= kMaxEntries) {
+      t.map.clear();
+      t.ids.clear();
+    }
+    if (t.map.emplace(word, {static_cast<std::uint32_t>(t.ids.size()),
+                             static_cast<std::uint32_t>(out.size() - mark)})) {
+      t.ids.insert(t.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(mark), out.end());
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 1 << 16;
+  static constexpr std::size_t kMaxTables = 8;
+  struct Table {
+    FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> map;  // -> span of ids
+    std::vector<std::int32_t> ids;
+  };
+  Table& table() const {
+    thread_local std::vector<std::pair<std::uint64_t, std::unique_ptr<Table>>> tables;
+    for (auto& [serial, t] : tables) {
+      if (serial == serial_) return *t;
+    }
+    if (tables.size() >= kMaxTables) tables.erase(tables.begin());
+    tables.emplace_back(serial_, std::make_unique<Table>());
+    return *tables.back().second;
+  }
+  inline static std::atomic<std::uint64_t> next_serial_{1};
+  const std::uint64_t serial_ = next_serial_++;
+};
+
 // Shared by the merge-based models: a word -> ids cache, and splitting long inputs (SentencePiece
 // models see whole texts) before each "\u2581" that follows another character, when no token
 // could span such a point (no token has "\u2581" after another character), so that the
@@ -172,63 +195,31 @@ class MergingModel : public VocabBase {
 
  private:
   static constexpr std::size_t kMaxCachedWord = 64;
-  static constexpr std::size_t kMaxCacheEntries = 1 << 16;
-
-  // Word -> ids, one cache per thread (no locking), keyed by a serial number that no other
-  // model instance ever gets. A thread keeps the caches of its last kMaxCaches models.
-  struct WordCache {
-    FlatStringMap<std::pair<std::uint32_t, std::uint32_t>> map;  // -> span of ids
-    std::vector<std::int32_t> ids;
-  };
-  static constexpr std::size_t kMaxCaches = 8;
-
-  WordCache& thread_cache() const {
-    thread_local std::vector<std::pair<std::uint64_t, std::unique_ptr<WordCache>>> caches;
-    for (auto& [serial, cache] : caches) {
-      if (serial == serial_) return *cache;
-    }
-    if (caches.size() >= kMaxCaches) caches.erase(caches.begin());
-    caches.emplace_back(serial_, std::make_unique<WordCache>());
-    return *caches.back().second;
-  }
 
   void cached(std::string_view word, std::vector<std::int32_t>& out) const {
+    if (word.size() > kMaxCachedWord) {
+      whole_or_merged(word, out);
+      return;
+    }
+    cache_.get(word, out, [&](std::vector<std::int32_t>& o) { whole_or_merged(word, o); });
+  }
+  void whole_or_merged(std::string_view word, std::vector<std::int32_t>& out) const {
     if (whole_words_) {  // BPE ignore_merges: a word that is a token stays whole
       if (const auto* id = map_.find(word)) {
         out.push_back(*id);
         return;
       }
     }
-    if (word.size() > kMaxCachedWord) {
-      tokenize_word(word, out);
-      return;
-    }
-    WordCache& cache = thread_cache();
-    if (const auto* span = cache.map.find(word)) {
-      out.insert(out.end(), cache.ids.begin() + span->first,
-                 cache.ids.begin() + span->first + span->second);
-      return;
-    }
-    const std::size_t mark = out.size();
     tokenize_word(word, out);
-    if (cache.map.size() >= kMaxCacheEntries) {
-      cache.map.clear();
-      cache.ids.clear();
-    }
-    if (cache.map.emplace(word, {static_cast<std::uint32_t>(cache.ids.size()),
-                                 static_cast<std::uint32_t>(out.size() - mark)})) {
-      cache.ids.insert(cache.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(mark), out.end());
-    }
   }
 
+  WordCache cache_;
   bool splittable_ = false;
 
  protected:
   bool whole_words_ = false;
 
  private:
-  inline static std::atomic<std::uint64_t> next_serial_{1};
-  const std::uint64_t serial_ = next_serial_++;
 };
 
 class WordPiece final : public VocabBase {
@@ -257,18 +248,31 @@ class WordPiece final : public VocabBase {
   }
 
   void tokenize(std::string_view word, std::vector<std::int32_t>& out) const override {
-    std::size_t chars = 0;
-    for (std::size_t i = 0; i < word.size(); i += unicode::char_length(word, i)) {
-      if (++chars > max_chars_) {
-        out.push_back(unk_);
-        return;
+    if (word.size() > max_chars_) {  // a character is at least one byte
+      std::size_t chars = 0;
+      for (std::size_t i = 0; i < word.size(); i += unicode::char_length(word, i)) {
+        if (++chars > max_chars_) {
+          out.push_back(unk_);
+          return;
+        }
       }
     }
     if (const auto* id = map_.find(word)) {  // most words are whole tokens
       out.push_back(*id);
       return;
     }
-    // Greedy longest match, as Hugging Face does, with one trie walk per piece.
+    if (word.size() > kMaxCachedWord) {
+      split(word, out);
+      return;
+    }
+    cache_.get(word, out, [&](std::vector<std::int32_t>& o) { split(word, o); });
+  }
+
+ private:
+  static constexpr std::size_t kMaxCachedWord = 64;
+
+  // Greedy longest match, as Hugging Face does, with one trie walk per piece.
+  void split(std::string_view word, std::vector<std::int32_t>& out) const {
     const std::size_t mark = out.size();
     std::size_t start = 0;
     while (start < word.size()) {
@@ -284,14 +288,61 @@ class WordPiece final : public VocabBase {
     }
   }
 
- private:
+  WordCache cache_;
   std::string prefix_;
   std::size_t max_chars_;
   std::int32_t unk_ = 0;
   ByteTrie initial_, continuing_;
 };
 
-// Merges adjacent symbols by ascending rank (ties: leftmost) with a heap over a linked list.
+// (left id, right id) -> (rank, merged id): open addressing over 16-byte entries.
+class PairMap {
+ public:
+  struct Entry {
+    std::uint64_t key = kEmpty;
+    std::int32_t rank = 0;
+    std::int32_t merged = 0;
+  };
+  static std::uint64_t key(std::int32_t a, std::int32_t b) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+           static_cast<std::uint32_t>(b);
+  }
+  void build(std::size_t n) {
+    std::size_t size = 16;
+    while (size < n * 2) size *= 2;
+    entries_.assign(size, Entry{});
+    mask_ = size - 1;
+  }
+  // Keeps the first entry for a key (the lowest rank).
+  void emplace(std::uint64_t k, std::int32_t rank, std::int32_t merged) {
+    for (std::size_t i = slot(k);; i = (i + 1) & mask_) {
+      if (entries_[i].key == k) return;
+      if (entries_[i].key == kEmpty) {
+        entries_[i] = {k, rank, merged};
+        ++count_;
+        return;
+      }
+    }
+  }
+  const Entry* find(std::uint64_t k) const {
+    for (std::size_t i = slot(k);; i = (i + 1) & mask_) {
+      const Entry& e = entries_[i];
+      if (e.key == k) return &e;
+      if (e.key == kEmpty) return nullptr;
+    }
+  }
+  bool empty() const { return count_ == 0; }
+
+ private:
+  static constexpr std::uint64_t kEmpty = ~std::uint64_t{0};
+  std::size_t slot(std::uint64_t k) const { return ((k * 0x9E3779B97F4A7C15ull) >> 20) & mask_; }
+  std::vector<Entry> entries_;
+  std::size_t mask_ = 0;
+  std::size_t count_ = 0;
+};
+
+// Merges adjacent symbols by ascending rank (ties: leftmost): a linear scan for short words,
+// a heap over a linked list for long ones.
 struct Symbol {
   std::int32_t id;
   std::int32_t prev;
@@ -315,26 +366,36 @@ class Bpe final : public MergingModel {
                     "BPE unk_token '" + *c.unk_token + "' is not in the vocabulary");
       }
     }
-    merges_.reserve(c.merges.size());
+    merges_.build(c.merges.size());
+    std::string merged;
     for (std::size_t r = 0; r < c.merges.size(); ++r) {
       const auto& [a, b] = c.merges[r];
       const auto ia = lookup(map_, a);
       const auto ib = lookup(map_, b);
-      std::string merged = a;
-      merged += (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0)
-                    ? b.substr(prefix_.size())
-                    : b;
+      merged.assign(a);
+      if (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0) {
+        merged.append(b, prefix_.size());
+      } else {
+        merged.append(b);
+      }
       const auto im = lookup(map_, merged);
       if (!ia || !ib || !im) {
         throw Error(ErrorCode::kFormat, "BPE merge " + std::to_string(r) + " ('" + a + "' '" + b +
                                             "') uses a token that is not in the vocabulary");
       }
-      merges_.emplace(key(*ia, *ib), std::make_pair(static_cast<std::int32_t>(r), *im));
+      merges_.emplace(PairMap::key(*ia, *ib), static_cast<std::int32_t>(r), *im);
     }
     if (byte_fallback_) {
       for (int b = 0; b < 256; ++b) {
         byte_ids_[static_cast<std::size_t>(b)] =
             lookup(map_, byte_token_name(static_cast<std::uint8_t>(b))).value_or(-1);
+      }
+    }
+    // Single characters below U+0800 (all of the byte-level alphabet) by table.
+    if (prefix_.empty() && suffix_.empty()) {
+      char_ids_.assign(0x800, -1);
+      for (char32_t cp = 0; cp < 0x800; ++cp) {
+        char_ids_[cp] = lookup(map_, unicode::to_utf8(cp)).value_or(-1);
       }
     }
     // Unknown characters fuse into one <unk>: a split before "\u2581" must not separate two.
@@ -343,9 +404,17 @@ class Bpe final : public MergingModel {
   }
 
  private:
+  // The id of the single character ch (its UTF-8 bytes), or -1.
+  std::int32_t char_id(std::string_view ch) const {
+    const auto b0 = static_cast<unsigned char>(ch[0]);
+    if (ch.size() == 1) return char_ids_[b0];
+    const auto b1 = static_cast<unsigned char>(ch[1]);
+    return char_ids_[((b0 & 0x1Fu) << 6) | (b1 & 0x3Fu)];
+  }
+
   void tokenize_word(std::string_view word, std::vector<std::int32_t>& out) const override {
-    std::vector<Symbol> syms;
-    syms.reserve(word.size());
+    thread_local std::vector<std::int32_t> ids;
+    ids.clear();
     bool last_unk = false;
     std::string buf;
     std::size_t i = 0;
@@ -353,15 +422,21 @@ class Bpe final : public MergingModel {
       const std::size_t start = i;
       i += unicode::char_length(word, i);
       std::string_view ch = word.substr(start, i - start);
-      if (!prefix_.empty() || !suffix_.empty()) {
-        buf.clear();
-        if (start > 0) buf += prefix_;
-        buf += ch;
-        if (i == word.size()) buf += suffix_;
-        ch = buf;
+      std::int32_t id = -1;
+      if (!char_ids_.empty() && ch.size() <= 2 && static_cast<unsigned char>(ch[0]) < 0xE0) {
+        id = char_id(ch);
+      } else {
+        if (!prefix_.empty() || !suffix_.empty()) {
+          buf.clear();
+          if (start > 0) buf += prefix_;
+          buf += ch;
+          if (i == word.size()) buf += suffix_;
+          ch = buf;
+        }
+        if (const auto* found = map_.find(ch)) id = *found;
       }
-      if (const auto id = lookup(map_, ch)) {
-        push(syms, *id);
+      if (id >= 0) {
+        ids.push_back(id);
         last_unk = false;
         continue;
       }
@@ -372,31 +447,57 @@ class Bpe final : public MergingModel {
         }
         if (all) {
           for (char b : word.substr(start, i - start)) {
-            push(syms, byte_ids_[static_cast<std::uint8_t>(b)]);
+            ids.push_back(byte_ids_[static_cast<std::uint8_t>(b)]);
           }
           last_unk = false;
           continue;
         }
       }
       if (unk_) {
-        if (!(fuse_unk_ && last_unk)) push(syms, *unk_);
+        if (!(fuse_unk_ && last_unk)) ids.push_back(*unk_);
         last_unk = true;
       }
     }
-    merge_all(syms);
-    for (const auto& s : syms) {
-      if (s.alive) out.push_back(s.id);
+    if (ids.size() >= 2 && !merges_.empty()) {
+      if (ids.size() <= kLinearMax) {
+        merge_linear(ids);
+      } else {
+        merge_heap(ids);
+      }
     }
+    out.insert(out.end(), ids.begin(), ids.end());
   }
 
-  static std::uint64_t key(std::int32_t a, std::int32_t b) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
-           static_cast<std::uint32_t>(b);
-  }
-  static void push(std::vector<Symbol>& syms, std::int32_t id) {
-    const auto n = static_cast<std::int32_t>(syms.size());
-    syms.push_back({id, n - 1, -1, true});
-    if (n > 0) syms[static_cast<std::size_t>(n - 1)].next = n;
+  static constexpr std::size_t kLinearMax = 48;
+  static constexpr std::int32_t kNoMerge = std::numeric_limits<std::int32_t>::max();
+
+  // Repeatedly merges the leftmost pair of lowest rank: O(n^2), fastest for short words.
+  void merge_linear(std::vector<std::int32_t>& ids) const {
+    std::size_t n = ids.size();
+    std::array<std::int32_t, kLinearMax> rank, merged;
+    auto look = [&](std::size_t k) {
+      const PairMap::Entry* e = merges_.find(PairMap::key(ids[k], ids[k + 1]));
+      rank[k] = e ? e->rank : kNoMerge;
+      merged[k] = e ? e->merged : -1;
+    };
+    for (std::size_t k = 0; k + 1 < n; ++k) look(k);
+    while (n >= 2) {
+      std::size_t best = 0;
+      for (std::size_t k = 1; k + 1 < n; ++k) {
+        if (rank[k] < rank[best]) best = k;
+      }
+      if (rank[best] == kNoMerge) break;
+      ids[best] = merged[best];
+      for (std::size_t k = best + 1; k + 1 < n; ++k) {
+        ids[k] = ids[k + 1];
+        rank[k] = rank[k + 1];
+        merged[k] = merged[k + 1];
+      }
+      --n;
+      if (best > 0) look(best - 1);
+      if (best + 1 < n) look(best);
+    }
+    ids.resize(n);
   }
 
   struct Candidate {
@@ -414,13 +515,18 @@ class Bpe final : public MergingModel {
     const Symbol& s = syms[static_cast<std::size_t>(pos)];
     if (s.next < 0) return;
     const std::int32_t right = syms[static_cast<std::size_t>(s.next)].id;
-    const auto it = merges_.find(key(s.id, right));
-    if (it == merges_.end()) return;
-    q.push({it->second.first, pos, s.id, right, it->second.second});
+    const PairMap::Entry* e = merges_.find(PairMap::key(s.id, right));
+    if (!e) return;
+    q.push({e->rank, pos, s.id, right, e->merged});
   }
 
-  void merge_all(std::vector<Symbol>& syms) const {
-    if (syms.size() < 2 || merges_.empty()) return;
+  void merge_heap(std::vector<std::int32_t>& ids) const {
+    std::vector<Symbol> syms;
+    syms.reserve(ids.size());
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      const auto n = static_cast<std::int32_t>(k);
+      syms.push_back({ids[k], n - 1, k + 1 < ids.size() ? n + 1 : -1, true});
+    }
     std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> q;
     for (std::size_t p = 0; p + 1 < syms.size(); ++p) add(q, syms, static_cast<std::int32_t>(p));
     while (!q.empty()) {
@@ -437,13 +543,18 @@ class Bpe final : public MergingModel {
       add(q, syms, s.prev);
       add(q, syms, c.pos);
     }
+    ids.clear();
+    for (const auto& s : syms) {
+      if (s.alive) ids.push_back(s.id);
+    }
   }
 
   std::string prefix_, suffix_;
   bool fuse_unk_, byte_fallback_, ignore_merges_;
   std::optional<std::int32_t> unk_;
-  std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;
+  PairMap merges_;
   std::array<std::int32_t, 256> byte_ids_{};
+  std::vector<std::int32_t> char_ids_;  // code point < U+0800 -> id of that one character
 };
 
 class SpmBpe final : public MergingModel {
@@ -534,7 +645,13 @@ class Unigram final : public VocabBase {
     double min_score = std::numeric_limits<double>::max();
     for (double s : scores_) min_score = std::min(min_score, s);
     unk_score_ = (scores_.empty() ? 0.0 : min_score) - 10.0;
-    for (const auto& t : vocab_) max_len_ = std::max(max_len_, t.size());
+    std::vector<std::pair<std::string, std::int32_t>> entries;
+    entries.reserve(vocab_.size());
+    for (std::size_t i = 0; i < vocab_.size(); ++i) {
+      if (vocab_[i].empty() || (i < c.unmatchable.size() && c.unmatchable[i])) continue;
+      entries.emplace_back(vocab_[i], static_cast<std::int32_t>(i));
+    }
+    trie_.build(entries);
     if (byte_fallback_) {
       for (int b = 0; b < 256; ++b) {
         byte_ids_[static_cast<std::size_t>(b)] =
@@ -562,17 +679,13 @@ class Unigram final : public VocabBase {
       }
       const double base = best[i].score;
       bool single = false;
-      std::size_t end = i;
-      while (end < s.size() && end - i < max_len_) {
-        end += unicode::char_length(s, end);
-        if (end - i > max_len_) break;
-        const auto id = lookup(map_, s.substr(i, end - i));
-        if (!id) continue;
-        const double cand = base + scores_[static_cast<std::size_t>(*id)];
-        Best& b = best[end];
-        if (!b.set || cand > b.score) b = {cand, i, *id, true};
-        if (end - i == clen) single = true;
-      }
+      // Keys are whole characters, so every prefix found ends on a character boundary.
+      trie_.each_prefix(s.substr(i), [&](std::size_t len, std::int32_t id) {
+        const double cand = base + scores_[static_cast<std::size_t>(id)];
+        Best& b = best[i + len];
+        if (!b.set || cand > b.score) b = {cand, i, id, true};
+        if (len == clen) single = true;
+      });
       if (!single) {
         const double cand = base + unk_score_;
         Best& b = best[i + clen];
@@ -620,7 +733,7 @@ class Unigram final : public VocabBase {
   std::optional<std::int32_t> unk_;
   bool byte_fallback_;
   double unk_score_ = 0;
-  std::size_t max_len_ = 1;
+  ByteTrie trie_;
   std::array<std::int32_t, 256> byte_ids_{};
 };
 

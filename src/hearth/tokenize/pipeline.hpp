@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,7 +19,62 @@ namespace hearth::tokenize::detail {
 
 // An open-addressing string -> V map with keys packed in one buffer: vocabulary lookups are the
 // hot path of every model, and this is several times faster than std::unordered_map there.
-std::uint64_t hash_bytes(std::string_view s);
+inline std::uint64_t hash_bytes(std::string_view s) {
+  const char* p = s.data();
+  std::size_t n = s.size();
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  while (n >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {  // the last 1-7 bytes, read without a variable-length copy
+    std::uint64_t w;
+    if (n >= 4) {
+      std::uint32_t lo, hi;
+      std::memcpy(&lo, p, 4);
+      std::memcpy(&hi, p + n - 4, 4);
+      w = (static_cast<std::uint64_t>(hi) << 32) | lo;
+    } else {
+      w = static_cast<std::uint64_t>(static_cast<unsigned char>(p[0])) |
+          (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
+          (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n - 1])) << 16);
+    }
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+  }
+  h *= 0xBF58476D1CE4E5B9ull;
+  return h ^ (h >> 32);
+}
+
+// a[0, n) == b[0, n), inline (the keys compared are short).
+inline bool equal_bytes(const char* a, const char* b, std::size_t n) {
+  std::uint64_t x, y;
+  while (n >= 8) {
+    std::memcpy(&x, a, 8);
+    std::memcpy(&y, b, 8);
+    if (x != y) return false;
+    a += 8;
+    b += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    std::uint32_t u, v;
+    std::memcpy(&u, a, 4);
+    std::memcpy(&v, b, 4);
+    if (u != v) return false;
+    std::memcpy(&u, a + n - 4, 4);
+    std::memcpy(&v, b + n - 4, 4);
+    return u == v;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
 
 template <class V>
 class FlatStringMap {
@@ -31,7 +87,7 @@ class FlatStringMap {
       const Slot& s = slots_[i];
       if (!s.used()) return nullptr;
       if (s.tag == tag && s.len() == key.size() &&
-          std::string_view(arena_.data() + s.off, s.len()) == key) {
+          equal_bytes(arena_.data() + s.off, key.data(), key.size())) {
         return &s.value;
       }
     }
@@ -156,6 +212,35 @@ NormalizerPtr make_replace_normalizer(std::string pattern, bool is_regex, std::s
 NormalizerPtr make_strip_normalizer(bool left, bool right);
 NormalizerPtr make_sequence_normalizer(std::vector<NormalizerPtr> parts);
 
+// SentencePiece's precompiled character map (precompiled.cpp): longest-prefix replacement over
+// the input bytes. The constructor checks the whole blob (Error(kFormat) naming the problem, key
+// "precompiled_charsmap"); an empty blob is the identity map.
+class CharsMap {
+ public:
+  CharsMap() = default;
+  explicit CharsMap(std::string_view blob);
+  bool empty() const { return units_.empty(); }
+  // The longest key prefixing s: (length, replacement), or length 0.
+  std::pair<std::size_t, std::string_view> match(std::string_view s) const;
+  // SentencePiece's NormalizePrefix: (replacement or the first character, bytes consumed).
+  std::pair<std::string_view, std::size_t> prefix(std::string_view s) const;
+  // Appends the normalization of s to out.
+  void apply(std::string_view s, std::string& out) const;
+
+ private:
+  void validate();
+  std::vector<std::uint32_t> units_;
+  std::string strings_;
+  bool first_byte_[256] = {};  // some key starts with this byte
+};
+std::optional<std::string> base64_decode(std::string_view text);
+
+NormalizerPtr make_precompiled_normalizer(CharsMap map);
+// libsentencepiece's whole normalization (GGUF t5 vocabularies): the map, then
+// remove_extra_whitespaces, add_dummy_prefix and escape_whitespaces (spaces -> U+2581).
+NormalizerPtr make_sentencepiece_normalizer(CharsMap map, bool add_dummy_prefix,
+                                            bool remove_extra_whitespaces, bool escape_whitespaces);
+
 // ---- pre-tokenizers -------------------------------------------------------------------------
 enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 
@@ -167,6 +252,13 @@ class PreTokenizer {
   // For pre-tokenizers that only cut (never rewrite) text: the pieces of s as views into it.
   // Returns false when this pre-tokenizer cannot (then use split()).
   virtual bool split_views(std::string_view, std::vector<std::string_view>&) const { return false; }
+  // For pre-tokenizers that cut and then rewrite bytes (ByteLevel, or a Sequence of cutting
+  // pre-tokenizers ending in one): appends each piece of s to buf and its [begin, end) in buf to
+  // spans. Returns false, adding nothing, when this pre-tokenizer cannot (then use split()).
+  virtual bool split_mapped(std::string_view, std::string&,
+                            std::vector<std::pair<std::size_t, std::size_t>>&) const {
+    return false;
+  }
 };
 using PreTokenizerPtr = std::unique_ptr<const PreTokenizer>;
 
@@ -233,6 +325,9 @@ struct UnigramConfig {
   std::vector<double> scores;
   std::optional<std::int32_t> unk_id;
   bool byte_fallback = false;
+  // Pieces never matched in text (SentencePiece's control, unknown and unused pieces); empty:
+  // every piece is matched, as in Hugging Face.
+  std::vector<bool> unmatchable;
 };
 ModelPtr make_unigram(UnigramConfig config);
 

@@ -1,6 +1,7 @@
 #include "hearth/tokenize/tokenizer.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "hearth/core/error.hpp"
 #include "hearth/tokenize/impl.hpp"
@@ -30,6 +31,7 @@ struct Segment {
 void AddedMatcher::add(const std::string& content, std::size_t index) {
   if (content.empty()) return;
   std::uint32_t node = 0;
+  if (!first_byte_[static_cast<unsigned char>(content[0])]) first_bytes_.push_back(content[0]);
   first_byte_[static_cast<unsigned char>(content[0])] = true;
   for (char ch : content) {
     const std::uint64_t key =
@@ -45,6 +47,16 @@ void AddedMatcher::add(const std::string& content, std::size_t index) {
     }
   }
   if (nodes_[node].token == static_cast<std::size_t>(-1)) nodes_[node].token = index;
+}
+
+std::size_t AddedMatcher::next_start(std::string_view s, std::size_t pos) const {
+  if (first_bytes_.size() == 1) {  // e.g. "[" for BERT's specials, "<" for most others
+    const void* at =
+        pos < s.size() ? std::memchr(s.data() + pos, first_bytes_[0], s.size() - pos) : nullptr;
+    return at ? static_cast<std::size_t>(static_cast<const char*>(at) - s.data()) : s.size();
+  }
+  while (pos < s.size() && !first_byte_[static_cast<unsigned char>(s[pos])]) ++pos;
+  return pos;
 }
 
 std::pair<std::size_t, std::size_t> AddedMatcher::longest(std::string_view s,
@@ -88,11 +100,9 @@ void split_added(const AddedMatcher& m, const std::vector<AddedToken>& added, st
     return;
   }
   std::size_t pos = 0, emitted = 0;
-  while (pos < s.size()) {
-    if (!m.may_start(static_cast<unsigned char>(s[pos]))) {
-      ++pos;
-      continue;
-    }
+  while (true) {
+    pos = m.next_start(s, pos);
+    if (pos >= s.size()) break;
     const auto [len, index] = m.longest(s, pos);
     if (len == 0) {
       ++pos;
@@ -151,6 +161,8 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
   split_added(matchers[0][only_plain], added, text, true, first);
   std::vector<std::string> pieces;
   std::vector<std::string_view> views;
+  std::string mapped;
+  std::vector<std::pair<std::size_t, std::size_t>> spans;
   for (auto& seg : first) {
     if (seg.id >= 0) {
       out.push_back(seg.id);
@@ -167,6 +179,13 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
       views.clear();
       if (pre_tokenizer && pre_tokenizer->split_views(part.text, views)) {
         for (const auto v : views) model->tokenize(v, out);
+        continue;
+      }
+      mapped.clear();
+      spans.clear();
+      if (pre_tokenizer && pre_tokenizer->split_mapped(part.text, mapped, spans)) {
+        const std::string_view all = mapped;
+        for (const auto& [b, e] : spans) model->tokenize(all.substr(b, e - b), out);
         continue;
       }
       pieces.clear();

@@ -1,5 +1,7 @@
 #include "hearth/tokenize/unicode.hpp"
 
+#include <cstring>
+
 #include <utf8proc.h>
 
 #include <cstdlib>
@@ -117,6 +119,14 @@ std::string sanitize(std::string_view s) {
 bool is_valid(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
+    if (i + 8 <= s.size()) {  // eight ASCII bytes at a time
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if ((w & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
     if (static_cast<std::uint8_t>(s[i]) < 0x80) {
       ++i;
       continue;
