@@ -672,17 +672,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       buf.resize(static_cast<std::size_t>(d - buf.data()));
       spans.emplace_back(start, buf.size());
     };
-    if (!regex_) {
-      if (!s.empty()) emit(s);
-      return true;
-    }
-    std::size_t pos = 0;
-    for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
-      if (b > pos) emit(s.substr(pos, b - pos));
-      emit(s.substr(b, e - b));
-      pos = e;
-    }
-    if (pos < s.size()) emit(s.substr(pos));
+    isolated_pieces(s, emit);
     return true;
   }
 
@@ -703,22 +693,28 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
         }
         out.push_back(std::move(mapped));
       };
-      if (!regex_) {
-        if (!s.empty()) emit(s);
-        return;
-      }
-      // Isolated: every match and every gap between matches is a piece.
-      std::size_t pos = 0;
-      for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
-        if (b > pos) emit(s.substr(pos, b - pos));
-        emit(s.substr(b, e - b));
-        pos = e;
-      }
-      if (pos < s.size()) emit(s.substr(pos));
+      isolated_pieces(s, emit);
     });
   }
 
  private:
+  // Calls emit on every match of the pattern in s and on every gap between matches (Isolated);
+  // on the whole of s when there is no pattern.
+  template <class Emit>
+  void isolated_pieces(std::string_view s, Emit&& emit) const {
+    if (!regex_) {
+      if (!s.empty()) emit(s);
+      return;
+    }
+    std::size_t pos = 0;
+    for (const auto& [b, e] : pattern_matches(*regex_, FastPattern::kGpt2, s)) {
+      if (b > pos) emit(s.substr(pos, b - pos));
+      emit(s.substr(b, e - b));
+      pos = e;
+    }
+    if (pos < s.size()) emit(s.substr(pos));
+  }
+
   bool prefix_;
   std::optional<Regex> regex_;
   char table_[256][2] = {};  // UTF-8 of the char standing for each byte (at most 2 bytes)
