@@ -106,15 +106,12 @@ std::vector<std::unique_ptr<rag::Bank>> open_banks(const Options& o, const Model
                                                    bool searching = true) {
   std::vector<std::unique_ptr<rag::Bank>> banks;
   for (const fs::path& p : bank_paths(o)) {
+    banks.push_back(rag::Bank::open(p, nullptr, false));
+    rag::Bank& bank = *banks.back();
     // A lexical bank stays searchable beside dense ones: it simply gets no model.
-    rag::EmbeddingModel* model = models.embedding.get();
-    if (model != nullptr && rag::Bank::exists(p) &&
-        !rag::Bank::open(p, nullptr, false)->has_vectors()) {
-      model = nullptr;
-    }
-    banks.push_back(rag::Bank::open(p, model, false));
-    const rag::BankManifest& m = banks.back()->manifest();
-    if (searching && model == nullptr && m.dim > 0 && o.mode == "auto") {
+    if (models.embedding && bank.has_vectors()) bank.attach_model(models.embedding.get());
+    const rag::BankManifest& m = bank.manifest();
+    if (searching && bank.model() == nullptr && m.dim > 0 && o.mode == "auto") {
       std::fprintf(stderr,
                    "rag-cli: note: %s holds %s embeddings; pass --embedding-model with that "
                    "model for hybrid search (BM25 only now)\n",
@@ -153,20 +150,11 @@ nlohmann::json hit_json(const rag::Hit& h, std::size_t rank,
 }
 
 std::string one_line(std::string_view s, std::size_t max) {
-  std::string out;
-  bool space = false;
-  for (const char c : s) {
-    if (c == '\n' || c == '\t' || c == '\r' || c == ' ' || c == '\f') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += c;
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
+  std::string out = hearth::collapse_whitespace(s);
+  if (out.size() > max) {
+    std::size_t cut = max;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out = out.substr(0, cut) + "...";
   }
   return hearth::printable(out, max + 3);
 }

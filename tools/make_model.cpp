@@ -23,6 +23,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/models/bert.hpp"
 #include "hearth/tensor/half.hpp"
 
 namespace fs = std::filesystem;
@@ -473,39 +474,9 @@ class BertMaker {
 
  private:
   static std::string gguf_name(const std::string& hf) {
-    static const std::pair<const char*, const char*> kTop[] = {
-        {"embeddings.word_embeddings.weight", "token_embd.weight"},
-        {"embeddings.position_embeddings.weight", "position_embd.weight"},
-        {"embeddings.token_type_embeddings.weight", "token_types.weight"},
-        {"embeddings.LayerNorm.weight", "token_embd_norm.weight"},
-        {"embeddings.LayerNorm.bias", "token_embd_norm.bias"},
-        {"pooler.dense.weight", "cls.weight"},
-        {"pooler.dense.bias", "cls.bias"},
-        {"classifier.weight", "cls.output.weight"},
-        {"classifier.bias", "cls.output.bias"},
-    };
-    for (const auto& [from, to] : kTop) {
-      if (hf == from) return to;
-    }
-    static const std::pair<const char*, const char*> kLayer[] = {
-        {"attention.self.query", "attn_q"},
-        {"attention.self.key", "attn_k"},
-        {"attention.self.value", "attn_v"},
-        {"attention.output.dense", "attn_output"},
-        {"attention.output.LayerNorm", "attn_output_norm"},
-        {"intermediate.dense", "ffn_up"},
-        {"output.dense", "ffn_down"},
-        {"output.LayerNorm", "layer_output_norm"},
-    };
-    const std::string prefix = "encoder.layer.";
-    const std::size_t dot = hf.find('.', prefix.size());
-    const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
-    const std::string rest = hf.substr(dot + 1);
-    for (const auto& [from, to] : kLayer) {
-      const std::string f = from;
-      if (rest.starts_with(f + ".")) return "blk." + layer + "." + to + rest.substr(f.size());
-    }
-    throw hearth::Error(hearth::ErrorCode::kInternal, "no GGUF name for " + hf);
+    std::string name = hearth::models::bert_gguf_name(hf);
+    if (name == hf) throw hearth::Error(hearth::ErrorCode::kInternal, "no GGUF name for " + hf);
+    return name;
   }
 
   BertConfig c_;

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "hearth/core/error.hpp"
+#include "hearth/core/utf8.hpp"
 #include "hearth/rag/bank.hpp"
 #include "hearth/rag/loaders.hpp"
 #include "support/fixtures.hpp"
@@ -12,24 +13,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string collapse(std::string_view s) {
-  std::string out;
-  bool space = false;
-  for (const char c : s) {
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
-      space = !out.empty();
-    } else {
-      if (space) out += ' ';
-      space = false;
-      out += c;
-    }
-  }
-  return out;
-}
-
 // Byte offset in doc.text where phrase starts, matching across any whitespace differences.
 std::size_t find_phrase(const LoadedDocument& doc, const std::string& phrase) {
-  const std::string flat = collapse(phrase);
+  const std::string flat = collapse_whitespace(phrase);
   // Map collapsed positions back to the original text.
   std::string collapsed;
   std::vector<std::size_t> origin;
@@ -75,7 +61,7 @@ void expect_pages(const fs::path& pdf, const std::vector<PagePhrase>& phrases) {
     EXPECT_EQ(doc.page_at(at), p.page);
     bool found = false;
     for (const ChunkInfo& c : chunks) {
-      if (collapse(c.text).find(collapse(p.phrase)) != std::string::npos) {
+      if (collapse_whitespace(c.text).find(collapse_whitespace(p.phrase)) != std::string::npos) {
         found = true;
         EXPECT_LE(c.page_first, p.page);
         EXPECT_GE(c.page_last, p.page);
@@ -89,7 +75,8 @@ void expect_pages(const fs::path& pdf, const std::vector<PagePhrase>& phrases) {
     for (const ChunkScore& h : bank->search_bm25(p.phrase, 3)) {
       const auto c = bank->chunk(h.chunk_id);
       ASSERT_TRUE(c.has_value());
-      ranked = ranked || collapse(c->text).find(collapse(p.phrase)) != std::string::npos;
+      ranked = ranked || collapse_whitespace(c->text).find(collapse_whitespace(p.phrase)) !=
+                             std::string::npos;
     }
     EXPECT_TRUE(ranked);
   }
@@ -115,7 +102,8 @@ TEST(Pdf, ThreeColumnNoticeReadsInColumnOrder) {
   HEARTH_REQUIRE_FIXTURE(pdf, "pdfs/federal-register-2020-17221.pdf");
   const LoadedDocument doc = load_document(pdf);
   ASSERT_GE(doc.page_starts.size(), 2u);
-  const std::string page1 = collapse(std::string_view(doc.text).substr(0, doc.page_starts[1]));
+  const std::string page1 =
+      collapse_whitespace(std::string_view(doc.text).substr(0, doc.page_starts[1]));
   // Lines of the first column follow each other (a layout-order reader interleaves columns).
   EXPECT_NE(page1.find("This section of the FEDERAL REGISTER contains notices to the public of "
                        "the proposed issuance of rules and regulations."),

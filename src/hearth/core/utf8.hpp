@@ -20,4 +20,8 @@ inline bool is_valid_utf8(std::string_view s) {
 // escaped, and the result is cut at max_len bytes with "...".
 std::string printable(std::string_view s, std::size_t max_len = 80);
 
+// s with every run of ASCII whitespace (space, tab, newline, CR, form feed) turned into one
+// space and none at either end.
+std::string collapse_whitespace(std::string_view s);
+
 }  // namespace hearth

@@ -163,8 +163,30 @@ std::optional<TensorView> find_hf(const formats::ModelFolder& folder, const std:
   return std::nullopt;
 }
 
-// llama.cpp's bert tensor names for a Hugging Face name.
-std::string gguf_name(const std::string& hf) {
+i64 json_int(const nlohmann::json& cfg, const char* key, std::optional<i64> fallback,
+             const std::string& file) {
+  const auto it = cfg.find(key);
+  if (it == cfg.end()) {
+    if (fallback) return *fallback;
+    throw Error(ErrorCode::kNotFound, "config.json lacks a required key",
+                {.file = file, .key = key});
+  }
+  if (!it->is_number_integer()) {
+    throw Error(ErrorCode::kFormat, "config value must be an integer", {.file = file, .key = key});
+  }
+  return it->get<i64>();
+}
+
+kernels::Activation activation_from(const std::string& act, const std::string& file) {
+  if (act == "gelu") return kernels::Activation::kGeluErf;
+  if (act == "gelu_new" || act == "gelu_pytorch_tanh") return kernels::Activation::kGeluTanh;
+  throw Error(ErrorCode::kUnsupported, "hidden_act " + act + " is not supported",
+              {.file = file, .key = "hidden_act"});
+}
+
+}  // namespace
+
+std::string bert_gguf_name(const std::string& hf) {
   static const std::pair<const char*, const char*> kTop[] = {
       {"embeddings.word_embeddings.weight", "token_embd.weight"},
       {"embeddings.position_embeddings.weight", "position_embd.weight"},
@@ -202,29 +224,6 @@ std::string gguf_name(const std::string& hf) {
   return hf;
 }
 
-i64 json_int(const nlohmann::json& cfg, const char* key, std::optional<i64> fallback,
-             const std::string& file) {
-  const auto it = cfg.find(key);
-  if (it == cfg.end()) {
-    if (fallback) return *fallback;
-    throw Error(ErrorCode::kNotFound, "config.json lacks a required key",
-                {.file = file, .key = key});
-  }
-  if (!it->is_number_integer()) {
-    throw Error(ErrorCode::kFormat, "config value must be an integer", {.file = file, .key = key});
-  }
-  return it->get<i64>();
-}
-
-kernels::Activation activation_from(const std::string& act, const std::string& file) {
-  if (act == "gelu") return kernels::Activation::kGeluErf;
-  if (act == "gelu_new" || act == "gelu_pytorch_tanh") return kernels::Activation::kGeluTanh;
-  throw Error(ErrorCode::kUnsupported, "hidden_act " + act + " is not supported",
-              {.file = file, .key = "hidden_act"});
-}
-
-}  // namespace
-
 std::unique_ptr<BertModel> BertModel::load(const fs::path& path, const BertOptions& options) {
   std::unique_ptr<BertModel> m(new BertModel());
   BertConfig& c = m->config_;
@@ -235,6 +234,8 @@ std::unique_ptr<BertModel> BertModel::load(const fs::path& path, const BertOptio
       throw Error(ErrorCode::kNotFound, "a BERT folder needs config.json", {.file = file});
     }
     const nlohmann::json& cfg = folder->config();
+    const fs::path dir = path.lexically_normal();
+    m->name_ = (dir.filename().empty() ? dir.parent_path() : dir).filename().string();
     const std::string type = folder->model_type();
     if (type != "bert") {
       throw Error(ErrorCode::kUnsupported, "model_type is \"" + type + "\", not bert",
@@ -299,6 +300,9 @@ std::unique_ptr<BertModel> BertModel::load(const fs::path& path, const BertOptio
   }
   const auto gguf = std::make_shared<formats::GGUFFile>(formats::GGUFFile::open(path));
   const std::string file = path.string();
+  const formats::GGUFValue* general_name = gguf->find("general.name");
+  const std::string* text = general_name != nullptr ? general_name->as_string() : nullptr;
+  m->name_ = text != nullptr && !text->empty() ? *text : path.stem().string();
   if (gguf->architecture() != "bert") {
     throw Error(ErrorCode::kUnsupported,
                 "general.architecture is \"" + gguf->architecture() + "\", not bert",
@@ -339,7 +343,7 @@ std::unique_ptr<BertModel> BertModel::load(const fs::path& path, const BertOptio
   m->normalize_ = c.num_labels == 0;  // llama.cpp's embedding default: L2-normalised
   m->max_length_ = c.max_positions;
   BertLoader loader(file, [gguf](const std::string& name) {
-    const auto* info = gguf->find_tensor(gguf_name(name));
+    const auto* info = gguf->find_tensor(bert_gguf_name(name));
     return info != nullptr ? std::optional<TensorView>(gguf->view(*info)) : std::nullopt;
   });
   loader.build(*m, options);
@@ -350,6 +354,7 @@ std::unique_ptr<BertModel> BertModel::random(const BertConfig& config, unsigned 
                                              const BertOptions& options) {
   std::unique_ptr<BertModel> m(new BertModel());
   m->config_ = config;
+  m->name_ = "random weights";
   BertLoader::check_config(config, "random weights");
   if (config.vocab <= 0 || config.vocab > (i64{1} << 24)) {
     throw Error(ErrorCode::kInvalidArgument, "random BERT: vocabulary size out of range");
@@ -572,17 +577,6 @@ std::vector<std::vector<float>> BertModel::classify(std::span<const TokenIds> se
 
 namespace {
 
-// The folder's name ("all-MiniLM-L6-v2"), or general.name of a GGUF file, else its stem.
-std::string model_name(const fs::path& path) {
-  fs::path p = path.lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  if (fs::is_directory(p)) return p.filename().string();
-  const formats::GGUFFile gguf = formats::GGUFFile::open(p);
-  const formats::GGUFValue* name = gguf.find("general.name");
-  const std::string* text = name != nullptr ? name->as_string() : nullptr;
-  return text != nullptr && !text->empty() ? *text : p.stem().string();
-}
-
 // The model's tokenizer, checked against its embedding table.
 tokenize::Tokenizer load_tokenizer(const fs::path& path, const BertModel& model) {
   tokenize::Tokenizer t = tokenize::Tokenizer::load(path);
@@ -606,8 +600,10 @@ std::string BertModel::fingerprint() const {
         static_cast<i64>(c.act), static_cast<i64>(pooling_), static_cast<i64>(normalize_)}) {
     bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
   }
+  // Each table is hashed in place (no copy of the 47 MB MiniLM embedding table), then the hashes.
   for (const std::vector<float>* t : {&word_, &position_, &token_type_, &emb_gamma_, &emb_beta_}) {
-    bytes.append(reinterpret_cast<const char*>(t->data()), t->size() * sizeof(float));
+    bytes += content_hash(
+        std::string_view(reinterpret_cast<const char*>(t->data()), t->size() * sizeof(float)));
   }
   return content_hash(bytes);
 }
@@ -620,7 +616,8 @@ Embedder Embedder::load(const fs::path& path, const BertOptions& options) {
                 {.file = path.string()});
   }
   tokenize::Tokenizer tokenizer = load_tokenizer(path, *model);
-  Embedder e(std::move(model), std::move(tokenizer), model_name(path));
+  std::string name = model->name();
+  Embedder e(std::move(model), std::move(tokenizer), std::move(name));
   e.fingerprint_ = e.model_->fingerprint();
   return e;
 }
@@ -649,7 +646,8 @@ CrossEncoder CrossEncoder::load(const fs::path& path, const BertOptions& options
                 {.file = path.string()});
   }
   tokenize::Tokenizer tokenizer = load_tokenizer(path, *model);
-  return CrossEncoder(std::move(model), std::move(tokenizer), model_name(path));
+  std::string name = model->name();
+  return CrossEncoder(std::move(model), std::move(tokenizer), std::move(name));
 }
 
 std::vector<float> CrossEncoder::score(std::string_view query,

@@ -72,6 +72,8 @@ class BertModel {
   // position table). Longer inputs are rejected; text front ends truncate to it.
   std::int64_t max_length() const { return max_length_; }
   std::string backend_name() const;
+  // The folder's name ("all-MiniLM-L6-v2"), or the GGUF general.name (else the file's stem).
+  const std::string& name() const { return name_; }
   // A hash of the configuration, pooling and embedding tables (see Embedder::fingerprint).
   std::string fingerprint() const;
   // The backend the model runs on (benchmarks read its linear-layer counters).
@@ -96,6 +98,7 @@ class BertModel {
   void forward(std::span<const TokenIds* const> batch, std::int64_t len, std::vector<float>& x);
 
   BertConfig config_;
+  std::string name_;
   formats::PoolingMode pooling_ = formats::PoolingMode::kMean;
   bool normalize_ = false;
   std::int64_t max_length_ = 0;
@@ -110,6 +113,10 @@ class BertModel {
 
   friend class BertLoader;
 };
+
+// llama.cpp's GGUF name for a Hugging Face BERT tensor name ("encoder.layer.3.output.dense.weight"
+// -> "blk.3.ffn_down.weight"); a name it does not know is returned unchanged.
+std::string bert_gguf_name(const std::string& hf);
 
 // Sentence embeddings (a sentence-transformers model) from text: the model's own tokenizer
 // (tokenizer.json or vocab.txt in the folder, the GGUF vocabulary otherwise) adds [CLS]/[SEP] and

@@ -403,8 +403,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, 
   std::unique_ptr<Bank> bank(new Bank());
   bank->folder_ = folder;
   bank->manifest_ = read_manifest(manifest_file);
-  bank->check_model(model);
-  bank->model_ = model;
+  bank->attach_model(model);
   bank->init_schema();
   return bank;
 }
@@ -437,6 +436,11 @@ std::filesystem::path Bank::vectors_path() const {
 
 Bank::~Bank() {
   if (vec_fd_ >= 0) ::close(vec_fd_);
+}
+
+void Bank::attach_model(EmbeddingModel* model) {
+  check_model(model);
+  model_ = model;
 }
 
 TokenCounter Bank::token_counter() const {

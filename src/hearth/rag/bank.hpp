@@ -172,6 +172,9 @@ class Bank {
   std::vector<ChunkScore> search_dense(const std::vector<float>& query, std::size_t k,
                                        const std::string& path_glob = "") const;
   EmbeddingModel* model() const { return model_; }
+  // Gives an open bank its embedding model (as open() does); throws kInvalidArgument when the
+  // bank was built without vectors or with another model.
+  void attach_model(EmbeddingModel* model);
 
   struct Db;  // the SQLite connection (defined in bank.cpp)
 

@@ -9,6 +9,7 @@
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/core/utf8.hpp"
 #include "hearth/rag/chunker.hpp"
 #include "hearth/rag/dense.hpp"
 
@@ -29,21 +30,6 @@ std::vector<std::string> terms_of(std::string_view text) {
     if (w.size() > 3 && w.back() == 's') w.pop_back();
     if (w.size() > 6) w.resize(6);
     out.push_back(std::move(w));
-  }
-  return out;
-}
-
-std::string collapse_space(std::string_view s) {
-  std::string out;
-  bool space = false;
-  for (const char c : s) {
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f') {
-      space = !out.empty();
-    } else {
-      if (space) out += ' ';
-      space = false;
-      out += c;
-    }
   }
   return out;
 }
@@ -185,7 +171,7 @@ ExtractiveAnswer extractive_answer(const std::string& question, const std::vecto
   for (std::size_t h = 0; h < hits.size(); ++h) {
     const std::string& text = hits[h].chunk.text;
     for (const auto& [b, e] : split_sentences(text)) {
-      std::string sentence = collapse_space(std::string_view(text).substr(b, e - b));
+      std::string sentence = collapse_whitespace(std::string_view(text).substr(b, e - b));
       if (sentence.size() < 15) continue;
       Candidate c{std::move(sentence), h, {}, 0};
       for (const std::string& t : terms_of(c.text)) {
