@@ -226,16 +226,27 @@ int do_ask(const std::string& question, const Options& o,
 
 int do_ingest(const std::vector<std::string>& paths, const Options& o, const Models& models,
               const rag::IngestOptions& base, const rag::ChunkingOptions& chunking,
-              bool chunking_given = false) {
+              bool chunking_given = false, const std::string& vectors = "") {
   const auto folders = bank_paths(o);
   if (folders.size() != 1) {
     throw Error(ErrorCode::kInvalidArgument, "ingest writes to exactly one --bank");
   }
-  auto bank = rag::Bank::open(folders[0], models.embedding.get(), true, chunking);
+  const rag::VectorType vector_type =
+      vectors.empty() ? rag::VectorType::kF32 : rag::parse_vector_type(vectors);
+  if (!vectors.empty() && !models.embedding) {
+    throw Error(ErrorCode::kInvalidArgument, "--vectors needs --embedding-model");
+  }
+  auto bank = rag::Bank::open(folders[0], models.embedding.get(), true, chunking, vector_type);
   if (chunking_given && bank->manifest().chunking.describe() != chunking.describe()) {
     std::fprintf(stderr,
                  "rag-cli: note: this bank chunks %s (set when it was created); %s is not used\n",
                  bank->manifest().chunking.describe().c_str(), chunking.describe().c_str());
+  }
+  if (!vectors.empty() && bank->manifest().vector_type != vector_type) {
+    std::fprintf(stderr,
+                 "rag-cli: note: this bank stores %s vectors (set when it was created); --vectors "
+                 "%s is not used\n",
+                 rag::to_string(bank->manifest().vector_type), vectors.c_str());
   }
   hearth::cli::Progress printer("rag-cli");
   rag::IngestOptions opts = base;
@@ -400,6 +411,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ingest->add_option("--max-file-size", max_file_mb, "Skip files larger than this many MiB")
       ->capture_default_str();
+  std::string vectors;
+  ingest
+      ->add_option("--vectors", vectors,
+                   "How a new bank stores its embeddings: f32 (default), f16 (half the disk, "
+                   "~1e-3 error) or int8 (a quarter, ~1e-2 error)")
+      ->check(CLI::IsMember({"f32", "f16", "int8"}));
 
   std::string query;
   CLI::App* search =
@@ -416,6 +433,10 @@ int main(int argc, char** argv) {
   CLI::App* rm = app.add_subcommand("rm", "Remove documents (paths or globs) from a bank");
   rm->add_option("patterns", rm_patterns, "Document paths or globs")->required();
   CLI::App* stats = app.add_subcommand("stats", "Counts and sizes of a bank");
+  CLI::App* compact = app.add_subcommand(
+      "compact",
+      "Reclaim the space of removed chunks (vectors are compacted on their own once half are "
+      "dead; this also rebuilds the database)");
 
   std::string npz_path;
   CLI::App* import = app.add_subcommand("import", "Import the original lab's vdb.npz index");
@@ -454,7 +475,8 @@ int main(int argc, char** argv) {
     }
     check_model_options(o);
     // Models are loaded only by the commands that embed or rerank.
-    const bool bookkeeping = list->parsed() || stats->parsed() || show->parsed() || rm->parsed();
+    const bool bookkeeping =
+        list->parsed() || stats->parsed() || show->parsed() || rm->parsed() || compact->parsed();
     const Models models = bookkeeping ? Models{} : load_models(o, common, !ingest->parsed());
     if (ingest->parsed()) {
       rag::ChunkingOptions c;
@@ -477,7 +499,7 @@ int main(int argc, char** argv) {
       const bool given = ingest->count("--chunker") + ingest->count("--chunk-size") +
                              ingest->count("--chunk-overlap") >
                          0;
-      return do_ingest(ingest_paths, o, models, ingest_opts, c, given);
+      return do_ingest(ingest_paths, o, models, ingest_opts, c, given, vectors);
     }
     if (search->parsed()) return do_search(query, o, models);
     if (ask->parsed()) return do_ask(query, o, open_banks(o, models), models);
@@ -515,7 +537,8 @@ int main(int argc, char** argv) {
                          {"disk_bytes", s.disk_bytes},
                          {"chunking", m.chunking.describe()},
                          {"embedding_model", m.embedding_id},
-                         {"dim", m.dim}});
+                         {"dim", m.dim},
+                         {"vector_dtype", m.dim > 0 ? rag::to_string(m.vector_type) : ""}});
           } else {
             std::printf(
                 "%s\n  documents %lld, chunks %lld, vectors %lld (rows %lld)\n  text %s, "
@@ -525,9 +548,10 @@ int main(int argc, char** argv) {
                 static_cast<long long>(s.vectors), static_cast<long long>(s.vector_rows),
                 hearth::format_bytes(s.text_bytes).c_str(),
                 hearth::format_bytes(s.disk_bytes).c_str(), m.chunking.describe().c_str(),
-                m.embedding_id.empty()
-                    ? "none (BM25 only)"
-                    : (m.embedding_id + " dim " + std::to_string(m.dim)).c_str());
+                m.embedding_id.empty() ? "none (BM25 only)"
+                                       : (m.embedding_id + " dim " + std::to_string(m.dim) + " " +
+                                          rag::to_string(m.vector_type))
+                                             .c_str());
           }
         }
       }
@@ -582,6 +606,18 @@ int main(int argc, char** argv) {
       }
       std::fprintf(stderr, "rag-cli: removed %zu document(s)\n", removed);
       return removed > 0 ? 0 : 1;
+    }
+    if (compact->parsed()) {
+      for (const auto& f : bank_paths(o)) {
+        auto bank = rag::Bank::open(f, nullptr, false);
+        const std::uint64_t before = bank->stats().disk_bytes;
+        const std::size_t rows = bank->compact(true);
+        std::fprintf(stderr, "rag-cli: %s: %zu dead vector rows reclaimed; on disk %s -> %s\n",
+                     hearth::printable(f.string(), 200).c_str(), rows,
+                     hearth::format_bytes(before).c_str(),
+                     hearth::format_bytes(bank->stats().disk_bytes).c_str());
+      }
+      return 0;
     }
     if (demo->parsed()) {
       const fs::path src = find_sample_corpus(corpus);

@@ -90,7 +90,7 @@ TEST(Bank, IncrementalIngestPruneAndRemove) {
   const BankStats s = bank->stats();
   EXPECT_EQ(s.documents, 1);
   EXPECT_EQ(s.vectors, s.chunks);
-  EXPECT_GT(s.vector_rows, s.vectors) << "removed rows stay as dead rows";
+  EXPECT_EQ(s.vector_rows, s.vectors) << "over half the rows were dead: compacted on removal";
   EXPECT_EQ(bank->integrity_check(), "ok");
   // Dead rows never come back from dense search.
   std::vector<float> q = model.embed({"pelicans scoop fish"});
@@ -245,6 +245,109 @@ TEST(Dense, ReciprocalRankFusion) {
   EXPECT_EQ(fused[2].first, 2);  // 1/62
   EXPECT_EQ(fused[3].first, 4);  // 1/63
   EXPECT_NEAR(fused[0].second, 1.0 / 61 + 1.0 / 62, 1e-12);
+}
+
+std::vector<ChunkScore> dense(const Bank& bank, FakeEmbedding& model, const std::string& text) {
+  std::vector<float> q = model.embed({text});
+  normalize_rows(q.data(), 1, q.size());
+  return bank.search_dense(q, 100);
+}
+
+std::vector<std::string> vector_files(const fs::path& folder) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    if (e.path().filename().string().starts_with("vectors")) {
+      out.push_back(e.path().filename().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(Bank, CompactionKeepsEveryLiveVectorAndOtherHandlesFollow) {
+  for (const VectorType t : {VectorType::kF32, VectorType::kInt8}) {
+    SCOPED_TRACE(to_string(t));
+    testing::TempDir dir;
+    write_notes(dir / "notes");
+    FakeEmbedding model(40);
+    const fs::path folder = dir / "bank";
+    const ChunkingOptions chunking{ChunkingOptions::Mode::kStructural, 40, 0};
+    auto writer = Bank::open(folder, &model, true, chunking, t);
+    ingest(*writer, dir / "notes");
+    // Another handle, as another process would hold, has mapped the vectors before compaction.
+    auto reader = Bank::open(folder, &model, false);
+    const auto before = dense(*reader, model, "cats hunt mice at night");
+    const std::int64_t rows = writer->stats().vector_rows;
+    ASSERT_GE(rows, 4);
+    const std::string ext = std::string(".") + to_string(t);
+    // Leftovers of an interrupted compaction, and a file that only looks like one.
+    write_file(folder / ("vectors-9" + ext), "stale");
+    write_file(folder / ("vectors-x" + ext), "not ours");
+
+    ASSERT_EQ(writer->remove({"*cats.html"}), 1u);
+    BankStats s = writer->stats();
+    EXPECT_EQ(s.vector_rows, rows) << "one dead row of several: no compaction yet";
+    const std::int64_t dead = s.vector_rows - s.vectors;
+    ASSERT_GT(dead, 0);
+    EXPECT_EQ(writer->compact(), static_cast<std::size_t>(dead));
+    s = writer->stats();
+    EXPECT_EQ(s.vector_rows, s.vectors);
+    EXPECT_EQ(vector_files(folder),
+              (std::vector<std::string>{"vectors-1" + ext, "vectors-x" + ext}))
+        << "the old file and the leftover are deleted";
+    EXPECT_EQ(writer->compact(), 0u) << "nothing left to reclaim";
+
+    // The other handle reloads from the new file: same chunks, same scores, cats gone.
+    const auto after = dense(*reader, model, "cats hunt mice at night");
+    std::vector<ChunkScore> expected;
+    for (const ChunkScore& h : before) {
+      if (reader->chunk(h.chunk_id)) expected.push_back(h);
+    }
+    ASSERT_EQ(after.size(), expected.size());
+    ASSERT_EQ(static_cast<std::int64_t>(after.size()), s.vectors);
+    for (std::size_t i = 0; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].chunk_id, expected[i].chunk_id);
+      EXPECT_FLOAT_EQ(after[i].score, expected[i].score);
+    }
+    // ... and writes into the new file: the cats come back through the other handle.
+    write_file(dir / "notes" / "cats.html", "<p>Cats hunt mice.</p>");
+    EXPECT_EQ(ingest(*reader, dir / "notes").added, 1u);
+    const auto again = dense(*writer, model, "Cats hunt mice.");
+    ASSERT_FALSE(again.empty());
+    EXPECT_NE(writer->chunk(again[0].chunk_id)->path.find("cats.html"), std::string::npos);
+    EXPECT_NEAR(again[0].score, 1.0, t == VectorType::kF32 ? 1e-5 : 3e-2);
+    EXPECT_EQ(vector_files(folder),
+              (std::vector<std::string>{"vectors-1" + ext, "vectors-x" + ext}));
+    EXPECT_EQ(writer->integrity_check(), "ok");
+    s = writer->stats();
+    EXPECT_EQ(s.vectors, s.chunks);
+    EXPECT_EQ(s.vector_rows, s.vectors);
+  }
+}
+
+TEST(Bank, CompactionWithVacuumReturnsDiskSpace) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "notes");
+  for (char c = '0'; c < '8'; ++c) {
+    std::string text;  // words of their own in each file, so the index shrinks with the files
+    for (int i = 0; i < 2000; ++i)
+      text.append("Word").append(1, c).append(std::to_string(i)).append(" fills the page. ");
+    write_file(dir / "notes" / (std::string("n") + c + ".txt"), text);
+  }
+  FakeEmbedding model(64);
+  auto bank = Bank::open(dir / "bank", &model, true);
+  ingest(*bank, dir / "notes");
+  const std::uint64_t full = bank->stats().disk_bytes;
+  ASSERT_EQ(bank->remove({"*n[1-7].txt"}), 7u);
+  const BankStats removed = bank->stats();
+  EXPECT_EQ(removed.vector_rows, removed.vectors) << "7 of 8 rows dead: compacted on removal";
+  bank->compact(true);
+  const BankStats s = bank->stats();
+  EXPECT_LT(s.disk_bytes * 3, full) << full << " -> " << s.disk_bytes;
+  EXPECT_EQ(s.documents, 1);
+  EXPECT_EQ(bank->integrity_check(), "ok");
+  EXPECT_EQ(bank->search_bm25("Word01999", 5).size(), 1u);
+  EXPECT_TRUE(bank->search_bm25("Word11999", 5).empty());
 }
 
 TEST(Dense, BankDenseSearchMatchesBruteForce) {

@@ -1,6 +1,7 @@
 // Crash consistency: a child process ingesting (a subset of) BEIR SciFact with a fake embedding
-// model is SIGKILLed at random moments; every time the bank must open, pass integrity_check,
-// hold one vector per chunk, and converge to the uninterrupted result when ingest runs again.
+// model, or removing, re-adding and compacting it, is SIGKILLed at random moments; every time the
+// bank must open, pass integrity_check, hold one vector per chunk, and converge to the
+// uninterrupted result when ingest runs again.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -115,6 +116,90 @@ TEST(Crash, SigkillDuringIngestLeavesAConsistentBankThatConverges) {
     EXPECT_NEAR(hits[0].score, 1.0, 1e-4);
   }
   EXPECT_GE(killed_mid_way, 20) << "every kill must land while the child is still working";
+}
+
+// The vectors files in a bank folder.
+std::size_t vector_files(const fs::path& folder) {
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    n += e.path().filename().string().starts_with("vectors") ? 1 : 0;
+  }
+  return n;
+}
+
+TEST(Crash, SigkillDuringRemoveAndCompactionLeavesAConsistentBank) {
+  HEARTH_REQUIRE_FIXTURE(scifact, "datasets/beir-scifact");
+  const BeirDataset data = load_beir(scifact, "", 300);
+  testing::TempDir dir;
+  FakeEmbedding model(32);
+  std::map<std::string, std::string> reference;
+  {
+    auto bank = Bank::open(dir / "reference", &model, true, beir_chunking());
+    ingest_beir(*bank, data, 16);
+    reference = snapshot(*bank);
+  }
+  // One cycle of the child: drop a third of the documents, add them back, compact.
+  const Timer cycle_timer;
+  {
+    auto bank = Bank::open(dir / "reference", &model, false);
+    std::vector<std::string> third;
+    for (std::size_t i = 0; i < data.corpus.size(); i += 3) third.push_back(data.corpus[i].id);
+    bank->remove(third);
+    ingest_beir(*bank, data, 16);
+    EXPECT_GT(bank->compact(), 0u);
+    EXPECT_EQ(snapshot(*bank), reference);
+  }
+  const double window = cycle_timer.seconds() * 3;
+
+  std::mt19937 rng(20261201);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int round = 0; round < 20; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const fs::path folder = dir / ("bank-" + std::to_string(round));
+    {
+      auto bank = Bank::open(folder, &model, true, beir_chunking());
+      ingest_beir(*bank, data, 16);
+    }
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      try {
+        FakeEmbedding child_model(32);
+        auto bank = Bank::open(folder, &child_model, false);
+        for (std::size_t cycle = 0;; ++cycle) {
+          std::vector<std::string> drop;
+          for (std::size_t i = cycle % 3; i < data.corpus.size(); i += 3) {
+            drop.push_back(data.corpus[i].id);
+          }
+          bank->remove(drop);
+          ingest_beir(*bank, data, 16);
+          bank->compact();
+        }
+      } catch (...) {
+        ::_exit(3);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * window));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the child stopped on its own: " << WEXITSTATUS(status);
+    auto bank = Bank::open(folder, &model, false);
+    check_consistent(*bank);
+    ingest_beir(*bank, data, 16);
+    bank->compact();
+    check_consistent(*bank);
+    EXPECT_EQ(snapshot(*bank), reference);
+    const BankStats s = bank->stats();
+    EXPECT_EQ(s.vector_rows, s.vectors);
+    EXPECT_EQ(vector_files(folder), 1u) << "files of an interrupted compaction are cleaned up";
+    const BeirDocument& probe = data.corpus[data.corpus.size() / 2];
+    std::vector<float> q = model.embed({probe.title + "\n" + probe.text});
+    normalize_rows(q.data(), 1, q.size());
+    const auto hits = bank->search_dense(q, 1);
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_NEAR(hits[0].score, 1.0, 1e-4);
+  }
 }
 
 }  // namespace

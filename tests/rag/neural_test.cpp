@@ -259,5 +259,48 @@ TEST(NeuralCli, EmbedRerankAndHybridIngest) {
   EXPECT_EQ(testing::run_command(cat({bank, " search --mode dense 'pelican'"}), &out), 2) << out;
 }
 
+TEST(NeuralCli, Int8VectorsRemoveAndCompact) {
+  testing::TempDir dir;
+  make_bert(dir / "emb", "--format hf --seed 3");
+  if (HasFatalFailure()) return;
+  write_notes(dir / "notes");
+  const std::string cli = quote(testing::tools_dir() / "rag-cli");
+  const std::string bank = cat({cli, " --bank ", quote(dir / "bank")});
+  const std::string with_model = cat({bank, " --embedding-model ", quote(dir / "emb")});
+  std::string out;
+  EXPECT_EQ(
+      testing::run_command(cat({bank, " ingest --vectors int8 ", quote(dir / "notes")}), &out), 2)
+      << "--vectors without a model is refused: " << out;
+  EXPECT_EQ(
+      testing::run_command(cat({with_model, " ingest --vectors f64 ", quote(dir / "notes")}), &out),
+      2)
+      << out;
+  ASSERT_EQ(testing::run_command(cat({with_model, " ingest --vectors int8 ", quote(dir / "notes")}),
+                                 &out),
+            0)
+      << out;
+  EXPECT_TRUE(fs::exists(dir / "bank" / "vectors.int8"));
+  ASSERT_EQ(testing::run_command(cat({bank, " stats --json"}), &out), 0) << out;
+  auto stats = nlohmann::json::parse(out)[0];
+  EXPECT_EQ(stats["vector_dtype"], "int8");
+  const int chunks = stats["chunks"].get<int>();
+  ASSERT_EQ(testing::run_command(cat({bank, " rm '*pelicans.txt'"}), &out), 0) << out;
+  ASSERT_EQ(testing::run_command(cat({bank, " stats --json"}), &out), 0) << out;
+  stats = nlohmann::json::parse(out)[0];
+  const int dead = stats["vector_rows"].get<int>() - stats["vectors"].get<int>();
+  ASSERT_EQ(testing::run_command(cat({bank, " compact"}), &out), 0) << out;
+  EXPECT_NE(out.find(std::to_string(dead) + " dead vector rows reclaimed"), std::string::npos)
+      << out;
+  ASSERT_EQ(testing::run_command(cat({bank, " stats --json"}), &out), 0) << out;
+  stats = nlohmann::json::parse(out)[0];
+  EXPECT_EQ(stats["vector_rows"], stats["vectors"]);
+  EXPECT_LT(stats["chunks"].get<int>(), chunks);
+  ASSERT_EQ(testing::run_command(
+                cat({with_model, " search --mode dense --top-k 100 --json 'owls hunt'"}), &out),
+            0)
+      << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["hits"].size(), stats["chunks"].get<std::size_t>());
+}
+
 }  // namespace
 }  // namespace hearth::rag

@@ -430,8 +430,9 @@ std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std:
   return open(folder, nullptr, false);
 }
 
-std::filesystem::path Bank::vectors_path() const {
-  return folder_ / (std::string("vectors.") + to_string(manifest_.vector_type));
+std::filesystem::path Bank::vectors_path(std::int64_t file) const {
+  const std::string stem = file == 0 ? "vectors" : "vectors-" + std::to_string(file);
+  return folder_ / (stem + "." + to_string(manifest_.vector_type));
 }
 
 Bank::~Bank() {
@@ -499,7 +500,7 @@ void Bank::init_schema() {
   db_->exec(
       "BEGIN IMMEDIATE;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-      "INSERT OR IGNORE INTO meta VALUES('vec_rows', 0), ('generation', 0);"
+      "INSERT OR IGNORE INTO meta VALUES('vec_rows', 0), ('generation', 0), ('vec_file', 0);"
       "CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,"
       " kind TEXT NOT NULL, hash TEXT NOT NULL, mtime INTEGER NOT NULL, size INTEGER NOT NULL,"
       " pages INTEGER NOT NULL, title TEXT NOT NULL, repaired INTEGER NOT NULL);"
@@ -513,13 +514,35 @@ void Bank::init_schema() {
       "CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN"
       " DELETE FROM chunks_fts WHERE rowid = old.id; END;"
       "COMMIT;");
-  if (has_vectors()) {
-    const std::string path = vectors_path().string();
-    vec_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (vec_fd_ < 0) {
-      throw Error(ErrorCode::kIo, std::string("cannot open vectors: ") + std::strerror(errno),
-                  {.file = path});
-    }
+}
+
+void Bank::open_vectors_for_write() {
+  const std::int64_t current = meta_int("vec_file");
+  if (vec_fd_ >= 0 && current == vec_file_) return;
+  const std::string path = vectors_path(current).string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw Error(ErrorCode::kIo, std::string("cannot open vectors: ") + std::strerror(errno),
+                {.file = path});
+  }
+  if (vec_fd_ >= 0) ::close(vec_fd_);
+  vec_fd_ = fd;
+  vec_file_ = current;
+  remove_stale_vectors();
+}
+
+void Bank::remove_stale_vectors() const {
+  // Under the write lock no compaction is under way: vectors files other than the current one
+  // are leftovers of one that was interrupted (before or after its commit).
+  const std::string ext = std::string(".") + to_string(manifest_.vector_type);
+  const fs::path current = vectors_path(vec_file_);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(folder_, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool numbered = name.starts_with("vectors-") && name.ends_with(ext) &&
+                          name.size() > 8 + ext.size() &&
+                          name.find_first_not_of("0123456789", 8) == name.size() - ext.size();
+    if ((numbered || name == "vectors" + ext) && e.path() != current) fs::remove(e.path(), ec);
   }
 }
 
@@ -529,27 +552,49 @@ std::int64_t Bank::meta_int(const char* key) const {
   return st.step() ? st.i64(0) : 0;
 }
 
+namespace {
+
+void write_at(int fd, const std::byte* data, std::size_t size, off_t at, const fs::path& file) {
+  while (size > 0) {
+    const ssize_t w = ::pwrite(fd, data, size, at);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      throw Error(ErrorCode::kIo, std::string("writing vectors: ") + std::strerror(errno),
+                  {.file = file.string()});
+    }
+    data += w;
+    at += w;
+    size -= static_cast<std::size_t>(w);
+  }
+}
+
+void read_at(int fd, std::byte* data, std::size_t size, off_t at, const fs::path& file) {
+  while (size > 0) {
+    const ssize_t r = ::pread(fd, data, size, at);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      throw Error(ErrorCode::kIo,
+                  r == 0 ? std::string("vectors file is shorter than the bank says")
+                         : std::string("reading vectors: ") + std::strerror(errno),
+                  {.file = file.string()});
+    }
+    data += r;
+    at += r;
+    size -= static_cast<std::size_t>(r);
+  }
+}
+
+}  // namespace
+
 void Bank::append_vectors(const float* rows, std::size_t n) {
   // Called inside a write transaction: rows go right after the committed ones.
   const std::int64_t committed = meta_int("vec_rows");
   const std::size_t stride = row_bytes(manifest_.vector_type, manifest_.dim);
   std::vector<std::byte> encoded(n * stride);
   encode_rows(manifest_.vector_type, rows, n, manifest_.dim, encoded.data());
-  const auto offset = static_cast<off_t>(static_cast<std::size_t>(committed) * stride);
-  const char* p = reinterpret_cast<const char*>(encoded.data());
-  std::size_t left = encoded.size();
-  off_t at = offset;
-  while (left > 0) {
-    const ssize_t w = ::pwrite(vec_fd_, p, left, at);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      throw Error(ErrorCode::kIo, std::string("writing vectors: ") + std::strerror(errno),
-                  {.file = vectors_path().string()});
-    }
-    p += w;
-    at += w;
-    left -= static_cast<std::size_t>(w);
-  }
+  write_at(vec_fd_, encoded.data(), encoded.size(),
+           static_cast<off_t>(static_cast<std::size_t>(committed) * stride),
+           vectors_path(vec_file_));
   Stmt up(*db_, "UPDATE meta SET value = value + ?1 WHERE key = 'vec_rows'");
   up.bind(1, static_cast<std::int64_t>(n)).run();
 }
@@ -568,12 +613,13 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
   }
   WriteTxn txn(*db_);
   if (has_vectors()) {
+    open_vectors_for_write();
     // Rows past the committed count are left over from an interrupted write: cut them.
     const auto committed = static_cast<off_t>(static_cast<std::size_t>(meta_int("vec_rows")) *
                                               row_bytes(manifest_.vector_type, manifest_.dim));
     if (::ftruncate(vec_fd_, committed) != 0) {
       throw Error(ErrorCode::kIo, std::string("truncating vectors: ") + std::strerror(errno),
-                  {.file = vectors_path().string()});
+                  {.file = vectors_path(vec_file_).string()});
     }
   }
   Stmt find(*db_, "SELECT id, hash FROM documents WHERE path = ?1");
@@ -671,7 +717,7 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
   }
   if (wrote_vectors && ::fdatasync(vec_fd_) != 0) {
     throw Error(ErrorCode::kIo, std::string("flushing vectors: ") + std::strerror(errno),
-                {.file = vectors_path().string()});
+                {.file = vectors_path(vec_file_).string()});
   }
   db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
   txn.commit();
@@ -799,6 +845,7 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
     for (const std::string& g : gone) message(printable(g, 300) + ": gone, removed from the bank");
     report.pruned = gone.empty() ? 0 : remove(gone);
   }
+  if (report.updated > 0) compact_if_sparse();
   report.seconds = timer.seconds();
   return report;
 }
@@ -826,7 +873,106 @@ std::size_t Bank::remove(const std::vector<std::string>& patterns) {
   }
   db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
   txn.commit();
+  if (!ids.empty()) compact_if_sparse();
   return ids.size();
+}
+
+void Bank::compact_if_sparse() {
+  if (!has_vectors()) return;
+  const std::int64_t rows = meta_int("vec_rows");
+  Stmt live(*db_, "SELECT COUNT(*) FROM chunks WHERE vec_row IS NOT NULL");
+  const std::int64_t alive = live.step() ? live.i64(0) : 0;
+  if (rows > 0 && 2 * (rows - alive) >= rows) compact();
+}
+
+std::size_t Bank::compact(bool vacuum) {
+  std::size_t reclaimed = 0;
+  if (has_vectors()) {
+    WriteTxn txn(*db_);
+    open_vectors_for_write();
+    remove_stale_vectors();
+    const auto rows = static_cast<std::size_t>(meta_int("vec_rows"));
+    std::vector<std::pair<std::int64_t, std::int64_t>> live;  // (old row, chunk id)
+    {
+      Stmt st(*db_, "SELECT vec_row, id FROM chunks WHERE vec_row IS NOT NULL ORDER BY vec_row");
+      while (st.step()) live.emplace_back(st.i64(0), st.i64(1));
+    }
+    if (live.size() < rows) {
+      const std::int64_t next = vec_file_ + 1;
+      const fs::path path = vectors_path(next);
+      const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        throw Error(ErrorCode::kIo, std::string("cannot create vectors: ") + std::strerror(errno),
+                    {.file = path.string()});
+      }
+      // Until the switch commits, the new file is ours to drop.
+      struct Pending {
+        int fd;
+        fs::path path;
+        bool committed = false;
+        ~Pending() {
+          if (committed) return;
+          ::close(fd);
+          std::error_code ec;
+          fs::remove(path, ec);
+        }
+      } pending{fd, path};
+      const std::size_t stride = row_bytes(manifest_.vector_type, manifest_.dim);
+      const fs::path old_path = vectors_path(vec_file_);
+      std::vector<std::byte> buffer;
+      Stmt move(*db_, "UPDATE chunks SET vec_row = ?2 WHERE id = ?1");
+      // Copy runs of consecutive live rows at once.
+      for (std::size_t i = 0; i < live.size();) {
+        throw_if_cancelled();
+        std::size_t j = i + 1;
+        while (j < live.size() && live[j].first == live[j - 1].first + 1 && j - i < 4096) ++j;
+        const auto first = static_cast<std::size_t>(live[i].first);
+        if (first + (j - i) > rows) {
+          throw Error(ErrorCode::kFormat, "chunk refers to a vector row past the committed ones",
+                      {.file = db_->file});
+        }
+        buffer.resize((j - i) * stride);
+        read_at(vec_fd_, buffer.data(), buffer.size(), static_cast<off_t>(first * stride),
+                old_path);
+        write_at(fd, buffer.data(), buffer.size(), static_cast<off_t>(i * stride), path);
+        for (std::size_t k = i; k < j; ++k) {
+          move.bind(1, live[k].second).bind(2, static_cast<std::int64_t>(k)).run();
+        }
+        i = j;
+      }
+      if (::fdatasync(fd) != 0) {
+        throw Error(ErrorCode::kIo, std::string("flushing vectors: ") + std::strerror(errno),
+                    {.file = path.string()});
+      }
+      // The new file's name must be durable before the database points at it.
+      const int dir = ::open(folder_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dir >= 0) {
+        const int rc = ::fsync(dir);
+        ::close(dir);
+        if (rc != 0) {
+          throw Error(ErrorCode::kIo, std::string("flushing bank folder: ") + std::strerror(errno),
+                      {.file = folder_.string()});
+        }
+      }
+      Stmt set(*db_, "UPDATE meta SET value = ?2 WHERE key = ?1");
+      set.bind(1, std::string("vec_rows")).bind(2, static_cast<std::int64_t>(live.size())).run();
+      set.bind(1, std::string("vec_file")).bind(2, next).run();
+      db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
+      txn.commit();
+      pending.committed = true;
+      ::close(vec_fd_);
+      vec_fd_ = fd;
+      vec_file_ = next;
+      std::error_code ec;
+      fs::remove(old_path, ec);
+      reclaimed = rows - live.size();
+    }
+  }
+  if (vacuum) {
+    db_->exec("VACUUM");
+    db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  return reclaimed;
 }
 
 namespace {
@@ -991,37 +1137,50 @@ std::vector<ChunkScore> Bank::search_bm25(const std::string& query, std::size_t 
 }
 
 void Bank::refresh_vectors() const {
-  const std::int64_t generation = meta_int("generation");
-  if (generation == loaded_generation_) return;
-  db_->exec("BEGIN");
-  try {
-    vec_rows_ = static_cast<std::size_t>(meta_int("vec_rows"));
-    row_chunk_.assign(vec_rows_, 0);
-    row_doc_.assign(vec_rows_, 0);
-    Stmt st(*db_, "SELECT vec_row, id, doc_id FROM chunks WHERE vec_row IS NOT NULL");
-    while (st.step()) {
-      const std::int64_t row = st.i64(0);
-      if (row < 0 || static_cast<std::size_t>(row) >= vec_rows_) {
-        throw Error(ErrorCode::kFormat, "chunk refers to a vector row past the committed ones",
-                    {.file = db_->file});
+  if (meta_int("generation") == loaded_generation_) return;
+  // A compaction in another process may commit and delete the file of the snapshot read here
+  // before it is mapped; the snapshot is then taken again.
+  for (int attempt = 0;; ++attempt) {
+    std::int64_t generation = 0;
+    db_->exec("BEGIN");
+    try {
+      generation = meta_int("generation");
+      vec_rows_ = static_cast<std::size_t>(meta_int("vec_rows"));
+      const fs::path path = vectors_path(meta_int("vec_file"));
+      row_chunk_.assign(vec_rows_, 0);
+      row_doc_.assign(vec_rows_, 0);
+      Stmt st(*db_, "SELECT vec_row, id, doc_id FROM chunks WHERE vec_row IS NOT NULL");
+      while (st.step()) {
+        const std::int64_t row = st.i64(0);
+        if (row < 0 || static_cast<std::size_t>(row) >= vec_rows_) {
+          throw Error(ErrorCode::kFormat, "chunk refers to a vector row past the committed ones",
+                      {.file = db_->file});
+        }
+        row_chunk_[static_cast<std::size_t>(row)] = st.i64(1);
+        row_doc_[static_cast<std::size_t>(row)] = st.i64(2);
       }
-      row_chunk_[static_cast<std::size_t>(row)] = st.i64(1);
-      row_doc_[static_cast<std::size_t>(row)] = st.i64(2);
+      vec_map_ = MappedFile();
+      if (vec_rows_ > 0) {
+        vec_map_ = MappedFile::open(path);
+        if (vec_map_.size() < vec_rows_ * row_bytes(manifest_.vector_type, manifest_.dim)) {
+          throw Error(ErrorCode::kFormat, "vectors file is shorter than the bank says",
+                      {.file = path.string()});
+        }
+      }
+      db_->exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+      vec_map_ = MappedFile();
+      vec_rows_ = 0;
+      row_chunk_.clear();
+      row_doc_.clear();
+      loaded_generation_ = -1;
+      if (attempt < 5 && meta_int("generation") != generation) continue;
+      throw;
     }
-    db_->exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_->db, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
+    loaded_generation_ = generation;
+    return;
   }
-  vec_map_ = MappedFile();
-  if (vec_rows_ > 0) {
-    vec_map_ = MappedFile::open(vectors_path());
-    if (vec_map_.size() < vec_rows_ * row_bytes(manifest_.vector_type, manifest_.dim)) {
-      throw Error(ErrorCode::kFormat, "vectors file is shorter than the bank says",
-                  {.file = vectors_path().string()});
-    }
-  }
-  loaded_generation_ = generation;
 }
 
 std::vector<ChunkScore> Bank::search_dense(const std::vector<float>& query, std::size_t k,

@@ -2,10 +2,12 @@
 //   manifest.json  format version, embedding model (id, fingerprint, dim), chunking parameters
 //   bank.sqlite    documents, chunks and their FTS5 (porter) index, in WAL mode
 //   vectors.f32    one L2-normalised row per embedded chunk (banks with an embedding model);
-//                  vectors.f16 / vectors.int8 when the bank stores f16 or int8 rows
+//                  vectors.f16 / vectors.int8 when the bank stores f16 or int8 rows; after a
+//                  compaction vectors-N.f32 (the database's meta table names the current file)
 // Every change is one SQLite transaction; vector rows are appended and flushed before the
 // transaction that references them commits, and rows past the committed count are cut on the
-// next write, so a SIGKILL at any moment leaves a consistent bank.
+// next write. Compaction writes the live rows to a new file, flushes it, and switches to it in
+// one transaction. So a SIGKILL at any moment leaves a consistent bank.
 #pragma once
 
 #include <cstddef>
@@ -156,7 +158,13 @@ class Bank {
   StoreCounts store_batch(std::vector<PendingDocument>& docs);
 
   // Removes documents whose path equals or glob-matches one of patterns; returns how many.
+  // Compacts the vectors when at least half of their rows are dead.
   std::size_t remove(const std::vector<std::string>& patterns);
+
+  // Rewrites the vectors without the rows of removed or replaced chunks (ingest and remove do
+  // this on their own once half the rows are dead); with vacuum, also rebuilds the database to
+  // return its free pages. Returns the number of vector rows reclaimed.
+  std::size_t compact(bool vacuum = false);
 
   std::vector<DocumentInfo> documents(const std::string& path_glob = "") const;
   std::optional<DocumentInfo> document(const std::string& path) const;
@@ -181,7 +189,13 @@ class Bank {
  private:
   Bank() = default;
   void init_schema();
-  std::filesystem::path vectors_path() const;
+  // The vectors file with this index (0: vectors.<dtype>; N: vectors-N.<dtype>).
+  std::filesystem::path vectors_path(std::int64_t file) const;
+  // Inside a write transaction: makes vec_fd_ the current vectors file (another process may
+  // have compacted since) and deletes the files an interrupted compaction left.
+  void open_vectors_for_write();
+  void remove_stale_vectors() const;
+  void compact_if_sparse();
   void check_model(EmbeddingModel* model) const;
   void append_vectors(const float* rows, std::size_t n);
   std::int64_t meta_int(const char* key) const;
@@ -194,6 +208,7 @@ class Bank {
   EmbeddingModel* model_ = nullptr;
   std::unique_ptr<Db> db_;
   int vec_fd_ = -1;
+  std::int64_t vec_file_ = -1;  // the index of the file vec_fd_ holds
   // Read side of the vectors: the mapped file, its committed rows, and per row the chunk and
   // document ids (0 for dead rows), reloaded when the bank's generation changes.
   mutable MappedFile vec_map_;
