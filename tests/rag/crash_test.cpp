@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
@@ -40,6 +41,35 @@ void check_consistent(const Bank& bank) {
   EXPECT_GE(s.vector_rows, s.vectors);
   // Every document holds all of its chunks: in this corpus each document has exactly one.
   EXPECT_EQ(s.chunks, s.documents);
+}
+
+// Runs work in a forked child and SIGKILLs it after delay seconds; returns waitpid's status (the
+// child exits 0 when work returns first, 3 when it throws).
+int run_and_kill(const std::function<void()>& work, double delay) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    try {
+      work();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+// Dense search sees the committed vectors: a document's own text finds itself.
+void expect_finds_itself(const Bank& bank, FakeEmbedding& model, const BeirDocument& probe) {
+  std::vector<float> q = model.embed({probe.title + "\n" + probe.text});
+  normalize_rows(q.data(), 1, q.size());
+  const auto hits = bank.search_dense(q, 1);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_NEAR(hits[0].score, 1.0, 1e-4);
 }
 
 TEST(Crash, SigkillDuringIngestLeavesAConsistentBankThatConverges) {
@@ -78,22 +108,14 @@ TEST(Crash, SigkillDuringIngestLeavesAConsistentBankThatConverges) {
       half.corpus.resize(half.corpus.size() / 2);
       ingest_beir(*bank, half, 16);
     }
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      try {
-        FakeEmbedding child_model(32);
-        auto bank = Bank::open(folder, &child_model, true, beir_chunking());
-        ingest_beir(*bank, data, 16);
-      } catch (...) {
-        ::_exit(3);
-      }
-      ::_exit(0);
-    }
-    std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * window));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    const int status = run_and_kill(
+        [&] {
+          FakeEmbedding child_model(32);
+          auto bank = Bank::open(folder, &child_model, true, beir_chunking());
+          ingest_beir(*bank, data, 16);
+        },
+        unit(rng) * window);
+    ASSERT_NE(status, -1) << "fork failed";
     if (WIFSIGNALED(status)) {
       ++killed_mid_way;
     } else {
@@ -107,13 +129,7 @@ TEST(Crash, SigkillDuringIngestLeavesAConsistentBankThatConverges) {
     ingest_beir(*bank, data, 16);
     check_consistent(*bank);
     EXPECT_EQ(snapshot(*bank), reference);
-    // Dense search sees the committed vectors: a document's own text finds itself.
-    const BeirDocument& probe = data.corpus[data.corpus.size() / 3];
-    std::vector<float> q = model.embed({probe.title + "\n" + probe.text});
-    normalize_rows(q.data(), 1, q.size());
-    const auto hits = bank->search_dense(q, 1);
-    ASSERT_EQ(hits.size(), 1u);
-    EXPECT_NEAR(hits[0].score, 1.0, 1e-4);
+    expect_finds_itself(*bank, model, data.corpus[data.corpus.size() / 3]);
   }
   EXPECT_GE(killed_mid_way, 20) << "every kill must land while the child is still working";
 }
@@ -160,29 +176,21 @@ TEST(Crash, SigkillDuringRemoveAndCompactionLeavesAConsistentBank) {
       auto bank = Bank::open(folder, &model, true, beir_chunking());
       ingest_beir(*bank, data, 16);
     }
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      try {
-        FakeEmbedding child_model(32);
-        auto bank = Bank::open(folder, &child_model, false);
-        for (std::size_t cycle = 0;; ++cycle) {
-          std::vector<std::string> drop;
-          for (std::size_t i = cycle % 3; i < data.corpus.size(); i += 3) {
-            drop.push_back(data.corpus[i].id);
+    const int status = run_and_kill(
+        [&] {
+          FakeEmbedding child_model(32);
+          auto bank = Bank::open(folder, &child_model, false);
+          for (std::size_t cycle = 0;; ++cycle) {
+            std::vector<std::string> drop;
+            for (std::size_t i = cycle % 3; i < data.corpus.size(); i += 3) {
+              drop.push_back(data.corpus[i].id);
+            }
+            bank->remove(drop);
+            ingest_beir(*bank, data, 16);
+            bank->compact();
           }
-          bank->remove(drop);
-          ingest_beir(*bank, data, 16);
-          bank->compact();
-        }
-      } catch (...) {
-        ::_exit(3);
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * window));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+        },
+        unit(rng) * window);
     ASSERT_TRUE(WIFSIGNALED(status)) << "the child stopped on its own: " << WEXITSTATUS(status);
     auto bank = Bank::open(folder, &model, false);
     check_consistent(*bank);
@@ -193,12 +201,7 @@ TEST(Crash, SigkillDuringRemoveAndCompactionLeavesAConsistentBank) {
     const BankStats s = bank->stats();
     EXPECT_EQ(s.vector_rows, s.vectors);
     EXPECT_EQ(vector_files(folder), 1u) << "files of an interrupted compaction are cleaned up";
-    const BeirDocument& probe = data.corpus[data.corpus.size() / 2];
-    std::vector<float> q = model.embed({probe.title + "\n" + probe.text});
-    normalize_rows(q.data(), 1, q.size());
-    const auto hits = bank->search_dense(q, 1);
-    ASSERT_EQ(hits.size(), 1u);
-    EXPECT_NEAR(hits[0].score, 1.0, 1e-4);
+    expect_finds_itself(*bank, model, data.corpus[data.corpus.size() / 2]);
   }
 }
 
