@@ -325,6 +325,36 @@ TEST(Bank, CompactionKeepsEveryLiveVectorAndOtherHandlesFollow) {
   }
 }
 
+TEST(Bank, MissingOrShortVectorsAreReportedNotRecreated) {
+  testing::TempDir dir;
+  write_notes(dir / "notes");
+  FakeEmbedding model;
+  const fs::path folder = dir / "bank";
+  {
+    auto bank = Bank::open(folder, &model, true);
+    ingest(*bank, dir / "notes");
+  }
+  write_file(dir / "notes" / "new.txt", "Herons wade in shallow water.");
+  const auto expect_refused = [&](const std::string& what) {
+    auto bank = Bank::open(folder, &model, false);
+    try {
+      ingest(*bank, dir / "notes");
+      ADD_FAILURE() << "ingest went on over a " << what << " vectors file";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kFormat) << e.what();
+      EXPECT_NE(std::string(e.what()).find("vectors.f32"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(bank->search_bm25("herons", 5).empty()) << "nothing was stored";
+    EXPECT_FALSE(bank->search_bm25("pelicans", 5).empty()) << "the documents are still there";
+  };
+  const std::uintmax_t size = fs::file_size(folder / "vectors.f32");
+  fs::resize_file(folder / "vectors.f32", size / 2);
+  expect_refused("short");
+  fs::remove(folder / "vectors.f32");
+  expect_refused("missing");
+  EXPECT_FALSE(fs::exists(folder / "vectors.f32")) << "not recreated empty";
+}
+
 TEST(Bank, CompactionWithVacuumReturnsDiskSpace) {
   testing::TempDir dir;
   fs::create_directories(dir / "notes");

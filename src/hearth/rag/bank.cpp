@@ -520,9 +520,13 @@ void Bank::open_vectors_for_write() {
   const std::int64_t current = meta_int("vec_file");
   if (vec_fd_ >= 0 && current == vec_file_) return;
   const std::string path = vectors_path(current).string();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // The file is created with the bank's first vectors; once rows are committed, a missing file
+  // is damage to report, not to paper over with an empty one.
+  const int create = meta_int("vec_rows") == 0 ? O_CREAT : 0;
+  const int fd = ::open(path.c_str(), O_RDWR | create | O_CLOEXEC, 0644);
   if (fd < 0) {
-    throw Error(ErrorCode::kIo, std::string("cannot open vectors: ") + std::strerror(errno),
+    throw Error(errno == ENOENT ? ErrorCode::kFormat : ErrorCode::kIo,
+                std::string("cannot open the bank's vectors: ") + std::strerror(errno),
                 {.file = path});
   }
   if (vec_fd_ >= 0) ::close(vec_fd_);
@@ -617,6 +621,11 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
     // Rows past the committed count are left over from an interrupted write: cut them.
     const auto committed = static_cast<off_t>(static_cast<std::size_t>(meta_int("vec_rows")) *
                                               row_bytes(manifest_.vector_type, manifest_.dim));
+    struct stat st {};
+    if (::fstat(vec_fd_, &st) == 0 && st.st_size < committed) {
+      throw Error(ErrorCode::kFormat, "vectors file is shorter than the bank says",
+                  {.file = vectors_path(vec_file_).string()});
+    }
     if (::ftruncate(vec_fd_, committed) != 0) {
       throw Error(ErrorCode::kIo, std::string("truncating vectors: ") + std::strerror(errno),
                   {.file = vectors_path(vec_file_).string()});
