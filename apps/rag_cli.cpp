@@ -415,7 +415,7 @@ int main(int argc, char** argv) {
   ingest
       ->add_option("--vectors", vectors,
                    "How a new bank stores its embeddings: f32 (default), f16 (half the disk, "
-                   "~1e-3 error) or int8 (a quarter, ~1e-2 error)")
+                   "scores within ~1e-3) or int8 (a quarter, within ~3e-2)")
       ->check(CLI::IsMember({"f32", "f16", "int8"}));
 
   std::string query;
