@@ -588,6 +588,17 @@ void read_at(int fd, std::byte* data, std::size_t size, off_t at, const fs::path
   }
 }
 
+void sync_folder(const fs::path& folder) {
+  const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;  // nothing to flush through (some file systems refuse to open folders)
+  const int rc = ::fsync(dir);
+  ::close(dir);
+  if (rc != 0) {
+    throw Error(ErrorCode::kIo, std::string("flushing bank folder: ") + std::strerror(errno),
+                {.file = folder.string()});
+  }
+}
+
 }  // namespace
 
 void Bank::append_vectors(const float* rows, std::size_t n) {
@@ -895,93 +906,83 @@ void Bank::compact_if_sparse() {
 }
 
 std::size_t Bank::compact(bool vacuum) {
-  std::size_t reclaimed = 0;
-  if (has_vectors()) {
-    WriteTxn txn(*db_);
-    open_vectors_for_write();
-    remove_stale_vectors();
-    const auto rows = static_cast<std::size_t>(meta_int("vec_rows"));
-    std::vector<std::pair<std::int64_t, std::int64_t>> live;  // (old row, chunk id)
-    {
-      Stmt st(*db_, "SELECT vec_row, id FROM chunks WHERE vec_row IS NOT NULL ORDER BY vec_row");
-      while (st.step()) live.emplace_back(st.i64(0), st.i64(1));
-    }
-    if (live.size() < rows) {
-      const std::int64_t next = vec_file_ + 1;
-      const fs::path path = vectors_path(next);
-      const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd < 0) {
-        throw Error(ErrorCode::kIo, std::string("cannot create vectors: ") + std::strerror(errno),
-                    {.file = path.string()});
-      }
-      // Until the switch commits, the new file is ours to drop.
-      struct Pending {
-        int fd;
-        fs::path path;
-        bool committed = false;
-        ~Pending() {
-          if (committed) return;
-          ::close(fd);
-          std::error_code ec;
-          fs::remove(path, ec);
-        }
-      } pending{fd, path};
-      const std::size_t stride = row_bytes(manifest_.vector_type, manifest_.dim);
-      const fs::path old_path = vectors_path(vec_file_);
-      std::vector<std::byte> buffer;
-      Stmt move(*db_, "UPDATE chunks SET vec_row = ?2 WHERE id = ?1");
-      // Copy runs of consecutive live rows at once.
-      for (std::size_t i = 0; i < live.size();) {
-        throw_if_cancelled();
-        std::size_t j = i + 1;
-        while (j < live.size() && live[j].first == live[j - 1].first + 1 && j - i < 4096) ++j;
-        const auto first = static_cast<std::size_t>(live[i].first);
-        if (first + (j - i) > rows) {
-          throw Error(ErrorCode::kFormat, "chunk refers to a vector row past the committed ones",
-                      {.file = db_->file});
-        }
-        buffer.resize((j - i) * stride);
-        read_at(vec_fd_, buffer.data(), buffer.size(), static_cast<off_t>(first * stride),
-                old_path);
-        write_at(fd, buffer.data(), buffer.size(), static_cast<off_t>(i * stride), path);
-        for (std::size_t k = i; k < j; ++k) {
-          move.bind(1, live[k].second).bind(2, static_cast<std::int64_t>(k)).run();
-        }
-        i = j;
-      }
-      if (::fdatasync(fd) != 0) {
-        throw Error(ErrorCode::kIo, std::string("flushing vectors: ") + std::strerror(errno),
-                    {.file = path.string()});
-      }
-      // The new file's name must be durable before the database points at it.
-      const int dir = ::open(folder_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dir >= 0) {
-        const int rc = ::fsync(dir);
-        ::close(dir);
-        if (rc != 0) {
-          throw Error(ErrorCode::kIo, std::string("flushing bank folder: ") + std::strerror(errno),
-                      {.file = folder_.string()});
-        }
-      }
-      Stmt set(*db_, "UPDATE meta SET value = ?2 WHERE key = ?1");
-      set.bind(1, std::string("vec_rows")).bind(2, static_cast<std::int64_t>(live.size())).run();
-      set.bind(1, std::string("vec_file")).bind(2, next).run();
-      db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
-      txn.commit();
-      pending.committed = true;
-      ::close(vec_fd_);
-      vec_fd_ = fd;
-      vec_file_ = next;
-      std::error_code ec;
-      fs::remove(old_path, ec);
-      reclaimed = rows - live.size();
-    }
-  }
+  const std::size_t reclaimed = has_vectors() ? compact_vectors() : 0;
   if (vacuum) {
     db_->exec("VACUUM");
     db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
   return reclaimed;
+}
+
+std::size_t Bank::compact_vectors() {
+  WriteTxn txn(*db_);
+  open_vectors_for_write();
+  remove_stale_vectors();
+  const auto rows = static_cast<std::size_t>(meta_int("vec_rows"));
+  std::vector<std::pair<std::int64_t, std::int64_t>> live;  // (old row, chunk id)
+  {
+    Stmt st(*db_, "SELECT vec_row, id FROM chunks WHERE vec_row IS NOT NULL ORDER BY vec_row");
+    while (st.step()) live.emplace_back(st.i64(0), st.i64(1));
+  }
+  if (live.size() == rows) return 0;
+  const std::int64_t next = vec_file_ + 1;
+  const fs::path path = vectors_path(next);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw Error(ErrorCode::kIo, std::string("cannot create vectors: ") + std::strerror(errno),
+                {.file = path.string()});
+  }
+  // Until the switch commits, the new file is ours to drop.
+  struct Pending {
+    int fd;
+    fs::path path;
+    bool committed = false;
+    ~Pending() {
+      if (committed) return;
+      ::close(fd);
+      std::error_code ec;
+      fs::remove(path, ec);
+    }
+  } pending{fd, path};
+  const std::size_t stride = row_bytes(manifest_.vector_type, manifest_.dim);
+  const fs::path old_path = vectors_path(vec_file_);
+  std::vector<std::byte> buffer;
+  Stmt move(*db_, "UPDATE chunks SET vec_row = ?2 WHERE id = ?1");
+  // Copy runs of consecutive live rows at once.
+  for (std::size_t i = 0; i < live.size();) {
+    throw_if_cancelled();
+    std::size_t j = i + 1;
+    while (j < live.size() && live[j].first == live[j - 1].first + 1 && j - i < 4096) ++j;
+    const auto first = static_cast<std::size_t>(live[i].first);
+    if (first + (j - i) > rows) {
+      throw Error(ErrorCode::kFormat, "chunk refers to a vector row past the committed ones",
+                  {.file = db_->file});
+    }
+    buffer.resize((j - i) * stride);
+    read_at(vec_fd_, buffer.data(), buffer.size(), static_cast<off_t>(first * stride), old_path);
+    write_at(fd, buffer.data(), buffer.size(), static_cast<off_t>(i * stride), path);
+    for (std::size_t k = i; k < j; ++k) {
+      move.bind(1, live[k].second).bind(2, static_cast<std::int64_t>(k)).run();
+    }
+    i = j;
+  }
+  if (::fdatasync(fd) != 0) {
+    throw Error(ErrorCode::kIo, std::string("flushing vectors: ") + std::strerror(errno),
+                {.file = path.string()});
+  }
+  sync_folder(folder_);  // the new file's name must be durable before the database names it
+  Stmt set(*db_, "UPDATE meta SET value = ?2 WHERE key = ?1");
+  set.bind(1, std::string("vec_rows")).bind(2, static_cast<std::int64_t>(live.size())).run();
+  set.bind(1, std::string("vec_file")).bind(2, next).run();
+  db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
+  txn.commit();
+  pending.committed = true;
+  ::close(vec_fd_);
+  vec_fd_ = fd;
+  vec_file_ = next;
+  std::error_code ec;
+  fs::remove(old_path, ec);
+  return rows - live.size();
 }
 
 namespace {

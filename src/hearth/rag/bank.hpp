@@ -196,6 +196,7 @@ class Bank {
   void open_vectors_for_write();
   void remove_stale_vectors() const;
   void compact_if_sparse();
+  std::size_t compact_vectors();  // compact() for banks with vectors
   void check_model(EmbeddingModel* model) const;
   void append_vectors(const float* rows, std::size_t n);
   std::int64_t meta_int(const char* key) const;
