@@ -231,6 +231,19 @@ int do_ingest(const std::vector<std::string>& paths, const Options& o, const Mod
   if (folders.size() != 1) {
     throw Error(ErrorCode::kInvalidArgument, "ingest writes to exactly one --bank");
   }
+  // A path that is not there (a typo, a drive not mounted) stops the run before a bank is
+  // created or anything is ingested or pruned.
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    if (!fs::exists(fs::status(p, ec))) {
+      throw Error(
+          ErrorCode::kNotFound,
+          (ec && ec != std::errc::no_such_file_or_directory ? "cannot access: " + ec.message()
+                                                            : std::string("not found")) +
+              "; nothing was ingested or pruned",
+          {.file = p});
+    }
+  }
   const rag::VectorType vector_type =
       vectors.empty() ? rag::VectorType::kF32 : rag::parse_vector_type(vectors);
   if (!vectors.empty() && !models.embedding) {
@@ -259,13 +272,13 @@ int do_ingest(const std::vector<std::string>& paths, const Options& o, const Mod
   const rag::IngestReport r = bank->ingest(roots, opts);
   printer.clear();
   std::fprintf(stderr,
-               "rag-cli: %zu added, %zu updated, %zu unchanged, %zu failed, %zu pruned; %zu "
-               "chunks; %.1f MB in %.2f s (%.1f MB/s) into %s\n",
-               r.added, r.updated, r.unchanged, r.failed, r.pruned, r.chunks,
+               "rag-cli: %zu added, %zu updated, %zu unchanged, %zu failed, %zu skipped, %zu "
+               "pruned; %zu chunks; %.1f MB in %.2f s (%.1f MB/s) into %s\n",
+               r.added, r.updated, r.unchanged, r.failed, r.skipped, r.pruned, r.chunks,
                static_cast<double>(r.bytes) / 1e6, r.seconds,
                static_cast<double>(r.bytes) / 1e6 / std::max(r.seconds, 1e-9),
                hearth::printable(folders[0].string(), 200).c_str());
-  return r.failed > 0 ? 1 : 0;
+  return r.failed > 0 || r.prune_refused ? 1 : 0;
 }
 
 int interactive(const Options& o, const Models& models) {
@@ -396,11 +409,15 @@ int main(int argc, char** argv) {
   std::size_t chunk_overlap = 50;
   std::uint64_t max_file_mb = 64;
   CLI::App* ingest =
-      app.add_subcommand("ingest", "Add .txt/.md/.html/.pdf files or folders to a bank");
+      app.add_subcommand("ingest", "Add .txt/.md/.html/.pdf/.rst/.csv files or folders to a bank");
   ingest->add_option("paths", ingest_paths, "Files or folders (recursive)")->required();
   ingest->add_option("--include", ingest_opts.collect.include, "Only files matching this glob");
   ingest->add_option("--exclude", ingest_opts.collect.exclude, "Skip files matching this glob");
-  ingest->add_flag("--prune", ingest_opts.prune, "Drop documents whose files are gone");
+  ingest->add_flag("--prune", ingest_opts.prune,
+                   "Drop documents whose files are gone (refused when a path is missing, "
+                   "unreadable or empty)");
+  ingest->add_flag("--follow-symlinks", ingest_opts.collect.follow_symlinks,
+                   "Read symlinked files whose targets are outside the folder");
   ingest->add_option("--chunker", chunker, "structural, or characters (the original 256/50)")
       ->capture_default_str();
   ingest->add_option("--chunk-size", chunk_size,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/time.h>
+#include <unistd.h>
 #include <utime.h>
 
 #include <algorithm>
@@ -98,6 +99,87 @@ TEST(Bank, IncrementalIngestPruneAndRemove) {
   for (const ChunkScore& h : bank->search_dense(q, 10)) {
     EXPECT_TRUE(bank->chunk(h.chunk_id).has_value());
   }
+}
+
+// --prune must never take a vanished or unreadable root for deleted documents.
+TEST(Bank, PruneRefusesRootsItCannotTrust) {
+  testing::TempDir dir;
+  const fs::path notes = dir / "notes";
+  write_notes(notes);
+  auto bank = Bank::open(dir / "bank", nullptr, true);
+  ASSERT_EQ(ingest(*bank, notes).added, 3u);
+  std::vector<std::string> messages;
+  auto prune = [&](const fs::path& root) {
+    IngestOptions o;
+    o.prune = true;
+    messages.clear();
+    o.on_message = [&](const std::string& m) { messages.push_back(m); };
+    return bank->ingest({root}, o);
+  };
+  auto said = [&](const std::string& what) {
+    for (const std::string& m : messages) {
+      if (m.find(what) != std::string::npos) return true;
+    }
+    return false;
+  };
+  // Renamed (or a drive not mounted): nothing is pruned, and the run says so.
+  fs::rename(notes, dir / "renamed");
+  IngestReport r = prune(notes);
+  EXPECT_TRUE(r.prune_refused);
+  EXPECT_EQ(r.pruned, 0u);
+  EXPECT_TRUE(said("not found")) << ::testing::PrintToString(messages);
+  EXPECT_TRUE(said("nothing was pruned")) << ::testing::PrintToString(messages);
+  EXPECT_EQ(bank->documents().size(), 3u);
+  // An empty mount point.
+  fs::create_directories(notes);
+  r = prune(notes);
+  EXPECT_TRUE(r.prune_refused);
+  EXPECT_TRUE(said("empty mount point")) << ::testing::PrintToString(messages);
+  EXPECT_EQ(bank->documents().size(), 3u);
+  // A file where the folder was.
+  fs::remove(notes);
+  write_file(notes, "now a file\n");
+  r = prune(notes);
+  EXPECT_TRUE(r.prune_refused);
+  EXPECT_TRUE(said("is a file now")) << ::testing::PrintToString(messages);
+  EXPECT_EQ(bank->documents().size(), 4u) << "the file itself is ingested, nothing pruned";
+  ASSERT_EQ(bank->remove({notes.string()}), 1u);
+  fs::remove(notes);
+  fs::rename(dir / "renamed", notes);
+  // A sub-folder that is now empty (a mount point inside the tree).
+  fs::remove_all(notes / "birds");
+  fs::create_directories(notes / "birds");
+  r = prune(notes);
+  EXPECT_TRUE(r.prune_refused);
+  EXPECT_TRUE(said("birds is an empty folder")) << ::testing::PrintToString(messages);
+  EXPECT_EQ(bank->documents().size(), 3u);
+  // Files that are really gone are pruned, and only those: a name with glob characters does
+  // not take its neighbours along.
+  fs::remove(notes / "birds");
+  write_file(notes / "a*.txt", "star\n");
+  write_file(notes / "ab.txt", "neighbour\n");
+  ASSERT_EQ(ingest(*bank, notes).added, 2u);
+  fs::remove(notes / "a*.txt");
+  r = prune(notes);
+  EXPECT_FALSE(r.prune_refused) << ::testing::PrintToString(messages);
+  EXPECT_EQ(r.pruned, 3u) << ::testing::PrintToString(messages);
+  std::vector<std::string> left;
+  for (const DocumentInfo& d : bank->documents()) left.push_back(fs::path(d.path).filename());
+  EXPECT_EQ(left, (std::vector<std::string>{"ab.txt", "cats.html"}));
+}
+
+TEST(Bank, PruneRefusesWhenAFolderCannotBeRead) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads every folder; run as a user to test this";
+  testing::TempDir dir;
+  const fs::path notes = dir / "notes";
+  write_notes(notes);
+  auto bank = Bank::open(dir / "bank", nullptr, true);
+  ASSERT_EQ(ingest(*bank, notes).added, 3u);
+  fs::permissions(notes / "birds", fs::perms::none);
+  const IngestReport r = ingest(*bank, notes, /*prune=*/true);
+  fs::permissions(notes / "birds", fs::perms::owner_all);
+  EXPECT_TRUE(r.prune_refused);
+  EXPECT_EQ(bank->documents().size(), 3u);
 }
 
 TEST(Bank, QueriesFullOfFtsSyntaxAreSafe) {

@@ -102,6 +102,30 @@ TEST(Chunker, TokenBudgetPacksAndSplitsByTheModelsCount) {
   EXPECT_THROW(chunk_document(d, ChunkingOptions::tokens(6)), Error);
 }
 
+// Text without spaces or sentence ends (Chinese, base64) under a token budget: the tokenizer
+// must see each character a bounded number of times, not once per chunk before it.
+TEST(Chunker, TokenBudgetOnSpaceFreeTextTokenizesEachCharacterBoundedTimes) {
+  std::string text;
+  for (int i = 0; i < 160000; ++i) {
+    const char32_t cp = 0x4E00 + static_cast<char32_t>(i * 7919 % 0x5000);
+    text += static_cast<char>(0xE0 | (cp >> 12));
+    text += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    text += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  const LoadedDocument d = parse_text(text);
+  std::size_t seen = 0;  // characters handed to the tokenizer
+  const TokenCounter one_per_char = [&](std::string_view s) {
+    seen += count_chars(s);
+    return count_chars(s);
+  };
+  const auto chunks = chunk_document(d, ChunkingOptions::tokens(256), one_per_char);
+  ASSERT_EQ(chunks.size(), 625u);
+  for (const Chunk& c : chunks) EXPECT_EQ(count_chars(c.text), 256u);
+  EXPECT_EQ(chunks.back().end, text.size());
+  // Quadratic cutting hands over ~n^2 / (2 * 256) = 50M characters here.
+  EXPECT_LT(seen, 16u * 160000u) << seen / 160000 << " times each character";
+}
+
 TEST(Sentences, SplitsOnTerminalPunctuationOnly) {
   const std::string t = "Dr. Who? yes. e.g. this stays. Last one!\n\nNew para";
   std::vector<std::string> got;

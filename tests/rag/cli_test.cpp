@@ -1,6 +1,7 @@
 // End-to-end checks of rag-cli and bench-cli rag as a user runs them.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "support/fixtures.hpp"
@@ -80,6 +81,56 @@ TEST(RagCli, IngestSearchAskListStatsRm) {
   // A missing bank is a one-line error.
   EXPECT_EQ(rag(dir / "nope", "stats", &out), 1);
   EXPECT_NE(out.find("no knowledge bank"), std::string::npos) << out;
+}
+
+TEST(RagCli, IngestOfAMissingPathFailsAndCreatesNothing) {
+  testing::TempDir dir;
+  std::string out;
+  EXPECT_EQ(rag(dir / "bank", cat({"ingest ", quote(dir / "no-such-folder")}), &out), 1) << out;
+  EXPECT_NE(out.find("not found; nothing was ingested or pruned"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "bank"));
+}
+
+TEST(RagCli, PruneOfAVanishedRootKeepsTheBankAndFails) {
+  testing::TempDir dir;
+  const fs::path bank = dir / "bank";
+  fs::copy(sample_corpus(), dir / "corpus", fs::copy_options::recursive);
+  std::string out;
+  ASSERT_EQ(rag(bank, cat({"ingest ", quote(dir / "corpus")}), &out), 0) << out;
+  fs::rename(dir / "corpus", dir / "moved");
+  EXPECT_EQ(rag(bank, cat({"ingest --prune ", quote(dir / "corpus")}), &out), 1) << out;
+  EXPECT_NE(out.find("nothing was ingested or pruned"), std::string::npos) << out;
+  // An empty folder in its place (a drive not mounted) is refused as well.
+  fs::create_directories(dir / "corpus");
+  EXPECT_EQ(rag(bank, cat({"ingest --prune ", quote(dir / "corpus")}), &out), 1) << out;
+  EXPECT_NE(out.find("nothing was pruned"), std::string::npos) << out;
+  ASSERT_EQ(rag(bank, "stats --json", &out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)[0]["documents"], 4);
+}
+
+TEST(RagCli, IngestNamesSkippedFilesAndDoesNotFollowSymlinksOutOfTheTree) {
+  testing::TempDir dir;
+  const fs::path bank = dir / "bank";
+  fs::create_directories(dir / "notes");
+  fs::create_directories(dir / "private");
+  {
+    std::ofstream(dir / "notes" / "todo.txt") << "water the plants\n";
+    std::ofstream(dir / "notes" / "data.json") << "{}\n";
+    std::ofstream(dir / "private" / "secret.txt") << "the vault code is zanzibar\n";
+  }
+  fs::create_symlink(dir / "private" / "secret.txt", dir / "notes" / "passwd.txt");
+  std::string out;
+  ASSERT_EQ(rag(bank, cat({"ingest ", quote(dir / "notes")}), &out), 0) << out;
+  EXPECT_NE(out.find("1 file(s) of unsupported types skipped: data.json"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("passwd.txt: symlink to"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 added, 0 updated, 0 unchanged, 0 failed, 2 skipped"), std::string::npos)
+      << out;
+  ASSERT_EQ(rag(bank, "search zanzibar", &out), 0) << out;
+  EXPECT_EQ(out.find("passwd.txt"), std::string::npos) << out;
+  ASSERT_EQ(rag(bank, cat({"ingest --follow-symlinks ", quote(dir / "notes")}), &out), 0) << out;
+  ASSERT_EQ(rag(bank, "search zanzibar", &out), 0) << out;
+  EXPECT_NE(out.find("passwd.txt"), std::string::npos) << out;
 }
 
 TEST(RagCli, InteractiveLoopAnswersAndExitsOnEndOfInput) {

@@ -762,8 +762,10 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
     if (options.on_message) options.on_message(m);
   };
   std::vector<std::string> warnings;
-  const std::vector<fs::path> files = collect_files(roots, options.collect, &warnings);
+  CollectReport found;
+  const std::vector<fs::path> files = collect_files(roots, options.collect, &warnings, &found);
   for (const std::string& w : warnings) message(w);
+  report.skipped = found.unsupported + found.symlinks;
   IngestProgress progress;
   progress.files_total = files.size();
   std::vector<std::uint64_t> sizes(files.size(), 0);
@@ -844,45 +846,101 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
   commit();
   if (options.on_progress) options.on_progress(progress);
   if (options.prune) {
-    std::set<std::string> present;
-    for (const fs::path& f : files) present.insert(fs::absolute(f).lexically_normal().string());
-    std::vector<std::string> gone;
-    for (const fs::path& root : roots) {
-      std::string prefix = fs::absolute(root).lexically_normal().string();
-      for (const DocumentInfo& d : documents()) {
-        const bool under =
-            d.path == prefix ||
-            (d.path.size() > prefix.size() && d.path.compare(0, prefix.size(), prefix) == 0 &&
-             (prefix.ends_with("/") || d.path[prefix.size()] == '/'));
-        std::error_code ec;
-        if (under && present.count(d.path) == 0 && !fs::exists(d.path, ec)) {
-          gone.push_back(d.path);
-        }
-      }
-    }
-    std::sort(gone.begin(), gone.end());
-    gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+    const std::vector<std::string> gone = prunable(found, files, message, &report.prune_refused);
     for (const std::string& g : gone) message(printable(g, 300) + ": gone, removed from the bank");
-    report.pruned = gone.empty() ? 0 : remove(gone);
+    if (!gone.empty()) {
+      const std::set<std::string> doomed(gone.begin(), gone.end());
+      report.pruned = erase_documents([&](const std::string& p) { return doomed.count(p) > 0; });
+    }
   }
   if (report.updated > 0) compact_if_sparse();
   report.seconds = timer.seconds();
   return report;
 }
 
+std::vector<std::string> Bank::prunable(const CollectReport& found,
+                                        const std::vector<fs::path>& files,
+                                        const std::function<void(const std::string&)>& message,
+                                        bool* refused) const {
+  std::set<std::string> present;
+  for (const fs::path& f : files) present.insert(fs::absolute(f).lexically_normal().string());
+  const std::vector<DocumentInfo> stored = documents();
+  std::vector<std::string> gone;
+  std::vector<std::string> reasons;
+  for (const RootReport& rr : found.roots) {
+    std::string prefix = fs::absolute(rr.root).lexically_normal().string();
+    while (prefix.size() > 1 && prefix.ends_with("/")) prefix.pop_back();
+    // Stored documents under the root whose files are gone: stat says "no such file" (any other
+    // error, such as a permission denied, leaves the document alone).
+    std::vector<std::string> here;
+    for (const DocumentInfo& d : stored) {
+      const bool under =
+          d.path == prefix || (d.path.size() > prefix.size() && d.path.starts_with(prefix) &&
+                               (prefix == "/" || d.path[prefix.size()] == '/'));
+      if (!under || present.count(d.path) > 0) continue;
+      struct stat st {};
+      if (::stat(d.path.c_str(), &st) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+        here.push_back(d.path);
+      }
+    }
+    if (here.empty()) continue;
+    const std::string shown = printable(rr.root.string(), 200);
+    std::string why;
+    if (rr.state == RootReport::State::kMissing) {
+      why = shown +
+            (rr.complete ? ": not found (renamed, or a drive not mounted?)" : ": cannot be read");
+    } else if (rr.state == RootReport::State::kFile) {
+      why = shown + " is a file now, not the folder the bank holds documents under";
+    } else if (!rr.complete) {
+      why = shown + ": some folders under it could not be read";
+    } else if (rr.files == 0) {
+      why = shown + " holds no files to ingest (an empty mount point?)";
+    } else {
+      // A folder that is now empty while the bank holds documents in it is a mount point too.
+      for (const std::string& g : here) {
+        fs::path up = fs::path(g).parent_path();
+        std::error_code ec;
+        while (up.string().size() > prefix.size() && !fs::exists(up, ec)) up = up.parent_path();
+        if (up.string().size() > prefix.size() && fs::is_empty(up, ec) && !ec) {
+          why = printable(up.string(), 200) + " is an empty folder (a drive not mounted?)";
+          break;
+        }
+      }
+    }
+    if (!why.empty()) {
+      reasons.push_back(why + "; " + std::to_string(here.size()) +
+                        " document(s) stored under it would have been pruned");
+    } else {
+      gone.insert(gone.end(), here.begin(), here.end());
+    }
+  }
+  *refused = !reasons.empty();
+  if (*refused) {
+    for (const std::string& r : reasons) message(r);
+    message("nothing was pruned (rag-cli rm removes documents on purpose)");
+    return {};
+  }
+  std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+  return gone;
+}
+
 std::size_t Bank::remove(const std::vector<std::string>& patterns) {
+  return erase_documents([&](const std::string& path) {
+    for (const std::string& p : patterns) {
+      if (p == path || glob_match(p, path)) return true;
+    }
+    return false;
+  });
+}
+
+std::size_t Bank::erase_documents(const std::function<bool(const std::string&)>& match) {
   WriteTxn txn(*db_);
   std::vector<std::int64_t> ids;
   {
     Stmt all(*db_, "SELECT id, path FROM documents");
     while (all.step()) {
-      const std::string path = all.str(1);
-      for (const std::string& p : patterns) {
-        if (p == path || glob_match(p, path)) {
-          ids.push_back(all.i64(0));
-          break;
-        }
-      }
+      if (match(all.str(1))) ids.push_back(all.i64(0));
     }
   }
   Stmt del_chunks(*db_, "DELETE FROM chunks WHERE doc_id = ?1");

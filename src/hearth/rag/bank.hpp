@@ -84,7 +84,10 @@ struct IngestProgress {
 struct IngestOptions {
   LoadOptions load;
   CollectOptions collect;
-  bool prune = false;  // drop documents whose files are gone from under the given roots
+  // Drop documents whose files are gone from under the given roots; refused (nothing pruned,
+  // IngestReport::prune_refused) when a root is missing, is a file, cannot be read in full, or
+  // holds no file to ingest while documents are stored under it (an unmounted drive).
+  bool prune = false;
   std::function<void(const IngestProgress&)> on_progress;
   std::function<void(const std::string&)> on_message;  // per-file problems and notes
 };
@@ -95,6 +98,10 @@ struct IngestReport {
   std::size_t unchanged = 0;
   std::size_t failed = 0;
   std::size_t pruned = 0;
+  // --prune found a root it cannot trust (missing, a file now, not fully readable, or holding
+  // no files), said why, and pruned nothing.
+  bool prune_refused = false;
+  std::size_t skipped = 0;  // files of unsupported types and symlinks not followed
   std::size_t chunks = 0;
   std::size_t repaired_files = 0;
   std::uint64_t bytes = 0;
@@ -196,6 +203,14 @@ class Bank {
   void open_vectors_for_write();
   void remove_stale_vectors() const;
   void compact_if_sparse();
+  // Removes the documents whose paths match, in one transaction; returns how many.
+  std::size_t erase_documents(const std::function<bool(const std::string&)>& match);
+  // The documents --prune may drop from under the collected roots, or nothing when a root cannot
+  // be trusted (the reasons are passed to message).
+  std::vector<std::string> prunable(const CollectReport& found,
+                                    const std::vector<std::filesystem::path>& files,
+                                    const std::function<void(const std::string&)>& message,
+                                    bool* refused) const;
   std::size_t compact_vectors();  // compact() for banks with vectors
   void check_model(EmbeddingModel* model) const;
   void append_vectors(const float* rows, std::size_t n);

@@ -1,6 +1,7 @@
 #include "hearth/rag/chunker.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "hearth/core/error.hpp"
 
@@ -28,12 +29,13 @@ std::size_t advance_chars(std::string_view s, std::size_t pos, std::size_t n) {
 class HeadingIndex {
  public:
   explicit HeadingIndex(const LoadedDocument& doc) {
+    if (doc.title_in_headings) root_ = doc.title;
     std::vector<std::pair<int, std::string>> stack;
     for (const Block& b : doc.blocks) {
       if (b.heading_level == 0) continue;
       while (!stack.empty() && stack.back().first >= b.heading_level) stack.pop_back();
       stack.emplace_back(b.heading_level, doc.text.substr(b.begin, b.end - b.begin));
-      std::string path;
+      std::string path = root_;
       for (const auto& [level, text] : stack) {
         if (!path.empty()) path += " > ";
         path += text;
@@ -44,13 +46,13 @@ class HeadingIndex {
   }
 
   const std::string& at(std::size_t offset) const {
-    static const std::string kNone;
     const auto it = std::upper_bound(starts_.begin(), starts_.end(), offset);
-    if (it == starts_.begin()) return kNone;
+    if (it == starts_.begin()) return root_;
     return paths_[static_cast<std::size_t>(it - starts_.begin()) - 1];
   }
 
  private:
+  std::string root_;  // the title when it leads every path
   std::vector<std::size_t> starts_;
   std::vector<std::string> paths_;
 };
@@ -92,22 +94,41 @@ class Measure {
   }
 
   // The end of the longest prefix of text[begin, end) within budget, in whole characters and at
-  // least one.
+  // least one: end itself when all of it fits. The tokenizer sees only prefixes a few times
+  // the length of the one found: a first window, then probes where the tokens counted so far
+  // put the budget's end (a little past it, to bracket it), then bisection of the bracket. So
+  // cutting a long unpunctuated run costs time in proportion to its length.
   std::size_t fit(std::string_view text, std::size_t begin, std::size_t end,
                   std::size_t budget) const {
     if (tokens_ == nullptr) return std::min(advance_chars(text, begin, budget), end);
-    std::size_t lo = 1;  // characters known to fit (one always does)
-    std::size_t hi = count_chars(text.substr(begin, end - begin));
-    while (lo < hi) {
-      const std::size_t mid = lo + (hi - lo + 1) / 2;
-      const std::size_t cut = advance_chars(text, begin, mid);
-      if ((*tokens_)(text.substr(begin, cut - begin)) <= budget) {
-        lo = mid;
+    std::size_t lo = 1;                                        // a prefix of lo characters fits
+    std::size_t hi = std::numeric_limits<std::size_t>::max();  // none of hi or more does
+    std::size_t probe = 4 * budget;
+    int estimates = 0;
+    for (;;) {
+      const std::size_t cut = std::min(advance_chars(text, begin, probe), end);
+      const std::size_t n = (*tokens_)(text.substr(begin, cut - begin));
+      if (n <= budget) {
+        if (cut == end) return end;
+        lo = probe;
       } else {
-        hi = mid - 1;
+        hi = probe;
+      }
+      if (hi - lo <= 1) break;
+      const std::size_t step = std::max<std::size_t>(1, probe / 16);
+      if (hi == std::numeric_limits<std::size_t>::max()) {
+        // Grow at most twofold: no probe is more than about twice the prefix that fits.
+        probe = std::min(std::max(probe * budget / std::max<std::size_t>(n, 1), probe) + step,
+                         2 * probe);
+      } else if (estimates++ < 3) {
+        const std::size_t estimate = probe * budget / n;
+        probe = n <= budget ? std::max(estimate, lo + step) : std::min(estimate, hi - step);
+        probe = std::clamp(probe, lo + 1, hi - 1);
+      } else {
+        probe = lo + (hi - lo) / 2;
       }
     }
-    return advance_chars(text, begin, lo);
+    return std::min(advance_chars(text, begin, lo), end);
   }
 
  private:
@@ -126,11 +147,11 @@ void pieces_of(std::string_view text, std::size_t begin, std::size_t end, std::s
     sb += begin;
     se += begin;
     while (se > sb) {
-      if (measure(text.substr(sb, se - sb)) <= budget) {
+      const std::size_t limit = measure.fit(text, sb, se, budget);
+      if (limit == se) {
         out.emplace_back(sb, se);
         break;
       }
-      const std::size_t limit = measure.fit(text, sb, se, budget);
       std::size_t cut = limit;
       const std::size_t half =
           advance_chars(text, sb, count_chars(text.substr(sb, limit - sb)) / 2);

@@ -1,10 +1,12 @@
 #include "hearth/rag/loaders.hpp"
 
+#include <fcntl.h>
 #include <libxml/HTMLparser.h>
 #include <libxml/tree.h>
 #include <poppler-document.h>
 #include <poppler-global.h>
 #include <poppler-page.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -74,27 +76,141 @@ void add_paragraphs_in_place(LoadedDocument& doc, std::size_t from, std::size_t 
   if (para_begin != std::string::npos) doc.blocks.push_back({0, para_begin, para_end});
 }
 
-// Plain text files must not be binary: NUL bytes or many control characters mean they are not.
-void check_textual(std::string_view bytes) {
+// What a file's first bytes say it is, when that is a well-known binary format: "a PDF
+// document", "a PNG image", "a zip archive", ...; nullptr otherwise.
+const char* binary_format(std::string_view b) {
+  using namespace std::string_view_literals;
+  struct Magic {
+    std::size_t offset;
+    std::string_view bytes;
+    const char* what;
+  };
+  static constexpr Magic kMagic[] = {
+      {0, "%PDF-"sv, "a PDF document"},
+      {0, "\x89PNG\r\n\x1A\n"sv, "a PNG image"},
+      {0, "\xFF\xD8\xFF"sv, "a JPEG image"},
+      {0, "GIF87a"sv, "a GIF image"},
+      {0, "GIF89a"sv, "a GIF image"},
+      {0, "II*\0"sv, "a TIFF image"},
+      {0, "MM\0*"sv, "a TIFF image"},
+      {0, "PK\x03\x04"sv, "a zip archive (or an Office/EPUB document)"},
+      {0, "\x1F\x8B"sv, "a gzip archive"},
+      {0,
+       "\xFD"
+       "7zXZ\0"sv,
+       "an xz archive"},
+      {0, "7z\xBC\xAF\x27\x1C"sv, "a 7-Zip archive"},
+      {0, "\x28\xB5\x2F\xFD"sv, "a zstd archive"},
+      {0, "Rar!\x1A\x07"sv, "a RAR archive"},
+      {257, "ustar"sv, "a tar archive"},
+      {0,
+       "\x7F"
+       "ELF"sv,
+       "an ELF executable"},
+      {0, "SQLite format 3\0"sv, "an SQLite database"},
+  };
+  for (const Magic& m : kMagic) {
+    if (b.size() >= m.offset + m.bytes.size() && b.substr(m.offset, m.bytes.size()) == m.bytes) {
+      return m.what;
+    }
+  }
+  if (b.size() >= 12 && b.substr(0, 4) == "RIFF" && b.substr(8, 4) == "WEBP") return "a WebP image";
+  if (b.size() >= 10 && b.substr(0, 3) == "BZh" && b.substr(4, 6) == "1AY&SY") {
+    return "a bzip2 archive";
+  }
+  return nullptr;
+}
+
+// Plain text and HTML must not be binary: a known binary format is named; NUL bytes or many
+// control characters mean the content is not text.
+void check_textual(std::string_view bytes, const char* kind) {
+  if (const char* what = binary_format(bytes)) {
+    throw Error(ErrorCode::kFormat, std::string("the content is ") + what + ", not " + kind);
+  }
   const std::size_t n = std::min<std::size_t>(bytes.size(), 64 << 10);
   std::size_t control = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const auto c = static_cast<unsigned char>(bytes[i]);
     if (c == 0) {
-      throw Error(ErrorCode::kFormat, "binary data (NUL byte), not text", {.offset = i});
+      throw Error(ErrorCode::kFormat, std::string("binary data (NUL byte), not ") + kind,
+                  {.offset = i});
     }
     if (c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f') ++control;
   }
   if (n > 0 && control * 10 > n) {
-    throw Error(ErrorCode::kFormat, "binary data (control characters), not text");
+    throw Error(ErrorCode::kFormat, std::string("binary data (control characters), not ") + kind);
   }
 }
 
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// UTF-16 code units (after the BOM) as UTF-8; unpaired surrogates and an odd last byte become
+// U+FFFD, counted in repaired.
+std::string utf16_to_utf8(std::string_view b, bool big_endian, std::size_t* repaired) {
+  std::string out;
+  out.reserve(b.size());
+  auto unit = [&](std::size_t i) {
+    const auto hi = static_cast<unsigned char>(b[big_endian ? i : i + 1]);
+    const auto lo = static_cast<unsigned char>(b[big_endian ? i + 1 : i]);
+    return static_cast<char32_t>(hi << 8 | lo);
+  };
+  std::size_t i = 0;
+  for (; i + 1 < b.size(); i += 2) {
+    const char32_t u = unit(i);
+    if (u >= 0xD800 && u < 0xDC00 && i + 3 < b.size() && unit(i + 2) >= 0xDC00 &&
+        unit(i + 2) < 0xE000) {
+      append_utf8(out, 0x10000 + ((u - 0xD800) << 10) + (unit(i + 2) - 0xDC00));
+      i += 2;
+    } else if (u >= 0xD800 && u < 0xE000) {
+      append_utf8(out, 0xFFFD);
+      ++*repaired;
+    } else {
+      append_utf8(out, u);
+    }
+  }
+  if (i < b.size()) {
+    append_utf8(out, 0xFFFD);
+    ++*repaired;
+  }
+  return out;
+}
+
+// The bytes of a text file as UTF-8: a UTF-8 byte order mark is dropped, UTF-16 with a byte
+// order mark is decoded into storage. Other bytes are returned as they are.
+std::string_view decode_bom(std::string_view bytes, std::string& storage, std::size_t* repaired) {
+  if (bytes.starts_with("\xEF\xBB\xBF")) return bytes.substr(3);
+  if (bytes.starts_with("\xFF\xFE") || bytes.starts_with("\xFE\xFF")) {
+    storage = utf16_to_utf8(bytes.substr(2), bytes[0] == '\xFE', repaired);
+    return storage;
+  }
+  return bytes;
+}
+
 LoadedDocument text_document(std::string_view bytes, const char* kind) {
-  check_textual(bytes);
   LoadedDocument doc;
   doc.kind = kind;
+  std::string decoded;
+  std::size_t repaired = 0;
+  bytes = decode_bom(bytes, decoded, &repaired);
+  check_textual(bytes, "text");
   doc.text = repair_utf8(bytes, &doc.repaired_bytes);
+  doc.repaired_bytes += repaired;
   return doc;
 }
 
@@ -357,11 +473,39 @@ std::string kind_for_path(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (ext == ".txt" || ext == ".text") return "txt";
+  if (ext == ".txt" || ext == ".text" || ext == ".rst" || ext == ".csv") return "txt";
   if (ext == ".md" || ext == ".markdown") return "md";
   if (ext == ".html" || ext == ".htm" || ext == ".xhtml") return "html";
   if (ext == ".pdf") return "pdf";
   return "";
+}
+
+bool looks_like_text(std::string_view head) {
+  std::string decoded;
+  std::size_t repaired = 0;
+  const bool bom = head.starts_with("\xFF\xFE") || head.starts_with("\xFE\xFF");
+  head = decode_bom(head, decoded, &repaired);
+  try {
+    check_textual(head, "text");
+  } catch (const Error&) {
+    return false;
+  }
+  if (bom) return true;
+  // A sample may end inside a character: only what comes before the last three bytes counts.
+  const std::optional<std::size_t> bad = find_invalid_utf8(head);
+  return !bad || *bad + 4 > head.size();
+}
+
+std::string kind_for_file(const fs::path& path) {
+  std::string kind = kind_for_path(path);
+  if (!kind.empty() || !path.extension().empty()) return kind;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char head[4096];
+  const ssize_t n = ::read(fd, head, sizeof head);
+  ::close(fd);
+  if (n <= 0) return "";
+  return looks_like_text(std::string_view(head, static_cast<std::size_t>(n))) ? "txt" : "";
 }
 
 LoadedDocument parse_text(std::string_view bytes) {
@@ -404,11 +548,17 @@ LoadedDocument parse_html(std::string_view bytes) {
   if (bytes.size() > static_cast<std::size_t>(INT32_MAX)) {
     throw Error(ErrorCode::kUnsupported, "HTML file too large");
   }
+  std::string decoded;
+  std::size_t bom_repaired = 0;
+  bytes = decode_bom(bytes, decoded, &bom_repaired);
+  check_textual(bytes, "HTML");
   const char* encoding = is_valid_utf8(bytes) ? "UTF-8" : nullptr;
+  // XML_PARSE_HUGE lifts libxml2's limit of 256 nested elements, past which it drops the rest
+  // of the text (400 unclosed <font> tags); the walk below needs no stack.
   std::unique_ptr<xmlDoc, XmlDocDeleter> html(
       htmlReadMemory(bytes.data(), static_cast<int>(bytes.size()), nullptr, encoding,
                      HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-                         HTML_PARSE_NONET | HTML_PARSE_COMPACT));
+                         HTML_PARSE_NONET | HTML_PARSE_COMPACT | XML_PARSE_HUGE));
   if (!html) throw Error(ErrorCode::kFormat, "not readable as HTML");
   xmlNode* root = xmlDocGetRootElement(html.get());
   HtmlText out(doc);
@@ -463,15 +613,25 @@ LoadedDocument parse_html(std::string_view bytes) {
     }
   }
   out.flush(0);
-  if (!title.empty()) doc.title = title;
+  if (!title.empty()) {
+    // The <title> leads the heading paths, so it is indexed with every chunk, unless the first
+    // heading already says the same.
+    const auto first = std::find_if(doc.blocks.begin(), doc.blocks.end(),
+                                    [](const Block& b) { return b.heading_level > 0; });
+    doc.title_in_headings = first == doc.blocks.end() ||
+                            doc.text.substr(first->begin, first->end - first->begin) != title;
+    doc.title = title;
+  }
   std::size_t repaired = 0;
   doc.text = repair_utf8(doc.text, &repaired);
+  doc.repaired_bytes = repaired + bom_repaired;
   if (repaired > 0) {
     // Offsets shift when bytes are replaced: rebuild the blocks from scratch on the clean text.
     LoadedDocument clean = parse_text(doc.text);
     clean.kind = "html";
     clean.title = doc.title;
-    clean.repaired_bytes = repaired;
+    clean.title_in_headings = doc.title_in_headings;
+    clean.repaired_bytes = doc.repaired_bytes;
     return clean;
   }
   return doc;
@@ -536,10 +696,11 @@ LoadedDocument parse_pdf(std::string_view bytes) {
 }
 
 LoadedDocument load_document(const fs::path& path, const LoadOptions& options) {
-  const std::string kind = kind_for_path(path);
+  const std::string kind = kind_for_file(path);
   const std::string name = path.string();
   if (kind.empty()) {
-    throw Error(ErrorCode::kUnsupported, "unsupported file type (supported: .txt .md .html .pdf)",
+    throw Error(ErrorCode::kUnsupported,
+                std::string("unsupported file type (supported: ") + kSupportedTypes + ")",
                 {.file = name});
   }
   std::error_code ec;
@@ -645,53 +806,115 @@ bool glob_match(std::string_view pattern, std::string_view path) {
 
 std::vector<fs::path> collect_files(const std::vector<fs::path>& roots,
                                     const CollectOptions& options,
-                                    std::vector<std::string>* warnings) {
+                                    std::vector<std::string>* warnings, CollectReport* report) {
   std::vector<fs::path> files;
+  CollectReport found;
+  std::vector<std::string> unsupported;  // the first few, for the message
   auto warn = [&](const std::string& w) {
     if (warnings != nullptr) warnings->push_back(w);
   };
-  auto wanted = [&](const fs::path& rel) {
-    if (kind_for_path(rel).empty()) return false;
-    if (!options.include.empty() && !matches_any(options.include, rel)) return false;
-    return !matches_any(options.exclude, rel);
+  auto skip_unsupported = [&](const fs::path& shown) {
+    if (++found.unsupported <= 3) unsupported.push_back(printable(shown.string(), 100));
   };
   for (const fs::path& root : roots) {
+    RootReport& rr = found.roots.emplace_back();
+    rr.root = root;
+    const std::string shown_root = printable(root.string(), 200);
     std::error_code ec;
     const fs::file_status st = fs::status(root, ec);
-    if (ec || !fs::exists(st)) {
-      warn(printable(root.string(), 200) + ": not found");
+    if (!fs::exists(st)) {
+      const bool unknown =
+          ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory;
+      warn(shown_root + (unknown ? ": cannot access: " + ec.message() : ": not found"));
+      rr.complete = !unknown;
       continue;
     }
     if (!fs::is_directory(st)) {
-      if (kind_for_path(root).empty()) {
-        warn(printable(root.string(), 200) + ": unsupported file type, skipped");
-      } else if (!matches_any(options.exclude, root.filename())) {
+      rr.state = RootReport::State::kFile;
+      if (matches_any(options.exclude, root.filename())) continue;
+      if (kind_for_file(root).empty()) {
+        skip_unsupported(root);
+      } else {
         files.push_back(root);
+        ++rr.files;
       }
       continue;
     }
-    fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
-    if (ec) {
-      warn(printable(root.string(), 200) + ": cannot list: " + ec.message());
-      continue;
-    }
-    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    rr.state = RootReport::State::kFolder;
+    const fs::path real_root = fs::canonical(root, ec);
+    std::vector<fs::path> folders = {root};
+    while (!folders.empty()) {
+      const fs::path folder = std::move(folders.back());
+      folders.pop_back();
+      fs::directory_iterator it(folder, ec);
       if (ec) {
-        warn(printable(root.string(), 200) + ": " + ec.message());
-        break;
-      }
-      const fs::path& p = it->path();
-      if (p.filename().string().starts_with(".")) {
-        if (it->is_directory(ec)) it.disable_recursion_pending();
+        warn(printable(folder.string(), 200) + ": cannot list: " + ec.message());
+        rr.complete = false;
         continue;
       }
-      if (!it->is_regular_file(ec)) continue;
-      const fs::path rel = p.lexically_relative(root);
-      if (wanted(rel)) files.push_back(p);
+      for (; it != fs::directory_iterator(); it.increment(ec)) {
+        if (ec) break;  // the increment failed: reported below
+        const fs::path& p = it->path();
+        if (p.filename().string().starts_with(".")) continue;
+        const fs::file_status ls = it->symlink_status(ec);
+        if (ec) {
+          warn(printable(p.string(), 200) + ": cannot read: " + ec.message());
+          rr.complete = false;
+          continue;
+        }
+        if (fs::is_directory(ls)) {
+          folders.push_back(p);
+          continue;
+        }
+        if (fs::is_symlink(ls)) {
+          const fs::file_status target = fs::status(p, ec);
+          if (fs::is_directory(target)) continue;  // symlinked folders are not followed
+          if (!fs::exists(target)) {
+            ++found.symlinks;
+            warn(printable(p.string(), 200) + ": broken symlink, skipped");
+            continue;
+          }
+          if (!fs::is_regular_file(target)) continue;
+          const fs::path real = fs::canonical(p, ec);
+          const fs::path inside = real.lexically_relative(real_root);
+          if (!options.follow_symlinks &&
+              (ec || real_root.empty() || inside.empty() || *inside.begin() == "..")) {
+            ++found.symlinks;
+            warn(printable(p.string(), 200) + ": symlink to " + printable(real.string(), 200) +
+                 ", outside " + shown_root + ", skipped (--follow-symlinks reads it)");
+            continue;
+          }
+        } else if (!fs::is_regular_file(ls)) {
+          continue;  // sockets, pipes, devices
+        }
+        const fs::path rel = p.lexically_relative(root);
+        if (!options.include.empty() && !matches_any(options.include, rel)) continue;
+        if (matches_any(options.exclude, rel)) continue;
+        if (kind_for_file(p).empty()) {
+          skip_unsupported(rel);
+          continue;
+        }
+        files.push_back(p);
+        ++rr.files;
+      }
+      if (ec) {
+        warn(printable(folder.string(), 200) + ": cannot list: " + ec.message());
+        rr.complete = false;
+      }
     }
+  }
+  if (found.unsupported > 0) {
+    std::string names;
+    for (const std::string& n : unsupported) names += (names.empty() ? "" : ", ") + n;
+    if (found.unsupported > unsupported.size()) {
+      names += " and " + std::to_string(found.unsupported - unsupported.size()) + " more";
+    }
+    warn(std::to_string(found.unsupported) + " file(s) of unsupported types skipped: " + names +
+         " (supported: " + kSupportedTypes + ")");
   }
   std::sort(files.begin(), files.end());
   files.erase(std::unique(files.begin(), files.end()), files.end());
+  if (report != nullptr) *report = std::move(found);
   return files;
 }
 
