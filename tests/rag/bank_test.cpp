@@ -182,6 +182,19 @@ TEST(Bank, PruneRefusesWhenAFolderCannotBeRead) {
   EXPECT_EQ(bank->documents().size(), 3u);
 }
 
+TEST(Bank, HtmlTitleIsSearchable) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "site");
+  write_file(dir / "site" / "page.html",
+             "<html><head><title>Quokka husbandry</title></head><body><h1>Feeding</h1>"
+             "<p>Leaves and grasses twice a day.</p></body></html>");
+  auto bank = Bank::open(dir / "bank", nullptr, true);
+  ASSERT_EQ(ingest(*bank, dir / "site").added, 1u);
+  const auto hits = bank->search_bm25("quokka", 5);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(bank->chunk(hits[0].chunk_id)->heading, "Quokka husbandry > Feeding");
+}
+
 TEST(Bank, QueriesFullOfFtsSyntaxAreSafe) {
   testing::TempDir dir;
   write_notes(dir / "notes");
