@@ -142,6 +142,9 @@ TEST(Loaders, Utf16AndByteOrderMarksAreDecoded) {
   EXPECT_EQ(bom.text.substr(0, 7), "# Title");
   write_file(dir / "page.html", utf16("<html><body><h1>Wide</h1><p>page</p></body></html>", false));
   EXPECT_EQ(load_document(dir / "page.html").title, "Wide");
+  // UTF-16 without a byte order mark, as some tools write HTML.
+  write_file(dir / "nobom.htm", utf16("<html><body><h1>Plain</h1></body></html>", true).substr(2));
+  EXPECT_EQ(load_document(dir / "nobom.htm").title, "Plain");
 }
 
 TEST(Loaders, BinaryContentIsRefusedAndKnownFormatsAreNamed) {

@@ -121,7 +121,7 @@ class Measure {
         probe = std::min(std::max(probe * budget / std::max<std::size_t>(n, 1), probe) + step,
                          2 * probe);
       } else if (estimates++ < 3) {
-        const std::size_t estimate = probe * budget / n;
+        const std::size_t estimate = probe * budget / std::max<std::size_t>(n, 1);
         probe = n <= budget ? std::max(estimate, lo + step) : std::min(estimate, hi - step);
         probe = std::clamp(probe, lo + 1, hi - 1);
       } else {

@@ -191,13 +191,26 @@ std::string utf16_to_utf8(std::string_view b, bool big_endian, std::size_t* repa
   return out;
 }
 
-// The bytes of a text file as UTF-8: a UTF-8 byte order mark is dropped, UTF-16 with a byte
-// order mark is decoded into storage. Other bytes are returned as they are.
+bool ascii_text(char c) {
+  return (c >= 0x20 && c < 0x7F) || (c >= '\t' && c <= '\r');
+}
+
+// The bytes of a text file as UTF-8: a UTF-8 byte order mark is dropped; UTF-16 is decoded into
+// storage when it has a byte order mark or starts with two ASCII characters ("<\0h\0"). Other
+// bytes are returned as they are.
 std::string_view decode_bom(std::string_view bytes, std::string& storage, std::size_t* repaired) {
   if (bytes.starts_with("\xEF\xBB\xBF")) return bytes.substr(3);
   if (bytes.starts_with("\xFF\xFE") || bytes.starts_with("\xFE\xFF")) {
     storage = utf16_to_utf8(bytes.substr(2), bytes[0] == '\xFE', repaired);
     return storage;
+  }
+  if (bytes.size() >= 4) {
+    const bool le = ascii_text(bytes[0]) && bytes[1] == 0 && ascii_text(bytes[2]) && bytes[3] == 0;
+    const bool be = bytes[0] == 0 && ascii_text(bytes[1]) && bytes[2] == 0 && ascii_text(bytes[3]);
+    if (le || be) {
+      storage = utf16_to_utf8(bytes, be, repaired);
+      return storage;
+    }
   }
   return bytes;
 }
@@ -483,14 +496,13 @@ std::string kind_for_path(const fs::path& path) {
 bool looks_like_text(std::string_view head) {
   std::string decoded;
   std::size_t repaired = 0;
-  const bool bom = head.starts_with("\xFF\xFE") || head.starts_with("\xFE\xFF");
   head = decode_bom(head, decoded, &repaired);
   try {
     check_textual(head, "text");
   } catch (const Error&) {
     return false;
   }
-  if (bom) return true;
+  if (!decoded.empty()) return true;  // UTF-16, now valid UTF-8
   // A sample may end inside a character: only what comes before the last three bytes counts.
   const std::optional<std::size_t> bad = find_invalid_utf8(head);
   return !bad || *bad + 4 > head.size();
