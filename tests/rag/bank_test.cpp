@@ -176,10 +176,20 @@ TEST(Bank, PruneRefusesWhenAFolderCannotBeRead) {
   auto bank = Bank::open(dir / "bank", nullptr, true);
   ASSERT_EQ(ingest(*bank, notes).added, 3u);
   fs::permissions(notes / "birds", fs::perms::none);
-  const IngestReport r = ingest(*bank, notes, /*prune=*/true);
+  // Files that cannot be looked at are not gone.
+  IngestReport r = ingest(*bank, notes, /*prune=*/true);
+  EXPECT_EQ(r.pruned, 0u);
+  EXPECT_EQ(bank->documents().size(), 3u);
+  // A file really gone beside a folder that cannot be listed: the walk is incomplete, so
+  // nothing is pruned.
+  fs::remove(notes / "cats.html");
+  r = ingest(*bank, notes, /*prune=*/true);
   fs::permissions(notes / "birds", fs::perms::owner_all);
   EXPECT_TRUE(r.prune_refused);
   EXPECT_EQ(bank->documents().size(), 3u);
+  r = ingest(*bank, notes, /*prune=*/true);
+  EXPECT_FALSE(r.prune_refused);
+  EXPECT_EQ(r.pruned, 1u);
 }
 
 TEST(Bank, HtmlTitleIsSearchable) {
