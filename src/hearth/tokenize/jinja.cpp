@@ -1028,9 +1028,7 @@ class Parser {
   // Names "kwargs" / "varargs" the body reads (they then collect the extra arguments).
   static void collect_specials(Node& macro) {
     std::unordered_set<std::string> declared;
-    for (const auto& p : macro.list) {
-      declared.insert(p->kind == NodeKind::kIdent ? p->text : p->text);
-    }
+    for (const auto& p : macro.list) declared.insert(p->text);
     std::function<void(const Node*)> visit = [&](const Node* n) {
       if (!n) return;
       if (n->kind == NodeKind::kIdent && (n->text == "kwargs" || n->text == "varargs") &&
