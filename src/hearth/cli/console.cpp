@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <clocale>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -122,6 +123,11 @@ std::string history_file(const std::string& name) {
 LineReader::LineReader(std::string history_file)
     : history_file_(std::move(history_file)), editing_(::isatty(0) != 0 && ::isatty(1) != 0) {
   if (!editing_) return;
+  // libedit decodes the prompt and the typed characters with the C library's multibyte
+  // functions: they need the user's character set (UTF-8 at least for the prompt).
+  if (std::setlocale(LC_CTYPE, "") == nullptr || MB_CUR_MAX == 1) {
+    std::setlocale(LC_CTYPE, "C.UTF-8");
+  }
   rl_catch_signals = 0;  // Ctrl+C stays hearth's cancel request
   rl_readline_name = "hearth";
   using_history();

@@ -547,7 +547,7 @@ std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std:
   m.dim = dim;
   m.chunking = chunking;
   write_manifest(folder / kManifest, m);
-  return open(folder, nullptr, false);
+  return open(folder, nullptr, true);  // the manifest is written: this makes the database
 }
 
 std::filesystem::path Bank::vectors_path(std::int64_t file) const {
