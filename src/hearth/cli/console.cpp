@@ -1,15 +1,18 @@
 #include "hearth/cli/console.hpp"
 
-#include <editline/readline.h>
+#include <fcntl.h>
+#include <histedit.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <clocale>
 #include <cstdio>
 #include <cstdlib>
+#include <cwchar>
 #include <filesystem>
 
 #include "hearth/core/cancel.hpp"
@@ -62,21 +65,6 @@ void Progress::clear() {
 
 namespace {
 
-// libedit calls back with each finished line; the reader waits for it.
-struct PendingLine {
-  bool done = false;
-  std::optional<std::string> line;
-};
-PendingLine* g_pending = nullptr;
-
-void on_line(char* line) {
-  if (g_pending == nullptr) return;
-  g_pending->done = true;
-  if (line != nullptr) g_pending->line = std::string(line);
-  std::free(line);
-  rl_callback_handler_remove();
-}
-
 // Waits until stdin is readable; false when a cancel was requested first.
 bool wait_for_input() {
   for (;;) {
@@ -104,7 +92,48 @@ std::optional<std::string> read_plain_line() {
   }
 }
 
+// libedit's character source: one character from stdin, decoded in the locale's character set,
+// polling so that a cancel request ends the line being edited. 1 for a character, 0 at the end
+// of input, -1 on a cancel or an error (el_gets then returns nullptr).
+int read_char(EditLine* /*el*/, wchar_t* out) {
+  char bytes[MB_LEN_MAX];
+  std::size_t have = 0;
+  for (;;) {
+    if (!wait_for_input()) {
+      errno = EINTR;
+      return -1;
+    }
+    const ssize_t n = ::read(0, bytes + have, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n == 0 ? 0 : -1;
+    ++have;
+    std::mbstate_t state{};
+    const std::size_t used = std::mbrtowc(out, bytes, have, &state);
+    if (used == static_cast<std::size_t>(-2) && have < sizeof bytes) continue;  // incomplete
+    if (used == static_cast<std::size_t>(-1) || used == static_cast<std::size_t>(-2)) {
+      have = 0;  // not a character in this character set: dropped, as libedit's own reader does
+      continue;
+    }
+    return 1;
+  }
+}
+
+const char* prompt_of(EditLine* el) {
+  void* data = nullptr;
+  el_get(el, EL_CLIENTDATA, &data);
+  return static_cast<const std::string*>(data)->c_str();
+}
+
 }  // namespace
+
+// libedit's own interface (histedit.h), not its readline emulation: the emulation's callback
+// mode writes through a stale pointer once a line passes 1023 bytes (rl_line_buffer keeps
+// pointing at a conversion buffer that el_gets has reallocated), corrupting the heap.
+struct LineReader::Editor {
+  EditLine* el = nullptr;
+  History* history = nullptr;
+  std::string prompt;
+};
 
 std::string history_file(const std::string& name) {
   const char* state = std::getenv("XDG_STATE_HOME");
@@ -128,15 +157,31 @@ LineReader::LineReader(std::string history_file)
   if (std::setlocale(LC_CTYPE, "") == nullptr || MB_CUR_MAX == 1) {
     std::setlocale(LC_CTYPE, "C.UTF-8");
   }
-  rl_catch_signals = 0;  // Ctrl+C stays hearth's cancel request
-  rl_readline_name = "hearth";
-  using_history();
-  stifle_history(1000);
-  if (!history_file_.empty()) read_history(history_file_.c_str());
+  editor_ = std::make_unique<Editor>();
+  editor_->el = el_init("hearth", stdin, stdout, stderr);
+  editor_->history = history_init();
+  if (editor_->el == nullptr || editor_->history == nullptr) {
+    editing_ = false;
+    return;
+  }
+  EditLine* el = editor_->el;
+  HistEvent ev;
+  history(editor_->history, &ev, H_SETSIZE, 1000);
+  history(editor_->history, &ev, H_SETUNIQUE, 1);  // a question asked twice in a row is kept once
+  el_set(el, EL_CLIENTDATA, &editor_->prompt);
+  el_set(el, EL_PROMPT, prompt_of);
+  el_set(el, EL_EDITOR, "emacs");
+  el_set(el, EL_HIST, history, editor_->history);
+  el_set(el, EL_GETCFN, read_char);
+  el_set(el, EL_SIGNAL, 0);  // Ctrl+C stays hearth's cancel request
+  el_source(el, nullptr);    // the user's ~/.editrc, as other libedit programs read it
+  if (!history_file_.empty()) history(editor_->history, &ev, H_LOAD, history_file_.c_str());
 }
 
 LineReader::~LineReader() {
-  if (editing_) rl_callback_handler_remove();
+  if (!editor_) return;
+  if (editor_->el != nullptr) el_end(editor_->el);
+  if (editor_->history != nullptr) history_end(editor_->history);
 }
 
 std::optional<std::string> LineReader::read(const std::string& prompt) {
@@ -145,29 +190,37 @@ std::optional<std::string> LineReader::read(const std::string& prompt) {
     std::fflush(stdout);
     return read_plain_line();
   }
-  PendingLine pending;
-  g_pending = &pending;
-  rl_callback_handler_install(prompt.c_str(), on_line);
-  while (!pending.done) {
-    if (!wait_for_input()) {
-      rl_callback_handler_remove();
-      g_pending = nullptr;
-      return std::nullopt;
-    }
-    rl_callback_read_char();
+  editor_->prompt = prompt;
+  int count = 0;
+  const char* got = el_gets(editor_->el, &count);
+  if (got == nullptr || count <= 0) return std::nullopt;
+  std::string line(got, static_cast<std::size_t>(count));
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  if (line.find_first_not_of(" \t") != std::string::npos) {
+    HistEvent ev;
+    history(editor_->history, &ev, H_ENTER, line.c_str());
+    save_history();
   }
-  g_pending = nullptr;
-  if (pending.line && pending.line->find_first_not_of(" \t") != std::string::npos &&
-      !history_file_.empty()) {
-    add_history(pending.line->c_str());
-    std::error_code ec;
-    const std::filesystem::path file(history_file_);
-    std::filesystem::create_directories(file.parent_path(), ec);
-    const mode_t old = ::umask(077);  // the questions are the user's own
-    write_history(history_file_.c_str());
-    ::umask(old);
+  return line;
+}
+
+void LineReader::save_history() {
+  if (history_file_.empty()) return;
+  const std::filesystem::path file(history_file_);
+  std::error_code ec;
+  std::filesystem::create_directories(file.parent_path(), ec);
+  // The questions are the user's own: the file is made readable by the user alone.
+  const int fd = ::open(history_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;  // no history is no reason to stop answering
+  ::fchmod(fd, 0600);
+  FILE* f = ::fdopen(fd, "w");
+  if (f == nullptr) {
+    ::close(fd);
+    return;
   }
-  return pending.line;
+  HistEvent ev;
+  history(editor_->history, &ev, H_SAVE_FP, f);
+  std::fclose(f);
 }
 
 }  // namespace hearth::cli

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -35,10 +36,10 @@ class Progress {
 };
 
 // Reads the lines of an interactive loop from stdin. On a terminal it edits them with libedit
-// (cursor keys, Emacs bindings, no length limit: the terminal is not in line mode, so pasted
-// multi-kilobyte lines arrive whole) and keeps a history in history_file (loaded at start, saved
-// after each line, the last 1000 lines). Otherwise (a pipe, a file) it reads plain lines. Both
-// poll, so that Ctrl+C is noticed at the prompt.
+// (cursor keys, Emacs bindings, ~/.editrc, no length limit: the terminal is not in line mode, so
+// pasted multi-kilobyte lines arrive whole) and keeps a history in history_file (loaded at start,
+// saved after each line, the last 1000 lines, readable by the user alone). Otherwise (a pipe, a
+// file) it reads plain lines. Both poll, so that Ctrl+C is noticed at the prompt.
 class LineReader {
  public:
   explicit LineReader(std::string history_file);
@@ -51,8 +52,12 @@ class LineReader {
   bool editing() const { return editing_; }
 
  private:
+  struct Editor;
+  void save_history();
+
   std::string history_file_;
   bool editing_ = false;
+  std::unique_ptr<Editor> editor_;
 };
 
 // $XDG_STATE_HOME/hearth/<name>_history (~/.local/state/hearth/...), the history file of one
