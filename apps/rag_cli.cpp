@@ -53,9 +53,19 @@ fs::path default_bank() {
          "banks" / "default";
 }
 
+// The banks named, each once: the same folder given twice (or through a link) is one bank.
 std::vector<fs::path> bank_paths(const Options& o) {
   std::vector<fs::path> out;
-  for (const std::string& b : o.banks) out.emplace_back(b);
+  std::vector<fs::path> seen;
+  for (const std::string& b : o.banks) {
+    if (b.empty()) throw Error(ErrorCode::kInvalidArgument, "--bank needs a folder");
+    std::error_code ec;
+    fs::path real = fs::weakly_canonical(fs::absolute(b), ec);
+    if (ec) real = fs::absolute(b).lexically_normal();
+    if (std::find(seen.begin(), seen.end(), real) != seen.end()) continue;
+    seen.push_back(real);
+    out.emplace_back(b);
+  }
   if (out.empty()) out.push_back(default_bank());
   return out;
 }
@@ -106,7 +116,7 @@ std::vector<std::unique_ptr<rag::Bank>> open_banks(const Options& o, const Model
                                                    bool searching = true) {
   std::vector<std::unique_ptr<rag::Bank>> banks;
   for (const fs::path& p : bank_paths(o)) {
-    banks.push_back(rag::Bank::open(p, nullptr, false));
+    banks.push_back(rag::Bank::open_read_only(p));
     rag::Bank& bank = *banks.back();
     // A lexical bank stays searchable beside dense ones: it simply gets no model.
     if (models.embedding && bank.has_vectors()) bank.attach_model(models.embedding.get());
@@ -249,17 +259,24 @@ int do_ingest(const std::vector<std::string>& paths, const Options& o, const Mod
   if (!vectors.empty() && !models.embedding) {
     throw Error(ErrorCode::kInvalidArgument, "--vectors needs --embedding-model");
   }
+  // What is fixed when a bank is created cannot be changed by a later ingest: saying so beats
+  // ignoring the option.
+  const std::string new_bank =
+      "; to use it, make a new bank (rag-cli --bank NEW_FOLDER ingest ...)"
+      " or leave the option out";
   auto bank = rag::Bank::open(folders[0], models.embedding.get(), true, chunking, vector_type);
-  if (chunking_given && bank->manifest().chunking.describe() != chunking.describe()) {
-    std::fprintf(stderr,
-                 "rag-cli: note: this bank chunks %s (set when it was created); %s is not used\n",
-                 bank->manifest().chunking.describe().c_str(), chunking.describe().c_str());
+  const rag::BankManifest& m = bank->manifest();
+  if (chunking_given && m.chunking.describe() != chunking.describe()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "this bank chunks " + m.chunking.describe() + " (set when it was created), not " +
+                    chunking.describe() + new_bank,
+                {.file = folders[0].string()});
   }
-  if (!vectors.empty() && bank->manifest().vector_type != vector_type) {
-    std::fprintf(stderr,
-                 "rag-cli: note: this bank stores %s vectors (set when it was created); --vectors "
-                 "%s is not used\n",
-                 rag::to_string(bank->manifest().vector_type), vectors.c_str());
+  if (!vectors.empty() && m.dim > 0 && m.vector_type != vector_type) {
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("this bank stores ") + rag::to_string(m.vector_type) +
+                    " vectors (set when it was created), not " + vectors + new_bank,
+                {.file = folders[0].string()});
   }
   hearth::cli::Progress printer("rag-cli");
   rag::IngestOptions opts = base;
@@ -286,13 +303,13 @@ int interactive(const Options& o, const Models& models) {
   std::fprintf(stderr,
                "Ask a question about your documents (Ctrl+D or Ctrl+C to quit; Ctrl+C during an "
                "answer cancels it).\n");
+  hearth::cli::LineReader reader(hearth::cli::history_file("rag-cli"));
   for (;;) {
-    std::fputs("\xE2\x9D\x93> ", stdout);
-    std::fflush(stdout);
-    const auto line = hearth::cli::read_line();
+    const auto line = reader.read("\xE2\x9D\x93> ");
     if (!line) {
       std::fputs("\n", stdout);
-      return 0;
+      // Ctrl+C at the prompt ends the loop as an interrupt (130), Ctrl+D as a normal end.
+      return hearth::cancel_requested() ? 130 : 0;
     }
     const std::string q(line->begin(), line->end());
     if (q.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -372,19 +389,27 @@ fs::path find_sample_corpus(const std::string& given) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Ask questions over your own documents; nothing leaves this machine", "rag-cli"};
+  CLI::App app{
+      "Ask questions over your own documents; nothing leaves this machine.\nWith no "
+      "subcommand, rag-cli starts the interactive loop: type questions at the \xE2\x9D\x93> "
+      "prompt (history and line editing on a terminal; Ctrl+D ends it).",
+      "rag-cli"};
   hearth::cli::CommonOptions common;
   hearth::cli::add_common_options(app, common);
   app.require_subcommand(0, 1);
   app.fallthrough();
 
   Options o;
-  app.add_option(
-      "--bank,--vdb-path", o.banks,
-      "Bank folder (repeat to search several); default $XDG_DATA_HOME/hearth/banks/default");
-  app.add_option("--top-k", o.top_k, "Chunks used for an answer or shown by search")
+  app.add_option("--bank,--vdb-path", o.banks,
+                 "Bank folder, one per --bank (repeat it to search several); default "
+                 "$XDG_DATA_HOME/hearth/banks/default")
+      ->allow_extra_args(false);
+  app.add_option("--top-k", o.top_k, "Chunks used for an answer or shown by search (1-10000)")
+      ->check(CLI::Range(1, 10000))
       ->capture_default_str();
-  app.add_option("--candidates", o.candidates, "Candidates per retriever (and for the reranker)")
+  app.add_option("--candidates", o.candidates,
+                 "Candidates per retriever (and for the reranker) (1-100000)")
+      ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   app.add_flag("--no-reranker", o.no_reranker, "Do not rerank the candidates");
   app.add_option("--reranker", o.reranker,
@@ -420,10 +445,12 @@ int main(int argc, char** argv) {
                    "Read symlinked files whose targets are outside the folder");
   ingest->add_option("--chunker", chunker, "structural, or characters (the original 256/50)")
       ->capture_default_str();
-  ingest->add_option("--chunk-size", chunk_size,
-                     "Chunk budget for a new bank: characters (structural 1000, characters 256), "
-                     "or the embedding model's tokens with --embedding-model (default 256, at "
-                     "most its maximum length)");
+  ingest
+      ->add_option("--chunk-size", chunk_size,
+                   "Chunk budget for a new bank: characters (structural 1000, characters 256), "
+                   "or the embedding model's tokens with --embedding-model (default 256, at "
+                   "most its maximum length)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   ingest->add_option("--chunk-overlap", chunk_overlap, "Overlap for --chunker characters")
       ->capture_default_str();
   ingest->add_option("--max-file-size", max_file_mb, "Skip files larger than this many MiB")
@@ -458,6 +485,18 @@ int main(int argc, char** argv) {
   std::string npz_path;
   CLI::App* import = app.add_subcommand("import", "Import the original lab's vdb.npz index");
   import->add_option("npz", npz_path, "The .npz file")->required();
+  import->footer(
+      "The .npz is a zip (stored or deflated) of little-endian .npy arrays, sizes checked from "
+      "their headers before anything is read:\n"
+      "  embeddings        N x D float32/float64, one finite, non-zero vector per chunk\n"
+      "  chunk_data        1-D integers: the Unicode code points of every chunk text, end to end\n"
+      "  chunk_lengths     N integers: code points per chunk (chunk i starts at the sum of the "
+      "lengths before it)\n"
+      "  source_data, source_lengths   the same for each chunk's source (file path); chunks with "
+      "one source become one document\n"
+      "  metadata_data, metadata_lengths   optional: one JSON object per chunk; \"page\" is kept\n"
+      "The bank (--bank) must be new. With --embedding-model (dimension D) it can be searched "
+      "densely and extended; without, its vectors are labelled 'imported'.");
 
   std::string corpus;
   std::string demo_question = "How do I keep a bank up to date when my files change?";
@@ -478,7 +517,35 @@ int main(int argc, char** argv) {
   rerank->add_option("query", query, "The query")->required();
   rerank->add_option("passages", texts, "Passages to score")->required();
 
-  return hearth::cli::run(app, argc, argv, [&]() -> int {
+  // Each subcommand's help names the options given before or after it that apply to it.
+  const std::string reading = "--bank DIR (repeatable), --json";
+  const std::string retrieval =
+      "--bank DIR (repeatable), --top-k N, --candidates N, --mode auto|bm25|dense|hybrid, "
+      "--filter GLOB, --json, --embedding-model PATH, --reranker PATH, --no-reranker, --threads N";
+  const auto applies = [](CLI::App* sub, const std::string& options, const std::string& extra) {
+    sub->footer("Options of rag-cli that apply (before or after the subcommand): " + options +
+                extra);
+  };
+  const std::string dash = ". A query that starts with '-' goes after '--' (rag-cli search -- -q).";
+  applies(search, retrieval, dash);
+  applies(ask, retrieval, dash);
+  applies(list, reading + ", --filter GLOB", "");
+  applies(show, "--bank DIR (repeatable)", "");
+  applies(rm, "--bank DIR (repeatable)", "");
+  applies(stats, reading, "");
+  applies(compact, "--bank DIR (repeatable)", "");
+  applies(ingest, "--bank DIR (one), --embedding-model PATH, --threads N", "");
+  applies(demo, "--bank DIR, --top-k N, --json, --embedding-model PATH, --reranker PATH", "");
+  applies(embed, "--json, --threads N", "");
+  applies(rerank, "--json, --threads N", "");
+  app.footer(
+      "Globs (--filter, rm, --include, --exclude) match paths relative to the folder given to "
+      "ingest, or absolute paths; a glob without '/' matches the file name.");
+  const std::string hint =
+      "Each --bank takes one folder. Words that start with '-' are read as options: put '--' "
+      "before a query that starts with '-' (rag-cli search -- -q).";
+
+  return hearth::cli::run(app, argc, argv, hint, [&]() -> int {
     if (embed->parsed()) return do_embed(model_path, texts, o, common);
     if (rerank->parsed()) return do_rerank(model_path, query, texts, o, common);
     if (import->parsed()) {
@@ -576,6 +643,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (show->parsed()) {
+      if (show_target.empty()) {
+        throw Error(ErrorCode::kInvalidArgument, "show needs a document path or #ID, not ''");
+      }
       const auto banks = open_banks(o, {}, false);
       for (const auto& b : banks) {
         if (show_target.starts_with("#")) {
@@ -611,6 +681,9 @@ int main(int argc, char** argv) {
       throw Error(ErrorCode::kNotFound, "no such document or chunk in the bank: " + show_target);
     }
     if (rm->parsed()) {
+      for (const std::string& p : rm_patterns) {
+        if (p.empty()) throw Error(ErrorCode::kInvalidArgument, "rm needs paths or globs, not ''");
+      }
       const auto folders = bank_paths(o);
       std::size_t removed = 0;
       for (const auto& f : folders) {

@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "support/fixtures.hpp"
 
@@ -147,6 +148,68 @@ TEST(RagCli, InteractiveLoopAnswersAndExitsOnEndOfInput) {
   EXPECT_NE(out.find("\xE2\x9D\x93> "), std::string::npos);
   EXPECT_NE(out.find("Ctrl+C"), std::string::npos);
   EXPECT_NE(out.find("[1]"), std::string::npos) << out;
+}
+
+TEST(RagCli, OptionsAreValidatedAndExplained) {
+  testing::TempDir dir;
+  const fs::path bank = dir / "bank";
+  std::string out;
+  ASSERT_EQ(rag(bank, cat({"ingest ", quote(sample_corpus())}), &out), 0) << out;
+  // One value per --bank, wherever it is given; the '--' rule is said.
+  ASSERT_EQ(rag(bank, cat({"search --bank ", quote(bank), " 'ctrl c' --json"}), &out), 0) << out;
+  EXPECT_FALSE(nlohmann::json::parse(out)["hits"].empty()) << out;
+  EXPECT_EQ(rag(bank, "serch q", &out), 2);
+  EXPECT_NE(out.find("not expected"), std::string::npos) << out;
+  EXPECT_EQ(rag(bank, "search -stop", &out), 2);
+  EXPECT_NE(out.find("put '--' before a query that starts with '-'"), std::string::npos) << out;
+  EXPECT_EQ(rag(bank, "--json search -- -stop", &out), 0) << out;
+  // The same bank through another spelling is one bank: no hit twice.
+  ASSERT_EQ(rag(bank, cat({"--bank ", quote(dir.path()), "/./bank search --json 'ctrl c'"}), &out),
+            0)
+      << out;
+  const auto hits = nlohmann::json::parse(out)["hits"];
+  std::set<std::int64_t> ids;
+  for (const auto& h : hits) ids.insert(h["chunk_id"].get<std::int64_t>());
+  EXPECT_EQ(ids.size(), hits.size()) << out;
+  // Ranges.
+  for (const char* bad : {"--top-k 0", "--top-k -1", "--candidates -1", "--candidates 0"}) {
+    EXPECT_EQ(rag(bank, cat({bad, " search owls"}), &out), 2) << bad;
+    EXPECT_NE(out.find("not in range"), std::string::npos) << bad << ": " << out;
+  }
+  // What an existing bank fixed at creation is refused, with the way to a new bank.
+  EXPECT_EQ(rag(bank, cat({"ingest --chunk-size 50 ", quote(sample_corpus())}), &out), 2);
+  EXPECT_NE(out.find("make a new bank"), std::string::npos) << out;
+  EXPECT_EQ(rag(dir / "new", cat({"ingest --chunk-size 0 ", quote(sample_corpus())}), &out), 2);
+  EXPECT_FALSE(fs::exists(dir / "new"));
+  // Messages.
+  EXPECT_EQ(rag(bank, "show ''", &out), 2);
+  EXPECT_NE(out.find("show needs a document path"), std::string::npos) << out;
+  EXPECT_EQ(out.find("filesystem"), std::string::npos) << out;
+  EXPECT_EQ(rag(bank, "rm ''", &out), 2);
+  EXPECT_EQ(rag(bank, cat({"ingest ", quote(sample_corpus())}), &out), 0);
+  EXPECT_NE(out.find("4 unchanged"), std::string::npos) << out;
+  EXPECT_EQ(out.find("MB/s,"), std::string::npos) << "no rate for skipped files: " << out;
+  // rm of a folder removes its documents.
+  ASSERT_EQ(rag(bank, cat({"rm ", quote(sample_corpus())}), &out), 0) << out;
+  EXPECT_NE(out.find("removed 4 document(s)"), std::string::npos) << out;
+}
+
+TEST(RagCli, HelpSaysWhatAppliesWhere) {
+  std::string out;
+  const std::string cli = quote(testing::tools_dir() / "rag-cli");
+  ASSERT_EQ(testing::run_command(cli + " --help", &out), 0);
+  EXPECT_NE(out.find("With no subcommand, rag-cli starts the interactive loop"), std::string::npos)
+      << out;
+  ASSERT_EQ(testing::run_command(cli + " search --help", &out), 0);
+  for (const char* o : {"--bank", "--top-k", "--json", "--mode", "'--'"}) {
+    EXPECT_NE(out.find(o), std::string::npos) << o << " in " << out;
+  }
+  ASSERT_EQ(testing::run_command(cli + " stats --help", &out), 0);
+  EXPECT_NE(out.find("--bank"), std::string::npos) << out;
+  ASSERT_EQ(testing::run_command(cli + " import --help", &out), 0);
+  for (const char* a : {"embeddings", "chunk_lengths", "source_data", "metadata_lengths"}) {
+    EXPECT_NE(out.find(a), std::string::npos) << a << " in " << out;
+  }
 }
 
 TEST(BenchCli, RagOnASciFactSubset) {

@@ -1,9 +1,14 @@
 #include "hearth/rag/npz_import.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "fake_models.hpp"
 #include "hearth/core/error.hpp"
@@ -189,6 +194,212 @@ TEST(Npz, CorruptArchivesAreClearErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("chunk_data"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace hearth::rag
+
+namespace hearth::rag {
+namespace {
+
+// A zip of (name, bytes) members, stored, or deflated from a generator of size bytes.
+struct ZipEntry {
+  std::string name;
+  std::string bytes;            // stored as is when generate is empty
+  std::uint64_t size = 0;       // with generate: the uncompressed size
+  std::string generate_prefix;  // with size: these bytes, then zeros up to size
+};
+
+void put(std::string& out, std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+
+std::string zip(const std::vector<ZipEntry>& entries) {
+  std::string out;
+  std::string central;
+  for (const ZipEntry& e : entries) {
+    std::string data;
+    std::uint32_t crc = 0;
+    std::uint64_t usize = 0;
+    int method = 0;
+    if (e.size == 0) {
+      data = e.bytes;
+      usize = data.size();
+      crc = static_cast<std::uint32_t>(
+          crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+    } else {
+      method = 8;
+      usize = e.size;
+      z_stream zs{};
+      deflateInit2(&zs, 9, Z_DEFLATED, -MAX_WBITS, 9, Z_DEFAULT_STRATEGY);
+      uLong c = crc32(0, Z_NULL, 0);
+      std::string block(1 << 20, '\0');
+      std::string buf(1 << 16, '\0');
+      std::uint64_t fed = 0;
+      for (bool first = true; fed < usize || first; first = false) {
+        std::string piece = first ? e.generate_prefix : std::string();
+        const std::uint64_t zeros =
+            std::min<std::uint64_t>(block.size(), usize - fed - piece.size());
+        piece.append(zeros, '\0');
+        fed += piece.size();
+        c = crc32(c, reinterpret_cast<const Bytef*>(piece.data()), static_cast<uInt>(piece.size()));
+        zs.next_in = reinterpret_cast<Bytef*>(piece.data());
+        zs.avail_in = static_cast<uInt>(piece.size());
+        const int flush = fed == usize ? Z_FINISH : Z_NO_FLUSH;
+        do {
+          zs.next_out = reinterpret_cast<Bytef*>(buf.data());
+          zs.avail_out = static_cast<uInt>(buf.size());
+          deflate(&zs, flush);
+          data.append(buf.data(), buf.size() - zs.avail_out);
+        } while (zs.avail_out == 0);
+      }
+      deflateEnd(&zs);
+      crc = static_cast<std::uint32_t>(c);
+    }
+    const std::size_t local = out.size();
+    const std::string name = e.name + ".npy";
+    put(out, 0x04034b50, 4);
+    put(out, 20, 2);
+    put(out, 0, 2);
+    put(out, method, 2);
+    put(out, 0, 4);
+    put(out, crc, 4);
+    put(out, data.size(), 4);
+    put(out, usize, 4);
+    put(out, name.size(), 2);
+    put(out, 0, 2);
+    out += name + data;
+    put(central, 0x02014b50, 4);
+    put(central, 20, 2);
+    put(central, 20, 2);
+    put(central, 0, 2);
+    put(central, method, 2);
+    put(central, 0, 4);
+    put(central, crc, 4);
+    put(central, data.size(), 4);
+    put(central, usize, 4);
+    put(central, name.size(), 2);
+    put(central, 0, 2);
+    put(central, 0, 2);
+    put(central, 0, 2);
+    put(central, 0, 2);
+    put(central, 0, 4);
+    put(central, local, 4);
+    central += name;
+  }
+  const std::size_t cd = out.size();
+  out += central;
+  put(out, 0x06054b50, 4);
+  put(out, 0, 4);
+  put(out, entries.size(), 2);
+  put(out, entries.size(), 2);
+  put(out, central.size(), 4);
+  put(out, cd, 4);
+  put(out, 0, 2);
+  return out;
+}
+
+std::string floats(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+std::string ints(const std::vector<std::int32_t>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(std::int32_t));
+}
+std::string codepoints(const std::string& ascii) {
+  std::vector<std::int32_t> v(ascii.begin(), ascii.end());
+  return ints(v);
+}
+
+// Two chunks from one source, with the given embeddings (2 x 3).
+std::vector<ZipEntry> two_chunks(const std::vector<float>& emb) {
+  return {{"embeddings",
+           npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", floats(emb))},
+          {"chunk_data", npy("{'descr': '<i4', 'fortran_order': False, 'shape': (8,), }",
+                             codepoints("owlsfish"))},
+          {"chunk_lengths",
+           npy("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", ints({4, 4}))},
+          {"source_data",
+           npy("{'descr': '<i4', 'fortran_order': False, 'shape': (6,), }", codepoints("aa.txt"))},
+          {"source_lengths",
+           npy("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", ints({3, 3}))}};
+}
+
+std::string import_error(const testing::TempDir& dir, const std::vector<ZipEntry>& entries) {
+  const fs::path file = dir / "x.npz";
+  std::ofstream(file, std::ios::binary) << zip(entries);
+  try {
+    import_npz(file, dir / "bank", nullptr);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Npz, NanInfiniteAndZeroVectorsAreRefused) {
+  testing::TempDir dir;
+  EXPECT_EQ(import_error(dir, two_chunks({1, 0, 0, 0, 1, 0})), "");
+  EXPECT_EQ(Bank::open(dir / "bank", nullptr, false)->stats().vectors, 2);
+  fs::remove_all(dir / "bank");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_NE(
+      import_error(dir, two_chunks({1, 0, 0, 0, nan, 0})).find("row 1 of 'embeddings' holds NaN"),
+      std::string::npos);
+  EXPECT_NE(import_error(dir, two_chunks({1, inf, 0, 0, 1, 0}))
+                .find("row 0 of 'embeddings' holds an infinite"),
+            std::string::npos);
+  EXPECT_NE(
+      import_error(dir, two_chunks({1, 0, 0, 0, 0, 0})).find("row 1 of 'embeddings' is all zeros"),
+      std::string::npos);
+  EXPECT_FALSE(Bank::exists(dir / "bank")) << "nothing is created for a refused file";
+}
+
+TEST(Npz, ShapesAreCheckedFromTheHeadersBeforeAnyArrayIsInflated) {
+  testing::TempDir dir;
+  // A header whose shape disagrees with the bytes the member holds.
+  auto lying = two_chunks({1, 0, 0, 0, 1, 0});
+  lying[0].bytes =
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (8400000, 32), }", floats({1, 2}));
+  EXPECT_NE(import_error(dir, lying).find("header describes 1075200000 bytes"), std::string::npos)
+      << import_error(dir, lying);
+  // A deflated 128 MiB of embeddings (1M x 32) beside two chunks: refused from the headers,
+  // without inflating it. The peak memory of a child doing the import shows it.
+  auto bomb = two_chunks({1, 0, 0, 0, 1, 0});
+  const std::string header =
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 32), }", "");
+  bomb[0] = {"embeddings", "", header.size() + (std::uint64_t{128} << 20), header};
+  const fs::path file = dir / "bomb.npz";
+  std::ofstream(file, std::ios::binary) << zip(bomb);
+  ASSERT_LT(fs::file_size(file), 1u << 20);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    rusage before{};
+    ::getrusage(RUSAGE_SELF, &before);
+    std::string what;
+    try {
+      import_npz(file, dir / "bank", nullptr);
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    rusage after{};
+    ::getrusage(RUSAGE_SELF, &after);
+    const std::string report =
+        std::to_string((after.ru_maxrss - before.ru_maxrss) / 1024) + " " + what;
+    (void)!::write(pipe_fds[1], report.data(), report.size());
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string report;
+  char buf[512];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;) report.append(buf, n);
+  ::close(pipe_fds[0]);
+  ::waitpid(pid, nullptr, 0);
+  const long grown_mib = std::atol(report.c_str());
+  EXPECT_NE(report.find("has 1048576 rows but 'chunk_lengths' has 2 entries"), std::string::npos)
+      << report;
+  EXPECT_LT(grown_mib, 64) << "peak memory grew by " << grown_mib << " MiB: " << report;
 }
 
 }  // namespace

@@ -23,6 +23,11 @@ void add_common_options(CLI::App& app, CommonOptions& options) {
 }
 
 int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+  return run(app, argc, argv, "", body);
+}
+
+int run(CLI::App& app, int argc, char** argv, const std::string& hint,
+        const std::function<int()>& body) {
   const std::string program = app.get_name();
   install_cancel_handler();
   try {
@@ -35,8 +40,12 @@ int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) 
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "%s: error: %s\nRun '%s --help' for usage.\n", program.c_str(), e.what(),
-                   program.c_str());
+      std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+      // The hint is about arguments: missing ones and ones that were not expected.
+      const bool arguments = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr ||
+                             dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr;
+      if (!hint.empty() && arguments) std::fprintf(stderr, "%s\n", hint.c_str());
+      std::fprintf(stderr, "Run '%s --help' for usage.\n", program.c_str());
       return 2;
     }
     return body();

@@ -18,8 +18,11 @@ void add_common_options(CLI::App& app, CommonOptions& options);
 
 // Parses argv into app and runs body. A hearth::Error or any other exception becomes one line on
 // stderr ("<program>: error: <what>") and the matching exit status; --help prints and exits 0; a
-// usage mistake exits 2. Installs the Ctrl+C handler first.
+// usage mistake exits 2 (with hint, when not empty, after an error about missing or unexpected
+// arguments). Installs the Ctrl+C handler first.
 int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+int run(CLI::App& app, int argc, char** argv, const std::string& hint,
+        const std::function<int()>& body);
 
 // Registers a subcommand that is designed but not built yet: --help describes it, running it
 // says so on stderr and exits 2.

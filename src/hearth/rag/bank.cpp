@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,13 +31,39 @@ constexpr const char* kManifest = "manifest.json";
 constexpr const char* kDatabase = "bank.sqlite";
 
 void glob_function(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  const auto* bank = static_cast<const Bank*>(sqlite3_user_data(ctx));
   const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
   const auto* path = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
   if (pattern == nullptr || path == nullptr) {
     sqlite3_result_int(ctx, 0);
     return;
   }
-  sqlite3_result_int(ctx, glob_match(pattern, path) ? 1 : 0);
+  sqlite3_result_int(ctx, bank->path_matches(pattern, path) ? 1 : 0);
+}
+
+// The code points whose runs are indexed as bigrams: Han ideographs (with extensions and
+// compatibility forms), Hiragana, Katakana (with phonetic extensions and half-width forms).
+bool is_cjk(char32_t c) {
+  return (c >= 0x3040 && c <= 0x30FF) || (c >= 0x31F0 && c <= 0x31FF) ||
+         (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x4E00 && c <= 0x9FFF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFF66 && c <= 0xFF9F) ||
+         (c >= 0x20000 && c <= 0x3FFFF);
+}
+
+// Decodes the code point at s[i] (valid UTF-8 assumed; a stray byte is taken as itself) and
+// returns its length in bytes.
+std::size_t decode_at(std::string_view s, std::size_t i, char32_t* out) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  const std::size_t len = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+  if (len == 1 || i + len > s.size()) {
+    *out = b;
+    return 1;
+  }
+  char32_t c = b & (0x7F >> len);
+  for (std::size_t k = 1; k < len; ++k)
+    c = (c << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  *out = c;
+  return len;
 }
 
 // Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's IDF) as an FTS5 auxiliary function, returning the
@@ -134,6 +161,9 @@ std::string text_column(sqlite3_stmt* st, int i) {
 struct Bank::Db {
   sqlite3* db = nullptr;
   std::string file;
+  bool read_only = false;
+  bool cjk_bigrams = true;         // the FTS index holds CJK runs as bigrams
+  std::vector<std::string> roots;  // ingest roots, for relative globs
   // Tokens per FTS row (index: chunk id; 0 = unknown), for hearth_bm25, and the bank
   // generation they were read at.
   std::vector<std::uint32_t> doc_tokens;
@@ -143,12 +173,17 @@ struct Bank::Db {
 
   [[noreturn]] void fail(const std::string& what) const {
     const int code = sqlite3_errcode(db);
-    const std::string msg = what + ": " + sqlite3_errmsg(db);
+    // sqlite3_exec's message is SQLite's own: said once.
+    const std::string own = sqlite3_errmsg(db);
+    const std::string msg = what.find(own) != std::string::npos ? what : what + ": " + own;
     if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
       throw Error(ErrorCode::kIo, msg + " (another process is writing this bank)", {.file = file});
     }
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
       throw Error(ErrorCode::kFormat, msg, {.file = file});
+    }
+    if (code == SQLITE_READONLY) {
+      throw Error(ErrorCode::kIo, msg + " (no write access to this bank)", {.file = file});
     }
     throw Error(ErrorCode::kIo, msg, {.file = file});
   }
@@ -217,7 +252,13 @@ class Stmt {
 // BEGIN IMMEDIATE ... COMMIT, rolled back when an exception leaves the scope.
 class WriteTxn {
  public:
-  explicit WriteTxn(Bank::Db& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+  explicit WriteTxn(Bank::Db& db) : db_(db) {
+    if (db_.read_only) {
+      throw Error(ErrorCode::kInvalidArgument, "this bank was opened read-only",
+                  {.file = db_.file});
+    }
+    db_.exec("BEGIN IMMEDIATE");
+  }
   ~WriteTxn() {
     if (!done_) sqlite3_exec(db_.db, "ROLLBACK", nullptr, nullptr, nullptr);
   }
@@ -331,7 +372,41 @@ std::vector<std::string> lowercase_words(std::string_view text) {
   return words;
 }
 
-std::string fts_query(const std::string& text) {
+std::string cjk_bigrams(std::string_view text) {
+  if (std::none_of(text.begin(), text.end(),
+                   [](char c) { return static_cast<unsigned char>(c) >= 0xE3; })) {
+    return std::string(text);
+  }
+  std::string out;
+  out.reserve(text.size() * 2);
+  std::vector<std::pair<std::size_t, std::size_t>> run;  // (offset, bytes) per character
+  auto flush = [&] {
+    if (run.size() == 1) {
+      out.append(" ").append(text.substr(run[0].first, run[0].second)).append(" ");
+    } else {
+      for (std::size_t k = 0; k + 1 < run.size(); ++k) {
+        out.append(" ").append(text.substr(run[k].first, run[k].second + run[k + 1].second));
+      }
+      if (!run.empty()) out += ' ';
+    }
+    run.clear();
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    char32_t c = 0;
+    const std::size_t len = decode_at(text, i, &c);
+    if (is_cjk(c) && c != 0x30FB) {  // U+30FB KATAKANA MIDDLE DOT separates words
+      run.emplace_back(i, len);
+    } else {
+      flush();
+      out.append(text.substr(i, len));
+    }
+    i += len;
+  }
+  flush();
+  return out;
+}
+
+std::string fts_query(const std::string& text, bool cjk) {
   const std::vector<std::string> words = lowercase_words(text);
   std::vector<std::string> kept;
   std::set<std::string> seen;
@@ -347,7 +422,12 @@ std::string fts_query(const std::string& text) {
   for (const std::string& w : kept) {
     if (!is_valid_utf8(w)) continue;  // FTS5 cannot match invalid bytes anyway
     if (!q.empty()) q += " OR ";
-    q += '"' + w + '"';  // words hold no '"': only letters, digits and non-ASCII bytes
+    // Words hold no '"': only letters, digits and non-ASCII bytes.
+    const std::string indexed = cjk ? cjk_bigrams(w) : w;
+    char32_t c = 0;
+    const bool one_cjk = indexed != w && decode_at(w, 0, &c) == w.size();
+    q += '"' + indexed + '"';
+    if (one_cjk) q += '*';  // a lone character is the start of the bigrams that hold it
   }
   return q;
 }
@@ -372,6 +452,21 @@ std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, 
                                  const ChunkingOptions& chunking, VectorType vector_type) {
   const fs::path manifest_file = folder / kManifest;
   std::error_code ec;
+  if (fs::exists(manifest_file, ec) && !fs::exists(folder / kDatabase, ec)) {
+    // A bank whose creation was interrupted has a manifest only; one with vectors had a database
+    // that is gone now, and making an empty one would hide that and overwrite the vectors.
+    bool vectors = false;
+    for (const auto& e : fs::directory_iterator(folder, ec)) {
+      vectors = vectors || e.path().filename().string().starts_with("vectors");
+    }
+    if (vectors || !create) {
+      throw Error(ErrorCode::kFormat,
+                  std::string("the bank is damaged: ") + kDatabase +
+                      " is missing beside manifest.json" + (vectors ? " and its vectors" : "") +
+                      "; restore it from a backup, or make a new bank in another folder",
+                  {.file = folder.string()});
+    }
+  }
   if (!fs::exists(manifest_file, ec)) {
     if (fs::exists(folder / kDatabase, ec)) {
       throw Error(ErrorCode::kFormat, "bank folder has a database but no manifest.json",
@@ -408,6 +503,31 @@ std::unique_ptr<Bank> Bank::open(const fs::path& folder, EmbeddingModel* model, 
   return bank;
 }
 
+std::unique_ptr<Bank> Bank::open_read_only(const fs::path& folder) {
+  const fs::path manifest_file = folder / kManifest;
+  std::error_code ec;
+  if (!fs::exists(manifest_file, ec)) {
+    if (fs::exists(folder / kDatabase, ec)) {
+      throw Error(ErrorCode::kFormat, "bank folder has a database but no manifest.json",
+                  {.file = folder.string()});
+    }
+    throw Error(ErrorCode::kNotFound, "no knowledge bank here (rag-cli ingest creates one)",
+                {.file = folder.string()});
+  }
+  if (!fs::exists(folder / kDatabase, ec)) {
+    throw Error(ErrorCode::kFormat,
+                std::string("the bank is damaged: ") + kDatabase +
+                    " is missing beside manifest.json; restore it from a backup, or make a new "
+                    "bank in another folder",
+                {.file = folder.string()});
+  }
+  std::unique_ptr<Bank> bank(new Bank());
+  bank->folder_ = folder;
+  bank->manifest_ = read_manifest(manifest_file);
+  bank->open_database_read_only();
+  return bank;
+}
+
 std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std::string& model_id,
                                               const std::string& fingerprint, std::size_t dim,
                                               const ChunkingOptions& chunking) {
@@ -427,7 +547,7 @@ std::unique_ptr<Bank> Bank::create_for_import(const fs::path& folder, const std:
   m.dim = dim;
   m.chunking = chunking;
   write_manifest(folder / kManifest, m);
-  return open(folder, nullptr, false);
+  return open(folder, nullptr, true);  // the manifest is written: this makes the database
 }
 
 std::filesystem::path Bank::vectors_path(std::int64_t file) const {
@@ -481,6 +601,155 @@ void Bank::check_model(EmbeddingModel* model) const {
   }
 }
 
+bool Bank::read_only() const {
+  return db_->read_only;
+}
+
+namespace {
+
+// A file name as an SQLite URI ("file:" + the path with %, ? and # escaped).
+std::string sqlite_uri(const std::string& file, const char* query) {
+  std::string uri = "file:";
+  for (const char c : file) {
+    if (c == '%' || c == '?' || c == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      uri += buf;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?" + query;
+}
+
+void register_functions(sqlite3* db, std::vector<std::uint32_t>* lengths, const Bank* bank) {
+  sqlite3_busy_timeout(db, 10000);
+  register_bm25(db, lengths);
+  sqlite3_create_function(db, "hearth_glob", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                          const_cast<Bank*>(bank), glob_function, nullptr, nullptr);
+}
+
+}  // namespace
+
+void Bank::open_database_read_only() {
+  db_ = std::make_unique<Db>();
+  db_->file = (folder_ / kDatabase).string();
+  db_->read_only = true;
+  // A read-only connection never checkpoints or writes; in WAL mode it still needs the -wal and
+  // -shm files (or the right to create them), which writers keep (SQLITE_FCNTL_PERSIST_WAL).
+  auto try_open = [&](const std::string& name, int flags) {
+    sqlite3_close_v2(db_->db);
+    db_->db = nullptr;
+    if (sqlite3_open_v2(name.c_str(), &db_->db, flags | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK) {
+      return false;
+    }
+    register_functions(db_->db, &db_->doc_tokens, this);
+    return sqlite3_exec(db_->db, "SELECT COUNT(*) FROM meta", nullptr, nullptr, nullptr) ==
+           SQLITE_OK;
+  };
+  if (try_open(db_->file, SQLITE_OPEN_READONLY)) {
+    load_roots();
+    return;
+  }
+  const int code = sqlite3_errcode(db_->db);
+  if (code != SQLITE_CANTOPEN && (code & 0xFF) != SQLITE_READONLY) {
+    db_->fail("cannot open the bank database");
+  }
+  std::error_code ec;
+  const bool wal = fs::exists(db_->file + "-wal", ec);
+  struct statvfs vfs {};
+  const bool read_only_fs = ::statvfs(folder_.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0;
+  // With no -wal file every change is in the database itself, and on a read-only file system
+  // nobody can write it meanwhile: it can be read as immutable.
+  if (!wal && read_only_fs &&
+      try_open(sqlite_uri(db_->file, "immutable=1"), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)) {
+    load_roots();
+    return;
+  }
+  throw Error(ErrorCode::kIo,
+              std::string("cannot read this bank without write access: ") +
+                  (wal ? "its write-ahead log (bank.sqlite-wal) is here but its shared-memory "
+                         "index (bank.sqlite-shm) is missing and cannot be created"
+                       : "its write-ahead log files (bank.sqlite-wal, bank.sqlite-shm) are "
+                         "missing and cannot be created") +
+                  " in this folder (" + sqlite3_errmsg(db_->db) +
+                  "); open the bank once with write access (rag-cli stats as its owner) so they "
+                  "exist, or read a copy",
+              {.file = db_->file});
+}
+
+void Bank::load_roots() {
+  db_->roots.clear();
+  db_->cjk_bigrams = false;
+  {
+    Stmt has(*db_, "SELECT 1 FROM sqlite_master WHERE name = 'roots'");
+    if (!has.step()) return;
+  }
+  Stmt st(*db_, "SELECT path FROM roots ORDER BY path");
+  while (st.step()) db_->roots.push_back(st.str(0));
+  db_->cjk_bigrams = meta_int("fts_cjk") == 1;
+}
+
+std::vector<std::string> Bank::roots() const {
+  return db_->roots;
+}
+
+void Bank::add_roots(const std::vector<fs::path>& roots) {
+  bool added = false;
+  Stmt add(*db_, "INSERT OR IGNORE INTO roots(path) VALUES(?1)");
+  for (const fs::path& r : roots) {
+    std::error_code ec;
+    fs::path root = fs::absolute(r).lexically_normal();
+    if (!fs::is_directory(root, ec)) root = root.parent_path();
+    std::string path = root.string();
+    while (path.size() > 1 && path.ends_with("/")) path.pop_back();
+    if (std::find(db_->roots.begin(), db_->roots.end(), path) != db_->roots.end()) continue;
+    add.bind(1, path).run();
+    db_->roots.push_back(path);
+    added = true;
+  }
+  if (added) std::sort(db_->roots.begin(), db_->roots.end());
+}
+
+bool Bank::path_matches(std::string_view pattern, std::string_view path) const {
+  if (pattern.empty()) return false;
+  std::string p(pattern);
+  while (p.size() > 1 && p.ends_with("/")) p.pop_back();
+  const bool literal = p.find_first_of("*?[") == std::string::npos;
+  auto under = [](std::string_view folder, std::string_view file) {
+    return file.size() > folder.size() && file.starts_with(folder) &&
+           (folder.ends_with("/") || file[folder.size()] == '/');
+  };
+  if (p == path || glob_match(p, path) || (literal && under(p, path))) return true;
+  if (p.starts_with("/")) return false;
+  for (const std::string& root : db_->roots) {
+    if (!under(root, path)) continue;
+    const std::string_view rel = path.substr(root.size() + (root.ends_with("/") ? 0 : 1));
+    if (glob_match(p, rel) || (literal && under(p, rel))) return true;
+  }
+  return false;
+}
+
+void Bank::migrate_cjk_index() {
+  if (meta_int("fts_cjk") == 1) return;
+  Stmt rows(*db_, "SELECT id, heading, text FROM chunks");
+  Stmt del(*db_, "DELETE FROM chunks_fts WHERE rowid = ?1");
+  Stmt add(*db_, "INSERT INTO chunks_fts(rowid, body) VALUES(?1, ?2)");
+  while (rows.step()) {
+    const std::string heading = rows.str(1);
+    const std::string text = rows.str(2);
+    const std::string body = heading.empty() ? text : heading + "\n" + text;
+    const std::string indexed = cjk_bigrams(body);
+    if (indexed == body) continue;
+    del.bind(1, rows.i64(0)).run();
+    add.bind(1, rows.i64(0)).bind(2, indexed).run();
+  }
+  db_->exec(
+      "INSERT OR REPLACE INTO meta VALUES('fts_cjk', 1);"
+      "UPDATE meta SET value = value + 1 WHERE key = 'generation'");
+}
+
 void Bank::init_schema() {
   db_ = std::make_unique<Db>();
   db_->file = (folder_ / kDatabase).string();
@@ -489,10 +758,11 @@ void Bank::init_schema() {
                       nullptr) != SQLITE_OK) {
     db_->fail("cannot open the bank database");
   }
-  sqlite3_busy_timeout(db_->db, 10000);
-  register_bm25(db_->db, &db_->doc_tokens);
-  sqlite3_create_function(db_->db, "hearth_glob", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
-                          glob_function, nullptr, nullptr);
+  register_functions(db_->db, &db_->doc_tokens, this);
+  // The -wal and -shm files stay when the last connection closes, so that readers without write
+  // access to the folder (another user, a read-only mount) can open the bank.
+  int persist = 1;
+  sqlite3_file_control(db_->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
   db_->exec("PRAGMA journal_mode=WAL");
   db_->exec("PRAGMA synchronous=NORMAL");
   db_->exec("PRAGMA cache_size=-65536");  // 64 MiB of page cache
@@ -513,7 +783,10 @@ void Bank::init_schema() {
       " tokenize='porter unicode61 remove_diacritics 2');"
       "CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN"
       " DELETE FROM chunks_fts WHERE rowid = old.id; END;"
-      "COMMIT;");
+      "CREATE TABLE IF NOT EXISTS roots(path TEXT PRIMARY KEY);");
+  migrate_cjk_index();
+  db_->exec("COMMIT");
+  load_roots();
 }
 
 void Bank::open_vectors_for_write() {
@@ -729,7 +1002,7 @@ Bank::StoreCounts Bank::store_batch(std::vector<PendingDocument>& docs) {
       add_chunk.run();
       const std::int64_t chunk_id = sqlite3_last_insert_rowid(db_->db);
       add_fts.bind(1, chunk_id)
-          .bind(2, c.heading_path.empty() ? c.text : c.heading_path + "\n" + c.text)
+          .bind(2, cjk_bigrams(c.heading_path.empty() ? c.text : c.heading_path + "\n" + c.text))
           .run();
     }
     counts.chunks += chunks.size();
@@ -766,6 +1039,18 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
   const std::vector<fs::path> files = collect_files(roots, options.collect, &warnings, &found);
   for (const std::string& w : warnings) message(w);
   report.skipped = found.unsupported + found.symlinks;
+  {
+    std::vector<fs::path> existing;
+    for (const fs::path& r : roots) {
+      std::error_code ec;
+      if (fs::exists(r, ec)) existing.push_back(r);
+    }
+    if (!existing.empty()) {
+      WriteTxn txn(*db_);
+      add_roots(existing);
+      txn.commit();
+    }
+  }
   IngestProgress progress;
   progress.files_total = files.size();
   std::vector<std::uint64_t> sizes(files.size(), 0);
@@ -805,9 +1090,11 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
     const std::int64_t mtime =
         static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     const auto existing = document(key);
-    if (existing && existing->mtime == mtime &&
-        existing->size == static_cast<std::uint64_t>(st.st_size)) {
+    const bool skipped = existing && existing->mtime == mtime &&
+                         existing->size == static_cast<std::uint64_t>(st.st_size);
+    if (skipped) {
       ++report.unchanged;
+      progress.bytes_total -= sizes[i];  // not read: no part of the progress rate
     } else {
       try {
         PendingDocument d;
@@ -838,7 +1125,7 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
       }
     }
     progress.files_done = i + 1;
-    progress.bytes_done += sizes[i];
+    if (!skipped) progress.bytes_done += sizes[i];
     if (pending.size() >= 64 || pending_bytes >= (32u << 20) || since_commit.seconds() > 1.0) {
       commit();
     }
@@ -853,7 +1140,8 @@ IngestReport Bank::ingest(const std::vector<fs::path>& roots, const IngestOption
       report.pruned = erase_documents([&](const std::string& p) { return doomed.count(p) > 0; });
     }
   }
-  if (report.updated > 0) compact_if_sparse();
+  // Also after an earlier writer that was killed before it compacted.
+  compact_if_sparse();
   report.seconds = timer.seconds();
   return report;
 }
@@ -928,7 +1216,7 @@ std::vector<std::string> Bank::prunable(const CollectReport& found,
 std::size_t Bank::remove(const std::vector<std::string>& patterns) {
   return erase_documents([&](const std::string& path) {
     for (const std::string& p : patterns) {
-      if (p == path || glob_match(p, path)) return true;
+      if (path_matches(p, path)) return true;
     }
     return false;
   });
@@ -951,7 +1239,7 @@ std::size_t Bank::erase_documents(const std::function<bool(const std::string&)>&
   }
   db_->exec("UPDATE meta SET value = value + 1 WHERE key = 'generation'");
   txn.commit();
-  if (!ids.empty()) compact_if_sparse();
+  compact_if_sparse();
   return ids.size();
 }
 
@@ -1089,7 +1377,7 @@ std::vector<DocumentInfo> Bank::documents(const std::string& path_glob) const {
   Stmt st(*db_, (std::string(kDocColumns) + " ORDER BY d.path").c_str());
   while (st.step()) {
     DocumentInfo d = read_doc(st);
-    if (path_glob.empty() || glob_match(path_glob, d.path)) out.push_back(std::move(d));
+    if (path_glob.empty() || path_matches(path_glob, d.path)) out.push_back(std::move(d));
   }
   return out;
 }
@@ -1157,7 +1445,7 @@ std::string Bank::integrity_check() const {
 std::vector<ChunkScore> Bank::search_bm25(const std::string& query, std::size_t k,
                                           const std::string& path_glob) const {
   std::vector<ChunkScore> out;
-  const std::string match = fts_query(query);
+  const std::string match = fts_query(query, db_->cjk_bigrams);
   if (match.empty() || k == 0) return out;
   const char* sql =
       path_glob.empty()

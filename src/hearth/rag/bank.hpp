@@ -76,7 +76,7 @@ struct IngestProgress {
   std::size_t files_done = 0;
   std::size_t files_total = 0;
   std::size_t chunks = 0;
-  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_done = 0;  // of the files read (unchanged ones are left out of both)
   std::uint64_t bytes_total = 0;
   std::string current;
 };
@@ -129,6 +129,11 @@ class Bank {
                                                  const std::string& model_id,
                                                  const std::string& fingerprint, std::size_t dim,
                                                  const ChunkingOptions& chunking);
+  // Opens an existing bank for reading only (list, stats, show, search): no write access to the
+  // folder is needed, nothing is created, migrated or checkpointed. A bank on a read-only file
+  // system whose WAL files are gone is read as immutable; elsewhere missing WAL files that cannot
+  // be created are reported (kIo) with what to do. Writing methods throw kInvalidArgument.
+  static std::unique_ptr<Bank> open_read_only(const std::filesystem::path& folder);
   static bool exists(const std::filesystem::path& folder);
 
   ~Bank();
@@ -138,6 +143,15 @@ class Bank {
   const std::filesystem::path& folder() const { return folder_; }
   const BankManifest& manifest() const { return manifest_; }
   bool has_vectors() const { return manifest_.dim > 0; }
+  bool read_only() const;
+
+  // The folders documents were ingested from (absolute), for relative globs.
+  std::vector<std::string> roots() const;
+  // The one path rule of --filter and rm: pattern matches a document path when it glob-matches
+  // the absolute path, or the path relative to an ingest root it lies under (a pattern without
+  // '/' matches the file name); a pattern naming a folder (absolute or relative to a root, no
+  // glob characters) matches every document under it.
+  bool path_matches(std::string_view pattern, std::string_view path) const;
 
   IngestReport ingest(const std::vector<std::filesystem::path>& roots,
                       const IngestOptions& options);
@@ -164,8 +178,9 @@ class Bank {
   };
   StoreCounts store_batch(std::vector<PendingDocument>& docs);
 
-  // Removes documents whose path equals or glob-matches one of patterns; returns how many.
-  // Compacts the vectors when at least half of their rows are dead.
+  // Removes documents whose path equals or matches one of patterns (path_matches); returns how
+  // many. Compacts the vectors when at least half of their rows are dead (also when nothing
+  // matched: an earlier remove may have been interrupted before it compacted).
   std::size_t remove(const std::vector<std::string>& patterns);
 
   // Rewrites the vectors without the rows of removed or replaced chunks (ingest and remove do
@@ -196,6 +211,11 @@ class Bank {
  private:
   Bank() = default;
   void init_schema();
+  void open_database_read_only();
+  void load_roots();
+  void add_roots(const std::vector<std::filesystem::path>& roots);
+  // Re-indexes CJK text as bigrams in banks made before hearth indexed it so (writers only).
+  void migrate_cjk_index();
   // The vectors file with this index (0: vectors.<dtype>; N: vectors-N.<dtype>).
   std::filesystem::path vectors_path(std::int64_t file) const;
   // Inside a write transaction: makes vec_fd_ the current vectors file (another process may
@@ -240,8 +260,15 @@ std::vector<std::string> lowercase_words(std::string_view text);
 bool is_stop_word(const std::string& word);
 
 // The FTS5 MATCH expression for user text: each word quoted, English stop words dropped (kept
-// when nothing else is left), joined with OR. Empty when the text has no words.
-std::string fts_query(const std::string& text);
+// when nothing else is left), joined with OR. Empty when the text has no words. With cjk_bigrams
+// (banks that index CJK as bigrams), runs of Han, kana and CJK punctuation-free text in a word
+// become the phrase of their bigrams (a single character: a prefix query).
+std::string fts_query(const std::string& text, bool cjk_bigrams = true);
+
+// Text as the FTS index sees it: every run of two or more CJK characters (Han ideographs,
+// Hiragana, Katakana) replaced by its overlapping bigrams separated by spaces, so that a word
+// inside an unspaced sentence is found. Other text is unchanged.
+std::string cjk_bigrams(std::string_view text);
 
 // L2-normalises each row of rows (n x dim) in place; zero rows stay zero.
 void normalize_rows(float* rows, std::size_t n, std::size_t dim);
