@@ -31,7 +31,7 @@ using testing::quote;
 using Clock = std::chrono::steady_clock;
 
 // Generous for a sanitizer build on a busy machine; only a failing test waits this long.
-constexpr auto kPatience = std::chrono::seconds(60);
+constexpr auto kPatience = std::chrono::seconds(30);
 const std::string kPrompt = "\xE2\x9D\x93> ";
 
 fs::path sample_corpus() {
