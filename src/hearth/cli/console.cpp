@@ -118,10 +118,11 @@ int read_char(EditLine* /*el*/, wchar_t* out) {
   }
 }
 
-const char* prompt_of(EditLine* el) {
+// The prompt callback has libedit's type (el_pfunc_t); libedit only reads the text.
+char* prompt_of(EditLine* el) {
   void* data = nullptr;
   el_get(el, EL_CLIENTDATA, &data);
-  return static_cast<const std::string*>(data)->c_str();
+  return static_cast<std::string*>(data)->data();
 }
 
 }  // namespace
