@@ -592,7 +592,10 @@ class DecoderMaker {
   // Scales (as llama.cpp's fixtures do): a matrix reading n inputs has std 0.9/sqrt(n); the
   // untied input embedding std 1; the output projection (or the tied embedding) 3/sqrt(hidden),
   // which gives logits with a standard deviation of about 3; norm gains 1 + 0.1 N; biases 0.1.
+  // With tied embeddings ffn_down is 4x larger, so that the layers move the residual away from
+  // the input token's embedding (else greedy decoding just repeats the token).
   void build() {
+    const float down_gain = c_.tied ? 4.0f : 1.0f;
     const std::int64_t h = c_.hidden;
     const std::int64_t q = static_cast<std::int64_t>(c_.heads) * c_.head_dim;
     const std::int64_t kv = static_cast<std::int64_t>(c_.kv_heads) * c_.head_dim;
@@ -627,7 +630,7 @@ class DecoderMaker {
         add(b + "mlp.up_proj.weight", c_.ffn, h, 0.0f, in_h);
       }
       add(b + "mlp.down_proj.weight", h, c_.ffn, 0.0f,
-          0.9f / std::sqrt(static_cast<float>(c_.ffn)));
+          down_gain * 0.9f / std::sqrt(static_cast<float>(c_.ffn)));
     }
     add("model.norm.weight", 0, h, 1.0f, 0.1f);
     if (!c_.tied) add("lm_head.weight", c_.vocab, h, 0.0f, out_std);
