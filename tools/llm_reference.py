@@ -37,7 +37,7 @@ Usage:
 writes PREFIX.logits.npy (float32, [len(ids) + N, vocab]: row i < len(ids) is the logits at
 prompt position i, row len(ids) + k the logits after feeding greedy_ids[k]) and PREFIX.json
 {prompt_ids, greedy_ids, final_argmax, margins, config}. greedy_ids[0] is the argmax of the last
-prompt row; ties go to the lowest id.
+prompt row; ties go to the lowest id. --jobs FILE.json runs a list of such runs in one process.
 """
 
 import argparse
@@ -438,45 +438,60 @@ def argmax_and_margin(row):
     return best, float(top.values[0] - top.values[1])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="HF folder or .gguf file")
-    ap.add_argument("--ids", required=True, help="comma-separated prompt token ids")
-    ap.add_argument("--steps", type=int, default=0, help="greedy steps")
-    ap.add_argument("--out", required=True, help="output prefix")
-    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    ap.add_argument("--ctx", type=int, default=0, help="context for the LongRoPE choice")
-    ap.add_argument("--longrope", choices=["long", "short"], help="force LongRoPE factors")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    ids = [int(t) for t in args.ids.split(",") if t.strip()]
+def run_job(model_path, ids, steps, out, dtype_name="float64", ctx=0, longrope=None):
     if not ids:
-        raise SystemExit("--ids is empty")
-    if os.path.isdir(args.model):
-        cfg, raw = load_hf(args.model)
+        raise SystemExit("no prompt ids")
+    if os.path.isdir(model_path):
+        cfg, raw = load_hf(model_path)
     else:
-        cfg, raw = load_gguf(args.model)
+        cfg, raw = load_gguf(model_path)
     if max(ids) >= cfg["vocab"] or min(ids) < 0:
-        raise SystemExit(f"token id out of range for vocab {cfg['vocab']}")
-    dtype = torch.float64 if args.dtype == "float64" else torch.float32
-    model = Decoder(cfg, raw, dtype, args.ctx, args.longrope)
+        raise SystemExit(f"{model_path}: token id out of range for vocab {cfg['vocab']}")
+    dtype = torch.float64 if dtype_name == "float64" else torch.float32
+    model = Decoder(cfg, raw, dtype, ctx, longrope)
     seq = list(ids)
     greedy, margins = [], []
     with torch.no_grad():
-        for _ in range(args.steps):
+        for _ in range(steps):
             best, margin = argmax_and_margin(model.forward(seq)[-1])
             greedy.append(best)
             margins.append(margin)
             seq.append(best)
         logits = model.forward(seq)
         final, _ = argmax_and_margin(logits[-1])
-    np.save(args.out + ".logits.npy", logits.to(torch.float32).numpy())
+    np.save(out + ".logits.npy", logits.to(torch.float32).numpy())
     summary = {k: v for k, v in cfg.items() if k not in ("longrope", "rope_divisors", "rope_llama3")}
     summary["longrope_factors"] = model.longrope
     summary["attn_factor"] = model.attn_factor
-    with open(args.out + ".json", "w") as f:
+    with open(out + ".json", "w") as f:
         json.dump({"prompt_ids": ids, "greedy_ids": greedy, "final_argmax": final,
                    "greedy_margins": margins, "config": summary}, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="HF folder or .gguf file")
+    ap.add_argument("--ids", help="comma-separated prompt token ids")
+    ap.add_argument("--steps", type=int, default=0, help="greedy steps")
+    ap.add_argument("--out", help="output prefix")
+    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--ctx", type=int, default=0, help="context for the LongRoPE choice")
+    ap.add_argument("--longrope", choices=["long", "short"], help="force LongRoPE factors")
+    ap.add_argument("--jobs", help="JSON file: a list of {model, ids, steps, out[, dtype, ctx, "
+                    "longrope]} run in one process (saves the start-up per model)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.jobs:
+        with open(args.jobs) as f:
+            jobs = json.load(f)
+        for j in jobs:
+            run_job(j["model"], j["ids"], j.get("steps", 0), j["out"], j.get("dtype", "float64"),
+                    j.get("ctx", 0), j.get("longrope"))
+        return 0
+    if not (args.model and args.ids and args.out):
+        ap.error("--model, --ids and --out are required (or --jobs)")
+    ids = [int(t) for t in args.ids.split(",") if t.strip()]
+    run_job(args.model, ids, args.steps, args.out, args.dtype, args.ctx, args.longrope)
     return 0
 
 
