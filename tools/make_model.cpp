@@ -8,7 +8,8 @@
 //    HF's rotate-half layout to llama.cpp's adjacent pairs; phi3/qwen2/qwen3 unpermuted; phi3
 //    longrope factors as rope_factors_long/short, llama3 rope as rope_freqs). Every weight is a
 //    pure function of (seed, HF tensor name, element index), so the same seed gives the same
-//    weights in both encodings and any dtype, and the files are written streaming (the Phi-3-mini
+//    weights in both encodings and any dtype, and the files are written streaming, under a
+//    .partial name until complete (the Phi-3-mini
 //    shape is 7.6 GB in f16). Vocabulary: a real tokenizer (--tokenizer-dir: its files are copied
 //    into HF folders; --gguf-vocab: its tokenizer.* keys are copied into GGUF files), else a small
 //    synthetic SentencePiece-style byte vocabulary.
@@ -32,9 +33,11 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hearth/cli/app.hpp"
+#include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/core/thread_pool.hpp"
 #include "hearth/formats/file_io.hpp"
@@ -275,6 +278,7 @@ void fill_in_place(const fs::path& path, const std::vector<const Stored*>& tenso
       std::vector<float> scratch(static_cast<std::size_t>(t->src->cols));
       std::vector<std::byte> buf;
       for (std::size_t ch = begin; ch < end; ++ch) {
+        hearth::throw_if_cancelled();
         const std::int64_t r0 = static_cast<std::int64_t>(ch) * per_chunk;
         const std::int64_t r1 = std::min(rows, r0 + per_chunk);
         buf.resize(static_cast<std::size_t>(r1 - r0) * rb);
@@ -299,6 +303,31 @@ void fill_in_place(const fs::path& path, const std::vector<const Stored*>& tenso
     throw hearth::Error(hearth::ErrorCode::kIo,
                         std::string("cannot write: ") + std::strerror(errno),
                         {.file = path.string()});
+  }
+}
+
+// Lays a file out with the writer (zero bytes for the data), fills it in place, then renames it
+// to path: an interrupted run leaves no half-made file under the real name.
+template <class Writer>
+void write_streaming(const fs::path& path, const Writer& w,
+                     const std::vector<const Stored*>& tensors, hearth::ThreadPool& pool) {
+  const fs::path partial = path.string() + ".partial";
+  try {
+    w.write(partial);
+    std::map<std::string, std::uint64_t> offsets;
+    if constexpr (std::is_same_v<Writer, formats::GGUFWriter>) {
+      const auto g = formats::GGUFFile::open(partial);
+      for (const auto& info : g.tensors()) offsets[info.name] = g.data_offset() + info.offset;
+    } else {
+      const auto st = formats::SafetensorsFile::open(partial);
+      for (const auto& info : st.tensors()) offsets[info.name] = st.data_offset() + info.offset;
+    }
+    fill_in_place(partial, tensors, offsets, pool);
+    fs::rename(partial, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(partial, ec);
+    throw;
   }
 }
 
@@ -479,11 +508,7 @@ class DecoderMaker {
         w.add_tensor(t->name, t->dtype, t->shape, zeros(zero, *t));
         weight_map[t->name] = file;
       }
-      w.write(dir / file);
-      const auto st = formats::SafetensorsFile::open(dir / file);
-      std::map<std::string, std::uint64_t> offsets;
-      for (const auto& info : st.tensors()) offsets[info.name] = st.data_offset() + info.offset;
-      fill_in_place(dir / file, shards[s], offsets, pool);
+      write_streaming(dir / file, w, shards[s], pool);
     }
     if (shards.size() > 1) {
       const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
@@ -553,11 +578,7 @@ class DecoderMaker {
     for (const Stored& t : stored) all.push_back(&t);
     const std::vector<std::byte> zero(max_bytes(all));
     for (const Stored& t : stored) w.add_tensor(t.name, t.dtype, t.shape, zeros(zero, t));
-    w.write(path);
-    const auto g = formats::GGUFFile::open(path);
-    std::map<std::string, std::uint64_t> offsets;
-    for (const auto& info : g.tensors()) offsets[info.name] = g.data_offset() + info.offset;
-    fill_in_place(path, all, offsets, pool);
+    write_streaming(path, w, all, pool);
   }
 
   std::int64_t parameters() const {
