@@ -9,9 +9,10 @@
 //    longrope factors as rope_factors_long/short, llama3 rope as rope_freqs). Every weight is a
 //    pure function of (seed, HF tensor name, element index), so the same seed gives the same
 //    weights in both encodings and any dtype, and the files are written streaming, under a
-//    .partial name until complete (the Phi-3-mini shape is 7.6 GB in f16). Vocabulary: a real tokenizer (--tokenizer-dir: its files are copied
-//    into HF folders; --gguf-vocab: its tokenizer.* keys are copied into GGUF files), else a small
-//    synthetic SentencePiece-style byte vocabulary.
+//    .partial name until complete (the Phi-3-mini shape is 7.6 GB in f16). Vocabulary: a real
+//    tokenizer (--tokenizer-dir: its files are copied into HF folders; --gguf-vocab: its
+//    tokenizer.* keys are copied into GGUF files), else a small synthetic SentencePiece-style
+//    byte vocabulary.
 //  --arch bert: a sentence-transformers folder (BertModel weights, modules.json, 1_Pooling,
 //    2_Normalize) or, with --classifier, a BertForSequenceClassification cross-encoder (one
 //    logit); or the same weights as a GGUF `bert` file with llama.cpp's names and keys. Shapes:
