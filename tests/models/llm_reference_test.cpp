@@ -30,7 +30,13 @@ using testing::cat;
 using testing::quote;
 using testing::TempDir;
 
-const fs::path kRepo = fs::path(__FILE__).parent_path().parent_path().parent_path();
+// The checkout, from this file's path: absolute, or (ccache with CCACHE_BASEDIR) relative to the
+// build folder, which holds the bin/ folder of the tools.
+fs::path repo_dir() {
+  fs::path file = __FILE__;
+  if (file.is_relative()) file = testing::tools_dir().parent_path() / file;
+  return fs::weakly_canonical(file).parent_path().parent_path().parent_path();
+}
 constexpr const char* kPython = "/usr/bin/python3";
 
 bool have_torch() {
@@ -88,8 +94,8 @@ std::vector<RefRun> reference(const std::vector<Job>& jobs, const TempDir& tmp) 
   }
   std::ofstream(tmp / "jobs.json") << list.dump();
   std::string log;
-  const std::string cmd = cat({kPython, " ", quote(kRepo / "tools/llm_reference.py"), " --jobs ",
-                               quote(tmp / "jobs.json")});
+  const std::string cmd = cat({kPython, " ", quote(repo_dir() / "tools/llm_reference.py"),
+                               " --jobs ", quote(tmp / "jobs.json")});
   const int rc = testing::run_command(cmd, &log);
   EXPECT_EQ(rc, 0) << cmd << "\n" << log;
   std::vector<RefRun> runs;
@@ -487,11 +493,11 @@ TEST(LlmReference, RefusesWhatItDoesNotImplement) {
   fs::create_directories(tmp / "m");
   std::ofstream(tmp / "m" / "config.json") << R"({"architectures": ["GemmaForCausalLM"]})";
   std::string out;
-  EXPECT_NE(
-      testing::run_command(cat({kPython, " ", quote(kRepo / "tools/llm_reference.py"), " --model ",
-                                quote(tmp / "m"), " --ids 1 --out ", quote(tmp / "r")}),
-                           &out),
-      0);
+  EXPECT_NE(testing::run_command(
+                cat({kPython, " ", quote(repo_dir() / "tools/llm_reference.py"), " --model ",
+                     quote(tmp / "m"), " --ids 1 --out ", quote(tmp / "r")}),
+                &out),
+            0);
   EXPECT_NE(out.find("unsupported architectures"), std::string::npos) << out;
 }
 
