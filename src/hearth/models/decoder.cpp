@@ -919,7 +919,7 @@ struct Session::State {
 
 Session::Session(const LanguageModel& model, std::int64_t context)
     : model_(model), state_(std::make_unique<State>()) {
-  ModelImpl& m = model.impl();
+  ModelImpl& m = *model.impl_;
   state_->context = m.session_context(context);
   const DecoderConfig& c = m.config;
   state_->cache =
@@ -975,7 +975,7 @@ void grow(std::vector<float>& v, i64 n) {
 
 std::span<const float> Session::feed(std::span<const std::int32_t> ids,
                                      std::vector<float>* all_logits) {
-  ModelImpl& m = model_.impl();
+  ModelImpl& m = *model_.impl_;
   const DecoderConfig& c = m.config;
   State& s = *state_;
   if (ids.empty()) throw Error(ErrorCode::kInvalidArgument, "feed() needs at least one token");
