@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -19,7 +18,7 @@
 #include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/rag/npz_import.hpp"
-#include "support/fixtures.hpp"
+#include "support/llm.hpp"
 
 namespace hearth::models {
 namespace {
@@ -27,126 +26,17 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::cat;
+using testing::make_model;
+using testing::make_stories_decoder;
 using testing::quote;
+using testing::random_ids;
+using testing::ReferenceJob;
+using testing::ReferenceRun;
 using testing::TempDir;
 
-// The checkout, from this file's path: absolute, or (ccache with CCACHE_BASEDIR) relative to the
-// build folder, which holds the bin/ folder of the tools.
-fs::path repo_dir() {
-  fs::path file = __FILE__;
-  if (file.is_relative()) file = testing::tools_dir().parent_path() / file;
-  return fs::weakly_canonical(file).parent_path().parent_path().parent_path();
-}
-constexpr const char* kPython = "/usr/bin/python3";
-
-bool have_torch() {
-  static const bool ok =
-      testing::run_command(std::string(kPython) + " -c 'import torch, numpy' 2>/dev/null") == 0;
-  return ok;
-}
-
-#define REQUIRE_TORCH()                                                                           \
-  if (!have_torch()) {                                                                            \
-    GTEST_SKIP() << "the reference needs Debian's python3-torch and python3-numpy at " << kPython \
-                 << " (apt install python3-torch python3-numpy)";                                 \
-  }
-
-void make_model(const std::string& args) {
-  std::string out;
-  const std::string cmd = cat({quote(testing::tools_dir() / "hearth-make-model"), " ", args});
-  ASSERT_EQ(testing::run_command(cmd, &out), 0) << cmd << "\n" << out;
-}
-
-// A model with the stories260K tokenizer (vocab 512) in both encodings: DIR (HF) and DIR.gguf.
-void make_pair(const fs::path& dir, const std::string& args) {
-  const fs::path st = testing::fixture("models/stories260K");
-  make_model(cat({args, " --format hf --tokenizer-dir ", quote(st / "hf"), " --out ", quote(dir)}));
-  make_model(cat({args, " --format gguf --gguf-vocab ", quote(st / "stories260K-f32.gguf"),
-                  " --out ", quote(dir.string() + ".gguf")}));
-}
-
-struct RefRun {
-  std::vector<int> prompt_ids;
-  std::vector<int> greedy_ids;
-  int final_argmax = -1;
-  json config;
-  std::vector<std::size_t> shape;
-  std::vector<double> logits;  // [shape[0], shape[1]]
-  double at(std::size_t row, std::size_t col) const { return logits[row * shape[1] + col]; }
-};
-
-struct Job {
-  fs::path model;
-  std::vector<int> ids;
-  int steps = 0;
-  std::string dtype = "float64";
-};
-
-// Runs the reference once over every job (one Python start-up) and reads the outputs.
-std::vector<RefRun> reference(const std::vector<Job>& jobs, const TempDir& tmp) {
-  json list = json::array();
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    list.push_back({{"model", jobs[i].model.string()},
-                    {"ids", jobs[i].ids},
-                    {"steps", jobs[i].steps},
-                    {"dtype", jobs[i].dtype},
-                    {"out", (tmp / cat({"run", std::to_string(i)})).string()}});
-  }
-  std::ofstream(tmp / "jobs.json") << list.dump();
-  std::string log;
-  const std::string cmd = cat({kPython, " ", quote(repo_dir() / "tools/llm_reference.py"),
-                               " --jobs ", quote(tmp / "jobs.json")});
-  const int rc = testing::run_command(cmd, &log);
-  EXPECT_EQ(rc, 0) << cmd << "\n" << log;
-  std::vector<RefRun> runs;
-  if (rc != 0) return runs;
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    const fs::path prefix = tmp / cat({"run", std::to_string(i)});
-    const json j = json::parse(std::ifstream(prefix.string() + ".json"));
-    RefRun r;
-    r.prompt_ids = j["prompt_ids"].get<std::vector<int>>();
-    r.greedy_ids = j["greedy_ids"].get<std::vector<int>>();
-    r.final_argmax = j["final_argmax"].get<int>();
-    r.config = j["config"];
-    const auto bytes = testing::read_bytes(prefix.string() + ".logits.npy");
-    rag::NpyArray a =
-        rag::parse_npy(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-    r.shape = a.shape;
-    r.logits = std::move(a.floats);
-    runs.push_back(std::move(r));
-  }
-  return runs;
-}
-
-double max_abs_diff(const RefRun& a, const RefRun& b, std::size_t row0 = 0,
+double max_abs_diff(const ReferenceRun& a, const ReferenceRun& b, std::size_t row0 = 0,
                     std::size_t row1 = SIZE_MAX) {
-  EXPECT_EQ(a.shape, b.shape);
-  if (a.shape != b.shape) return INFINITY;
-  double worst = 0.0;
-  for (std::size_t r = row0; r < std::min(row1, a.shape[0]); ++r) {
-    for (std::size_t c = 0; c < a.shape[1]; ++c) {
-      worst = std::max(worst, std::fabs(a.at(r, c) - b.at(r, c)));
-    }
-  }
-  return worst;
-}
-
-double stddev(const RefRun& r) {
-  double s = 0, s2 = 0;
-  for (const double v : r.logits) {
-    s += v;
-    s2 += v * v;
-  }
-  const double n = static_cast<double>(r.logits.size());
-  return std::sqrt(s2 / n - (s / n) * (s / n));
-}
-
-std::vector<int> random_ids(int n, int vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> id(3, vocab - 1);
-  std::vector<int> ids = {1};
-  while (static_cast<int>(ids.size()) < n) ids.push_back(id(rng));
-  return ids;
+  return testing::diff_rows(a, b, row0, row1).max;
 }
 
 std::vector<float> f32_values(const TensorView& v) {
@@ -351,7 +241,7 @@ TEST(LlmMaker, RefusesContradictoryOptions) {
 // The reference on the maker's files, and on real outputs.
 
 TEST(LlmReference, HfAndGgufEncodingsGiveTheSameLogitsForEveryArchitecture) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   HEARTH_REQUIRE_FIXTURE(st, "models/stories260K");
   TempDir tmp;
   const std::vector<std::string> cases = {
@@ -362,27 +252,28 @@ TEST(LlmReference, HfAndGgufEncodingsGiveTheSameLogitsForEveryArchitecture) {
       "--arch qwen2",
       "--arch qwen3",
   };
-  std::vector<Job> jobs;
+  std::vector<ReferenceJob> jobs;
   const auto ids = random_ids(40, 512, 5);
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const fs::path dir = tmp / cat({"m", std::to_string(i)});
-    make_pair(dir, cases[i]);
+    make_stories_decoder(dir, cases[i]);
     if (HasFatalFailure()) return;
     jobs.push_back({dir, ids, 8});
     jobs.push_back({dir.string() + ".gguf", ids, 8});
   }
-  const auto runs = reference(jobs, tmp);
+  const auto runs = testing::run_reference(jobs, tmp);
   ASSERT_EQ(runs.size(), jobs.size());
   for (std::size_t i = 0; i < cases.size(); ++i) {
-    const RefRun& hf = runs[2 * i];
-    const RefRun& gguf = runs[2 * i + 1];
-    EXPECT_EQ(hf.shape, (std::vector<std::size_t>{48, 512})) << cases[i];
+    const ReferenceRun& hf = runs[2 * i];
+    const ReferenceRun& gguf = runs[2 * i + 1];
+    EXPECT_EQ(hf.rows(), 48u) << cases[i];
+    EXPECT_EQ(hf.vocab, 512u) << cases[i];
     EXPECT_EQ(gguf.config["rope_style"], gguf.config["arch"] == "llama" ? "norm" : "neox");
     const double diff = max_abs_diff(hf, gguf);
     EXPECT_LE(diff, 1e-5) << cases[i];
     EXPECT_EQ(hf.greedy_ids, gguf.greedy_ids) << cases[i];
     EXPECT_EQ(hf.final_argmax, gguf.final_argmax) << cases[i];
-    const double s = stddev(hf);
+    const double s = testing::logits_stddev(hf);
     EXPECT_GT(s, 2.0) << cases[i];  // logits neither flat nor exploding
     EXPECT_LT(s, 4.0) << cases[i];
     std::printf("[ llm-ref ] %-42s HF vs GGUF max |diff| %.3g, logits std %.2f\n", cases[i].c_str(),
@@ -396,22 +287,22 @@ TEST(LlmReference, HfAndGgufEncodingsGiveTheSameLogitsForEveryArchitecture) {
 }
 
 TEST(LlmReference, MistralSlidingWindowMasksOnlyPastTheWindow) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   HEARTH_REQUIRE_FIXTURE(st, "models/stories260K");
   TempDir tmp;
   // The HF folder has sliding_window 16; llama.cpp's converter writes Mistral as `llama` without
   // it, so its GGUF is the same weights with full causal attention.
-  make_pair(tmp / "m", "--arch mistral");
+  make_stories_decoder(tmp / "m", "--arch mistral");
   if (HasFatalFailure()) return;
   const auto ids = random_ids(40, 512, 6);
-  const auto runs = reference({{tmp / "m", ids, 0}, {tmp / "m.gguf", ids, 0}}, tmp);
+  const auto runs = testing::run_reference({{tmp / "m", ids, 0}, {tmp / "m.gguf", ids, 0}}, tmp);
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_LE(max_abs_diff(runs[0], runs[1], 0, 16), 1e-5) << "within the window nothing changes";
   EXPECT_GT(max_abs_diff(runs[0], runs[1], 16, 17), 1e-3) << "position 16 loses key 0";
 }
 
 TEST(LlmReference, ReducedPrecisionStaysCloseAndF16EncodingsAgree) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   for (const std::string dtype : {"f32", "f16", "bf16"}) {
     make_model("--arch phi3 --seed 3 --format hf --dtype " + dtype + " --out " +
@@ -420,11 +311,11 @@ TEST(LlmReference, ReducedPrecisionStaysCloseAndF16EncodingsAgree) {
   make_model("--arch phi3 --seed 3 --format gguf --dtype f16 --out " + quote(tmp / "f16.gguf"));
   if (HasFatalFailure()) return;
   const auto ids = random_ids(24, 320, 7);
-  const auto runs = reference({{tmp / "f32", ids, 0},
-                               {tmp / "f16", ids, 0},
-                               {tmp / "bf16", ids, 0},
-                               {tmp / "f16.gguf", ids, 0}},
-                              tmp);
+  const auto runs = testing::run_reference({{tmp / "f32", ids, 0},
+                                            {tmp / "f16", ids, 0},
+                                            {tmp / "bf16", ids, 0},
+                                            {tmp / "f16.gguf", ids, 0}},
+                                           tmp);
   ASSERT_EQ(runs.size(), 4u);
   const double f16 = max_abs_diff(runs[0], runs[1]);
   const double bf16 = max_abs_diff(runs[0], runs[2]);
@@ -441,29 +332,29 @@ TEST(LlmReference, ReducedPrecisionStaysCloseAndF16EncodingsAgree) {
 // The GGUF encoding of stories260K is covered by MatchesLlamaCppLogitsOnItsF32Fixtures (the same
 // `llama` layout) and by the HF-vs-GGUF test above; 200 greedy steps from the HF folder here.
 TEST(LlmReference, ReproducesStories260KGoldenGreedyFromTheHfFolder) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   HEARTH_REQUIRE_FIXTURE(st, "models/stories260K");
   TempDir tmp;
   const json golden = json::parse(std::ifstream(st / "golden_greedy.json"));
   const auto expected = golden["token_ids"].get<std::vector<int>>();
   ASSERT_EQ(expected.size(), 200u);
-  const auto runs = reference({{st / "hf", {1}, 200, "float32"}}, tmp);
+  const auto runs = testing::run_reference({{st / "hf", {1}, 200, "float32"}}, tmp);
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].greedy_ids, expected);
 }
 
 TEST(LlmReference, MatchesLlamaCppLogitsOnItsF32Fixtures) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   HEARTH_REQUIRE_FIXTURE(dir, "models/llamacpp-logits");
   TempDir tmp;
-  std::vector<Job> jobs;
+  std::vector<ReferenceJob> jobs;
   std::vector<json> meta;
   for (const std::string m : {"llama", "phi3", "qwen2"}) {
     meta.push_back(json::parse(std::ifstream(dir / (m + "-f32.json"))));
     jobs.push_back(
         {dir / (m + "-f32.gguf"), meta.back()["prompt_ids"].get<std::vector<int>>(), 32});
   }
-  const auto runs = reference(jobs, tmp);
+  const auto runs = testing::run_reference(jobs, tmp);
   ASSERT_EQ(runs.size(), 3u);
   for (std::size_t i = 0; i < 3; ++i) {
     const std::string name = meta[i]["file"];
@@ -488,16 +379,17 @@ TEST(LlmReference, MatchesLlamaCppLogitsOnItsF32Fixtures) {
 }
 
 TEST(LlmReference, RefusesWhatItDoesNotImplement) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   fs::create_directories(tmp / "m");
   std::ofstream(tmp / "m" / "config.json") << R"({"architectures": ["GemmaForCausalLM"]})";
   std::string out;
-  EXPECT_NE(testing::run_command(
-                cat({kPython, " ", quote(repo_dir() / "tools/llm_reference.py"), " --model ",
-                     quote(tmp / "m"), " --ids 1 --out ", quote(tmp / "r")}),
-                &out),
-            0);
+  EXPECT_NE(
+      testing::run_command(
+          cat({testing::kSystemPython, " ", quote(testing::source_dir() / "tools/llm_reference.py"),
+               " --model ", quote(tmp / "m"), " --ids 1 --out ", quote(tmp / "r")}),
+          &out),
+      0);
   EXPECT_NE(out.find("unsupported architectures"), std::string::npos) << out;
 }
 
