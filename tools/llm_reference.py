@@ -15,7 +15,9 @@ llama.cpp's names and `<arch>.*` keys, parsed here by hand), runs the full causa
 
   rmsnorm(x) = x / sqrt(mean(x^2) + eps) * w
   attention: q.k / sqrt(head_dim), causal; a sliding window W keeps key j for query i only when
-             i - j < W; query head h reads key/value head h // (heads / kv_heads) (GQA)
+             i - j < W (HF Mistral/Phi-3 sliding_window; GGUF files: none, as llama.cpp, which
+             ignores phi3.attention.sliding_window); query head h reads key/value head
+             h // (heads / kv_heads) (GQA)
   rope:      angle(pos, i) = pos * inv_freq[i], inv_freq[i] = theta^(-2i/d), i < d/2.
              HF and GGUF phi3/qwen2/qwen3 rotate the halves (x[i], x[i + d/2]); GGUF `llama`
              rotates adjacent pairs (x[2i], x[2i+1]) (llama.cpp's converter permutes q/k rows).
@@ -307,8 +309,9 @@ def load_gguf(path):
     }
     if c["head_dim"] != k("rope.dimension_count", c["head_dim"]):
         raise SystemExit(f"{path}: partial rotary dimensions are not supported")
-    if arch == "phi3" and k("attention.sliding_window", 0):
-        c["windows"] = [k("attention.sliding_window")] * c["layers"]
+    # phi3.attention.sliding_window is read but not applied: llama.cpp disables Phi-3's window
+    # ("Phi SWA is currently disabled", llama-model.cpp), so its GGUF semantics have none (HF
+    # folders keep transformers' window). Mistral GGUFs are `llama`, written without one.
     if k("rope.scaling.type") == "linear":
         c["rope_linear"] = k("rope.scaling.factor")
     elif k("rope.scaling.type") not in (None, "none"):
