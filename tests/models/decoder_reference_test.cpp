@@ -59,8 +59,7 @@ TEST(DecoderReference, EveryArchitectureDtypeAndEncodingMatchesTheTorchReference
   HEARTH_REQUIRE_TORCH();
   HEARTH_REQUIRE_FIXTURE(st, "models/stories260K");
   const std::string longrope =
-      "--arch phi3 --rope-scaling longrope --context 512 "
-      "--original-context 128";
+      "--arch phi3 --rope-scaling longrope --context 512 --original-context 128";
   const std::vector<Case> cases = {
       // f32 HF folders: 1e-4.
       {"llama (untied, GQA 4/2)", "--arch llama"},
@@ -78,12 +77,16 @@ TEST(DecoderReference, EveryArchitectureDtypeAndEncodingMatchesTheTorchReference
       {"llama bf16", "--arch llama --dtype bf16", false, 2e-3},
       {"phi3 f16", "--arch phi3 --dtype f16", false, 2e-3},
       {"phi3 bf16", "--arch phi3 --dtype bf16", false, 2e-3},
-      // GGUF f32: llama's permuted q/k rows and rope_freqs, phi3's fused tensors and factors.
+      // GGUF: llama's permuted q/k rows and rope_freqs, phi3's fused tensors and factors, qwen2's
+      // biases, qwen3's norms; f16 matrices beside f32 norms.
       {"llama GGUF", "--arch llama", true},
       {"llama rope llama3 GGUF", "--arch llama --rope-scaling llama3", true},
       {"phi3 GGUF", "--arch phi3", true},
       {"phi3 window 16 GGUF (unused)", "--arch phi3 --sliding-window 16", true},
       {"phi3 longrope GGUF, context 512", longrope, true, 1e-4, 0, "long"},
+      {"qwen2 GGUF", "--arch qwen2", true},
+      {"qwen3 GGUF", "--arch qwen3", true},
+      {"llama GGUF f16", "--arch llama --dtype f16", true, 2e-3},
   };
 
   testing::TempDir tmp;
