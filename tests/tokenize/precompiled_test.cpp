@@ -297,8 +297,7 @@ TEST_P(T5Reference, MatchesLibSentencePiece) {
   texts.insert(texts.end(), {"", " ", "   ", "\u2581", "\u2581abc", " \u00A8x", "a\u00A8", "\u00A8",
                              "ﬁne ﬂy", "①②③", "ｆｕｌｌ ｗｉｄｔｈ", "a\u0085", "\u0085a"});
   write_text(tmp / "strings.json", json(texts).dump());
-  const auto script =
-      std::filesystem::path(__FILE__).parent_path() / "sentencepiece_t5_reference.py";
+  const auto script = testing::source_dir() / "tests/tokenize/sentencepiece_t5_reference.py";
   std::string output;
   ASSERT_EQ(
       testing::run_command(

@@ -43,7 +43,7 @@ TEST(SentencePieceUnigram, MatchesLibSentencePiece) {
   std::vector<std::string> texts;
   for (int i = 0; i < 2000; ++i) texts.push_back(gen.text());
   write_text(tmp / "strings.json", nlohmann::json(texts).dump());
-  const auto script = std::filesystem::path(__FILE__).parent_path() / "sentencepiece_reference.py";
+  const auto script = testing::source_dir() / "tests/tokenize/sentencepiece_reference.py";
   std::string output;
   ASSERT_EQ(testing::run_command(
                 "/usr/bin/python3 '" + script.string() + "' '" + (tmp / "train.txt").string() +
