@@ -5,7 +5,6 @@
 #include <cstring>
 #include <fstream>
 #include <numbers>
-#include <random>
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
