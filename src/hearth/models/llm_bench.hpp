@@ -32,6 +32,7 @@ struct LlmBenchRow {
   double prefill_tokens_per_s = 0.0;
   double decode_tokens_per_s = 0.0;
   std::uint64_t weight_bytes_per_token = 0;
+  double bandwidth_gbs = 0.0;       // read bandwidth probed between this row's windows (best)
   double limit_tokens_per_s = 0.0;  // bandwidth / weight bytes per token
   double decode_fraction = 0.0;     // decode / limit
   double prefill_gflops = 0.0;
@@ -42,7 +43,7 @@ struct LlmBenchReport {
   std::string cpu;
   std::string backend;
   std::size_t threads = 0;
-  double bandwidth_gbs = 0.0;
+  double bandwidth_gbs = 0.0;  // the best of the rows'
   double peak_gflops = 0.0;
   std::vector<LlmBenchRow> rows;
 };
