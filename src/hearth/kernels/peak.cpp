@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <memory>
+#include <vector>
 
 #include "hearth/core/error.hpp"
 #include "hearth/core/timer.hpp"
@@ -39,6 +42,34 @@ double measure_fma_peak_gflops(ThreadPool& pool, double seconds, SimdLevel level
     iterations = static_cast<std::int64_t>(static_cast<double>(iterations) *
                                            std::clamp(seconds / std::max(s, 1e-6), 1.5, 100.0));
   }
+}
+
+double measure_read_bandwidth_gbs(ThreadPool& pool, std::size_t bytes, int repeats) {
+  const std::size_t words = std::max<std::size_t>(bytes / 8, 1024) / 1024 * 1024;
+  std::unique_ptr<std::uint64_t[]> buf(new std::uint64_t[words]);
+  pool.parallel_for(words / 1024, [&](std::size_t b, std::size_t e) {
+    std::memset(buf.get() + b * 1024, 1, (e - b) * 1024 * 8);  // each thread touches its share
+  });
+  std::vector<std::uint64_t> sinks(pool.size());
+  double best = 1e30;
+  for (int r = 0; r < std::max(repeats, 1); ++r) {
+    const Timer t;
+    std::atomic<std::size_t> slot{0};
+    pool.parallel_for(words / 1024, [&](std::size_t b, std::size_t e) {
+      // Eight independent sums (vectorised by the compiler): bound by memory, not by adds.
+      std::uint64_t acc[8] = {};
+      const std::uint64_t* p = buf.get() + b * 1024;
+      const std::size_t n = (e - b) * 1024;
+      for (std::size_t i = 0; i < n; i += 8) {
+        for (int k = 0; k < 8; ++k) acc[k] += p[i + static_cast<std::size_t>(k)];
+      }
+      std::uint64_t s = 0;
+      for (const std::uint64_t a : acc) s += a;
+      sinks[slot++ % sinks.size()] = s;
+    });
+    best = std::min(best, t.seconds());
+  }
+  return static_cast<double>(words * 8) / best / 1e9;
 }
 
 }  // namespace hearth::kernels

@@ -31,6 +31,15 @@ struct Vec {
   static Vec load_partial(const float* p, int n) {
     return {_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p)};
   }
+  // kLanes elements at any byte address: f32, IEEE half, bfloat16.
+  static Vec load_f32u(const void* p) { return {_mm512_loadu_ps(p)}; }
+  static Vec load_f16(const void* p) {
+    return {_mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)))};
+  }
+  static Vec load_bf16(const void* p) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_partial(float* p, int n) const {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
@@ -101,6 +110,14 @@ struct Vec {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
   static Vec load_partial(const float* p, int n) { return {_mm256_maskload_ps(p, tail_mask(n))}; }
+  static Vec load_f32u(const void* p) { return {_mm256_loadu_ps(static_cast<const float*>(p))}; }
+  static Vec load_f16(const void* p) {
+    return {_mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)))};
+  }
+  static Vec load_bf16(const void* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_partial(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
   float reduce_add() const {
@@ -162,6 +179,20 @@ struct Vec {
   static Vec set1(float x) { return {x}; }
   static Vec load(const float* p) { return {*p}; }
   static Vec load_partial(const float* p, int n) { return {n > 0 ? *p : 0.0f}; }
+  static Vec load_f32u(const void* p) {
+    float x;
+    std::memcpy(&x, p, sizeof x);
+    return {x};
+  }
+  static Vec load_f16(const void* p);
+  static Vec load_bf16(const void* p) {
+    std::uint16_t h;
+    std::memcpy(&h, p, sizeof h);
+    const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    return {x};
+  }
   void store(float* p) const { *p = v; }
   void store_partial(float* p, int n) const {
     if (n > 0) *p = v;
@@ -203,6 +234,41 @@ inline Vec copysign(Vec magnitude, Vec sign) {
   return {std::copysign(magnitude.v, sign.v)};
 }
 
+#endif
+
+// IEEE half bits to float, exactly (subnormals, infinities and NaN included).
+inline float half_bits_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t e = (h >> 10) & 0x1Fu;
+  std::uint32_t mant = h & 0x3FFu;
+  std::uint32_t bits;
+  if (e == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {
+      std::uint32_t shift = 0;
+      while ((mant & 0x400u) == 0) {
+        mant <<= 1;
+        ++shift;
+      }
+      bits = sign | (113u - shift) << 23 | (mant & 0x3FFu) << 13;
+    }
+  } else if (e == 0x1F) {
+    bits = sign | 0x7F800000u | mant << 13;
+  } else {
+    bits = sign | (e + 112u) << 23 | mant << 13;
+  }
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+#if !defined(__AVX512F__) && !defined(__AVX2__)
+inline Vec Vec::load_f16(const void* p) {
+  std::uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return {half_bits_to_float(h)};
+}
 #endif
 
 // e^x to a few ulp: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 Taylor polynomial (error
