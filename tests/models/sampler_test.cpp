@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hearth/core/error.hpp"
+#include "hearth/models/generate.hpp"
 #include "hearth/models/sampler.hpp"
 
 namespace hearth::models {
@@ -160,6 +161,34 @@ TEST(Sampler, OutOfRangeSettingsAreRefusedByName) {
   p = {};
   p.temperature = NAN;
   refused(p, "temperature");
+}
+
+TEST(StopScanner, AStopStringSplitAcrossPiecesNeverReachesTheText) {
+  StopScanner s({"<|end|>"});
+  std::string out;
+  for (const char* piece : {"Hel", "lo<|", "end", "|>more"}) out += s.push(piece);
+  EXPECT_TRUE(s.stopped());
+  EXPECT_EQ(s.matched(), "<|end|>");
+  EXPECT_EQ(out, "Hello");
+  EXPECT_EQ(s.push("after"), "");
+}
+
+TEST(StopScanner, AHeldBackPrefixIsReleasedWhenItDoesNotComplete) {
+  StopScanner s({"<|end|>", "\n\n"});
+  EXPECT_EQ(s.push("a<|"), "a");
+  EXPECT_EQ(s.push("x\n"), "<|x");
+  EXPECT_EQ(s.push("y"), "\ny");
+  EXPECT_EQ(s.push("z\n"), "z");
+  EXPECT_EQ(s.finish(), "\n");
+  EXPECT_FALSE(s.stopped());
+}
+
+TEST(StopScanner, TheEarliestOfSeveralStopsWins) {
+  StopScanner s({"BB", "A"});
+  EXPECT_EQ(s.push("xBBA"), "x");
+  EXPECT_EQ(s.matched(), "BB");
+  StopScanner none({});
+  EXPECT_EQ(none.push("anything"), "anything");
 }
 
 }  // namespace
