@@ -1,26 +1,46 @@
-// hearth-make-model: writes tiny random-weight models in the real formats, for tests, demos and
+// hearth-make-model: writes random-weight models in the real formats, for tests, demos and
 // benchmarks (no trained weights can be downloaded here).
-//  --arch llama: a GGUF file with llama.cpp's names and a SentencePiece-style byte vocabulary, or a
-//    Hugging Face folder (config.json + model.safetensors), optionally mlx-community quantized
-//    (U32-packed weights with .scales/.biases).
+//  Decoders (--arch llama, mistral, phi3, qwen2, qwen3): a Hugging Face folder (config.json and
+//    generation_config.json as transformers writes them, model.safetensors or shards with
+//    model.safetensors.index.json, f32/f16/bf16, optionally mlx-community quantized: U32-packed
+//    weights with .scales/.biases) or a GGUF file with llama.cpp's tensor names and `<arch>.*` keys
+//    as its convert_hf_to_gguf.py writes them (llama/mistral: arch `llama`, q/k rows permuted from
+//    HF's rotate-half layout to llama.cpp's adjacent pairs; phi3/qwen2/qwen3 unpermuted; phi3
+//    longrope factors as rope_factors_long/short, llama3 rope as rope_freqs). Every weight is a
+//    pure function of (seed, HF tensor name, element index), so the same seed gives the same
+//    weights in both encodings and any dtype, and the files are written streaming, under a
+//    .partial name until complete (the Phi-3-mini shape is 7.6 GB in f16). Vocabulary: a real
+//    tokenizer (--tokenizer-dir: its files are copied into HF folders; --gguf-vocab: its
+//    tokenizer.* keys are copied into GGUF files), else a small synthetic SentencePiece-style
+//    byte vocabulary.
 //  --arch bert: a sentence-transformers folder (BertModel weights, modules.json, 1_Pooling,
 //    2_Normalize) or, with --classifier, a BertForSequenceClassification cross-encoder (one
 //    logit); or the same weights as a GGUF `bert` file with llama.cpp's names and keys. Shapes:
 //    --shape tiny or minilm (hidden 384, 6 layers, 12 heads, FFN 1536). The vocabulary is the
 //    WordPiece vocab.txt of --tokenizer-dir when given (its tokenizer files are copied), else a
 //    small synthetic one.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hearth/cli/app.hpp"
+#include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/core/thread_pool.hpp"
+#include "hearth/formats/file_io.hpp"
 #include "hearth/formats/gguf.hpp"
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/models/bert.hpp"
@@ -30,136 +50,764 @@ namespace fs = std::filesystem;
 using hearth::DType;
 using hearth::Shape;
 namespace formats = hearth::formats;
+using nlohmann::json;
 
 namespace {
 
-struct Config {
+std::vector<std::byte> encode(const std::vector<float>& v, DType dtype) {
+  std::vector<std::byte> out;
+  if (dtype == DType::kF32) {
+    out.resize(v.size() * 4);
+    std::memcpy(out.data(), v.data(), out.size());
+    return out;
+  }
+  std::vector<std::uint16_t> h(v.size());
+  if (dtype == DType::kF16) {
+    hearth::f32_to_f16(v.data(), h.data(), v.size());
+  } else {
+    hearth::f32_to_bf16(v.data(), h.data(), v.size());
+  }
+  out.resize(h.size() * 2);
+  std::memcpy(out.data(), h.data(), out.size());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoders
+
+enum class Arch { kLlama, kMistral, kPhi3, kQwen2, kQwen3 };
+
+Arch arch_from_name(const std::string& name) {
+  if (name == "llama") return Arch::kLlama;
+  if (name == "mistral") return Arch::kMistral;
+  if (name == "phi3") return Arch::kPhi3;
+  if (name == "qwen2") return Arch::kQwen2;
+  return Arch::kQwen3;
+}
+
+struct RopeScaling {
+  std::string type = "none";  // none, linear, llama3, longrope, su
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_context = 0;  // llama3 / longrope: the pre-training context
+  std::vector<float> short_factor, long_factor;
+};
+
+struct DecoderConfig {
+  Arch arch = Arch::kLlama;
+  std::string arch_name = "llama";
   int vocab = 320;
   int hidden = 64;
   int layers = 2;
   int heads = 4;
   int kv_heads = 2;
+  int head_dim = 16;
   int ffn = 172;
   int context = 256;
+  double theta = 10000.0;
+  double eps = 1e-5;
+  bool tied = false;
+  int sliding_window = 0;  // 0: none
+  RopeScaling rope;
+  int bos = 1;
+  std::vector<int> eos = {2};
 };
 
-// Owns every tensor's bytes until the writer has written them.
-struct Tensor {
+// The shape defaults of each architecture; command-line options override them afterwards.
+DecoderConfig decoder_defaults(Arch arch, const std::string& shape) {
+  DecoderConfig c;
+  c.arch = arch;
+  if (arch == Arch::kQwen2 || arch == Arch::kQwen3) {
+    c.theta = 1000000.0;
+    c.eps = 1e-6;
+    c.tied = true;
+  }
+  if (arch == Arch::kQwen3) c.head_dim = 32;  // != hidden / heads, as in the real Qwen3 models
+  if (arch == Arch::kMistral) c.sliding_window = 16;
+  if (shape == "phi3-mini") {
+    c.vocab = 32064;
+    c.hidden = 3072;
+    c.layers = 32;
+    c.heads = 32;
+    c.kv_heads = 32;
+    c.head_dim = 96;
+    c.ffn = 8192;
+    c.context = 4096;
+    c.rope.original_context = 4096;
+    if (arch == Arch::kPhi3) c.sliding_window = 2047;
+  }
+  return c;
+}
+
+// Counter-based random numbers: splitmix64 of (key + index).
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::uint64_t name_key(unsigned seed, const std::string& name) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+  for (const unsigned char ch : name) h = (h ^ ch) * 0x100000001b3ULL;
+  return splitmix64(h ^ (static_cast<std::uint64_t>(seed) << 32));
+}
+
+// Rounds to the bf16 grid (nearest even), so a value is exact in bf16, f16 (for |x| in f16's
+// normal range) and f32 alike.
+float bf16_grid(float f) {
+  return hearth::bf16_to_f32(hearth::f32_to_bf16(f));
+}
+
+// One weight as Hugging Face defines it (row-major [rows, cols], HF name). Values are uniform
+// with the given mean and standard deviation, or listed (rope factors).
+struct Logical {
   std::string name;
-  Shape shape;
-  DType dtype;
-  std::vector<std::byte> bytes;
+  std::int64_t rows = 1;
+  std::int64_t cols = 1;
+  bool vector = false;  // 1-D: shape {cols}
+  float mean = 0.0f;
+  float std = 0.0f;
+  std::uint64_t key = 0;
+  std::vector<float> values;  // listed values (when not empty)
+
+  void row(std::int64_t r, float* out) const {
+    if (!values.empty()) {
+      std::copy_n(values.begin() + r * cols, cols, out);
+      return;
+    }
+    const float a = std * 1.7320508f;  // uniform [-a, a) has standard deviation std
+    const std::uint64_t base = key + static_cast<std::uint64_t>(r * cols);
+    for (std::int64_t c = 0; c < cols; ++c) {
+      const std::uint64_t h = splitmix64(base + static_cast<std::uint64_t>(c));
+      const float u = static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f;
+      out[c] = mean + a * u;
+    }
+    if (vector) {
+      for (std::int64_t c = 0; c < cols; ++c) out[c] = bf16_grid(out[c]);
+    }
+  }
 };
 
-class Maker {
- public:
-  Maker(Config c, unsigned seed) : c_(c), rng_(seed) {}
+// How a stored tensor is made from its logical weight.
+enum class Encoding { kPlain, kMlxWeight, kMlxScales, kMlxBiases };
 
-  std::vector<float> random(std::int64_t n, float scale) {
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(static_cast<std::size_t>(n));
-    for (float& x : v) x = dist(rng_);
-    return v;
+struct Stored {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  const Logical* src = nullptr;
+  int permute_heads = 0;  // llama.cpp's q/k row permutation over this many heads (0: none)
+  Encoding enc = Encoding::kPlain;
+  int bits = 0;
+  int group = 0;
+
+  std::int64_t rows() const { return shape.size() == 2 ? shape[0] : 1; }
+  std::uint64_t row_bytes() const {
+    return *hearth::dtype_bytes(dtype, static_cast<std::uint64_t>(hearth::numel(shape) / rows()));
+  }
+  std::uint64_t nbytes() const { return row_bytes() * static_cast<std::uint64_t>(rows()); }
+
+  // The logical row behind stored row r. llama.cpp's converter reshapes each head's rows
+  // [2, head_dim / 2] and swaps the two axes: stored row h*d + 2i + j holds HF row h*d + j*d/2 + i.
+  std::int64_t logical_row(std::int64_t r) const {
+    if (permute_heads == 0) return r;
+    const std::int64_t d = src->rows / permute_heads;
+    const std::int64_t rem = r % d;
+    return r - rem + (rem % 2) * (d / 2) + rem / 2;
   }
 
-  static std::vector<std::byte> encode(const std::vector<float>& v, DType dtype) {
-    std::vector<std::byte> out;
-    if (dtype == DType::kF32) {
-      out.resize(v.size() * 4);
-      std::memcpy(out.data(), v.data(), out.size());
-      return out;
+  // Writes stored row r into out (row_bytes() bytes); scratch holds src->cols floats.
+  void fill_row(std::int64_t r, float* scratch, std::byte* out) const {
+    src->row(logical_row(r), scratch);
+    const auto n = static_cast<std::size_t>(src->cols);
+    if (enc == Encoding::kPlain) {
+      if (dtype == DType::kF32) {
+        std::memcpy(out, scratch, n * 4);
+      } else if (dtype == DType::kF16) {
+        hearth::f32_to_f16(scratch, reinterpret_cast<std::uint16_t*>(out), n);
+      } else {
+        hearth::f32_to_bf16(scratch, reinterpret_cast<std::uint16_t*>(out), n);
+      }
+      return;
     }
-    std::vector<std::uint16_t> h(v.size());
-    if (dtype == DType::kF16) {
-      hearth::f32_to_f16(v.data(), h.data(), v.size());
-    } else {
-      hearth::f32_to_bf16(v.data(), h.data(), v.size());
-    }
-    out.resize(h.size() * 2);
-    std::memcpy(out.data(), h.data(), out.size());
-    return out;
-  }
-
-  // The llama tensors, under GGUF names (gguf=true) or Hugging Face names.
-  std::vector<Tensor> llama(bool gguf, DType dtype) {
-    const int head_dim = c_.hidden / c_.heads;
-    std::vector<Tensor> out;
-    const auto add = [&](std::string name, Shape shape, float scale) {
-      auto v = scale > 0 ? random(hearth::numel(shape), scale)
-                         : std::vector<float>(static_cast<std::size_t>(hearth::numel(shape)), 1.0f);
-      const DType t = shape.size() == 1 ? DType::kF32 : dtype;  // norms stay f32
-      out.push_back({std::move(name), std::move(shape), t, encode(v, t)});
-    };
-    const std::int64_t h = c_.hidden;
-    const std::int64_t kv = static_cast<std::int64_t>(c_.kv_heads) * head_dim;
-    add(gguf ? "token_embd.weight" : "model.embed_tokens.weight", {c_.vocab, h}, 0.02f);
-    for (int l = 0; l < c_.layers; ++l) {
-      const std::string b =
-          gguf ? "blk." + std::to_string(l) + "." : "model.layers." + std::to_string(l) + ".";
-      add(b + (gguf ? "attn_norm.weight" : "input_layernorm.weight"), {h}, 0);
-      add(b + (gguf ? "attn_q.weight" : "self_attn.q_proj.weight"), {h, h}, 0.02f);
-      add(b + (gguf ? "attn_k.weight" : "self_attn.k_proj.weight"), {kv, h}, 0.02f);
-      add(b + (gguf ? "attn_v.weight" : "self_attn.v_proj.weight"), {kv, h}, 0.02f);
-      add(b + (gguf ? "attn_output.weight" : "self_attn.o_proj.weight"), {h, h}, 0.02f);
-      add(b + (gguf ? "ffn_norm.weight" : "post_attention_layernorm.weight"), {h}, 0);
-      add(b + (gguf ? "ffn_gate.weight" : "mlp.gate_proj.weight"), {c_.ffn, h}, 0.02f);
-      add(b + (gguf ? "ffn_up.weight" : "mlp.up_proj.weight"), {c_.ffn, h}, 0.02f);
-      add(b + (gguf ? "ffn_down.weight" : "mlp.down_proj.weight"), {h, c_.ffn}, 0.02f);
-    }
-    add(gguf ? "output_norm.weight" : "model.norm.weight", {h}, 0);
-    add(gguf ? "output.weight" : "lm_head.weight", {c_.vocab, h}, 0.02f);
-    return out;
-  }
-
-  // mlx affine quantization of a 2-D f32 weight: per group, scale = (max - min) / (2^bits - 1),
-  // bias = min, q = round((w - bias) / scale), packed little-end first into u32 words.
-  static std::vector<Tensor> quantize_mlx(const Tensor& w, int bits, int group) {
-    const std::int64_t rows = w.shape[0];
-    const std::int64_t cols = w.shape[1];
-    const auto* src = reinterpret_cast<const float*>(w.bytes.data());
-    const std::int64_t groups = cols / group;
-    const int per_word = 32 / bits;
-    std::vector<std::uint32_t> packed(static_cast<std::size_t>(rows * cols / per_word), 0);
-    std::vector<float> scales(static_cast<std::size_t>(rows * groups));
-    std::vector<float> biases(scales.size());
+    // mlx affine quantization: per group, scale = (max - min) / (2^bits - 1), bias = min,
+    // q = round((w - bias) / scale), packed low bits first into u32 words.
+    const std::size_t groups = n / static_cast<std::size_t>(group);
     const float levels = static_cast<float>((1 << bits) - 1);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t g = 0; g < groups; ++g) {
-        const float* x = src + r * cols + g * group;
-        const auto [lo, hi] = std::minmax_element(x, x + group);
-        const float scale = std::max((*hi - *lo) / levels, 1e-8f);
-        scales[r * groups + g] = scale;
-        biases[r * groups + g] = *lo;
-        for (int k = 0; k < group; ++k) {
-          const auto q = static_cast<std::uint32_t>(
-              std::clamp(std::lround((x[k] - *lo) / scale), 0L, static_cast<long>(levels)));
-          const std::int64_t idx = r * cols + g * group + k;
-          packed[idx / per_word] |= q << ((idx % per_word) * bits);
-        }
+    const int per_word = 32 / bits;
+    auto* words = reinterpret_cast<std::uint32_t*>(out);
+    auto* halves = reinterpret_cast<std::uint16_t*>(out);
+    if (enc == Encoding::kMlxWeight) std::memset(out, 0, row_bytes());
+    for (std::size_t g = 0; g < groups; ++g) {
+      const float* x = scratch + g * group;
+      const auto [lo, hi] = std::minmax_element(x, x + group);
+      const float scale = std::max((*hi - *lo) / levels, 1e-8f);
+      if (enc == Encoding::kMlxScales) halves[g] = hearth::f32_to_f16(scale);
+      if (enc == Encoding::kMlxBiases) halves[g] = hearth::f32_to_f16(*lo);
+      if (enc != Encoding::kMlxWeight) continue;
+      for (int k = 0; k < group; ++k) {
+        const auto q = static_cast<std::uint32_t>(
+            std::clamp(std::lround((x[k] - *lo) / scale), 0L, static_cast<long>(levels)));
+        const std::size_t idx = g * group + k;
+        words[idx / per_word] |= q << ((idx % per_word) * bits);
       }
     }
-    const std::string base = w.name.substr(0, w.name.size() - 7);  // drop ".weight"
-    std::vector<Tensor> out;
-    std::vector<std::byte> pb(packed.size() * 4);
-    std::memcpy(pb.data(), packed.data(), pb.size());
-    out.push_back({w.name, {rows, cols * bits / 32}, DType::kU32, std::move(pb)});
-    out.push_back({base + ".scales", {rows, groups}, DType::kF16, encode(scales, DType::kF16)});
-    out.push_back({base + ".biases", {rows, groups}, DType::kF16, encode(biases, DType::kF16)});
-    return out;
+  }
+};
+
+// Fills the tensors of a file that a writer laid out with zero bytes: each tensor's rows are made
+// in parallel chunks and written in place, so no more than a few rows per thread are in memory.
+void fill_in_place(const fs::path& path, const std::vector<const Stored*>& tensors,
+                   const std::map<std::string, std::uint64_t>& offsets, hearth::ThreadPool& pool) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  if (fd < 0) {
+    throw hearth::Error(hearth::ErrorCode::kIo, std::string("cannot open: ") + std::strerror(errno),
+                        {.file = path.string()});
+  }
+  std::string failure;
+  for (const Stored* t : tensors) {
+    const std::uint64_t base = offsets.at(t->name);
+    const std::int64_t rows = t->rows();
+    const std::uint64_t rb = t->row_bytes();
+    const std::int64_t per_chunk =
+        std::max<std::int64_t>(1, static_cast<std::int64_t>((4u << 20) / rb));
+    const auto chunks = static_cast<std::size_t>((rows + per_chunk - 1) / per_chunk);
+    pool.parallel_for(chunks, [&](std::size_t begin, std::size_t end) {
+      std::vector<float> scratch(static_cast<std::size_t>(t->src->cols));
+      std::vector<std::byte> buf;
+      for (std::size_t ch = begin; ch < end; ++ch) {
+        hearth::throw_if_cancelled();
+        const std::int64_t r0 = static_cast<std::int64_t>(ch) * per_chunk;
+        const std::int64_t r1 = std::min(rows, r0 + per_chunk);
+        buf.resize(static_cast<std::size_t>(r1 - r0) * rb);
+        for (std::int64_t r = r0; r < r1; ++r) {
+          t->fill_row(r, scratch.data(), buf.data() + static_cast<std::size_t>(r - r0) * rb);
+        }
+        std::size_t done = 0;
+        while (done < buf.size()) {
+          const ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done,
+                                     static_cast<off_t>(base + r0 * rb + done));
+          if (n <= 0) {
+            throw hearth::Error(hearth::ErrorCode::kIo,
+                                std::string("cannot write: ") + std::strerror(errno),
+                                {.file = path.string(), .key = t->name});
+          }
+          done += static_cast<std::size_t>(n);
+        }
+      }
+    });
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    throw hearth::Error(hearth::ErrorCode::kIo,
+                        std::string("cannot write: ") + std::strerror(errno),
+                        {.file = path.string()});
+  }
+}
+
+// Lays a file out with the writer (zero bytes for the data), fills it in place, then renames it
+// to path: an interrupted run leaves no half-made file under the real name.
+template <class Writer>
+void write_streaming(const fs::path& path, const Writer& w,
+                     const std::vector<const Stored*>& tensors, hearth::ThreadPool& pool) {
+  const fs::path partial = path.string() + ".partial";
+  try {
+    w.write(partial);
+    std::map<std::string, std::uint64_t> offsets;
+    if constexpr (std::is_same_v<Writer, formats::GGUFWriter>) {
+      const auto g = formats::GGUFFile::open(partial);
+      for (const auto& info : g.tensors()) offsets[info.name] = g.data_offset() + info.offset;
+    } else {
+      const auto st = formats::SafetensorsFile::open(partial);
+      for (const auto& info : st.tensors()) offsets[info.name] = st.data_offset() + info.offset;
+    }
+    fill_in_place(partial, tensors, offsets, pool);
+    fs::rename(partial, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(partial, ec);
+    throw;
+  }
+}
+
+// A zeroed buffer that every tensor's placeholder span points into.
+std::span<const std::byte> zeros(const std::vector<std::byte>& buf, const Stored& t) {
+  return std::span<const std::byte>(buf.data(), t.nbytes());
+}
+
+// The vocabulary: where it comes from and the ids the configs name.
+struct Vocab {
+  std::string tokenizer_dir;              // HF tokenizer files to copy
+  std::optional<formats::GGUFFile> gguf;  // tokenizer.* keys to copy
+  int size = 0;                           // 0: synthetic
+  int bos = 1;
+  std::vector<int> eos = {2};
+};
+
+// The largest id of a tokenizer.json (model vocabulary and added tokens) plus one, and the id of
+// a token by its text.
+struct TokenizerJson {
+  int size = 0;
+  std::map<std::string, int> ids;
+};
+
+TokenizerJson read_tokenizer_json(const fs::path& path) {
+  const json j = json::parse(formats::read_text_file(path), nullptr, false);
+  if (j.is_discarded() || !j.contains("model")) {
+    throw hearth::Error(hearth::ErrorCode::kFormat, "not a tokenizer.json",
+                        {.file = path.string()});
+  }
+  TokenizerJson t;
+  const json& v = j["model"].value("vocab", json::object());
+  if (v.is_object()) {
+    for (const auto& [piece, id] : v.items()) t.ids[piece] = id.get<int>();
+  } else if (v.is_array()) {  // Unigram: [[piece, score], ...]
+    for (std::size_t i = 0; i < v.size(); ++i)
+      t.ids[v[i][0].get<std::string>()] = static_cast<int>(i);
+  }
+  for (const json& a : j.value("added_tokens", json::array())) {
+    t.ids[a["content"].get<std::string>()] = a["id"].get<int>();
+  }
+  for (const auto& [piece, id] : t.ids) t.size = std::max(t.size, id + 1);
+  return t;
+}
+
+Vocab load_vocab(const std::string& tokenizer_dir, const std::string& gguf_vocab) {
+  Vocab v;
+  v.tokenizer_dir = tokenizer_dir;
+  if (!gguf_vocab.empty()) {
+    v.gguf = formats::GGUFFile::open(gguf_vocab);
+    v.size = static_cast<int>(v.gguf->get_array("tokenizer.ggml.tokens").size());
+    if (v.gguf->find("tokenizer.ggml.bos_token_id"))
+      v.bos = static_cast<int>(v.gguf->get_int("tokenizer.ggml.bos_token_id"));
+    v.eos.clear();
+    for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"}) {
+      if (!v.gguf->find(key)) continue;
+      const int id = static_cast<int>(v.gguf->get_int(key));
+      if (std::find(v.eos.begin(), v.eos.end(), id) == v.eos.end()) v.eos.push_back(id);
+    }
+    if (v.eos.empty()) v.eos = {2};
+  }
+  if (!tokenizer_dir.empty()) {
+    const fs::path tj = fs::path(tokenizer_dir) / "tokenizer.json";
+    if (!fs::exists(tj)) {
+      throw hearth::Error(hearth::ErrorCode::kNotFound, "no tokenizer.json in the tokenizer folder",
+                          {.file = tj.string()});
+    }
+    const TokenizerJson t = read_tokenizer_json(tj);
+    if (v.gguf && v.size != t.size) {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                          "--tokenizer-dir has " + std::to_string(t.size) +
+                              " tokens but --gguf-vocab " + std::to_string(v.size),
+                          {.file = tj.string()});
+    }
+    if (!v.gguf) {
+      v.size = t.size;
+      const fs::path tc = fs::path(tokenizer_dir) / "tokenizer_config.json";
+      if (fs::exists(tc)) {
+        const json c = json::parse(formats::read_text_file(tc), nullptr, false);
+        const auto id_of = [&](const char* key) -> std::optional<int> {
+          if (c.is_discarded() || !c.contains(key)) return std::nullopt;
+          const json& k = c[key];
+          const std::string text = k.is_string() ? k.get<std::string>()
+                                   : k.is_object() && k.contains("content")
+                                       ? k["content"].get<std::string>()
+                                       : "";
+          const auto it = t.ids.find(text);
+          if (it == t.ids.end()) return std::nullopt;
+          return it->second;
+        };
+        if (const auto b = id_of("bos_token")) v.bos = *b;
+        if (const auto e = id_of("eos_token")) v.eos = {*e};
+      }
+    }
+  }
+  return v;
+}
+
+class DecoderMaker {
+ public:
+  DecoderMaker(DecoderConfig c, unsigned seed) : c_(std::move(c)), seed_(seed) { build(); }
+
+  // Hugging Face folder; shard_bytes > 0 splits the weights into shards of about that size.
+  void write_hf(const fs::path& dir, DType dtype, int mlx_bits, int group,
+                std::uint64_t shard_bytes, const Vocab& vocab, hearth::ThreadPool& pool) {
+    fs::create_directories(dir);
+    std::vector<Stored> stored;
+    for (const Logical& l : weights_) {
+      const Shape shape = l.vector ? Shape{l.cols} : Shape{l.rows, l.cols};
+      if (mlx_bits > 0 && !l.vector && l.cols % group == 0) {
+        const std::string base = l.name.substr(0, l.name.size() - 7);  // drop ".weight"
+        stored.push_back({l.name,
+                          DType::kU32,
+                          {l.rows, l.cols * mlx_bits / 32},
+                          &l,
+                          0,
+                          Encoding::kMlxWeight,
+                          mlx_bits,
+                          group});
+        stored.push_back({base + ".scales",
+                          DType::kF16,
+                          {l.rows, l.cols / group},
+                          &l,
+                          0,
+                          Encoding::kMlxScales,
+                          mlx_bits,
+                          group});
+        stored.push_back({base + ".biases",
+                          DType::kF16,
+                          {l.rows, l.cols / group},
+                          &l,
+                          0,
+                          Encoding::kMlxBiases,
+                          mlx_bits,
+                          group});
+      } else {
+        stored.push_back({l.name, dtype, shape, &l});
+      }
+    }
+    std::ofstream(dir / "config.json") << hf_config(dtype, mlx_bits, group).dump(2) << "\n";
+    json gen = {{"_from_model_config", true},
+                {"bos_token_id", c_.bos},
+                {"eos_token_id", c_.eos},
+                {"transformers_version", "4.46.0"}};
+    std::ofstream(dir / "generation_config.json") << gen.dump(2) << "\n";
+    if (!vocab.tokenizer_dir.empty()) {
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                            "tokenizer.model", "added_tokens.json", "chat_template.jinja"}) {
+        const fs::path src = fs::path(vocab.tokenizer_dir) / f;
+        if (!fs::exists(src)) continue;
+        fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
+        fs::permissions(dir / f, fs::perms::owner_read | fs::perms::owner_write,
+                        fs::perm_options::add);  // fixtures are read-only
+      }
+    }
+    // Shards in order, each closed when it passes shard_bytes.
+    std::vector<std::vector<const Stored*>> shards(1);
+    std::uint64_t in_shard = 0;
+    std::uint64_t total = 0;
+    for (const Stored& t : stored) {
+      if (shard_bytes > 0 && in_shard > 0 && in_shard + t.nbytes() > shard_bytes) {
+        shards.emplace_back();
+        in_shard = 0;
+      }
+      shards.back().push_back(&t);
+      in_shard += t.nbytes();
+      total += t.nbytes();
+    }
+    json weight_map = json::object();
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+      char name[64];
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+      const std::string file = shards.size() == 1 ? "model.safetensors" : name;
+      formats::SafetensorsWriter w;
+      w.set_metadata("format", "pt");
+      const std::vector<std::byte> zero(max_bytes(shards[s]));
+      for (const Stored* t : shards[s]) {
+        w.add_tensor(t->name, t->dtype, t->shape, zeros(zero, *t));
+        weight_map[t->name] = file;
+      }
+      write_streaming(dir / file, w, shards[s], pool);
+    }
+    if (shards.size() > 1) {
+      const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+      std::ofstream(dir / "model.safetensors.index.json") << index.dump(2) << "\n";
+    }
   }
 
-  void write_gguf(const fs::path& path, DType dtype) {
+  void write_gguf(const fs::path& path, DType dtype, const Vocab& vocab, hearth::ThreadPool& pool) {
+    const bool llama = c_.arch == Arch::kLlama || c_.arch == Arch::kMistral;
+    const std::string a = llama                     ? "llama"
+                          : c_.arch == Arch::kPhi3  ? "phi3"
+                          : c_.arch == Arch::kQwen2 ? "qwen2"
+                                                    : "qwen3";
     formats::GGUFWriter w;
-    w.set("general.architecture", "llama");
-    w.set("general.name", "hearth tiny random llama");
-    w.set("llama.context_length", static_cast<std::uint32_t>(c_.context));
-    w.set("llama.embedding_length", static_cast<std::uint32_t>(c_.hidden));
-    w.set("llama.block_count", static_cast<std::uint32_t>(c_.layers));
-    w.set("llama.feed_forward_length", static_cast<std::uint32_t>(c_.ffn));
-    w.set("llama.rope.dimension_count", static_cast<std::uint32_t>(c_.hidden / c_.heads));
-    w.set("llama.attention.head_count", static_cast<std::uint32_t>(c_.heads));
-    w.set("llama.attention.head_count_kv", static_cast<std::uint32_t>(c_.kv_heads));
-    w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    w.set("general.architecture", a);
+    w.set("general.name", "hearth random " + c_.arch_name);
+    const auto u32 = [](int v) { return static_cast<std::uint32_t>(v); };
+    w.set(a + ".context_length", u32(c_.context));
+    w.set(a + ".embedding_length", u32(c_.hidden));
+    w.set(a + ".block_count", u32(c_.layers));
+    w.set(a + ".feed_forward_length", u32(c_.ffn));
+    w.set(a + ".attention.head_count", u32(c_.heads));
+    w.set(a + ".attention.head_count_kv", u32(c_.kv_heads));
+    w.set(a + ".rope.freq_base", static_cast<float>(c_.theta));
+    w.set(a + ".attention.layer_norm_rms_epsilon", static_cast<float>(c_.eps));
+    w.set("general.file_type", std::uint32_t{dtype == DType::kF32   ? 0u
+                                             : dtype == DType::kF16 ? 1u
+                                                                    : 32u});
+    if (c_.arch == Arch::kPhi3) {
+      w.set(a + ".rope.scaling.original_context_length", u32(c_.rope.original_context));
+      w.set(a + ".rope.dimension_count", u32(c_.head_dim));
+      w.set(a + ".attention.sliding_window", u32(c_.sliding_window));
+      if (longrope())
+        w.set(a + ".rope.scaling.attn_factor", static_cast<float>(longrope_attn_factor()));
+    } else {
+      if (llama) {
+        w.set(a + ".vocab_size", u32(c_.vocab));
+        w.set(a + ".rope.dimension_count", u32(c_.head_dim));
+      }
+      if (writes_head_dim()) {
+        w.set(a + ".attention.key_length", u32(c_.head_dim));
+        w.set(a + ".attention.value_length", u32(c_.head_dim));
+      }
+      if (c_.rope.type == "linear") {
+        w.set(a + ".rope.scaling.type", "linear");
+        w.set(a + ".rope.scaling.factor", static_cast<float>(c_.rope.factor));
+      }
+    }
+    if (vocab.gguf) {
+      for (const auto& [key, value] : vocab.gguf->metadata()) {
+        if (key.starts_with("tokenizer.")) w.set(key, value);
+      }
+    } else {
+      synthetic_vocab(w);
+    }
+
+    std::vector<Stored> stored;
+    for (const Logical& l : extra_gguf_) stored.push_back({l.name, DType::kF32, {l.cols}, &l});
+    for (const Logical& l : weights_) {
+      Stored t{gguf_name(l.name), l.vector ? DType::kF32 : dtype,
+               l.vector ? Shape{l.cols} : Shape{l.rows, l.cols}, &l};
+      if (llama && l.name.ends_with("q_proj.weight")) t.permute_heads = c_.heads;
+      if (llama && l.name.ends_with("k_proj.weight")) t.permute_heads = c_.kv_heads;
+      stored.push_back(t);
+    }
+    std::vector<const Stored*> all;
+    for (const Stored& t : stored) all.push_back(&t);
+    const std::vector<std::byte> zero(max_bytes(all));
+    for (const Stored& t : stored) w.add_tensor(t.name, t.dtype, t.shape, zeros(zero, t));
+    write_streaming(path, w, all, pool);
+  }
+
+  std::int64_t parameters() const {
+    std::int64_t n = 0;
+    for (const Logical& l : weights_) n += l.rows * l.cols;
+    return n;
+  }
+
+ private:
+  bool longrope() const { return c_.rope.type == "longrope" || c_.rope.type == "su"; }
+  // transformers writes head_dim for Llama, Mistral and Qwen3 configs.
+  bool writes_head_dim() const {
+    return c_.arch == Arch::kLlama || c_.arch == Arch::kMistral || c_.arch == Arch::kQwen3;
+  }
+  double longrope_attn_factor() const {
+    const double scale = static_cast<double>(c_.context) / c_.rope.original_context;
+    return scale > 1.0 ? std::sqrt(1.0 + std::log(scale) / std::log(c_.rope.original_context))
+                       : 1.0;
+  }
+
+  static std::uint64_t max_bytes(const std::vector<const Stored*>& tensors) {
+    std::uint64_t m = 0;
+    for (const Stored* t : tensors) m = std::max(m, t->nbytes());
+    return m;
+  }
+
+  void add(const std::string& name, std::int64_t rows, std::int64_t cols, float mean, float std) {
+    weights_.push_back({name, rows, cols, rows == 0, mean, std, name_key(seed_, name), {}});
+    if (rows == 0) weights_.back().rows = 1;
+  }
+
+  // Scales (as llama.cpp's fixtures do): a matrix reading n inputs has std 0.9/sqrt(n); the
+  // untied input embedding std 1; the output projection (or the tied embedding) 3/sqrt(hidden),
+  // which gives logits with a standard deviation of about 3; norm gains 1 + 0.1 N; biases 0.1.
+  // With tied embeddings ffn_down is 4x larger, so that the layers move the residual away from
+  // the input token's embedding (else greedy decoding just repeats the token).
+  void build() {
+    const float down_gain = c_.tied ? 4.0f : 1.0f;
+    const std::int64_t h = c_.hidden;
+    const std::int64_t q = static_cast<std::int64_t>(c_.heads) * c_.head_dim;
+    const std::int64_t kv = static_cast<std::int64_t>(c_.kv_heads) * c_.head_dim;
+    const float in_h = 0.9f / std::sqrt(static_cast<float>(h));
+    const float out_std = 3.0f / std::sqrt(static_cast<float>(h));
+    add("model.embed_tokens.weight", c_.vocab, h, 0.0f, c_.tied ? out_std : 1.0f);
+    for (int l = 0; l < c_.layers; ++l) {
+      const std::string b = "model.layers." + std::to_string(l) + ".";
+      add(b + "input_layernorm.weight", 0, h, 1.0f, 0.1f);
+      if (c_.arch == Arch::kPhi3) {
+        add(b + "self_attn.qkv_proj.weight", q + 2 * kv, h, 0.0f, in_h);
+      } else {
+        add(b + "self_attn.q_proj.weight", q, h, 0.0f, in_h);
+        add(b + "self_attn.k_proj.weight", kv, h, 0.0f, in_h);
+        add(b + "self_attn.v_proj.weight", kv, h, 0.0f, in_h);
+        if (c_.arch == Arch::kQwen2) {
+          add(b + "self_attn.q_proj.bias", 0, q, 0.0f, 0.1f);
+          add(b + "self_attn.k_proj.bias", 0, kv, 0.0f, 0.1f);
+          add(b + "self_attn.v_proj.bias", 0, kv, 0.0f, 0.1f);
+        }
+        if (c_.arch == Arch::kQwen3) {
+          add(b + "self_attn.q_norm.weight", 0, c_.head_dim, 1.0f, 0.1f);
+          add(b + "self_attn.k_norm.weight", 0, c_.head_dim, 1.0f, 0.1f);
+        }
+      }
+      add(b + "self_attn.o_proj.weight", h, q, 0.0f, 0.9f / std::sqrt(static_cast<float>(q)));
+      add(b + "post_attention_layernorm.weight", 0, h, 1.0f, 0.1f);
+      if (c_.arch == Arch::kPhi3) {
+        add(b + "mlp.gate_up_proj.weight", 2 * c_.ffn, h, 0.0f, in_h);
+      } else {
+        add(b + "mlp.gate_proj.weight", c_.ffn, h, 0.0f, in_h);
+        add(b + "mlp.up_proj.weight", c_.ffn, h, 0.0f, in_h);
+      }
+      add(b + "mlp.down_proj.weight", h, c_.ffn, 0.0f,
+          down_gain * 0.9f / std::sqrt(static_cast<float>(c_.ffn)));
+    }
+    add("model.norm.weight", 0, h, 1.0f, 0.1f);
+    if (!c_.tied) add("lm_head.weight", c_.vocab, h, 0.0f, out_std);
+
+    const int half = c_.head_dim / 2;
+    if (longrope() && c_.rope.short_factor.empty()) {
+      // Short factors near 1, long factors rising from 1 to about the context extension.
+      const double scale = static_cast<double>(c_.context) / c_.rope.original_context;
+      for (int i = 0; i < half; ++i) {
+        const double u =
+            static_cast<double>(splitmix64(name_key(seed_, "short_factor") + i) >> 40) / 16777216.0;
+        c_.rope.short_factor.push_back(bf16_grid(static_cast<float>(1.0 + 0.1 * u)));
+        c_.rope.long_factor.push_back(
+            bf16_grid(static_cast<float>(1.0 + (scale * 1.5 - 1.0) * i / std::max(1, half - 1))));
+      }
+    }
+    if (longrope()) {
+      extra_gguf_.push_back(
+          {"rope_factors_long.weight", 1, half, true, 0, 0, 0, c_.rope.long_factor});
+      extra_gguf_.push_back(
+          {"rope_factors_short.weight", 1, half, true, 0, 0, 0, c_.rope.short_factor});
+    }
+    if (c_.rope.type == "llama3") {
+      // llama.cpp's converter stores llama3 rope scaling as one divisor per frequency.
+      const double low_wavelen = c_.rope.original_context / c_.rope.low_freq_factor;
+      const double high_wavelen = c_.rope.original_context / c_.rope.high_freq_factor;
+      std::vector<float> factors;
+      for (int i = 0; i < half; ++i) {
+        const double freq = 1.0 / std::pow(c_.theta, 2.0 * i / c_.head_dim);
+        const double wavelen = 2.0 * M_PI / freq;
+        if (wavelen < high_wavelen) {
+          factors.push_back(1.0f);
+        } else if (wavelen > low_wavelen) {
+          factors.push_back(static_cast<float>(c_.rope.factor));
+        } else {
+          const double smooth = (c_.rope.original_context / wavelen - c_.rope.low_freq_factor) /
+                                (c_.rope.high_freq_factor - c_.rope.low_freq_factor);
+          factors.push_back(static_cast<float>(1.0 / ((1.0 - smooth) / c_.rope.factor + smooth)));
+        }
+      }
+      extra_gguf_.push_back({"rope_freqs.weight", 1, half, true, 0, 0, 0, factors});
+    }
+  }
+
+  static std::string gguf_name(const std::string& hf) {
+    static const std::vector<std::pair<std::string, std::string>> kLayer = {
+        {"input_layernorm.weight", "attn_norm.weight"},
+        {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},
+        {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.qkv_proj.weight", "attn_qkv.weight"},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+        {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"post_attention_layernorm.weight", "ffn_norm.weight"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.gate_up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"},
+    };
+    if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+    if (hf == "model.norm.weight") return "output_norm.weight";
+    if (hf == "lm_head.weight") return "output.weight";
+    const std::string prefix = "model.layers.";
+    const std::size_t dot = hf.find('.', prefix.size());
+    const std::string rest = hf.substr(dot + 1);
+    for (const auto& [from, to] : kLayer) {
+      if (rest == from) return "blk." + hf.substr(prefix.size(), dot - prefix.size()) + "." + to;
+    }
+    throw hearth::Error(hearth::ErrorCode::kInternal, "no GGUF name for " + hf);
+  }
+
+  json rope_scaling_json() const {
+    const RopeScaling& r = c_.rope;
+    if (r.type == "linear") return {{"factor", r.factor}, {"rope_type", "linear"}};
+    if (r.type == "llama3") {
+      return {{"factor", r.factor},
+              {"high_freq_factor", r.high_freq_factor},
+              {"low_freq_factor", r.low_freq_factor},
+              {"original_max_position_embeddings", r.original_context},
+              {"rope_type", "llama3"}};
+    }
+    if (longrope()) {
+      std::vector<double> s(r.short_factor.begin(), r.short_factor.end());
+      std::vector<double> l(r.long_factor.begin(), r.long_factor.end());
+      return {{"long_factor", l}, {"short_factor", s}, {"type", r.type}};
+    }
+    return nullptr;
+  }
+
+  json hf_config(DType dtype, int mlx_bits, int group) const {
+    static const char* kNames[][2] = {{"LlamaForCausalLM", "llama"},
+                                      {"MistralForCausalLM", "mistral"},
+                                      {"Phi3ForCausalLM", "phi3"},
+                                      {"Qwen2ForCausalLM", "qwen2"},
+                                      {"Qwen3ForCausalLM", "qwen3"}};
+    const auto& names = kNames[static_cast<int>(c_.arch)];
+    json j = {
+        {"architectures", {names[0]}},
+        {"model_type", names[1]},
+        {"attention_dropout", 0.0},
+        {"bos_token_id", c_.bos},
+        {"eos_token_id", c_.eos.size() == 1 ? json(c_.eos[0]) : json(c_.eos)},
+        {"hidden_act", "silu"},
+        {"hidden_size", c_.hidden},
+        {"initializer_range", 0.02},
+        {"intermediate_size", c_.ffn},
+        {"max_position_embeddings", c_.context},
+        {"num_attention_heads", c_.heads},
+        {"num_hidden_layers", c_.layers},
+        {"num_key_value_heads", c_.kv_heads},
+        {"rms_norm_eps", c_.eps},
+        {"rope_scaling", rope_scaling_json()},
+        {"rope_theta", c_.theta},
+        {"tie_word_embeddings", c_.tied},
+        {"torch_dtype", dtype == DType::kF32   ? "float32"
+                        : dtype == DType::kF16 ? "float16"
+                                               : "bfloat16"},
+        {"transformers_version", "4.46.0"},
+        {"use_cache", true},
+        {"vocab_size", c_.vocab},
+    };
+    if (writes_head_dim()) j["head_dim"] = c_.head_dim;
+    switch (c_.arch) {
+      case Arch::kLlama:
+        j["attention_bias"] = false;
+        j["mlp_bias"] = false;
+        j["pretraining_tp"] = 1;
+        break;
+      case Arch::kMistral:
+        j["sliding_window"] = c_.sliding_window > 0 ? json(c_.sliding_window) : json(nullptr);
+        break;
+      case Arch::kPhi3:
+        j["embd_pdrop"] = 0.0;
+        j["resid_pdrop"] = 0.0;
+        j["original_max_position_embeddings"] = c_.rope.original_context;
+        j["pad_token_id"] = c_.eos[0];
+        j["sliding_window"] = c_.sliding_window > 0 ? json(c_.sliding_window) : json(nullptr);
+        break;
+      case Arch::kQwen2:
+      case Arch::kQwen3:
+        if (c_.arch == Arch::kQwen3) j["attention_bias"] = false;
+        j["max_window_layers"] = c_.layers;
+        j["use_sliding_window"] = c_.sliding_window > 0;
+        j["sliding_window"] = c_.sliding_window > 0 ? c_.sliding_window : c_.context;
+        break;
+    }
+    if (mlx_bits > 0) j["quantization"] = {{"group_size", group}, {"bits", mlx_bits}};
+    return j;
+  }
+
+  // A SentencePiece-style vocabulary: <unk> <s> </s>, the 256 byte tokens, made-up words.
+  void synthetic_vocab(formats::GGUFWriter& w) const {
     w.set("tokenizer.ggml.model", "llama");
     std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
     std::vector<std::int32_t> types = {2, 3, 3};
@@ -180,55 +828,20 @@ class Maker {
     w.set("tokenizer.ggml.token_type", formats::GGUFArray{std::move(types)});
     w.set("tokenizer.ggml.bos_token_id", std::uint32_t{1});
     w.set("tokenizer.ggml.eos_token_id", std::uint32_t{2});
-    const auto tensors = llama(true, dtype);
-    for (const Tensor& t : tensors) w.add_tensor(t.name, t.dtype, t.shape, t.bytes);
-    w.write(path);
   }
 
-  void write_hf(const fs::path& dir, DType dtype, int mlx_bits, int group) {
-    fs::create_directories(dir);
-    nlohmann::json config = {
-        {"architectures", {"LlamaForCausalLM"}},
-        {"model_type", "llama"},
-        {"vocab_size", c_.vocab},
-        {"hidden_size", c_.hidden},
-        {"intermediate_size", c_.ffn},
-        {"num_hidden_layers", c_.layers},
-        {"num_attention_heads", c_.heads},
-        {"num_key_value_heads", c_.kv_heads},
-        {"max_position_embeddings", c_.context},
-        {"rms_norm_eps", 1e-5},
-        {"rope_theta", 10000.0},
-        {"tie_word_embeddings", false},
-        {"torch_dtype", std::string(hearth::dtype_name(dtype))},
-        {"bos_token_id", 1},
-        {"eos_token_id", 2},
-    };
-    auto tensors = llama(false, mlx_bits > 0 ? DType::kF32 : dtype);
-    if (mlx_bits > 0) {
-      config["quantization"] = {{"group_size", group}, {"bits", mlx_bits}};
-      std::vector<Tensor> quantized;
-      for (Tensor& t : tensors) {
-        if (t.shape.size() == 2 && t.shape[1] % group == 0) {
-          for (Tensor& q : quantize_mlx(t, mlx_bits, group)) quantized.push_back(std::move(q));
-        } else {
-          quantized.push_back(std::move(t));
-        }
-      }
-      tensors = std::move(quantized);
-    }
-    std::ofstream(dir / "config.json") << config.dump(2) << "\n";
-    std::ofstream(dir / "generation_config.json")
-        << nlohmann::json{{"bos_token_id", 1}, {"eos_token_id", 2}}.dump(2) << "\n";
-    formats::SafetensorsWriter w;
-    w.set_metadata("format", "pt");
-    for (const Tensor& t : tensors) w.add_tensor(t.name, t.dtype, t.shape, t.bytes);
-    w.write(dir / "model.safetensors");
-  }
+  DecoderConfig c_;
+  unsigned seed_;
+  std::vector<Logical> weights_;     // in HF order and naming
+  std::vector<Logical> extra_gguf_;  // GGUF-only tensors made from the config (rope factors)
+};
 
- private:
-  Config c_;
-  std::mt19937 rng_;
+// A BERT weight's name, shape and dtype (its values live beside it).
+struct Tensor {
+  std::string name;
+  Shape shape;
+  DType dtype;
+  std::vector<std::byte> bytes;
 };
 
 struct BertConfig {
@@ -418,7 +1031,7 @@ class BertMaker {
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
       const Tensor& t = tensors_[i];
       const DType td = t.shape.size() == 2 ? dtype : DType::kF32;
-      bytes.push_back(Maker::encode(values_[i], td));
+      bytes.push_back(encode(values_[i], td));
       const std::string name =
           classifier_ && !t.name.starts_with("classifier.") ? "bert." + t.name : t.name;
       w.add_tensor(name, td, t.shape, bytes.back());
@@ -466,7 +1079,7 @@ class BertMaker {
       const Tensor& t = tensors_[i];
       const std::string name = gguf_name(t.name);
       const DType td = t.shape.size() == 2 ? dtype : DType::kF32;
-      bytes.push_back(Maker::encode(values_[i], td));
+      bytes.push_back(encode(values_[i], td));
       w.add_tensor(name, td, t.shape, bytes.back());
     }
     w.write(path);
@@ -489,7 +1102,7 @@ class BertMaker {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Write a tiny random-weight model in a real format (for tests and demos)",
+  CLI::App app{"Write a random-weight model in a real format (for tests, demos and benchmarks)",
                "hearth-make-model"};
   hearth::cli::CommonOptions common;
   hearth::cli::add_common_options(app, common);
@@ -499,18 +1112,33 @@ int main(int argc, char** argv) {
   int mlx_bits = 0;
   int group = 32;
   unsigned seed = 1;
-  Config c;
   std::string arch = "llama";
   std::string shape = "tiny";
   std::string tokenizer_dir;
+  std::string gguf_vocab;
   std::string pooling = "mean";
   bool classifier = false;
   bool no_normalize = false;
-  app.add_option("--arch", arch, "llama or bert")->check(CLI::IsMember({"llama", "bert"}));
-  app.add_option("--shape", shape, "bert: tiny (hidden 32, 2 layers) or minilm (384, 6 layers)")
-      ->check(CLI::IsMember({"tiny", "minilm"}));
+  std::optional<int> vocab, hidden, layers, heads, kv_heads, head_dim, ffn, context, window;
+  std::optional<int> original_context;
+  std::optional<double> theta, rope_factor;
+  std::string rope_scaling = "none";
+  bool tied = false;
+  bool untied = false;
+  std::vector<int> eos_ids;
+  double shard_mb = 0;
+  app.add_option("--arch", arch, "llama, mistral, phi3, qwen2, qwen3 or bert")
+      ->check(CLI::IsMember({"llama", "mistral", "phi3", "qwen2", "qwen3", "bert"}));
+  app.add_option("--shape", shape,
+                 "tiny; decoders: phi3-mini (hidden 3072, 32 layers, 32 heads, FFN 8192, vocab "
+                 "32064); bert: minilm (384, 6 layers)")
+      ->check(CLI::IsMember({"tiny", "minilm", "phi3-mini"}));
   app.add_option("--tokenizer-dir", tokenizer_dir,
-                 "bert: folder with a WordPiece vocab.txt (tokenizer files are copied)");
+                 "Folder of a real tokenizer (decoders: tokenizer.json etc., copied into HF "
+                 "folders; bert: a WordPiece vocab.txt)");
+  app.add_option("--gguf-vocab", gguf_vocab,
+                 "decoders: a GGUF file whose tokenizer.* keys GGUF outputs copy (e.g. a llama.cpp "
+                 "vocab-only file)");
   app.add_option("--pooling", pooling, "bert embeddings: mean, cls or max")
       ->check(CLI::IsMember({"mean", "cls", "max"}));
   app.add_flag("--classifier", classifier,
@@ -524,15 +1152,41 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({0, 2, 4, 8}));
   app.add_option("--group-size", group, "mlx quantization group size")->check(CLI::Range(8, 1024));
   app.add_option("--seed", seed, "Random seed");
-  app.add_option("--vocab", c.vocab, "Vocabulary size (>= 259)")->check(CLI::Range(259, 1 << 20));
-  app.add_option("--hidden", c.hidden, "Hidden size")->check(CLI::Range(8, 1 << 16));
-  app.add_option("--layers", c.layers, "Layers")->check(CLI::Range(1, 256));
+  app.add_option("--vocab", vocab, "Synthetic vocabulary size (>= 259; without a tokenizer)")
+      ->check(CLI::Range(259, 1 << 20));
+  app.add_option("--hidden", hidden, "Hidden size")->check(CLI::Range(8, 1 << 16));
+  app.add_option("--layers", layers, "Layers")->check(CLI::Range(1, 256));
+  app.add_option("--heads", heads, "Attention heads")->check(CLI::Range(1, 1024));
+  app.add_option("--kv-heads", kv_heads, "Key/value heads (GQA)")->check(CLI::Range(1, 1024));
+  app.add_option("--head-dim", head_dim, "Head dimension (default hidden / heads; qwen3 tiny 32)")
+      ->check(CLI::Range(2, 1024));
+  app.add_option("--ffn", ffn, "FFN (intermediate) size")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--context", context, "max_position_embeddings")->check(CLI::Range(1, 1 << 24));
+  app.add_option("--rope-theta", theta, "Rotary base")->check(CLI::PositiveNumber);
+  app.add_option("--rope-scaling", rope_scaling, "none, linear, llama3, longrope or su")
+      ->check(CLI::IsMember({"none", "linear", "llama3", "longrope", "su"}));
+  app.add_option("--rope-factor", rope_factor, "linear / llama3 factor (default 2 / 8)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--original-context", original_context,
+                 "llama3 / longrope: original_max_position_embeddings (tiny default: context / 4)")
+      ->check(CLI::Range(2, 1 << 24));
+  app.add_option("--sliding-window", window, "Sliding-window size (0: none; mistral tiny: 16)")
+      ->check(CLI::Range(0, 1 << 24));
+  auto* tied_flag = app.add_flag("--tied", tied, "Tie the output projection to the embedding");
+  app.add_flag("--untied", untied, "Keep a separate output projection")->excludes(tied_flag);
+  app.add_option("--eos-ids", eos_ids, "generation_config eos_token_id list (default: the vocab's)")
+      ->delimiter(',');
+  app.add_option("--shard-mb", shard_mb, "hf: split the weights into shards of about this size")
+      ->check(CLI::NonNegativeNumber);
   return hearth::cli::run(app, argc, argv, [&] {
+    const DType dtype = *hearth::dtype_from_name(dtype_name);
     if (arch == "bert") {
-      const DType dtype = *hearth::dtype_from_name(dtype_name);
+      if (shape == "phi3-mini") {
+        throw hearth::Error(hearth::ErrorCode::kInvalidArgument, "--shape phi3-mini is a decoder");
+      }
       BertConfig bc = bert_shape(shape);
-      const auto vocab = bert_vocab(tokenizer_dir);
-      bc.vocab = static_cast<int>(vocab.size());
+      const auto vocab_list = bert_vocab(tokenizer_dir);
+      bc.vocab = static_cast<int>(vocab_list.size());
       BertMaker maker(bc, classifier, seed);
       maker.generate();
       if (format == "gguf") {
@@ -540,25 +1194,83 @@ int main(int argc, char** argv) {
           throw hearth::Error(hearth::ErrorCode::kUnsupported,
                               "llama.cpp's bert GGUF has no max pooling");
         }
-        maker.write_gguf(out, dtype, vocab, pooling);
+        maker.write_gguf(out, dtype, vocab_list, pooling);
       } else {
-        maker.write_hf(out, dtype, vocab, tokenizer_dir, pooling, !no_normalize);
+        maker.write_hf(out, dtype, vocab_list, tokenizer_dir, pooling, !no_normalize);
       }
       std::printf("wrote %s\n", out.c_str());
       return 0;
     }
-    if (c.hidden % c.heads != 0 || c.hidden % group != 0) {
+    if (shape == "minilm") {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument, "--shape minilm is a bert shape");
+    }
+    if (format == "gguf" && mlx_bits > 0) {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument, "--mlx-bits is for --format hf");
+    }
+    DecoderConfig c = decoder_defaults(arch_from_name(arch), shape);
+    c.arch_name = arch;
+    const Vocab v = load_vocab(tokenizer_dir, gguf_vocab);
+    if (v.size > 0) {
+      if (vocab && *vocab != v.size) {
+        throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                            "--vocab " + std::to_string(*vocab) + " but the tokenizer has " +
+                                std::to_string(v.size) + " tokens");
+      }
+      c.vocab = v.size;
+      c.bos = v.bos;
+      c.eos = v.eos;
+    } else if (vocab) {
+      c.vocab = *vocab;
+    }
+    if (!eos_ids.empty()) c.eos = eos_ids;
+    if (hidden) c.hidden = *hidden;
+    if (layers) c.layers = *layers;
+    if (heads) c.heads = *heads;
+    if (kv_heads) c.kv_heads = *kv_heads;
+    if (ffn) c.ffn = *ffn;
+    if (context) c.context = *context;
+    if (theta) c.theta = *theta;
+    if (window) c.sliding_window = *window;
+    if (tied) c.tied = true;
+    if (untied) c.tied = false;
+    if (head_dim) {
+      c.head_dim = *head_dim;
+    } else if (c.arch != Arch::kQwen3 || hidden || heads) {
+      c.head_dim = c.hidden / c.heads;
+    }
+    c.rope.type = rope_scaling;
+    c.rope.factor = rope_factor ? *rope_factor : rope_scaling == "linear" ? 2.0 : 8.0;
+    if (original_context) {
+      c.rope.original_context = *original_context;
+    } else if (shape == "tiny") {
+      c.rope.original_context = rope_scaling == "none" ? c.context : c.context / 4;
+    }
+    if (c.head_dim % 2 != 0 || c.heads % c.kv_heads != 0 ||
+        (!head_dim && c.hidden % c.heads != 0)) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                          "--hidden must be a multiple of 4 heads and of --group-size");
+                          "the head dimension must be even, heads a multiple of kv heads and "
+                          "hidden a multiple of heads");
     }
-    const DType dtype = *hearth::dtype_from_name(dtype_name);
-    Maker maker(c, seed);
+    if (c.vocab <= 258 && v.size == 0) {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument, "the synthetic vocab needs >= 259");
+    }
+    if ((rope_scaling == "longrope" || rope_scaling == "su") && c.arch != Arch::kPhi3) {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument, "longrope is a phi3 rope scaling");
+    }
+    if (format == "gguf" && rope_scaling == "linear" && c.arch == Arch::kPhi3) {
+      throw hearth::Error(hearth::ErrorCode::kUnsupported,
+                          "llama.cpp's converter has no linear rope scaling for phi3");
+    }
+    hearth::ThreadPool pool(common.threads);
+    DecoderMaker maker(c, seed);
     if (format == "gguf") {
-      maker.write_gguf(out, dtype);
+      maker.write_gguf(out, dtype, v, pool);
     } else {
-      maker.write_hf(out, dtype, mlx_bits, group);
+      maker.write_hf(out, dtype, mlx_bits, group,
+                     static_cast<std::uint64_t>(shard_mb * 1024.0 * 1024.0), v, pool);
     }
-    std::printf("wrote %s\n", out.c_str());
+    std::printf("wrote %s (%lld parameters)\n", out.c_str(),
+                static_cast<long long>(maker.parameters()));
     return 0;
   });
 }
