@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
 #include "hearth/models/decoder.hpp"
@@ -313,6 +315,30 @@ TEST(Decoder, ContextOverflowAndBadIdsAreErrorsThatKeepTheCache) {
   EXPECT_TRUE(s.tokens().empty());
   EXPECT_EQ(Session(*model).context(), 128);  // the model's
   EXPECT_THROW(Session(*model, -1), Error);
+}
+
+TEST(Decoder, CtrlCCancelsFeedAndKeepsTheCachedTokens) {
+  const auto model = LanguageModel::random(tiny("llama"), DType::kF16, 2, f32_cache());
+  Session s(*model);
+  const auto ids = some_ids(20, 300);
+  s.feed(std::span(ids).first(12));
+  install_cancel_handler();
+  reset_cancel();
+  std::raise(SIGINT);
+  try {
+    s.feed(std::span(ids).subspan(12));
+    ADD_FAILURE() << "feed() went on after Ctrl+C";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCancelled);
+  }
+  reset_cancel();
+  EXPECT_EQ(s.tokens().size(), 12u);
+  // The session goes on where it was: same logits as an uninterrupted one.
+  const auto resumed = s.feed(std::span(ids).subspan(12));
+  const std::vector<float> got(resumed.begin(), resumed.end());
+  Session fresh(*model);
+  const auto want = fresh.feed(ids);
+  EXPECT_LT(max_abs_diff(got, want), 2e-4f);
 }
 
 // ---- hearth-make-model's random decoders: HF folder and GGUF encodings of the same weights ----

@@ -6,8 +6,8 @@
 
 #include <chrono>
 #include <cstdio>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,7 +24,8 @@ namespace {
 using nlohmann::json;
 
 std::string render(const std::string& source, const json& vars = json::object()) {
-  return ChatTemplate::join(jinja::Template::parse(source, "test.jinja").render(json::object(), vars));
+  return ChatTemplate::join(
+      jinja::Template::parse(source, "test.jinja").render(json::object(), vars));
 }
 
 // The error a template gives (parsing or rendering), or "" when it renders.
@@ -67,21 +68,28 @@ std::vector<Case> feature_cases() {
   const std::vector<std::string> sources = {
       "plain text only",
       "{{ n }} {{ f }} {{ g }} {{ neg }} {{ big }} {{ small }} {{ 1.0 }} {{ 0.1 + 0.2 }}",
-      "{{ 7 / 2 }} {{ 7 // 2 }} {{ 7 % 3 }} {{ 2 ** 10 }} {{ -7 // 2 }} {{ 7.5 % 2 }} {{ 2 ** -1 }}",
+      "{{ 7 / 2 }} {{ 7 // 2 }} {{ 7 % 3 }} {{ 2 ** 10 }} {{ -7 // 2 }} {{ 7.5 % 2 }} {{ 2 ** -1 "
+      "}}",
       "{{ b }} {{ z }} {{ undefined_thing }} {{ none }} {{ True }} {{ [1, 'a', none, true] }}",
       "{{ d }} {{ d | tojson }} {{ messages[0] | tojson }} {{ 'q\"\\\\\\n\\t' | tojson }}",
       "{{ d | tojson(indent=2) }}|{{ [] | tojson(indent=2) }}|{{ {} | tojson }}",
       "{{ 'é' | tojson(ensure_ascii=true) }} {{ people | tojson(separators=[',', ':']) }}",
       "{{ d | tojson(sort_keys=true) }} {{ f | tojson }} {{ g | tojson }} {{ z | tojson }}",
       "{{ s | upper }} {{ s | lower }} {{ 'hello wORLD' | title }} {{ 'hELLO' | capitalize }}",
-      "[{{ '  pad  ' | trim }}] [{{ '\\u00a0x\\u3000' | trim }}] {{ s | length }} {{ '🎉a' | length }}",
-      "{{ s.startswith('Hell') }} {{ s.endswith(('x', 'd')) }} {{ s.split(', ') }} {{ ' a  b '.split() }}",
-      "{{ 'a,b,c'.split(',', 1) }} {{ 'a b c'.split(none, 1) }} {{ s.replace('l', 'L') }} {{ s.replace('l', 'L', 2) }}",
+      "[{{ '  pad  ' | trim }}] [{{ '\\u00a0x\\u3000' | trim }}] {{ s | length }} {{ '🎉a' | length "
+      "}}",
+      "{{ s.startswith('Hell') }} {{ s.endswith(('x', 'd')) }} {{ s.split(', ') }} {{ ' a  b "
+      "'.split() }}",
+      "{{ 'a,b,c'.split(',', 1) }} {{ 'a b c'.split(none, 1) }} {{ s.replace('l', 'L') }} {{ "
+      "s.replace('l', 'L', 2) }}",
       "[{{ '\\n x \\n'.strip('\\n') }}] [{{ '  x  '.lstrip() }}] [{{ '  x  '.rstrip() }}]",
-      "{{ s[0] }} {{ s[-1] }} {{ s[1:4] }} {{ s[::-1] }} {{ s[::2] }} {{ s[100] }} {{ '日本語'[1:] }}",
-      "{{ list[::-1] }} {{ list[1:] }} {{ list[:-1] }} {{ list[-2:] }} {{ list[5:] }} {{ list[::-2] }}",
+      "{{ s[0] }} {{ s[-1] }} {{ s[1:4] }} {{ s[::-1] }} {{ s[::2] }} {{ s[100] }} {{ '日本語'[1:] "
+      "}}",
+      "{{ list[::-1] }} {{ list[1:] }} {{ list[:-1] }} {{ list[-2:] }} {{ list[5:] }} {{ "
+      "list[::-2] }}",
       "{% for m in messages[::-1] %}{{ loop.index }}{{ m.role[0] }}{% endfor %}",
-      "{% for x in list %}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }}{{ loop.revindex0 }};{% endfor %}",
+      "{% for x in list %}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ "
+      "loop.revindex }}{{ loop.revindex0 }};{% endfor %}",
       "{% for x in [] %}never{% else %}empty{% endfor %}",
       "{% for k in d %}{{ k }}{% endfor %} {% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}",
       "{% for x in list if x > 1 %}{{ x }}{{ loop.index }}{% endfor %}",
@@ -90,33 +98,51 @@ std::vector<Case> feature_cases() {
       "{% for x in list %}{% set y = x * 2 %}{{ y }}{% endfor %}[{{ y }}]",
       "{% if n > 5 %}big{% elif n > 2 %}mid{% else %}small{% endif %}",
       "{% if e %}a{% elif z %}b{% elif not list %}c{% else %}d{% endif %}",
-      "{% set ns = namespace(count=0, found=false) %}{% for x in list %}{% set ns.count = ns.count + x %}{% endfor %}{{ ns.count }} {{ ns.found }}",
+      "{% set ns = namespace(count=0, found=false) %}{% for x in list %}{% set ns.count = ns.count "
+      "+ x %}{% endfor %}{{ ns.count }} {{ ns.found }}",
       "{% set a, b = 1, 2 %}{{ a }}{{ b }} {% set t = (1, 2) %}{{ t[1] }}",
       "{% set block %}inside {{ n }}{% endset %}[{{ block }}]",
-      "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('Bo') }} {{ greet('Al', punct='?') }}",
+      "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('Bo') }} "
+      "{{ greet('Al', punct='?') }}",
       "{% macro m(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, k=4) }}",
       "{% macro wrap() %}<{{ caller() }}>{% endmacro %}{% call wrap() %}body {{ n }}{% endcall %}",
       "{% filter upper %}shout {{ s }}{% endfilter %}",
       "{{ 'yes' if b else 'no' }} {{ 'x' if e }} {{ 1 if z else 2 if n else 3 }}",
       "{{ n ~ s }} {{ 'a' + 1 }} {{ 1 ~ 2.0 }} {{ 'a' ~ b }} {{ list + [4] }}",
-      "{{ 'ell' in s }} {{ 'x' not in s }} {{ 2 in list }} {{ 'x' in d }} {{ 'q' in undefined_thing }}",
-      "{{ n == 7 }} {{ n == '7' }} {{ 1 == true }} {{ z == undefined_thing }} {{ n != 8 }} {{ list == list }}",
-      "{{ n is defined }} {{ q is undefined }} {{ z is none }} {{ s is string }} {{ n is number }} {{ f is integer }} {{ g is integer }}",
-      "{{ d is mapping }} {{ list is iterable }} {{ s is iterable }} {{ d is sequence }} {{ b is boolean }} {{ b is true }} {{ b is false }}",
-      "{{ n is odd }} {{ n is even }} {{ 'abc' is lower }} {{ 'ABC' is upper }} {{ n is not none }}",
-      "{{ list | length }} {{ list | first }} {{ list | last }} {{ list | reverse }} {{ list | sort }} {{ words | sort }}",
+      "{{ 'ell' in s }} {{ 'x' not in s }} {{ 2 in list }} {{ 'x' in d }} {{ 'q' in "
+      "undefined_thing }}",
+      "{{ n == 7 }} {{ n == '7' }} {{ 1 == true }} {{ z == undefined_thing }} {{ n != 8 }} {{ list "
+      "== list }}",
+      "{{ n is defined }} {{ q is undefined }} {{ z is none }} {{ s is string }} {{ n is number }} "
+      "{{ f is integer }} {{ g is integer }}",
+      "{{ d is mapping }} {{ list is iterable }} {{ s is iterable }} {{ d is sequence }} {{ b is "
+      "boolean }} {{ b is true }} {{ b is false }}",
+      "{{ n is odd }} {{ n is even }} {{ 'abc' is lower }} {{ 'ABC' is upper }} {{ n is not none "
+      "}}",
+      "{{ list | length }} {{ list | first }} {{ list | last }} {{ list | reverse }} {{ list | "
+      "sort }} {{ words | sort }}",
       "{{ words | join }} {{ words | join(', ') }} {{ list | join('-') }} {{ 'abc' | join('.') }}",
-      "{{ [1, 2, 1, 3, 2] | unique }} {{ list | string }} {{ n | string }} {{ f | string }} {{ list | list }}",
-      "{{ '42abc' | int }} {{ 'x' | int }} {{ '3.5x' | float }} {{ f | int }} {{ n | float }} {{ neg | abs }} {{ 'x' | int(5) }}",
-      "{{ undefined_thing | default('dflt') }} {{ e | default('dflt') }} {{ e | default('dflt', true) }} {{ z | default('dflt', boolean=true) }}",
-      "{{ d | items }} {{ d.keys() }} {{ d.values() }} {{ d.get('y') }} {{ d.get('q', 'none!') }} {{ d | length }}",
+      "{{ [1, 2, 1, 3, 2] | unique }} {{ list | string }} {{ n | string }} {{ f | string }} {{ "
+      "list | list }}",
+      "{{ '42abc' | int }} {{ 'x' | int }} {{ '3.5x' | float }} {{ f | int }} {{ n | float }} {{ "
+      "neg | abs }} {{ 'x' | int(5) }}",
+      "{{ undefined_thing | default('dflt') }} {{ e | default('dflt') }} {{ e | default('dflt', "
+      "true) }} {{ z | default('dflt', boolean=true) }}",
+      "{{ d | items }} {{ d.keys() }} {{ d.values() }} {{ d.get('y') }} {{ d.get('q', 'none!') }} "
+      "{{ d | length }}",
       "{{ d | dictsort }} {{ {'b': 1, 'A': 2, 'c': 0} | dictsort(by='value') }}",
-      "{{ people | selectattr('ok') | map(attribute='name') | join(',') }} {{ people | rejectattr('ok') | length }}",
-      "{{ people | selectattr('name', 'equalto', 'Bo') | length }} {{ people | map(attribute='age') | sort }}",
-      "{{ people | sort(attribute='name') | map(attribute='name') | join }} {{ people | sort(attribute='age', reverse=true) | map(attribute='age') }}",
-      "{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}|{{ 'a\\n\\nb' | indent(width=1, blank=true) }}",
-      "{{ range(3) }} {{ range(1, 4) }} {{ range(10, 0, -3) }} {% for i in range(2) %}{{ i }}{% endfor %}",
-      "{{ messages | length - 1 }} {{ -n | abs }} {{ not b }} {{ not not b }} {{ (1, 2) | length }}",
+      "{{ people | selectattr('ok') | map(attribute='name') | join(',') }} {{ people | "
+      "rejectattr('ok') | length }}",
+      "{{ people | selectattr('name', 'equalto', 'Bo') | length }} {{ people | "
+      "map(attribute='age') | sort }}",
+      "{{ people | sort(attribute='name') | map(attribute='name') | join }} {{ people | "
+      "sort(attribute='age', reverse=true) | map(attribute='age') }}",
+      "{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}|{{ 'a\\n\\nb' | "
+      "indent(width=1, blank=true) }}",
+      "{{ range(3) }} {{ range(1, 4) }} {{ range(10, 0, -3) }} {% for i in range(2) %}{{ i }}{% "
+      "endfor %}",
+      "{{ messages | length - 1 }} {{ -n | abs }} {{ not b }} {{ not not b }} {{ (1, 2) | length "
+      "}}",
       "{{ 'abc' 'def' }} {{ \"dq\" }} {{ '\\x41\\u00e9' }}",
       "  {% if true %}\n  kept\n  {% endif %}\n  {{ n }}  \n",
       "a  {%- if true -%}  b  {%- endif -%}  c {{- n -}} d {# comment #} e {#- c -#} f",
@@ -161,7 +187,7 @@ std::vector<Reference> reference(const std::vector<Case>& cases) {
   if (rc != 0) return refs;
   for (const auto& r : json::parse(formats::read_text_file(tmp / "out.json"))) {
     refs.push_back({r.at("ok").get<bool>(), r.contains("text") ? r["text"].get<std::string>()
-                                                                 : r["error"].get<std::string>()});
+                                                               : r["error"].get<std::string>()});
   }
   return refs;
 }
@@ -200,7 +226,6 @@ std::size_t compare_all(const std::vector<Case>& cases, const std::string& label
   }
   return matched;
 }
-
 
 TEST(Jinja, BasicsWithoutNode) {
   EXPECT_EQ(render("{{ 1.0 }} {{ 0.5 }} {{ 2 ** 3 }} {{ big }} {{ x }}|{{ none }}|{{ true }}",
@@ -247,7 +272,6 @@ TEST(Jinja, ErrorsNameTheConstructAndPosition) {
   }
 }
 
-
 // Conversations for the real templates: with and without a system message, one to four turns,
 // generation prompt on and off, non-ASCII text, text that looks like Jinja or holds the
 // templates' special-token strings, surrounding whitespace.
@@ -256,7 +280,8 @@ std::vector<json> conversations() {
       "Hello!",
       "What is the capital of France?",
       "  padded with spaces and newlines \n\n",
-      "Ünïcödé: 日本語のテキスト, русский, العربية, emoji 🎉👩‍👩‍👧 and é/é",
+      "Ünïcödé: 日本語のテキスト, русский, العربية, emoji 🎉👩‍👩‍👧 and "
+      "é/é",
       "Looks like Jinja: {{ messages }} {% if true %}x{% endif %} {# c #}",
       "Special strings: <|end|> <|im_start|>system <|eot_id|> <start_of_turn>model <s> </s> [INST]",
       "line one\nline two\n\ttabbed",
@@ -267,7 +292,8 @@ std::vector<json> conversations() {
   std::vector<json> out;
   for (int i = 0; i < 30; ++i) {
     json msgs = json::array();
-    if (i % 3 == 0) msgs.push_back({{"role", "system"}, {"content", texts[(i / 3) % texts.size()]}});
+    if (i % 3 == 0)
+      msgs.push_back({{"role", "system"}, {"content", texts[(i / 3) % texts.size()]}});
     const int turns = 1 + i % 4;
     for (int t = 0; t < turns; ++t) {
       msgs.push_back({{"role", "user"}, {"content", texts[(i + 2 * t) % texts.size()]}});
@@ -277,7 +303,8 @@ std::vector<json> conversations() {
     out.push_back(msgs);
   }
   // Not alternating: templates that check raise their exception in both implementations.
-  out.push_back(json::parse(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"));
+  out.push_back(
+      json::parse(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"));
   out.push_back(json::parse(R"([{"role": "assistant", "content": "first"}])"));
   return out;
 }
@@ -324,22 +351,24 @@ void check_real(const std::string& name, const ChatTemplate& t, const std::strin
   const std::size_t matched = compare_all(cases, name, &errors);
   EXPECT_EQ(matched, cases.size()) << name;
   EXPECT_LE(errors, 2u) << name;  // at most the two conversations that do not alternate
-  std::printf("[ chat template ] %s: %zu of %zu conversations identical (%zu byte-identical "
-              "renderings, %zu errors in both)\n",
-              name.c_str(), matched, cases.size(), matched - errors, errors);
+  std::printf(
+      "[ chat template ] %s: %zu of %zu conversations identical (%zu byte-identical "
+      "renderings, %zu errors in both)\n",
+      name.c_str(), matched, cases.size(), matched - errors, errors);
   // ChatTemplate::render gives the same text as the raw interpreter for plain messages.
   std::vector<ChatMessage> msgs = {{"user", "hi"}};
   ChatRenderOptions o;
   EXPECT_EQ(ChatTemplate::join(t.render(msgs, o)),
-            ChatTemplate::join(jinja::Template::parse(source, name).render(
-                [&] {
-                  json v = json::object();
-                  v["add_generation_prompt"] = true;
-                  if (t.bos_token()) v["bos_token"] = *t.bos_token();
-                  if (t.eos_token()) v["eos_token"] = *t.eos_token();
-                  return v;
-                }(),
-                {{"messages", {{{"role", "user"}, {"content", "hi"}}}}})));
+            ChatTemplate::join(jinja::Template::parse(source, name)
+                                   .render(
+                                       [&] {
+                                         json v = json::object();
+                                         v["add_generation_prompt"] = true;
+                                         if (t.bos_token()) v["bos_token"] = *t.bos_token();
+                                         if (t.eos_token()) v["eos_token"] = *t.eos_token();
+                                         return v;
+                                       }(),
+                                       {{"messages", {{{"role", "user"}, {"content", "hi"}}}}})));
 }
 
 std::string gguf_template_source(const std::filesystem::path& gguf) {
@@ -361,7 +390,8 @@ TEST(ChatTemplateReference, Llama3FromPackage) {
   const auto t = find_chat_template(package_models("tokenizer-llama3"));
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->bos_token(), "<|begin_of_text|>");
-  const json config = json::parse(formats::read_text_file(package_models("tokenizer-llama3") / "tokenizer_config.json"));
+  const json config = json::parse(
+      formats::read_text_file(package_models("tokenizer-llama3") / "tokenizer_config.json"));
   check_real("llama3", *t, config["chat_template"].get<std::string>());
 }
 
@@ -371,7 +401,8 @@ TEST(ChatTemplateReference, Qwen3FromPackage) {
   ASSERT_TRUE(t.has_value());
   EXPECT_FALSE(t->bos_token().has_value());
   EXPECT_EQ(t->eos_token(), "<|im_end|>");
-  const json config = json::parse(formats::read_text_file(package_models("tokenizer-qwen3") / "tokenizer_config.json"));
+  const json config = json::parse(
+      formats::read_text_file(package_models("tokenizer-qwen3") / "tokenizer_config.json"));
   const std::string source = config["chat_template"].get<std::string>();
   check_real("qwen3", *t, source);
   check_real("qwen3 enable_thinking=false", *t, source, {{"enable_thinking", false}});
@@ -390,7 +421,8 @@ TEST(ChatTemplateReference, Qwen3FromPackage) {
   std::vector<Case> cases;
   for (const bool with_tools : {true, false}) {
     for (const bool gen : {true, false}) {
-      json vars = {{"messages", convo}, {"add_generation_prompt", gen}, {"eos_token", "<|im_end|>"}};
+      json vars = {
+          {"messages", convo}, {"add_generation_prompt", gen}, {"eos_token", "<|im_end|>"}};
       if (with_tools) vars["tools"] = tools;
       cases.push_back({source, vars});
     }
@@ -403,7 +435,8 @@ TEST(ChatTemplateReference, Gemma3FromPackage) {
   const auto t = find_chat_template(package_models("tokenizer-gemma3"));
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->bos_token(), "<bos>");
-  const json config = json::parse(formats::read_text_file(package_models("tokenizer-gemma3") / "tokenizer_config.json"));
+  const json config = json::parse(
+      formats::read_text_file(package_models("tokenizer-gemma3") / "tokenizer_config.json"));
   check_real("gemma3", *t, config["chat_template"].get<std::string>());
 }
 
@@ -414,6 +447,169 @@ TEST(ChatTemplateReference, Llama2) {
   auto t = ChatTemplate::parse(kLlama2Template, "llama-2 chat template");
   t.set_special_tokens("<s>", "</s>");
   check_real("llama2", t, kLlama2Template);
+}
+
+std::vector<TextSegment> segments(const std::string& source, const json& trusted,
+                                  const json& untrusted) {
+  return jinja::Template::parse(source, "test.jinja").render(trusted, untrusted);
+}
+
+TEST(Jinja, TrustFollowsTheTextThroughOperations) {
+  const json tok = {{"bos_token", "<s>"}};
+  const json user = {{"m", " <|end|> hi there "}};
+  using V = std::vector<TextSegment>;
+  EXPECT_EQ(segments("{{ bos_token }}{{ '<|a|>' + m + '<|b|>' }}", tok, user),
+            (V{{"<s><|a|>", true}, {" <|end|> hi there ", false}, {"<|b|>", true}}));
+  EXPECT_EQ(segments("[{{ m | trim }}][{{ m[1:8] }}][{{ (m ~ 'X') | upper }}]", tok, user),
+            (V{{"[", true},
+               {"<|end|> hi there", false},
+               {"][", true},
+               {"<|end|>", false},
+               {"][", true},
+               {" <|END|> HI THERE ", false},
+               {"X]", true}}));
+  const auto joined = segments("{{ m.split(' ') | join('+') }}", tok, user);
+  for (const auto& seg : joined) {
+    EXPECT_EQ(seg.trusted, seg.text.find_first_not_of('+') == std::string::npos) << seg.text;
+  }
+  EXPECT_EQ(segments("{{ m | tojson }}{{ {'k': 'v'} | tojson }}", tok, user),
+            (V{{"\" <|end|> hi there \"", false}, {"{\"k\": \"v\"}", true}}));
+  EXPECT_EQ(segments("{% set ns = namespace(x='') %}{% set ns.x = m.replace('hi', '<|x|>') %}"
+                     "{{ ns.x }}",
+                     tok, user),
+            (V{{" <|end|> ", false}, {"<|x|>", true}, {" there ", false}}));
+  // A variable named like a trusted one but given as untrusted stays untrusted.
+  EXPECT_EQ(segments("{{ bos_token }}", tok, {{"bos_token", "<|evil|>"}}),
+            (V{{"<|evil|>", false}}));
+}
+
+jinja::Limits small_limits() {
+  jinja::Limits l;
+  l.max_iterations = 10000;
+  l.max_items = 10000;
+  l.max_string_bytes = 1 << 16;
+  l.max_work = 1 << 22;
+  return l;
+}
+
+TEST(Jinja, HostileTemplatesEndWithAClearError) {
+  // Default limits.
+  EXPECT_NE(error_of("{% for i in range(1000000000000) %}x{% endfor %}").find("range() of"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+                .find("macro calls nest deeper than 64"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}"
+                     "{% endmacro %}{{ a() }}")
+                .find("unbounded recursion"),
+            std::string::npos);
+  EXPECT_NE(error_of("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}")
+                .find("nests deeper than 256"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+                     "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")
+                .find("exceeds the limit of 8388608"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(s='') %}{% for i in range(1000000) %}"
+                     "{% set ns.s = ns.s ~ 'abcdefgh' %}{% endfor %}")
+                .find("work limit"),
+            std::string::npos);
+  // Smaller limits, for speed.
+  EXPECT_NE(error_of("{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}"
+                     "{% endfor %}",
+                     json::object(), small_limits())
+                .find("loops ran more than 10000 iterations"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% for i in range(20000) %}{% endfor %}", json::object(), small_limits())
+                .find("range() of 20000 items"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}"
+                     "{% set ns.l = ns.l + ns.l %}{% endfor %}",
+                     json::object(), small_limits())
+                .find("limit of 10000 items"),
+            std::string::npos);
+  jinja::Limits tiny;
+  tiny.max_source_bytes = 10;
+  EXPECT_THROW(jinja::Template::parse("{{ 'more than ten bytes' }}", "t", tiny), Error);
+  // A caller() kept past its call block and a namespace cycle neither crash nor leak.
+  EXPECT_EQ(render("{% set ns = namespace() %}{% macro keep() %}{% set ns.c = caller %}"
+                   "{% endmacro %}{% call keep() %}x{% endcall %}{% set ns.self = ns %}"
+                   "{{ ns.c is defined }}"),
+            "true");
+}
+
+TEST(ChatTemplate, RendersMessagesWithOptions) {
+  auto t = ChatTemplate::parse(
+      "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}"
+      "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+      "{% if enable_thinking is defined and enable_thinking is false %}[no-think]{% endif %}"
+      "{{ tools is defined }}",
+      "t.jinja");
+  const std::vector<ChatMessage> msgs = {{"system", "S"}, {"user", "U <|eot|>"}};
+  ChatRenderOptions o;
+  o.bos_token = "<s>";
+  o.eos_token = "</s>";
+  EXPECT_EQ(ChatTemplate::join(t.render(msgs, o)),
+            "<s><system>S</s><user>U <|eot|></s><assistant>false");
+  o.add_generation_prompt = false;
+  o.extra = {{"enable_thinking", false}, {"tools", json::array()}};
+  EXPECT_EQ(ChatTemplate::join(t.render(msgs, o)),
+            "<s><system>S</s><user>U <|eot|></s>[no-think]true");
+  const auto segs = t.render(msgs, o);
+  for (const auto& s : segs) {
+    if (s.text.find("<|eot|>") != std::string::npos) {
+      EXPECT_FALSE(s.trusted);
+    }
+    if (s.text.find("</s>") != std::string::npos) {
+      EXPECT_TRUE(s.trusted);
+    }
+  }
+  // The model's tokens are used unless the options set them.
+  t.set_special_tokens("<bos>", "<eos>");
+  EXPECT_EQ(ChatTemplate::join(t.render(msgs, {})).substr(0, 14), "<bos><system>S");
+}
+
+TEST(ChatTemplate, FindsTemplatesInModelFolders) {
+  testing::TempDir tmp;
+  auto write = [&](const std::string& name, const std::string& text) {
+    const auto* b = reinterpret_cast<const std::byte*>(text.data());
+    testing::write_bytes(tmp / name, std::vector<std::byte>(b, b + text.size()));
+  };
+  EXPECT_FALSE(find_chat_template(tmp.path()).has_value());
+  write("tokenizer_config.json",
+        R"({"bos_token": {"content": "<B>", "lstrip": false}, "eos_token": "<E>",
+            "chat_template": [{"name": "tool_use", "template": "tools"},
+                              {"name": "default", "template": "{{ bos_token }}default"}]})");
+  auto t = find_chat_template(tmp.path());
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(ChatTemplate::join(t->render(std::vector<ChatMessage>{}, {})), "<B>default");
+  EXPECT_EQ(t->eos_token(), "<E>");
+  write("chat_template.jinja", "from the file {{ eos_token }}");
+  t = find_chat_template(tmp.path());
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(ChatTemplate::join(t->render(std::vector<ChatMessage>{}, {})), "from the file <E>");
+  EXPECT_EQ(t->origin(), (tmp / "chat_template.jinja").string());
+  std::filesystem::remove(tmp / "chat_template.jinja");
+  write("tokenizer_config.json", R"({"chat_template": [{"name": "a", "template": "x"}]})");
+  EXPECT_THROW(find_chat_template(tmp.path()), Error);
+  write("tokenizer_config.json", R"({"chat_template": 5})");
+  try {
+    find_chat_template(tmp.path());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFormat);
+    EXPECT_EQ(e.where().key, "chat_template");
+  }
+  write("tokenizer_config.json", R"({"chat_template": "{% for %}"})");
+  try {
+    find_chat_template(tmp.path());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().file, (tmp / "tokenizer_config.json").string());
+  }
+  write("tokenizer_config.json", "{not json");
+  EXPECT_THROW(find_chat_template(tmp.path()), Error);
+  EXPECT_THROW(find_chat_template(tmp / "missing.gguf"), Error);
 }
 
 TEST(ChatTemplateReference, FeaturesMatchHuggingFaceJinja) {

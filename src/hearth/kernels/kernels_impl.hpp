@@ -370,38 +370,30 @@ inline void convert_weights(const unsigned char* p, i64 n, float* dst) {
   for (; i < n; ++i) dst[i] = read_weight<T>(p + i * weight_bytes<T>());
 }
 
-// NB weight rows (k elements each, rows k * weight_bytes apart) dotted with every x row. Two
-// accumulators per weight row keep 2 NB FMA chains in flight.
-template <int T, int NB>
-void gemv_block(const unsigned char* w, i64 k, const float* x, i64 rows, i64 ldx, const float* bias,
-                float* y, i64 ldy) {
+// One weight row (k elements) dotted with every x row: four accumulators hide the FMA latency.
+// Rows are taken one after another, so each thread reads its share of W as one sequential stream
+// (what the hardware prefetchers serve best); the row (a few KiB) stays in L1 for the next x row.
+template <int T>
+void gemv_row(const unsigned char* w, i64 k, const float* x, i64 rows, i64 ldx, float bias,
+              float* y, i64 ldy) {
   constexpr i64 es = weight_bytes<T>();
-  const i64 k2 = k / (2 * kL) * (2 * kL);
+  const i64 k4 = k / (4 * kL) * (4 * kL);
   const i64 k1 = k / kL * kL;
   for (i64 r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
-    Vec a[NB], b[NB];
-    for (int j = 0; j < NB; ++j) a[j] = b[j] = Vec::zero();
+    Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
     i64 i = 0;
-    for (; i < k2; i += 2 * kL) {
-      const Vec x0 = Vec::load(xr + i);
-      const Vec x1 = Vec::load(xr + i + kL);
-#pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) {
-        const unsigned char* wj = w + (j * k + i) * es;
-        a[j] = fmadd(load_weights<T>(wj), x0, a[j]);
-        b[j] = fmadd(load_weights<T>(wj + kL * es), x1, b[j]);
-      }
+    for (; i < k4; i += 4 * kL) {
+      const unsigned char* wi = w + i * es;
+      a0 = fmadd(load_weights<T>(wi), Vec::load(xr + i), a0);
+      a1 = fmadd(load_weights<T>(wi + kL * es), Vec::load(xr + i + kL), a1);
+      a2 = fmadd(load_weights<T>(wi + 2 * kL * es), Vec::load(xr + i + 2 * kL), a2);
+      a3 = fmadd(load_weights<T>(wi + 3 * kL * es), Vec::load(xr + i + 3 * kL), a3);
     }
-    for (; i < k1; i += kL) {
-      const Vec x0 = Vec::load(xr + i);
-      for (int j = 0; j < NB; ++j) a[j] = fmadd(load_weights<T>(w + (j * k + i) * es), x0, a[j]);
-    }
-    for (int j = 0; j < NB; ++j) {
-      float s = (a[j] + b[j]).reduce_add();
-      for (i64 t = k1; t < k; ++t) s += read_weight<T>(w + (j * k + t) * es) * xr[t];
-      y[r * ldy + j] = bias != nullptr ? s + bias[j] : s;
-    }
+    for (; i < k1; i += kL) a0 = fmadd(load_weights<T>(w + i * es), Vec::load(xr + i), a0);
+    float s = ((a0 + a1) + (a2 + a3)).reduce_add();
+    for (; i < k; ++i) s += read_weight<T>(w + i * es) * xr[i];
+    y[r * ldy] = s + bias;
   }
 }
 
@@ -410,14 +402,8 @@ void gemv(const void* w, i64 k, i64 n0, i64 n1, const float* x, i64 rows, i64 ld
           const float* bias, float* y, i64 ldy) {
   const auto* wb = static_cast<const unsigned char*>(w);
   constexpr i64 es = weight_bytes<T>();
-  i64 n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    gemv_block<T, 4>(wb + n * k * es, k, x, rows, ldx, bias != nullptr ? bias + n : nullptr, y + n,
-                     ldy);
-  }
-  for (; n < n1; ++n) {
-    gemv_block<T, 1>(wb + n * k * es, k, x, rows, ldx, bias != nullptr ? bias + n : nullptr, y + n,
-                     ldy);
+  for (i64 n = n0; n < n1; ++n) {
+    gemv_row<T>(wb + n * k * es, k, x, rows, ldx, bias != nullptr ? bias[n] : 0.0f, y + n, ldy);
   }
 }
 

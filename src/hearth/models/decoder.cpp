@@ -850,7 +850,11 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
   m->source = "random weights";
   auto store = std::make_shared<std::vector<std::unique_ptr<std::byte[]>>>();
   m->keep_alive.push_back(store);
-  std::uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+  // The pool that will run the model also makes the weights (7.6 GB at the Phi-3-mini shape).
+  m->pool = options.pool ? options.pool : std::make_shared<ThreadPool>(options.threads);
+  LlmOptions build_options = options;
+  build_options.pool = m->pool;
+  std::uint64_t tensor_index = 0;
   const auto find = [&, weight_dtype](const std::string& name,
                                       const Shape& shape) -> std::optional<TensorView> {
     const bool vector = shape.size() == 1;
@@ -859,27 +863,32 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     const std::size_t es = dt == DType::kF32 ? 4 : 2;
     auto& buf = store->emplace_back(new std::byte[n * es]);
     // Uniform values of standard deviation 1/sqrt(in) for matrices (1 for the embedding table),
-    // norm gains near 1; splitmix64, converted in blocks.
+    // norm gains near 1: splitmix64 of (seed, tensor, element), in blocks over the pool.
     const float scale = vector ? 0.1f
                                : (name == "model.embed_tokens.weight"
                                       ? 1.7f
                                       : 1.7f / std::sqrt(static_cast<float>(shape[1])));
     const float mean = vector && name.ends_with("norm.weight") ? 1.0f : 0.0f;
-    std::vector<float> block(4096);
-    std::vector<std::uint16_t> half(block.size());
-    for (std::size_t i = 0; i < n; i += block.size()) {
-      const std::size_t len = std::min(block.size(), n - i);
-      for (std::size_t j = 0; j < len; ++j) {
-        std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
-        block[j] = mean + scale * u;
-      }
-      if (dt == DType::kF32) {
-        std::memcpy(buf.get() + i * 4, block.data(), len * 4);
-      } else {
+    const std::uint64_t base = (static_cast<std::uint64_t>(seed) << 40) ^ (++tensor_index << 32);
+    constexpr std::size_t kBlock = 4096;
+    m->pool->parallel_for((n + kBlock - 1) / kBlock, [&](std::size_t b, std::size_t e) {
+      std::vector<float> block(kBlock);
+      std::vector<std::uint16_t> half(kBlock);
+      for (std::size_t blk = b; blk < e; ++blk) {
+        const std::size_t i = blk * kBlock;
+        const std::size_t len = std::min(kBlock, n - i);
+        for (std::size_t j = 0; j < len; ++j) {
+          std::uint64_t z = (base + i + j + 1) * 0x9E3779B97F4A7C15ull;
+          z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+          z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+          z ^= z >> 31;
+          const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+          block[j] = mean + scale * u;
+        }
+        if (dt == DType::kF32) {
+          std::memcpy(buf.get() + i * 4, block.data(), len * 4);
+          continue;
+        }
         if (dt == DType::kF16) {
           f32_to_f16(block.data(), half.data(), len);
         } else {
@@ -887,10 +896,10 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
         }
         std::memcpy(buf.get() + i * 2, half.data(), len * 2);
       }
-    }
+    });
     return TensorView::contiguous(dt, shape, buf.get(), n * es);
   };
-  m->build(find, options);
+  m->build(find, build_options);
   return std::unique_ptr<LanguageModel>(new LanguageModel(std::move(m)));
 }
 

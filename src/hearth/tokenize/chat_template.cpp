@@ -109,8 +109,7 @@ std::optional<ChatTemplate> from_tokenizer_config(const fs::path& config_path,
   std::optional<ChatTemplate> t;
   if (jinja_file) {
     t = ChatTemplate::parse(formats::read_text_file(*jinja_file), jinja_file->string());
-  } else if (const auto it = config.find("chat_template");
-             it != config.end() && !it->is_null()) {
+  } else if (const auto it = config.find("chat_template"); it != config.end() && !it->is_null()) {
     t = ChatTemplate::parse(pick_template(*it, config_path.string()), config_path.string());
   }
   if (!t) return std::nullopt;
@@ -141,7 +140,8 @@ std::optional<ChatTemplate> find_chat_template(const fs::path& model) {
     const formats::ModelFolder folder = formats::ModelFolder::open(model);
     const auto& config = folder.tokenizer_files().tokenizer_config;
     std::optional<fs::path> jinja_file;
-    if (fs::is_regular_file(model / "chat_template.jinja", ec)) jinja_file = model / "chat_template.jinja";
+    if (fs::is_regular_file(model / "chat_template.jinja", ec))
+      jinja_file = model / "chat_template.jinja";
     return from_tokenizer_config(config.value_or(fs::path()), jinja_file);
   }
   if (!fs::exists(model, ec)) {

@@ -36,8 +36,7 @@ class ChatTemplate {
  public:
   // origin names the template in errors (the file it came from). Syntax errors and unsupported
   // statements are an Error naming the construct and its line and column.
-  static ChatTemplate parse(std::string_view source, std::string origin,
-                            jinja::Limits limits = {});
+  static ChatTemplate parse(std::string_view source, std::string origin, jinja::Limits limits = {});
 
   // Renders messages as the template's `messages` list of {role, content}.
   std::vector<TextSegment> render(std::span<const ChatMessage> messages,

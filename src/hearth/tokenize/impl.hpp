@@ -57,9 +57,14 @@ struct Tokenizer::Impl {
 
   // Call once the added tokens are in place.
   void finish();
-  void encode_sequence(std::string_view text, bool parse_special,
-                       std::vector<std::int32_t>& out) const;
+  // at_start: text begins the input (Metaspace's prepend_scheme "first").
+  void encode_sequence(std::string_view text, bool parse_special, std::vector<std::int32_t>& out,
+                       bool at_start = true) const;
+  void encode_segments(std::span<const TextSegment> segments, std::vector<std::int32_t>& out) const;
   Encoding encode(std::string_view a, const std::string_view* b,
+                  const EncodeOptions& options) const;
+  // Truncation and the post-processor's template over encoded sequences.
+  Encoding finish(std::vector<std::int32_t> ids_a, std::vector<std::int32_t>* ids_b,
                   const EncodeOptions& options) const;
   std::string decode(std::span<const std::int32_t> ids, bool skip_special) const;
   const std::string* token_text(std::int32_t id) const;

@@ -14,8 +14,8 @@
 #include <cstdio>
 #include <ctime>
 #include <functional>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -103,9 +103,9 @@ struct TString {
 
 // JavaScript's WhiteSpace and LineTerminator (String.prototype.trim, /\s/).
 bool is_js_space(char32_t c) {
-  return c == 0x09 || c == 0x0A || c == 0x0B || c == 0x0C || c == 0x0D || c == 0x20 ||
-         c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-         c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000 || c == 0xFEFF;
+  return c == 0x09 || c == 0x0A || c == 0x0B || c == 0x0C || c == 0x0D || c == 0x20 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000 || c == 0xFEFF;
 }
 
 // [begin, end) of s without JavaScript whitespace on the chosen sides.
@@ -177,8 +177,8 @@ std::string js_upper(std::string_view s) {
       out += "SS";
       continue;
     }
-    unicode::append_utf8(
-        out, static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(c))));
+    unicode::append_utf8(out,
+                         static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(c))));
   }
   return out;
 }
@@ -658,16 +658,21 @@ std::vector<Token> lex(const PText& src) {
       }
     }
     static const std::pair<std::string_view, Tok> kTable[] = {
-        {"{%", Tok::kOpenStatement}, {"%}", Tok::kCloseStatement}, {"{{", Tok::kOpenExpression},
-        {"}}", Tok::kCloseExpression}, {"(", Tok::kOpenParen},     {")", Tok::kCloseParen},
-        {"{", Tok::kOpenCurly},        {"}", Tok::kCloseCurly},    {"[", Tok::kOpenBracket},
-        {"]", Tok::kCloseBracket},     {",", Tok::kComma},         {".", Tok::kDot},
-        {":", Tok::kColon},            {"|", Tok::kPipe},          {"<=", Tok::kComparison},
-        {">=", Tok::kComparison},      {"==", Tok::kComparison},   {"!=", Tok::kComparison},
-        {"<", Tok::kComparison},       {">", Tok::kComparison},    {"+", Tok::kAdditive},
-        {"-", Tok::kAdditive},         {"~", Tok::kAdditive},      {"**", Tok::kPower},
-        {"*", Tok::kMultiplicative},   {"//", Tok::kMultiplicative}, {"/", Tok::kMultiplicative},
-        {"%", Tok::kMultiplicative},   {"=", Tok::kEquals},
+        {"{%", Tok::kOpenStatement},  {"%}", Tok::kCloseStatement},
+        {"{{", Tok::kOpenExpression}, {"}}", Tok::kCloseExpression},
+        {"(", Tok::kOpenParen},       {")", Tok::kCloseParen},
+        {"{", Tok::kOpenCurly},       {"}", Tok::kCloseCurly},
+        {"[", Tok::kOpenBracket},     {"]", Tok::kCloseBracket},
+        {",", Tok::kComma},           {".", Tok::kDot},
+        {":", Tok::kColon},           {"|", Tok::kPipe},
+        {"<=", Tok::kComparison},     {">=", Tok::kComparison},
+        {"==", Tok::kComparison},     {"!=", Tok::kComparison},
+        {"<", Tok::kComparison},      {">", Tok::kComparison},
+        {"+", Tok::kAdditive},        {"-", Tok::kAdditive},
+        {"~", Tok::kAdditive},        {"**", Tok::kPower},
+        {"*", Tok::kMultiplicative},  {"//", Tok::kMultiplicative},
+        {"/", Tok::kMultiplicative},  {"%", Tok::kMultiplicative},
+        {"=", Tok::kEquals},
     };
     bool matched = false;
     for (const auto& [seq, type] : kTable) {
@@ -704,9 +709,9 @@ std::vector<Token> lex(const PText& src) {
             cur += len;
             continue;
           }
-          static const std::pair<char, char> kEsc[] = {{'n', '\n'}, {'t', '\t'},  {'r', '\r'},
-                                                       {'b', '\b'}, {'f', '\f'},  {'v', '\v'},
-                                                       {'\'', '\''}, {'"', '"'}, {'\\', '\\'}};
+          static const std::pair<char, char> kEsc[] = {{'n', '\n'},  {'t', '\t'}, {'r', '\r'},
+                                                       {'b', '\b'},  {'f', '\f'}, {'v', '\v'},
+                                                       {'\'', '\''}, {'"', '"'},  {'\\', '\\'}};
           bool ok = false;
           for (const auto& [k, v] : kEsc) {
             if (k == e) {
@@ -1023,9 +1028,7 @@ class Parser {
   // Names "kwargs" / "varargs" the body reads (they then collect the extra arguments).
   static void collect_specials(Node& macro) {
     std::unordered_set<std::string> declared;
-    for (const auto& p : macro.list) {
-      declared.insert(p->kind == NodeKind::kIdent ? p->text : p->text);
-    }
+    for (const auto& p : macro.list) declared.insert(p->text);
     std::function<void(const Node*)> visit = [&](const Node* n) {
       if (!n) return;
       if (n->kind == NodeKind::kIdent && (n->text == "kwargs" || n->text == "varargs") &&
@@ -1182,8 +1185,7 @@ class Parser {
       if (!is(Tok::kIdent)) unexpected("the name of a test after 'is'");
       n->text = t_[i_++].value;
       if (is(Tok::kOpenParen))
-        unsupported("tests with arguments ('is " + n->text + "(...)') are not supported",
-                    here());
+        unsupported("tests with arguments ('is " + n->text + "(...)') are not supported", here());
       n->a = std::move(operand);
       operand = std::move(n);
     }
@@ -1212,8 +1214,7 @@ class Parser {
 
   NodePtr unary_sign() {
     Depth d(*this);
-    if ((is(Tok::kUnary) || is(Tok::kAdditive)) &&
-        (t_[i_].value == "-" || t_[i_].value == "+")) {
+    if ((is(Tok::kUnary) || is(Tok::kAdditive)) && (t_[i_].value == "-" || t_[i_].value == "+")) {
       auto n = make(NodeKind::kUnary, here());
       n->text = t_[i_++].value;
       n->a = unary_sign();
@@ -1664,8 +1665,7 @@ class Interp {
       case nlohmann::json::value_t::number_unsigned:
       case nlohmann::json::value_t::number_float: {
         const double d = j.get<double>();
-        return Value::number(std::floor(d) == d && std::isfinite(d) ? Kind::kInt : Kind::kFloat,
-                             d);
+        return Value::number(std::floor(d) == d && std::isfinite(d) ? Kind::kInt : Kind::kFloat, d);
       }
       case nlohmann::json::value_t::string:
         return make_string(TString(j.get<std::string>(), trusted));
@@ -1696,8 +1696,7 @@ class Interp {
         args.pop_back();
       }
       if (args.size() > 1)
-        fail("namespace() takes at most 1 positional argument, got " +
-             std::to_string(args.size()));
+        fail("namespace() takes at most 1 positional argument, got " + std::to_string(args.size()));
       if (args.size() == 1) {
         const Value& src = args[0];
         if (src.is_object()) {
@@ -1719,11 +1718,11 @@ class Interp {
       namespaces_.push_back(ns.obj);
       return ns;
     });
-    env.vars["raise_exception"] = Value::function("raise_exception", [](Args& args,
-                                                                        const EnvPtr&) -> Value {
-      std::string msg = args.empty() ? "undefined" : js_string(args[0]).s;
-      fail("the template raised an exception: " + msg);
-    });
+    env.vars["raise_exception"] =
+        Value::function("raise_exception", [](Args& args, const EnvPtr&) -> Value {
+          std::string msg = args.empty() ? "undefined" : js_string(args[0]).s;
+          fail("the template raised an exception: " + msg);
+        });
     env.vars["range"] = Value::function("range", [this](Args& args, const EnvPtr&) {
       if (!args.empty() && args.back().kind == Kind::kKwargs) args.pop_back();
       if (args.empty() || args.size() > 3) fail("range() takes 1 to 3 arguments");
@@ -1738,8 +1737,8 @@ class Interp {
       }
       if (args.size() == 3) step = args[2].num;
       if (step == 0) fail("range() step must not be zero");
-      const double count = step > 0 ? std::ceil((stop - start) / step)
-                                    : std::ceil((start - stop) / -step);
+      const double count =
+          step > 0 ? std::ceil((stop - start) / step) : std::ceil((start - stop) / -step);
       if (count > static_cast<double>(lim_.max_items))
         fail("range() of " + js_number(count) + " items exceeds the limit of " +
              std::to_string(lim_.max_items));
@@ -1750,8 +1749,7 @@ class Interp {
       charge(out.size() * sizeof(Value));
       return Value::array(std::move(out));
     });
-    env.vars["strftime_now"] = Value::function("strftime_now", [this](Args& args,
-                                                                      const EnvPtr&) {
+    env.vars["strftime_now"] = Value::function("strftime_now", [this](Args& args, const EnvPtr&) {
       if (args.empty() || args[0].kind != Kind::kString)
         fail("strftime_now() needs a format string");
       return make_string(TString(strftime_now(args[0].s()), true));
@@ -1767,9 +1765,9 @@ class Interp {
   }
 
   static std::string strftime_now(const std::string& format) {
-    static const char* kMonths[] = {"January", "February", "March",     "April",
-                                    "May",     "June",     "July",      "August",
-                                    "September", "October", "November", "December"};
+    static const char* kMonths[] = {"January",   "February", "March",    "April",
+                                    "May",       "June",     "July",     "August",
+                                    "September", "October",  "November", "December"};
     static const char* kShort[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     const std::time_t now = std::time(nullptr);
@@ -2466,8 +2464,8 @@ class Interp {
     const auto start = part(s.a, "start"), stop = part(s.b, "stop"), step = part(s.c, "step");
     if (object.is_array()) {
       std::vector<Value> items;
-      for (const double i : slice_indices(static_cast<double>(object.arr->size()), start, stop,
-                                          step.value_or(1))) {
+      for (const double i :
+           slice_indices(static_cast<double>(object.arr->size()), start, stop, step.value_or(1))) {
         items.push_back((*object.arr)[static_cast<std::size_t>(i)]);
       }
       return make_array(std::move(items));
@@ -2475,8 +2473,8 @@ class Interp {
     const TString& str = *object.str;
     const auto at = code_point_offsets(str.s);
     TString out;
-    for (const double i : slice_indices(static_cast<double>(at.size() - 1), start, stop,
-                                        step.value_or(1))) {
+    for (const double i :
+         slice_indices(static_cast<double>(at.size() - 1), start, stop, step.value_or(1))) {
       const auto k = static_cast<std::size_t>(i);
       out.append(str.substr(at[k], at[k + 1]));
     }
@@ -2566,14 +2564,16 @@ class Interp {
       return Value::function(name,
                              [this, str, f](Args& args, const EnvPtr&) { return f(*str, args); });
     };
-    if (name == "length") return Value::number(Kind::kInt, static_cast<double>(utf16_length(str->s)));
+    if (name == "length")
+      return Value::number(Kind::kInt, static_cast<double>(utf16_length(str->s)));
     if (name == "upper")
       return method([this](const TString& s, Args&) { return make_string(s.map_runs(js_upper)); });
     if (name == "lower")
       return method(
           [this](const TString& s, Args&) { return make_string(s.map_runs(unicode::lowercase)); });
     if (name == "strip")
-      return method([this](const TString& s, Args&) { return make_string(js_trim(s, true, true)); });
+      return method(
+          [this](const TString& s, Args&) { return make_string(js_trim(s, true, true)); });
     if (name == "lstrip")
       return method(
           [this](const TString& s, Args&) { return make_string(js_trim(s, true, false)); });
@@ -2601,7 +2601,8 @@ class Interp {
         return Value::boolean(test(args[0]));
       });
     }
-    if (name == "split") return method([this](const TString& s, Args& args) { return split(s, args); });
+    if (name == "split")
+      return method([this](const TString& s, Args& args) { return split(s, args); });
     if (name == "replace")
       return method([this](const TString& s, Args& args) { return replace(s, args); });
     return Value{};
@@ -2733,14 +2734,12 @@ class Interp {
       });
     }
     if (name == "items" || name == "keys" || name == "values") {
-      return Value::function(name, [this, obj, name](Args&, const EnvPtr&) {
-        return items_of(*obj, name);
-      });
+      return Value::function(
+          name, [this, obj, name](Args&, const EnvPtr&) { return items_of(*obj, name); });
     }
     if (name == "dictsort") {
-      return Value::function("dictsort", [this, obj](Args& args, const EnvPtr&) {
-        return dictsort(*obj, args);
-      });
+      return Value::function(
+          "dictsort", [this, obj](Args& args, const EnvPtr&) { return dictsort(*obj, args); });
     }
     return Value{};
   }
@@ -2863,9 +2862,8 @@ class Interp {
       if (name == "reverse") return make_array(std::vector<Value>(a.rbegin(), a.rend()));
       if (name == "sort") {
         std::vector<Value> items = a;
-        std::stable_sort(items.begin(), items.end(), [](const Value& x, const Value& y) {
-          return compare(x, y, false) < 0;
-        });
+        std::stable_sort(items.begin(), items.end(),
+                         [](const Value& x, const Value& y) { return compare(x, y, false) < 0; });
         return make_array(std::move(items));
       }
       if (name == "join") return make_string(join(a, TString()));
@@ -3101,8 +3099,7 @@ class Interp {
       if (name == "selectattr" || name == "rejectattr") {
         const bool select = name == "selectattr";
         for (const auto& item : *v.arr) {
-          if (!item.is_container())
-            fail("'" + name + "' needs a list of mappings", call.pos);
+          if (!item.is_container()) fail("'" + name + "' needs a list of mappings", call.pos);
         }
         for (const auto& a : call.list) {
           if (a->kind != NodeKind::kString)
@@ -3147,7 +3144,8 @@ class Interp {
         const Value* blank = flag_arg(args, 2, &kw, "blank");
         const double w = width ? width->num : 4;
         if (w < 0 || w > 1024) fail("indent width must be between 0 and 1024", call.pos);
-        return make_string(indent(*v.str, TString(std::string(static_cast<std::size_t>(w), ' '), true),
+        return make_string(indent(*v.str,
+                                  TString(std::string(static_cast<std::size_t>(w), ' '), true),
                                   first && truthy(*first), blank && truthy(*blank)));
       }
       if (name == "replace") {
@@ -3246,7 +3244,9 @@ Template Template::parse(std::string_view source, std::string origin, Limits lim
   return Template(std::move(st));
 }
 
-const std::string& Template::origin() const { return state_->origin; }
+const std::string& Template::origin() const {
+  return state_->origin;
+}
 
 std::vector<TextSegment> Template::render(const nlohmann::json& trusted_vars,
                                           const nlohmann::json& untrusted_vars) const {
@@ -3258,8 +3258,7 @@ std::vector<TextSegment> Template::render(const nlohmann::json& trusted_vars,
     auto globals = std::make_shared<Env>();
     interp.install_globals(*globals);
     for (const auto& [k, v] : trusted_vars.items()) globals->vars[k] = interp.from_json(v, true);
-    for (const auto& [k, v] : untrusted_vars.items())
-      globals->vars[k] = interp.from_json(v, false);
+    for (const auto& [k, v] : untrusted_vars.items()) globals->vars[k] = interp.from_json(v, false);
     out = interp.run(globals);
     globals->vars.clear();
   } catch (const JinjaError& e) {

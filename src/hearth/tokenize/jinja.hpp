@@ -13,28 +13,22 @@
 #include <string_view>
 #include <vector>
 
-namespace hearth::tokenize {
+#include "hearth/tokenize/text_segment.hpp"
 
-// A piece of rendered text: trusted text may hold special-token markup, untrusted text never
-// produces special tokens.
-struct TextSegment {
-  std::string text;
-  bool trusted = false;
-  bool operator==(const TextSegment&) const = default;
-};
+namespace hearth::tokenize {
 
 namespace jinja {
 
 // Bounds that keep a hostile template finite; exceeding one is an Error(kInvalidArgument)
 // naming the limit and the template position.
 struct Limits {
-  std::size_t max_source_bytes = 1u << 20;     // template text
-  std::size_t max_string_bytes = 8u << 20;     // any one string value, the output included
-  std::size_t max_items = 1u << 20;            // elements of one list (range(), +)
-  std::size_t max_iterations = 1u << 20;       // loop iterations in one render, all loops
-  std::size_t max_call_depth = 64;             // nested macro calls
-  std::size_t max_nesting = 256;               // nesting of statements and expressions
-  std::uint64_t max_work = 1ull << 28;         // bytes built plus nodes evaluated, per render
+  std::size_t max_source_bytes = 1u << 20;  // template text
+  std::size_t max_string_bytes = 8u << 20;  // any one string value, the output included
+  std::size_t max_items = 1u << 20;         // elements of one list (range(), +)
+  std::size_t max_iterations = 1u << 20;    // loop iterations in one render, all loops
+  std::size_t max_call_depth = 64;          // nested macro calls
+  std::size_t max_nesting = 256;            // nesting of statements and expressions
+  std::uint64_t max_work = 1ull << 28;      // bytes built plus nodes evaluated, per render
 };
 
 struct Node;

@@ -93,8 +93,11 @@ namespace {
 
 // Splits s on the added tokens of matcher, applying their lstrip / rstrip / single_word flags
 // the way Hugging Face's AddedVocabulary does. Appends text pieces and token ids to out.
+// With trusted set, a special token counts only where it lies inside one of those sorted,
+// disjoint [begin, end) ranges of s.
 void split_added(const AddedMatcher& m, const std::vector<AddedToken>& added, std::string_view s,
-                 bool at_start, std::vector<Segment>& out) {
+                 bool at_start, std::vector<Segment>& out,
+                 const std::vector<std::pair<std::size_t, std::size_t>>* trusted = nullptr) {
   if (m.empty()) {
     out.push_back({std::string(s), -1, at_start});
     return;
@@ -110,6 +113,15 @@ void split_added(const AddedMatcher& m, const std::vector<AddedToken>& added, st
     }
     const AddedToken& t = added[index];
     std::size_t start = pos, stop = pos + len;
+    if (trusted && t.special) {
+      const auto it = std::upper_bound(
+          trusted->begin(), trusted->end(), start,
+          [](std::size_t p, const std::pair<std::size_t, std::size_t>& r) { return p < r.first; });
+      if (it == trusted->begin() || std::prev(it)->second < stop) {
+        ++pos;
+        continue;
+      }
+    }
     if (t.single_word) {
       const bool start_ok = start == 0 || !is_word_char(last_char(s.substr(0, start)));
       std::size_t j = stop;
@@ -149,7 +161,7 @@ void split_added(const AddedMatcher& m, const std::vector<AddedToken>& added, st
 }  // namespace
 
 void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
-                                      std::vector<std::int32_t>& out) const {
+                                      std::vector<std::int32_t>& out, bool at_start) const {
   std::string repaired;
   std::string_view text = raw;
   if (!unicode::is_valid(raw)) {
@@ -158,7 +170,7 @@ void Tokenizer::Impl::encode_sequence(std::string_view raw, bool parse_special,
   }
   const int only_plain = parse_special ? 0 : 1;
   std::vector<Segment> first;
-  split_added(matchers[0][only_plain], added, text, true, first);
+  split_added(matchers[0][only_plain], added, text, at_start, first);
   std::vector<std::string> pieces;
   std::vector<std::string_view> views;
   std::string mapped;
@@ -249,36 +261,70 @@ void truncate_pair(std::vector<std::int32_t>& a, std::vector<std::int32_t>* b,
 
 }  // namespace
 
+void Tokenizer::Impl::encode_segments(std::span<const TextSegment> segments,
+                                      std::vector<std::int32_t>& out) const {
+  std::string text;
+  std::vector<std::pair<std::size_t, std::size_t>> trusted;
+  for (const auto& seg : segments) {
+    const std::size_t begin = text.size();
+    if (unicode::is_valid(seg.text)) {
+      text += seg.text;
+    } else {
+      text += unicode::sanitize(seg.text);
+    }
+    if (!seg.trusted || text.size() == begin) continue;
+    if (!trusted.empty() && trusted.back().second == begin) {
+      trusted.back().second = text.size();
+    } else {
+      trusted.push_back({begin, text.size()});
+    }
+  }
+  std::vector<Segment> pieces;
+  split_added(matchers[0][0], added, text, true, pieces, &trusted);
+  for (const auto& piece : pieces) {
+    if (piece.id >= 0) {
+      out.push_back(piece.id);
+    } else {
+      encode_sequence(piece.text, false, out, piece.at_start);
+    }
+  }
+}
+
 Encoding Tokenizer::Impl::encode(std::string_view a, const std::string_view* b,
                                  const EncodeOptions& options) const {
   std::vector<std::int32_t> ids_a, ids_b;
   encode_sequence(a, options.parse_special, ids_a);
   if (b) encode_sequence(*b, options.parse_special, ids_b);
+  return finish(std::move(ids_a), b ? &ids_b : nullptr, options);
+}
+
+Encoding Tokenizer::Impl::finish(std::vector<std::int32_t> ids_a, std::vector<std::int32_t>* ids_b,
+                                 const EncodeOptions& options) const {
   const bool template_on = options.add_special_tokens && post.has_value();
   if (options.truncation.max_length > 0) {
-    const std::size_t added_count = template_on ? post->added(b != nullptr) : 0;
+    const std::size_t added_count = template_on ? post->added(ids_b != nullptr) : 0;
     if (options.truncation.max_length < added_count) {
       throw Error(ErrorCode::kInvalidArgument,
                   "truncation max_length " + std::to_string(options.truncation.max_length) +
                       " is smaller than the " + std::to_string(added_count) +
                       " special tokens the template adds");
     }
-    truncate_pair(ids_a, b ? &ids_b : nullptr, options.truncation.max_length - added_count,
+    truncate_pair(ids_a, ids_b, options.truncation.max_length - added_count,
                   options.truncation.strategy);
   }
   Encoding e;
   if (!template_on) {
     e.ids = ids_a;
     e.type_ids.assign(ids_a.size(), 0);
-    if (b) {
-      e.ids.insert(e.ids.end(), ids_b.begin(), ids_b.end());
+    if (ids_b) {
+      e.ids.insert(e.ids.end(), ids_b->begin(), ids_b->end());
       e.type_ids.resize(e.ids.size(), 1);
     }
     return e;
   }
-  for (const auto& piece : b ? post->pair : post->single) {
+  for (const auto& piece : ids_b ? post->pair : post->single) {
     const std::vector<std::int32_t>& src =
-        piece.is_sequence ? (piece.sequence == 0 ? ids_a : ids_b) : piece.ids;
+        piece.is_sequence ? (piece.sequence == 0 ? ids_a : *ids_b) : piece.ids;
     e.ids.insert(e.ids.end(), src.begin(), src.end());
     e.type_ids.resize(e.ids.size(), piece.type_id);
   }
@@ -341,6 +387,13 @@ Encoding Tokenizer::encode(std::string_view text, const EncodeOptions& options) 
 Encoding Tokenizer::encode_pair(std::string_view a, std::string_view b,
                                 const EncodeOptions& options) const {
   return impl_->encode(a, &b, options);
+}
+
+Encoding Tokenizer::encode_segments(std::span<const TextSegment> segments, bool add_special_tokens,
+                                    const Truncation& truncation) const {
+  std::vector<std::int32_t> ids;
+  impl_->encode_segments(segments, ids);
+  return impl_->finish(std::move(ids), nullptr, {add_special_tokens, true, truncation});
 }
 
 std::string Tokenizer::decode(std::span<const std::int32_t> ids, bool skip_special_tokens) const {

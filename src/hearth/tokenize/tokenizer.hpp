@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "hearth/formats/gguf.hpp"
+#include "hearth/tokenize/text_segment.hpp"
 
 namespace hearth::tokenize {
 
@@ -59,6 +60,15 @@ class Tokenizer {
                        const Truncation& truncation = {}) const;
   Encoding encode(std::string_view text, const EncodeOptions& options) const;
   Encoding encode_pair(std::string_view a, std::string_view b, const EncodeOptions& options) const;
+  // Rendered chat-template output: special tokens are matched only where they lie wholly inside
+  // trusted segments; untrusted text is tokenized with special-token parsing off. Text between
+  // two special tokens is tokenized as one piece across segment boundaries, so when no
+  // untrusted segment holds a special token's text the ids equal those of
+  // encode(joined text, parse_special = true). (Special tokens flagged `normalized`, matched
+  // after normalization, are not parsed here.) A chat template writes its own BOS, so callers
+  // usually pass add_special_tokens = false, as transformers' apply_chat_template does.
+  Encoding encode_segments(std::span<const TextSegment> segments, bool add_special_tokens = false,
+                           const Truncation& truncation = {}) const;
 
   std::string decode(std::span<const std::int32_t> ids, bool skip_special_tokens = true) const;
 
