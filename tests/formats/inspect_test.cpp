@@ -134,7 +134,8 @@ TEST(Cli, HelpVersionAndPlannedCommands) {
     EXPECT_NE(out.find(sub), std::string::npos) << sub;
   }
   ASSERT_EQ(testing::run_command(bin("rag-cli") + " --help", &out), 0);
-  for (const char* sub : {"ingest", "search", "ask", "list", "show", "rm", "stats", "import"}) {
+  for (const char* sub :
+       {"ingest", "search", "ask", "list", "show", "rm", "stats", "import", "generate", "chat"}) {
     EXPECT_NE(out.find(sub), std::string::npos) << sub;
   }
   EXPECT_EQ(testing::run_command(bin("bench-cli") + " llm", &out), 2);
