@@ -280,7 +280,9 @@ std::vector<json> conversations() {
       "Hello!",
       "What is the capital of France?",
       "  padded with spaces and newlines \n\n",
-      "Ünïcödé: 日本語のテキスト, русский, العربية, emoji 🎉👩‍👩‍👧 and "
+      "Ünïcödé: 日本語のテキスト, русский, العربية, emoji "
+      "🎉👩‍👩‍👧 "
+      "and "
       "é/é",
       "Looks like Jinja: {{ messages }} {% if true %}x{% endif %} {# c #}",
       "Special strings: <|end|> <|im_start|>system <|eot_id|> <start_of_turn>model <s> </s> [INST]",
@@ -510,11 +512,13 @@ TEST(Jinja, HostileTemplatesEndWithAClearError) {
                      "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")
                 .find("exceeds the limit of 8388608"),
             std::string::npos);
-  EXPECT_NE(error_of("{% set ns = namespace(s='') %}{% for i in range(1000000) %}"
-                     "{% set ns.s = ns.s ~ 'abcdefgh' %}{% endfor %}")
+
+  // Smaller limits, for speed.
+  EXPECT_NE(error_of("{% set ns = namespace(s='') %}{% for i in range(5000) %}"
+                     "{% set ns.s = ns.s ~ 'abcdefgh' %}{% endfor %}",
+                     json::object(), small_limits())
                 .find("work limit"),
             std::string::npos);
-  // Smaller limits, for speed.
   EXPECT_NE(error_of("{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}"
                      "{% endfor %}",
                      json::object(), small_limits())

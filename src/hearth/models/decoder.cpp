@@ -119,6 +119,13 @@ void read_hf_rope_scaling(const HfConfig& cfg, DecoderConfig& c) {
       cfg.fail("rope_scaling", std::string("rope_scaling.") + key + " must be a number");
     return it->get<double>();
   };
+  // A context length given as a number: positive and below 2^31 before it becomes an integer.
+  const auto length = [&](double v) {
+    if (!(v >= 1.0 && v < 2147483648.0)) {
+      cfg.fail("rope_scaling", "original_max_position_embeddings out of range");
+    }
+    return static_cast<i64>(v);
+  };
   if (type.empty() || type == "default") return;
   if (type == "linear") {
     c.rope.scaling = RopeScaling::kLinear;
@@ -132,7 +139,7 @@ void read_hf_rope_scaling(const HfConfig& cfg, DecoderConfig& c) {
     c.rope.factor = num("factor", std::nullopt);
     c.rope.low_freq_factor = num("low_freq_factor", 1.0);
     c.rope.high_freq_factor = num("high_freq_factor", 4.0);
-    c.rope.original_context = static_cast<i64>(num("original_max_position_embeddings", 8192.0));
+    c.rope.original_context = length(num("original_max_position_embeddings", 8192.0));
     if (!(c.rope.factor >= 1.0) || !(c.rope.high_freq_factor > c.rope.low_freq_factor) ||
         !(c.rope.low_freq_factor > 0.0) || c.rope.original_context <= 0) {
       cfg.fail("rope_scaling", "llama3 rope scaling parameters out of range");
@@ -152,9 +159,7 @@ void read_hf_rope_scaling(const HfConfig& cfg, DecoderConfig& c) {
         rs.contains("original_max_position_embeddings")
             ? num("original_max_position_embeddings", std::nullopt)
             : static_cast<double>(cfg.integer("original_max_position_embeddings", c.context));
-    c.rope.original_context = static_cast<i64>(orig);
-    if (c.rope.original_context <= 0)
-      cfg.fail("rope_scaling", "original_max_position_embeddings out of range");
+    c.rope.original_context = length(orig);
     const double factor = static_cast<double>(c.context) / orig;
     const auto af = rs.find("attention_factor");
     if (af != rs.end() && !af->is_null()) {
@@ -188,7 +193,9 @@ DecoderConfig read_hf_common(const HfConfig& cfg) {
   c.tied_embeddings = cfg.boolean("tie_word_embeddings", false);
   const double partial = cfg.number("partial_rotary_factor", 1.0);
   if (!(partial > 0.0 && partial <= 1.0)) cfg.fail("partial_rotary_factor", "out of range");
-  c.rope.dims = static_cast<i64>(static_cast<double>(c.head_dim) * partial) / 2 * 2;
+  c.rope.dims = c.head_dim > 0 && c.head_dim <= (i64{1} << 20)
+                    ? static_cast<i64>(static_cast<double>(c.head_dim) * partial) / 2 * 2
+                    : c.head_dim;  // refused by the config check
   if (cfg.has("hidden_act")) {
     const auto& act = cfg.json().at("hidden_act");
     if (!act.is_string() || act.get<std::string>() != "silu") {
@@ -919,7 +926,7 @@ struct Session::State {
 
 Session::Session(const LanguageModel& model, std::int64_t context)
     : model_(model), state_(std::make_unique<State>()) {
-  ModelImpl& m = model.impl();
+  ModelImpl& m = *model.impl_;
   state_->context = m.session_context(context);
   const DecoderConfig& c = m.config;
   state_->cache =
@@ -975,7 +982,7 @@ void grow(std::vector<float>& v, i64 n) {
 
 std::span<const float> Session::feed(std::span<const std::int32_t> ids,
                                      std::vector<float>* all_logits) {
-  ModelImpl& m = model_.impl();
+  ModelImpl& m = *model_.impl_;
   const DecoderConfig& c = m.config;
   State& s = *state_;
   if (ids.empty()) throw Error(ErrorCode::kInvalidArgument, "feed() needs at least one token");

@@ -141,9 +141,8 @@ class LanguageModel {
   std::uint64_t weight_bytes_per_token() const;
   std::string backend_name() const;
 
-  ModelImpl& impl() const { return *impl_; }
-
  private:
+  friend class Session;
   explicit LanguageModel(std::unique_ptr<ModelImpl> impl);
   std::unique_ptr<ModelImpl> impl_;
 };
@@ -155,7 +154,7 @@ struct Timings {
   double decode_seconds = 0.0;
 };
 
-// One conversation over a model: owns the KV cache. Not thread-safe.
+// One conversation over a model: owns the KV cache. Not thread-safe. The model must outlive it.
 class Session {
  public:
   // context: tokens the cache holds; 0 = model.default_context(). Larger than the model's own

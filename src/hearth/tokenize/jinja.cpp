@@ -2179,8 +2179,8 @@ class Interp {
     }
     std::vector<Value> items;
     for (const auto& item : all) {
-      count_iteration(n.pos);
       if (test) {
+        count_iteration(n.pos);
         EnvPtr probe = child(scope);
         assign(*n.a, item, *probe, "for");
         if (!truthy(eval(*test, probe))) continue;
