@@ -17,6 +17,7 @@
 #include "hearth/rag/neural.hpp"
 #include "hearth/rag/npz_import.hpp"
 #include "hearth/rag/search.hpp"
+#include "llm_commands.hpp"
 
 namespace fs = std::filesystem;
 using hearth::Error;
@@ -78,8 +79,9 @@ std::string dump(const nlohmann::json& j) {
 void check_model_options(const Options& o) {
   if (!o.model_id.empty()) {
     throw Error(ErrorCode::kUnsupported,
-                "--model-id names the LLM for generated answers, and the LLM engine is not in "
-                "this build yet; run without it for extractive answers with citations");
+                "--model-id: answers generated from a bank are not in this build yet (rag-cli "
+                "generate and chat run the model directly); run without it for extractive "
+                "answers with citations");
   }
   if (o.max_tokens > 0) {
     std::fprintf(stderr,
@@ -421,8 +423,9 @@ int main(int argc, char** argv) {
                  "new banks store its vectors and chunk to its tokens; search becomes hybrid")
       ->envname("HEARTH_EMBEDDING_MODEL");
   app.add_option("--model-id", o.model_id,
-                 "LLM for generated answers (the LLM engine comes later)");
-  app.add_option("--max-tokens", o.max_tokens, "LLM answer length (needs an LLM)");
+                 "LLM for generate and chat: a Hugging Face folder, a .gguf file, or a repo id in "
+                 "the local Hugging Face cache (mlx-community/Phi-3-mini-4k-instruct-4bit)");
+  app.add_option("--max-tokens", o.max_tokens, "Most tokens an LLM answer may have (default 512)");
   app.add_option("--mode", o.mode, "Retrieval: auto, bm25, dense or hybrid")->capture_default_str();
   app.add_option("--filter", o.filter, "Only documents whose path matches this glob");
   app.add_flag("--json", o.json, "JSON output (search, ask, list, stats)");
@@ -545,7 +548,15 @@ int main(int argc, char** argv) {
       "Each --bank takes one folder. Words that start with '-' are read as options: put '--' "
       "before a query that starts with '-' (rag-cli search -- -q).";
 
+  hearth::apps::LlmCommands llm;
+  hearth::apps::add_llm_commands(app, llm);
+
   return hearth::cli::run(app, argc, argv, hint, [&]() -> int {
+    if (const int rc =
+            hearth::apps::run_llm_command(llm, {o.model_id, o.max_tokens, o.json, common});
+        rc >= 0) {
+      return rc;
+    }
     if (embed->parsed()) return do_embed(model_path, texts, o, common);
     if (rerank->parsed()) return do_rerank(model_path, query, texts, o, common);
     if (import->parsed()) {

@@ -82,6 +82,43 @@ TEST(Inspect, ErrorsAreOneLineAndNonZero) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
 }
 
+TEST(Inspect, DecodersShowContextLayersAndTemplate) {
+  HEARTH_REQUIRE_FIXTURE(stories, "models/stories260K");
+  std::string out;
+  for (const char* model : {"hf", "stories260K-f32.gguf"}) {
+    SCOPED_TRACE(model);
+    const std::string path = (stories / model).string();
+    ASSERT_EQ(testing::run_command(bin("bench-cli") + " inspect --json " + path, &out), 0) << out;
+    const auto d = nlohmann::json::parse(out).at("decoder");
+    EXPECT_EQ(d["layers"], 5);
+    EXPECT_EQ(d["hidden"], 64);
+    EXPECT_EQ(d["heads"], 8);
+    EXPECT_EQ(d["kv_heads"], 4);
+    EXPECT_EQ(d["vocab"], 512);
+    EXPECT_EQ(d["context"], 512);
+    EXPECT_EQ(d["chat_template"], false);
+    ASSERT_EQ(testing::run_command(bin("bench-cli") + " inspect " + path, &out), 0) << out;
+    EXPECT_NE(out.find("decoder:      5 layers, hidden 64, 8 heads (4 kv), vocab 512"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("context:      512 tokens"), std::string::npos) << out;
+    EXPECT_NE(out.find("chat template: none"), std::string::npos) << out;
+  }
+  HEARTH_REQUIRE_FIXTURE(phi3, "tokenizers/llamacpp-vocab/ggml-vocab-phi-3.gguf");
+  ASSERT_EQ(testing::run_command(bin("bench-cli") + " inspect " + phi3.string(), &out), 0) << out;
+  EXPECT_NE(out.find("chat template: yes"), std::string::npos) << out;
+  // An encoder is no decoder.
+  testing::TempDir tmp;
+  ASSERT_EQ(testing::run_command(
+                bin("hearth-make-model") + " --arch bert --out " + (tmp / "bert").string(), &out),
+            0)
+      << out;
+  ASSERT_EQ(
+      testing::run_command(bin("bench-cli") + " inspect --json " + (tmp / "bert").string(), &out),
+      0);
+  EXPECT_FALSE(nlohmann::json::parse(out).contains("decoder"));
+}
+
 TEST(Cli, HelpVersionAndPlannedCommands) {
   std::string out;
   for (const char* app : {"rag-cli", "flux-cli", "bench-cli"}) {
@@ -97,7 +134,8 @@ TEST(Cli, HelpVersionAndPlannedCommands) {
     EXPECT_NE(out.find(sub), std::string::npos) << sub;
   }
   ASSERT_EQ(testing::run_command(bin("rag-cli") + " --help", &out), 0);
-  for (const char* sub : {"ingest", "search", "ask", "list", "show", "rm", "stats", "import"}) {
+  for (const char* sub :
+       {"ingest", "search", "ask", "list", "show", "rm", "stats", "import", "generate", "chat"}) {
     EXPECT_NE(out.find(sub), std::string::npos) << sub;
   }
   EXPECT_EQ(testing::run_command(bin("bench-cli") + " llm", &out), 2);

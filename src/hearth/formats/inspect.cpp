@@ -27,10 +27,86 @@ std::string gguf_type_label(const GGUFValue& v) {
   return gguf_type_name(v.type());
 }
 
+// The GGUF architectures and Hugging Face classes hearth runs as decoders.
+bool is_decoder_architecture(const std::string& a) {
+  for (const char* d : {"llama", "mistral", "phi3", "qwen2", "qwen3"}) {
+    if (a == d) return true;
+  }
+  return a.size() > 11 && a.compare(a.size() - 11, 11, "ForCausalLM") == 0;
+}
+
+std::int64_t gguf_int(const GGUFFile& f, const std::string& key) {
+  const GGUFValue* v = f.find(key);
+  const std::optional<std::int64_t> n = v != nullptr ? v->as_int() : std::nullopt;
+  return n.value_or(0);
+}
+
+ModelSummary::Decoder gguf_decoder(const GGUFFile& f) {
+  const std::string a = f.architecture() + ".";
+  ModelSummary::Decoder d;
+  d.context = gguf_int(f, a + "context_length");
+  d.layers = gguf_int(f, a + "block_count");
+  d.hidden = gguf_int(f, a + "embedding_length");
+  d.heads = gguf_int(f, a + "attention.head_count");
+  d.kv_heads = gguf_int(f, a + "attention.head_count_kv");
+  if (d.kv_heads == 0) d.kv_heads = d.heads;
+  d.sliding_window = gguf_int(f, a + "attention.sliding_window");
+  if (const GGUFValue* v = f.find(a + "rope.scaling.type"); v != nullptr && v->as_string()) {
+    if (*v->as_string() != "none") d.rope_scaling = *v->as_string();
+  }
+  if (const GGUFValue* v = f.find("tokenizer.ggml.tokens"); v != nullptr && v->as_array()) {
+    d.vocab = static_cast<std::int64_t>(v->as_array()->size());
+  }
+  d.chat_template = f.find("tokenizer.chat_template") != nullptr;
+  return d;
+}
+
+std::int64_t json_int(const nlohmann::json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+}
+
+ModelSummary::Decoder folder_decoder(const ModelFolder& m, const fs::path& path) {
+  const nlohmann::json& c = m.config();
+  ModelSummary::Decoder d;
+  d.context = json_int(c, "max_position_embeddings");
+  d.layers = json_int(c, "num_hidden_layers");
+  d.hidden = json_int(c, "hidden_size");
+  d.heads = json_int(c, "num_attention_heads");
+  d.kv_heads = json_int(c, "num_key_value_heads");
+  if (d.kv_heads == 0) d.kv_heads = d.heads;
+  d.vocab = json_int(c, "vocab_size");
+  if (const auto it = c.find("use_sliding_window");
+      it == c.end() || !it->is_boolean() || it->get<bool>()) {
+    d.sliding_window = json_int(c, "sliding_window");
+  }
+  if (const auto it = c.find("rope_scaling"); it != c.end() && it->is_object()) {
+    for (const char* k : {"rope_type", "type"}) {
+      if (const auto t = it->find(k); t != it->end() && t->is_string()) {
+        d.rope_scaling = t->get<std::string>();
+        break;
+      }
+    }
+  }
+  std::error_code ec;
+  d.chat_template = fs::exists(path / "chat_template.jinja", ec);
+  if (!d.chat_template && m.tokenizer_files().tokenizer_config) {
+    try {
+      const nlohmann::json t =
+          nlohmann::json::parse(std::ifstream(*m.tokenizer_files().tokenizer_config));
+      d.chat_template = t.contains("chat_template") && !t["chat_template"].is_null();
+    } catch (const nlohmann::json::exception&) {
+      // A damaged tokenizer_config.json is the tokenizer loader's to report.
+    }
+  }
+  return d;
+}
+
 void summarize_gguf(const fs::path& path, std::size_t max_items, ModelSummary& s) {
   const GGUFFile f = GGUFFile::open(path);
   s.version = std::to_string(f.version());
   s.architecture = f.architecture();
+  if (is_decoder_architecture(s.architecture)) s.decoder = gguf_decoder(f);
   for (const auto& [k, v] : f.metadata()) {
     s.metadata.push_back({k, gguf_type_label(v), v.to_display(max_items)});
   }
@@ -59,6 +135,7 @@ void summarize_folder(const fs::path& path, ModelSummary& s) {
   const ModelFolder m = ModelFolder::open(path);
   s.architecture = m.architecture();
   if (s.architecture.empty()) s.architecture = m.model_type();
+  if (is_decoder_architecture(s.architecture)) s.decoder = folder_decoder(m, path);
   for (const auto& [k, v] : m.config().items()) {
     s.metadata.push_back({"config." + k, v.type_name(), json_display(v)});
   }
@@ -160,6 +237,16 @@ std::string to_text(const ModelSummary& s) {
          "\n";
   out += "size:         " + format_bytes(s.file_bytes) + ", " + std::to_string(s.tensors.size()) +
          " tensors, " + std::to_string(s.parameters) + " parameters\n";
+  if (const auto& d = s.decoder) {
+    out += "decoder:      " + std::to_string(d->layers) + " layers, hidden " +
+           std::to_string(d->hidden) + ", " + std::to_string(d->heads) + " heads (" +
+           std::to_string(d->kv_heads) + " kv), vocab " + std::to_string(d->vocab) + "\n";
+    out += "context:      " + std::to_string(d->context) + " tokens";
+    if (!d->rope_scaling.empty()) out += ", rope scaling " + d->rope_scaling;
+    if (d->sliding_window > 0) out += ", sliding window " + std::to_string(d->sliding_window);
+    out += "\n";
+    out += std::string("chat template: ") + (d->chat_template ? "yes" : "none") + "\n";
+  }
   if (!s.metadata.empty()) {
     out += "\nmetadata (" + std::to_string(s.metadata.size()) + " keys):\n";
     std::size_t kw = 0;
@@ -207,6 +294,17 @@ nlohmann::json to_json(const ModelSummary& s) {
   j["file_bytes"] = s.file_bytes;
   j["tensor_bytes"] = s.tensor_bytes();
   j["parameters"] = s.parameters;
+  if (const auto& d = s.decoder) {
+    j["decoder"] = {{"context", d->context},
+                    {"layers", d->layers},
+                    {"hidden", d->hidden},
+                    {"heads", d->heads},
+                    {"kv_heads", d->kv_heads},
+                    {"vocab", d->vocab},
+                    {"sliding_window", d->sliding_window},
+                    {"rope_scaling", d->rope_scaling},
+                    {"chat_template", d->chat_template}};
+  }
   j["metadata"] = nlohmann::json::array();
   for (const auto& e : s.metadata) {
     j["metadata"].push_back({{"key", e.key}, {"type", e.type}, {"value", e.value}});

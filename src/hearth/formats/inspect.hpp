@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,20 @@ struct ModelSummary {
   // Model parameters: elements of every tensor, except that mlx-packed weights count the values
   // they hold (words x 32 / bits) and their scales and biases count nothing.
   std::uint64_t parameters = 0;
+
+  // What a decoder (causal LM) declares, read from its metadata alone; absent for other models.
+  struct Decoder {
+    std::int64_t context = 0;  // max_position_embeddings / <arch>.context_length
+    std::int64_t layers = 0;
+    std::int64_t hidden = 0;
+    std::int64_t heads = 0;
+    std::int64_t kv_heads = 0;
+    std::int64_t vocab = 0;
+    std::int64_t sliding_window = 0;  // 0: none
+    std::string rope_scaling;         // "" when none
+    bool chat_template = false;
+  };
+  std::optional<Decoder> decoder;
 
   std::uint64_t tensor_bytes() const;
 };

@@ -165,6 +165,7 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   std::int64_t context() const;
+  const LanguageModel& model() const { return model_; }
   // The tokens in the cache, in order.
   const std::vector<std::int32_t>& tokens() const;
 

@@ -1,0 +1,81 @@
+#include "hearth/models/chat.hpp"
+
+#include "hearth/core/error.hpp"
+
+namespace hearth::models {
+
+ChatFormat ChatFormat::load(const LanguageModel& model) {
+  const std::string& source = model.chat_template();
+  if (source.empty()) {
+    throw Error(ErrorCode::kNotFound,
+                "the model has no chat template (looked for tokenizer_config.json "
+                "chat_template, chat_template.jinja, GGUF tokenizer.chat_template); send the "
+                "prompt as plain text with --raw",
+                {model.path().string(), {}, {}});
+  }
+  return ChatFormat(model, tokenize::ChatTemplate::parse(source, model.path().string()));
+}
+
+namespace {
+
+tokenize::ChatRenderOptions render_options(const LanguageModel& model, bool add_generation_prompt) {
+  tokenize::ChatRenderOptions o;
+  o.add_generation_prompt = add_generation_prompt;
+  // A model without such a token leaves the variable undefined, as transformers does.
+  if (std::string bos = model.bos_token(); !bos.empty()) o.bos_token = std::move(bos);
+  if (std::string eos = model.eos_token(); !eos.empty()) o.eos_token = std::move(eos);
+  return o;
+}
+
+}  // namespace
+
+std::vector<std::int32_t> ChatFormat::prompt_ids(std::span<const tokenize::ChatMessage> messages,
+                                                 bool add_generation_prompt) const {
+  const std::vector<tokenize::TextSegment> segments =
+      template_.render(messages, render_options(*model_, add_generation_prompt));
+  return model_->tokenizer().encode_segments(segments, false).ids;
+}
+
+std::string ChatFormat::render(std::span<const tokenize::ChatMessage> messages,
+                               bool add_generation_prompt) const {
+  return tokenize::ChatTemplate::join(
+      template_.render(messages, render_options(*model_, add_generation_prompt)));
+}
+
+Conversation::Conversation(const LanguageModel& model, std::int64_t context,
+                           std::optional<std::string> system)
+    : model_(model),
+      format_(ChatFormat::load(model)),
+      session_(std::make_unique<Session>(model, context)),
+      system_(std::move(system)) {
+  reset();
+}
+
+void Conversation::reset() {
+  messages_.clear();
+  if (system_) messages_.push_back({"system", *system_});
+  session_->truncate(0);
+}
+
+Generation Conversation::reply(const std::string& user, const GenerateOptions& options,
+                               const std::function<void(std::string_view)>& on_text) {
+  messages_.push_back({"user", user});
+  std::vector<std::int32_t> ids;
+  try {
+    ids = format_.prompt_ids(messages_, true);
+  } catch (...) {
+    messages_.pop_back();
+    throw;
+  }
+  Generation g;
+  try {
+    g = generate(*session_, ids, options, on_text);
+  } catch (...) {
+    messages_.pop_back();  // nothing was answered (a cancelled prompt, a full context)
+    throw;
+  }
+  messages_.push_back({"assistant", g.text});
+  return g;
+}
+
+}  // namespace hearth::models
