@@ -176,7 +176,7 @@ std::vector<Reference> reference(const std::vector<Case>& cases) {
   const std::string dumped = list.dump();
   const auto* bytes = reinterpret_cast<const std::byte*>(dumped.data());
   testing::write_bytes(tmp / "cases.json", std::vector<std::byte>(bytes, bytes + dumped.size()));
-  const auto script = std::filesystem::path(__FILE__).parent_path() / "jinja_reference.js";
+  const auto script = testing::source_dir() / "tests/tokenize/jinja_reference.js";
   std::string output;
   const int rc = testing::run_command("NODE_PATH='" + node::modules().string() + "' node '" +
                                           script.string() + "' '" + (tmp / "cases.json").string() +
