@@ -12,6 +12,7 @@
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/peak.hpp"
 #include "hearth/tensor/half.hpp"
+#include "support/levels.hpp"
 
 namespace hearth::kernels {
 namespace {
@@ -19,19 +20,9 @@ namespace {
 using i64 = std::int64_t;
 
 std::vector<SimdLevel> levels() {
-  std::vector<SimdLevel> out = {SimdLevel::kScalar};
-  if (cpu_features().avx2) out.push_back(SimdLevel::kAvx2);
-  if (cpu_features().avx512) out.push_back(SimdLevel::kAvx512);
-  return out;
+  return testing::simd_levels();
 }
-
-std::vector<float> random_vector(std::size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_vector;
 
 // Weights stored as dtype at a deliberately odd byte offset; values() are what they hold.
 struct StoredWeights {
@@ -65,8 +56,8 @@ TEST(LinearView, EveryDtypeShapeAndLevelMatchesDouble) {
       for (const i64 m : {1, 3, 8, 9, 37}) {
         for (const i64 n : {1, 5, 33, 70}) {
           for (const i64 k : {1, 7, 16, 100, 131}) {
-            SCOPED_TRACE(testing::Message() << to_string(level) << " " << dtype_name(dtype)
-                                            << " m=" << m << " n=" << n << " k=" << k);
+            SCOPED_TRACE(::testing::Message() << to_string(level) << " " << dtype_name(dtype)
+                                              << " m=" << m << " n=" << n << " k=" << k);
             const auto w = random_vector(static_cast<std::size_t>(n * k), 1);
             const auto x = random_vector(static_cast<std::size_t>(m * k), 2);
             const auto b = random_vector(static_cast<std::size_t>(n), 3);
@@ -110,7 +101,7 @@ TEST(Rope, BothConventionsMatchDouble) {
   for (const SimdLevel level : levels()) {
     auto be = make_cpu_backend(pool, level);
     for (const bool neox : {true, false}) {
-      SCOPED_TRACE(testing::Message() << to_string(level) << (neox ? " neox" : " normal"));
+      SCOPED_TRACE(::testing::Message() << to_string(level) << (neox ? " neox" : " normal"));
       const auto x0 = random_vector(static_cast<std::size_t>(rows * ld), 4);
       auto x = x0;
       be->rope(x.data(), rows, ld, heads, head_dim, rot, pos.data(), inv.data(), mscale, neox);
@@ -149,7 +140,7 @@ TEST(AttentionCached, GqaWindowAndBothCacheTypesMatchDouble) {
     auto be = make_cpu_backend(pool, level);
     for (const DType dtype : {DType::kF32, DType::kF16}) {
       for (const i64 window : {0, 4}) {
-        SCOPED_TRACE(testing::Message()
+        SCOPED_TRACE(::testing::Message()
                      << to_string(level) << " " << dtype_name(dtype) << " window " << window);
         auto cache = be->make_kv_cache(3, kv_heads, d, 16, dtype);
         be->kv_store(*cache, 1, 0, first, k.data(), v.data(), ld_kv);

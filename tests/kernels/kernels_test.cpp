@@ -11,6 +11,7 @@
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
 #include "hearth/kernels/peak.hpp"
+#include "support/levels.hpp"
 
 namespace hearth::kernels {
 namespace {
@@ -18,19 +19,9 @@ namespace {
 using i64 = std::int64_t;
 
 std::vector<SimdLevel> levels() {
-  std::vector<SimdLevel> out = {SimdLevel::kScalar};
-  if (cpu_features().avx2) out.push_back(SimdLevel::kAvx2);
-  if (cpu_features().avx512) out.push_back(SimdLevel::kAvx512);
-  return out;
+  return testing::simd_levels();
 }
-
-std::vector<float> random_vector(std::size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_vector;
 
 // y = x W^T + b in double.
 std::vector<double> reference_linear(const std::vector<float>& x, const std::vector<float>& w,

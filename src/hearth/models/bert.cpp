@@ -12,6 +12,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/core/hash.hpp"
 #include "hearth/formats/gguf.hpp"
+#include "hearth/models/gguf_names.hpp"
 #include "hearth/tensor/half.hpp"
 
 namespace hearth::models {
@@ -187,7 +188,7 @@ kernels::Activation activation_from(const std::string& act, const std::string& f
 }  // namespace
 
 std::string bert_gguf_name(const std::string& hf) {
-  static const std::pair<const char*, const char*> kTop[] = {
+  static const NamePair kTop[] = {
       {"embeddings.word_embeddings.weight", "token_embd.weight"},
       {"embeddings.position_embeddings.weight", "position_embd.weight"},
       {"embeddings.token_type_embeddings.weight", "token_types.weight"},
@@ -198,10 +199,7 @@ std::string bert_gguf_name(const std::string& hf) {
       {"classifier.weight", "cls.output.weight"},
       {"classifier.bias", "cls.output.bias"},
   };
-  for (const auto& [from, to] : kTop) {
-    if (hf == from) return to;
-  }
-  static const std::pair<const char*, const char*> kLayer[] = {
+  static const NamePair kLayer[] = {
       {"attention.self.query", "attn_q"},
       {"attention.self.key", "attn_k"},
       {"attention.self.value", "attn_v"},
@@ -211,17 +209,7 @@ std::string bert_gguf_name(const std::string& hf) {
       {"output.dense", "ffn_down"},
       {"output.LayerNorm", "layer_output_norm"},
   };
-  const std::string prefix = "encoder.layer.";
-  if (!hf.starts_with(prefix)) return hf;
-  const std::size_t dot = hf.find('.', prefix.size());
-  if (dot == std::string::npos) return hf;
-  const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
-  const std::string rest = hf.substr(dot + 1);
-  for (const auto& [from, to] : kLayer) {
-    const std::string f = from;
-    if (rest.starts_with(f + ".")) return "blk." + layer + "." + to + rest.substr(f.size());
-  }
-  return hf;
+  return gguf_name(hf, {kTop, "encoder.layer.", kLayer});
 }
 
 std::unique_ptr<BertModel> BertModel::load(const fs::path& path, const BertOptions& options) {

@@ -11,6 +11,7 @@
 #include "hearth/core/memory.hpp"
 #include "hearth/core/timer.hpp"
 #include "hearth/models/decoder_impl.hpp"
+#include "hearth/models/gguf_names.hpp"
 #include "hearth/tensor/half.hpp"
 
 namespace hearth::models {
@@ -269,15 +270,12 @@ std::string layer_prefix(i64 l) {
 }  // namespace
 
 std::string decoder_gguf_name(const std::string& hf) {
-  static const std::pair<const char*, const char*> kTop[] = {
+  static const NamePair kTop[] = {
       {"model.embed_tokens.weight", "token_embd.weight"},
       {"model.norm.weight", "output_norm.weight"},
       {"lm_head.weight", "output.weight"},
   };
-  for (const auto& [from, to] : kTop) {
-    if (hf == from) return to;
-  }
-  static const std::pair<const char*, const char*> kLayer[] = {
+  static const NamePair kLayer[] = {
       {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
       {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
       {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
@@ -286,17 +284,7 @@ std::string decoder_gguf_name(const std::string& hf) {
       {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
       {"mlp.gate_up_proj", "ffn_up"},
   };
-  const std::string prefix = "model.layers.";
-  if (!hf.starts_with(prefix)) return hf;
-  const std::size_t dot = hf.find('.', prefix.size());
-  if (dot == std::string::npos) return hf;
-  const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
-  const std::string rest = hf.substr(dot + 1);
-  for (const auto& [from, to] : kLayer) {
-    const std::string f = from;
-    if (rest.starts_with(f + ".")) return "blk." + layer + "." + to + rest.substr(f.size());
-  }
-  return hf;
+  return gguf_name(hf, {kTop, "model.layers.", kLayer});
 }
 
 void check_decoder_config(const DecoderConfig& c, const std::string& source) {

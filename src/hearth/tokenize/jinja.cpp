@@ -1146,32 +1146,19 @@ class Parser {
     return left;
   }
 
-  NodePtr additive() {
-    NodePtr left = multiplicative();
-    while (is(Tok::kAdditive)) {
+  // One level of left-associative operators of one token kind over the next level's operands.
+  NodePtr left_associative(Tok kind, NodePtr (Parser::*operand)()) {
+    NodePtr left = (this->*operand)();
+    while (is(kind)) {
       const Token& t = t_[i_++];
-      left = binary(t.value, t.pos, std::move(left), multiplicative());
+      left = binary(t.value, t.pos, std::move(left), (this->*operand)());
     }
     return left;
   }
 
-  NodePtr multiplicative() {
-    NodePtr left = power();
-    while (is(Tok::kMultiplicative)) {
-      const Token& t = t_[i_++];
-      left = binary(t.value, t.pos, std::move(left), power());
-    }
-    return left;
-  }
-
-  NodePtr power() {
-    NodePtr left = test_expr();
-    while (is(Tok::kPower)) {
-      const Token& t = t_[i_++];
-      left = binary(t.value, t.pos, std::move(left), test_expr());
-    }
-    return left;
-  }
+  NodePtr additive() { return left_associative(Tok::kAdditive, &Parser::multiplicative); }
+  NodePtr multiplicative() { return left_associative(Tok::kMultiplicative, &Parser::power); }
+  NodePtr power() { return left_associative(Tok::kPower, &Parser::test_expr); }
 
   NodePtr test_expr() {
     NodePtr operand = filter_expr();
