@@ -1093,25 +1093,19 @@ class Parser {
     return n;
   }
 
-  NodePtr or_expr() {
-    NodePtr left = and_expr();
-    while (is_ident("or")) {
+  // A left-associative keyword operator ("or", "and") over the next level's operands.
+  NodePtr keyword_level(const char* word, NodePtr (Parser::*operand)()) {
+    NodePtr left = (this->*operand)();
+    while (is_ident(word)) {
       const std::uint32_t pos = here();
       ++i_;
-      left = binary("or", pos, std::move(left), and_expr());
+      left = binary(word, pos, std::move(left), (this->*operand)());
     }
     return left;
   }
 
-  NodePtr and_expr() {
-    NodePtr left = not_expr();
-    while (is_ident("and")) {
-      const std::uint32_t pos = here();
-      ++i_;
-      left = binary("and", pos, std::move(left), not_expr());
-    }
-    return left;
-  }
+  NodePtr or_expr() { return keyword_level("or", &Parser::and_expr); }
+  NodePtr and_expr() { return keyword_level("and", &Parser::not_expr); }
 
   NodePtr not_expr() {
     Depth d(*this);
