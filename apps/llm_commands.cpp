@@ -80,7 +80,11 @@ std::unique_ptr<models::LanguageModel> load_model(const LlmFlags& f, const LlmGl
   o.threads = g.common.threads;
   o.kv_dtype = f.kv_cache == "f32" ? DType::kF32 : DType::kF16;
   o.context = f.context;
-  return models::LanguageModel::load(formats::resolve_model(g.model_id), o);
+  auto model = models::LanguageModel::load(formats::resolve_model(g.model_id), o);
+  if (!model->context_note().empty()) {
+    std::fprintf(stderr, "rag-cli: note: %s\n", model->context_note().c_str());
+  }
+  return model;
 }
 
 double per_second(std::int64_t n, double seconds) {
