@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-tokens", o.max_tokens, "Most tokens an LLM answer may have (default 512)");
   app.add_option("--mode", o.mode, "Retrieval: auto, bm25, dense or hybrid")->capture_default_str();
   app.add_option("--filter", o.filter, "Only documents whose path matches this glob");
-  app.add_flag("--json", o.json, "JSON output (search, ask, list, stats)");
+  app.add_flag("--json", o.json, "JSON output (search, ask, list, stats, generate)");
 
   std::vector<std::string> ingest_paths;
   rag::IngestOptions ingest_opts;
