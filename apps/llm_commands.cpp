@@ -63,7 +63,7 @@ models::GenerateOptions generate_options(const LlmFlags& f, const LlmGlobals& g)
   o.sampling.min_p = f.min_p;
   o.sampling.repetition_penalty = f.repetition_penalty;
   o.sampling.seed = f.seed;
-  o.sampling.validate();
+  o.sampling.validate();  // before the model loads
   o.max_tokens = static_cast<std::int64_t>(g.max_tokens > 0 ? g.max_tokens : kDefaultMaxTokens);
   o.stop = f.stop;
   o.stop_at_eos = !f.ignore_eos;
@@ -124,6 +124,9 @@ std::vector<std::int32_t> raw_prompt_ids(const models::LanguageModel& model,
 }
 
 int run_generate(const LlmFlags& f, const LlmGlobals& g) {
+  if (f.raw && !f.system.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "--system needs the chat template; drop --raw");
+  }
   const Timer load;
   models::GenerateOptions options = generate_options(f, g);
   const auto model = load_model(f, g);
@@ -132,17 +135,15 @@ int run_generate(const LlmFlags& f, const LlmGlobals& g) {
   std::vector<std::int32_t> prompt;
   std::string rendered = f.prompt;
   if (f.raw) {
-    if (!f.system.empty()) {
-      throw Error(ErrorCode::kInvalidArgument, "--system needs the chat template; drop --raw");
-    }
     prompt = raw_prompt_ids(*model, f.prompt);
   } else {
     const models::ChatFormat format = models::ChatFormat::load(*model);
     std::vector<tokenize::ChatMessage> messages;
     if (!f.system.empty()) messages.push_back({"system", f.system});
     messages.push_back({"user", f.prompt});
-    prompt = format.prompt_ids(messages, true);
-    rendered = format.render(messages, true);
+    models::ChatFormat::Prompt p = format.prompt(messages, true);
+    prompt = std::move(p.ids);
+    rendered = std::move(p.text);
   }
   if (f.show_prompt) {
     std::fwrite(rendered.data(), 1, rendered.size(), stderr);

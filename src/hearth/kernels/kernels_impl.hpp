@@ -354,7 +354,7 @@ inline float read_weight(const unsigned char* p) {
   } else {
     std::uint16_t h;
     __builtin_memcpy(&h, p, sizeof h);
-    if constexpr (T == kWeightF16) return half_bits_to_float(h);
+    if constexpr (T == kWeightF16) return f16_to_f32(h);
     const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
     float x;
     __builtin_memcpy(&x, &bits, sizeof x);

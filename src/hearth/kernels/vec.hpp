@@ -12,6 +12,8 @@
 #include <immintrin.h>
 #endif
 
+#include "hearth/tensor/half.hpp"
+
 namespace hearth::kernels {
 namespace {
 
@@ -236,38 +238,11 @@ inline Vec copysign(Vec magnitude, Vec sign) {
 
 #endif
 
-// IEEE half bits to float, exactly (subnormals, infinities and NaN included).
-inline float half_bits_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t e = (h >> 10) & 0x1Fu;
-  std::uint32_t mant = h & 0x3FFu;
-  std::uint32_t bits;
-  if (e == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {
-      std::uint32_t shift = 0;
-      while ((mant & 0x400u) == 0) {
-        mant <<= 1;
-        ++shift;
-      }
-      bits = sign | (113u - shift) << 23 | (mant & 0x3FFu) << 13;
-    }
-  } else if (e == 0x1F) {
-    bits = sign | 0x7F800000u | mant << 13;
-  } else {
-    bits = sign | (e + 112u) << 23 | mant << 13;
-  }
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
-
 #if !defined(__AVX512F__) && !defined(__AVX2__)
 inline Vec Vec::load_f16(const void* p) {
   std::uint16_t h;
   std::memcpy(&h, p, sizeof h);
-  return {half_bits_to_float(h)};
+  return {f16_to_f32(h)};  // tensor/half, compiled at the baseline level
 }
 #endif
 

@@ -29,17 +29,12 @@ tokenize::ChatRenderOptions render_options(const LanguageModel& model, bool add_
 
 }  // namespace
 
-std::vector<std::int32_t> ChatFormat::prompt_ids(std::span<const tokenize::ChatMessage> messages,
-                                                 bool add_generation_prompt) const {
+ChatFormat::Prompt ChatFormat::prompt(std::span<const tokenize::ChatMessage> messages,
+                                      bool add_generation_prompt) const {
   const std::vector<tokenize::TextSegment> segments =
       template_.render(messages, render_options(*model_, add_generation_prompt));
-  return model_->tokenizer().encode_segments(segments, false).ids;
-}
-
-std::string ChatFormat::render(std::span<const tokenize::ChatMessage> messages,
-                               bool add_generation_prompt) const {
-  return tokenize::ChatTemplate::join(
-      template_.render(messages, render_options(*model_, add_generation_prompt)));
+  return {tokenize::ChatTemplate::join(segments),
+          model_->tokenizer().encode_segments(segments, false).ids};
 }
 
 Conversation::Conversation(const LanguageModel& model, std::int64_t context,
@@ -60,16 +55,9 @@ void Conversation::reset() {
 Generation Conversation::reply(const std::string& user, const GenerateOptions& options,
                                const std::function<void(std::string_view)>& on_text) {
   messages_.push_back({"user", user});
-  std::vector<std::int32_t> ids;
-  try {
-    ids = format_.prompt_ids(messages_, true);
-  } catch (...) {
-    messages_.pop_back();
-    throw;
-  }
   Generation g;
   try {
-    g = generate(*session_, ids, options, on_text);
+    g = generate(*session_, format_.prompt(messages_, true).ids, options, on_text);
   } catch (...) {
     messages_.pop_back();  // nothing was answered (a cancelled prompt, a full context)
     throw;

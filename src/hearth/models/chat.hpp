@@ -23,12 +23,13 @@ class ChatFormat {
  public:
   // Throws Error(kNotFound) naming the model when it has no template.
   static ChatFormat load(const LanguageModel& model);
-  // Token ids of the rendered conversation (without BOS unless the template writes it).
-  std::vector<std::int32_t> prompt_ids(std::span<const tokenize::ChatMessage> messages,
-                                       bool add_generation_prompt) const;
-  // The rendered text (for --verbose and tests).
-  std::string render(std::span<const tokenize::ChatMessage> messages,
-                     bool add_generation_prompt) const;
+  // The rendered conversation: its text and its token ids (no BOS unless the template writes
+  // it; markup with special tokens, message text without).
+  struct Prompt {
+    std::string text;
+    std::vector<std::int32_t> ids;
+  };
+  Prompt prompt(std::span<const tokenize::ChatMessage> messages, bool add_generation_prompt) const;
 
  private:
   ChatFormat(const LanguageModel& model, tokenize::ChatTemplate t)

@@ -67,7 +67,7 @@ const char* to_string(FinishReason reason) {
 Generation generate(Session& session, std::span<const std::int32_t> prompt,
                     const GenerateOptions& options,
                     const std::function<void(std::string_view)>& on_text) {
-  options.sampling.validate();
+  Sampler sampler(options.sampling);  // checks the settings before anything runs
   if (options.max_tokens < 0) {
     throw Error(ErrorCode::kInvalidArgument,
                 "the token limit must be 0 (up to the context) or "
@@ -94,19 +94,18 @@ Generation generate(Session& session, std::span<const std::int32_t> prompt,
   g.reused_tokens = keep;
   session.reset_timings();
 
+  // Runs ids (a failed feed leaves the session as it was) and keeps their logits rows when asked.
   std::vector<float> rows;
-  std::span<const float> logits;
-  try {
-    logits = session.feed(prompt.subspan(keep), options.logits != nullptr ? &rows : nullptr);
-  } catch (...) {
-    session.truncate(keep);
-    throw;
-  }
-  if (options.logits != nullptr)
-    options.logits->insert(options.logits->end(), rows.begin(), rows.end());
-  std::vector<float> last(logits.begin(), logits.end());
+  const auto run = [&](std::span<const std::int32_t> ids) {
+    const std::span<const float> out =
+        session.feed(ids, options.logits != nullptr ? &rows : nullptr);
+    if (options.logits != nullptr) {
+      options.logits->insert(options.logits->end(), rows.begin(), rows.end());
+    }
+    return out;
+  };
+  std::span<const float> logits = run(prompt.subspan(keep));
 
-  Sampler sampler(options.sampling);
   tokenize::StreamDecoder decoder(model.tokenizer());
   StopScanner stops(options.stop);
   auto emit = [&](const std::string& piece) {
@@ -125,29 +124,23 @@ Generation generate(Session& session, std::span<const std::int32_t> prompt,
       g.finish = FinishReason::kLength;
       break;
     }
-    const std::int32_t id = sampler.sample(last, session.tokens());
+    const std::int32_t id = sampler.sample(logits, session.tokens());
     g.token_ids.push_back(id);
     const bool end = options.stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end();
     if (!end) emit(stops.push(decoder.push(id)));
     const bool stopped = end || stops.stopped();
-    // The token joins the cache (for the next turn's reuse) unless the context is full.
+    // The token is run (so the cache holds it for the next turn) unless it ended the answer or
+    // the context is full; when logits are asked for, the last one is run too, for its row.
     const bool full = session.tokens().size() >= context;
     if (!full && (!stopped || options.logits != nullptr)) {
-      const std::size_t before = session.tokens().size();
       const std::int32_t one[1] = {id};
-      std::span<const float> next;
       try {
-        next = session.feed(one, options.logits != nullptr ? &rows : nullptr);
+        logits = run(one);
       } catch (const Error& e) {
-        session.truncate(before);
         if (e.code() != ErrorCode::kCancelled) throw;
         g.finish = FinishReason::kCancelled;
         break;
       }
-      if (options.logits != nullptr) {
-        options.logits->insert(options.logits->end(), rows.begin(), rows.end());
-      }
-      last.assign(next.begin(), next.end());
     }
     if (stopped) {
       g.finish = FinishReason::kStop;

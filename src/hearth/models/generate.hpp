@@ -65,7 +65,8 @@ struct Generation {
 
 // Runs prompt (the whole conversation's ids: the cached common prefix is kept) and generates.
 // A prompt longer than the context is an Error(kInvalidArgument) before anything runs.
-// Cancellation during the prompt throws Error(kCancelled) and leaves the session as it was.
+// Cancellation during the prompt throws Error(kCancelled); the session then holds the reused
+// prefix.
 Generation generate(Session& session, std::span<const std::int32_t> prompt,
                     const GenerateOptions& options,
                     const std::function<void(std::string_view)>& on_text = {});
