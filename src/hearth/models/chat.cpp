@@ -5,15 +5,15 @@
 namespace hearth::models {
 
 ChatFormat ChatFormat::load(const LanguageModel& model) {
-  const std::string& source = model.chat_template();
-  if (source.empty()) {
+  std::optional<tokenize::ChatTemplate> t = tokenize::find_chat_template(model.path());
+  if (!t) {
     throw Error(ErrorCode::kNotFound,
-                "the model has no chat template (looked for tokenizer_config.json "
-                "chat_template, chat_template.jinja, GGUF tokenizer.chat_template); send the "
+                "the model has no chat template (looked for chat_template.jinja, "
+                "tokenizer_config.json chat_template, GGUF tokenizer.chat_template); send the "
                 "prompt as plain text with --raw",
                 {model.path().string(), {}, {}});
   }
-  return ChatFormat(model, tokenize::ChatTemplate::parse(source, model.path().string()));
+  return ChatFormat(model, std::move(*t));
 }
 
 namespace {

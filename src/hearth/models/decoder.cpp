@@ -562,9 +562,6 @@ const std::string& LanguageModel::name() const {
 const fs::path& LanguageModel::path() const {
   return impl_->path;
 }
-const std::string& LanguageModel::chat_template() const {
-  return impl_->chat_template;
-}
 std::int64_t LanguageModel::default_context() const {
   return impl_->default_context;
 }
@@ -669,23 +666,6 @@ void load_hf_tokens(ModelImpl& m, const formats::ModelFolder& folder) {
     const auto ids = m.tokenizer->encode("a", true).ids;
     m.add_bos = !ids.empty() && ids.front() == m.bos_id;
   }
-  if (tc.is_object() && tc.contains("chat_template")) {
-    const auto& t = tc.at("chat_template");
-    if (t.is_string()) m.chat_template = t.get<std::string>();
-    if (t.is_array()) {
-      for (const auto& e : t) {
-        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") &&
-            e.at("template").is_string()) {
-          m.chat_template = e.at("template").get<std::string>();
-        }
-      }
-    }
-  }
-  const fs::path jinja = folder.path() / "chat_template.jinja";
-  if (m.chat_template.empty() && fs::exists(jinja)) {
-    std::ifstream in(jinja, std::ios::binary);
-    m.chat_template.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
 }
 
 void load_gguf_tokens(ModelImpl& m, const formats::GGUFFile& f) {
@@ -705,8 +685,6 @@ void load_gguf_tokens(ModelImpl& m, const formats::GGUFFile& f) {
     const formats::GGUFValue* model = f.find("tokenizer.ggml.model");
     m.add_bos = model != nullptr && model->as_string() != nullptr && *model->as_string() == "llama";
   }
-  const formats::GGUFValue* tmpl = f.find("tokenizer.chat_template");
-  if (tmpl != nullptr && tmpl->as_string() != nullptr) m.chat_template = *tmpl->as_string();
 }
 
 std::unique_ptr<ModelImpl> load_hf(const fs::path& dir, const LlmOptions& options) {

@@ -128,9 +128,6 @@ class LanguageModel {
   // The folder's name, or GGUF general.name (else the file's stem).
   const std::string& name() const;
   const std::filesystem::path& path() const;
-  // The Jinja chat template (tokenizer_config.json chat_template, chat_template.jinja, or GGUF
-  // tokenizer.chat_template); "" when the model has none.
-  const std::string& chat_template() const;
 
   // The context a Session gets by default (options.context, else the model's, capped by memory).
   std::int64_t default_context() const;

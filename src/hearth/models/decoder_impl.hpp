@@ -91,7 +91,7 @@ class ModelImpl {
   std::int32_t bos_id = -1;
   bool add_bos = false;
   std::vector<std::int32_t> eos_ids;
-  std::string bos_token, eos_token, chat_template;
+  std::string bos_token, eos_token;
   std::int64_t default_context = 0;
   std::string context_note;
   DType kv_dtype = DType::kF16;
