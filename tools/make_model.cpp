@@ -19,6 +19,10 @@
 //    --shape tiny or minilm (hidden 384, 6 layers, 12 heads, FFN 1536). The vocabulary is the
 //    WordPiece vocab.txt of --tokenizer-dir when given (its tokenizer files are copied), else a
 //    small synthetic one.
+//  --arch clip-text, t5-encoder: FLUX's text encoders (CLIPTextModel, T5EncoderModel) as a
+//    Hugging Face folder or, with --format safetensors, a single file with the same names (as
+//    ComfyUI keeps clip_l / t5xxl); tiny by default, with the real tokenizers (--tokenizer-dir)
+//    copied into the folder (make_text_encoder.cpp).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -45,6 +49,7 @@
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/models/bert.hpp"
 #include "hearth/tensor/half.hpp"
+#include "make_text_encoder.hpp"
 
 namespace fs = std::filesystem;
 using hearth::DType;
@@ -1127,8 +1132,10 @@ int main(int argc, char** argv) {
   bool untied = false;
   std::vector<int> eos_ids;
   double shard_mb = 0;
-  app.add_option("--arch", arch, "llama, mistral, phi3, qwen2, qwen3 or bert")
-      ->check(CLI::IsMember({"llama", "mistral", "phi3", "qwen2", "qwen3", "bert"}));
+  app.add_option("--arch", arch,
+                 "llama, mistral, phi3, qwen2, qwen3, bert, clip-text or t5-encoder")
+      ->check(CLI::IsMember(
+          {"llama", "mistral", "phi3", "qwen2", "qwen3", "bert", "clip-text", "t5-encoder"}));
   app.add_option("--shape", shape,
                  "tiny; decoders: phi3-mini (hidden 3072, 32 layers, 32 heads, FFN 8192, vocab "
                  "32064); bert: minilm (384, 6 layers)")
@@ -1145,7 +1152,8 @@ int main(int argc, char** argv) {
                "bert: BertForSequenceClassification with one label (a cross-encoder)");
   app.add_flag("--no-normalize", no_normalize, "bert embeddings: leave out 2_Normalize");
   app.add_option("--out", out, "Output file (gguf) or folder (hf)")->required();
-  app.add_option("--format", format, "gguf or hf")->check(CLI::IsMember({"gguf", "hf"}));
+  app.add_option("--format", format, "gguf or hf (text encoders: hf or safetensors)")
+      ->check(CLI::IsMember({"gguf", "hf", "safetensors"}));
   app.add_option("--dtype", dtype_name, "Weight dtype: f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   app.add_option("--mlx-bits", mlx_bits, "hf only: quantize linear weights mlx-style (4 or 8)")
@@ -1180,6 +1188,16 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   return hearth::cli::run(app, argc, argv, [&] {
     const DType dtype = *hearth::dtype_from_name(dtype_name);
+    if (arch == "clip-text" || arch == "t5-encoder") {
+      make_text_encoder(arch, out, format == "gguf" ? "hf" : format, dtype, seed, tokenizer_dir,
+                        {hidden, layers, heads, ffn});
+      std::printf("wrote %s\n", out.c_str());
+      return 0;
+    }
+    if (format == "safetensors") {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                          "--format safetensors is for the text encoders");
+    }
     if (arch == "bert") {
       if (shape == "phi3-mini") {
         throw hearth::Error(hearth::ErrorCode::kInvalidArgument, "--shape phi3-mini is a decoder");

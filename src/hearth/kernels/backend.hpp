@@ -15,7 +15,8 @@
 
 namespace hearth::kernels {
 
-enum class Activation { kNone, kGeluErf, kGeluTanh, kSilu, kTanh };
+// kQuickGelu: x * sigmoid(1.702 x) (CLIP).
+enum class Activation { kNone, kGeluErf, kGeluTanh, kSilu, kTanh, kQuickGelu };
 const char* to_string(Activation a);
 
 // Which f32 GEMM a CPU backend uses: hearth's own packed kernel, OpenBLAS, or per shape the one
@@ -123,6 +124,16 @@ class Backend {
                          float* out, std::int64_t ld_out, std::int64_t batch, std::int64_t len,
                          const std::int64_t* valid, std::int64_t heads, std::int64_t head_dim,
                          float scale) = 0;
+
+  // Multi-head attention over batch unpadded sequences of len rows (layout as attention()) with
+  // an additive score bias and/or a causal mask: the score of query i for key j in head h is
+  // scale q.k + bias[(h * len + i) * len + j] (bias: heads x len x len floats shared by the
+  // batch, or null), and keys j > i are masked when causal (CLIP's text encoder; T5's relative
+  // position bias).
+  virtual void attention_biased(const float* q, const float* k, const float* v, std::int64_t ld,
+                                float* out, std::int64_t ld_out, std::int64_t batch,
+                                std::int64_t len, std::int64_t heads, std::int64_t head_dim,
+                                float scale, const float* bias, bool causal) = 0;
 
   // out[i] = table row ids[i] converted to f32 (cols floats each); ids checked (kInternal).
   virtual void embedding(const WeightView& table, const std::int32_t* ids, std::int64_t n,

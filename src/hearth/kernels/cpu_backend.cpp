@@ -26,6 +26,8 @@ const char* to_string(Activation a) {
       return "silu";
     case Activation::kTanh:
       return "tanh";
+    case Activation::kQuickGelu:
+      return "quick_gelu";
   }
   return "?";
 }
@@ -400,6 +402,22 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void attention_biased(const float* q, const float* k, const float* v, i64 ld, float* out,
+                        i64 ld_out, i64 batch, i64 len, i64 heads, i64 head_dim, float scale,
+                        const float* bias, bool causal) override {
+    pool_.parallel_for(static_cast<std::size_t>(batch * heads), [&](std::size_t b, std::size_t e) {
+      std::vector<float> scratch(static_cast<std::size_t>(attention_scratch_floats(len, head_dim)));
+      for (std::size_t t = b; t < e; ++t) {
+        const i64 s = static_cast<i64>(t) / heads;
+        const i64 h = static_cast<i64>(t) % heads;
+        const i64 row = s * len * ld + h * head_dim;
+        k_.attention_head_bias(q + row, k + row, v + row, ld, out + s * len * ld_out + h * head_dim,
+                               ld_out, len, head_dim, scale, bias ? bias + h * len * len : nullptr,
+                               causal, scratch.data());
+      }
+    });
+  }
+
   void embedding(const float* table, i64 table_rows, i64 dim, const std::int32_t* ids, i64 n,
                  float* out) override {
     for (i64 i = 0; i < n; ++i) {
@@ -435,6 +453,8 @@ class CpuBackend final : public Backend {
         return k_.silu(x, out, n);
       case Activation::kTanh:
         return k_.tanh(x, out, n);
+      case Activation::kQuickGelu:
+        return k_.quick_gelu(x, out, n);
     }
   }
 

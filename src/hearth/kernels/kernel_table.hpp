@@ -77,6 +77,15 @@ struct KernelTable {
   // out[r, i] = silu(gate[r * ld + i]) * up[r * ld + i]; out rows dim apart.
   void (*silu_mul)(const float* gate, const float* up, std::int64_t ld, std::int64_t rows,
                    std::int64_t dim, float* out);
+  // attention_head over all len keys with an additive score bias (bias[i * len + j] added to
+  // query i's scaled score for key j; null: none) and, when causal, keys j > i masked.
+  // scratch holds attention_scratch_floats(len, head_dim) floats.
+  void (*attention_head_bias)(const float* q, const float* k, const float* v, std::int64_t ld,
+                              float* out, std::int64_t ld_out, std::int64_t len,
+                              std::int64_t head_dim, float scale, const float* bias, bool causal,
+                              float* scratch);
+  // out = x * sigmoid(1.702 x) over n floats (CLIP's quick-GELU); out may equal x.
+  void (*quick_gelu)(const float* x, float* out, std::int64_t n);
 };
 
 inline std::int64_t attention_scratch_floats(std::int64_t len, std::int64_t head_dim) {

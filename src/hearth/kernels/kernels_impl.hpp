@@ -200,6 +200,10 @@ void silu(const float* x, float* out, i64 n) {
   map(x, out, n, [](Vec v) { return v / (Vec::set1(1.0f) + exp(Vec::zero() - v)); });
 }
 
+void quick_gelu(const float* x, float* out, i64 n) {
+  map(x, out, n, [](Vec v) { return v / (Vec::set1(1.0f) + exp(Vec::set1(-1.702f) * v)); });
+}
+
 void tanh_op(const float* x, float* out, i64 n) {
   map(x, out, n, [](Vec v) { return tanh(v); });
 }
@@ -328,6 +332,30 @@ void attention_head(const float* q, const float* k, const float* v, i64 ld, floa
     attention_scores(q + i * ld, kt, vp, head_dim, scale, s);
     softmax_row(s, valid);
     attention_values(s, vc, head_dim, valid, head_dim, o);
+  }
+}
+
+// attention_head over all len keys, with bias[i * len + j] (null: none) added to the scaled
+// scores of query i, and keys j > i masked when causal.
+void attention_head_bias(const float* q, const float* k, const float* v, i64 ld, float* out,
+                         i64 ld_out, i64 len, i64 head_dim, float scale, const float* bias,
+                         bool causal, float* scratch) {
+  const i64 vp = (len + kL - 1) / kL * kL;
+  float* kt = scratch;
+  float* vc = kt + head_dim * vp;
+  float* s = vc + head_dim * len;
+  for (i64 c = 0; c < head_dim; ++c) {
+    float* row = kt + c * vp;
+    for (i64 j = 0; j < len; ++j) row[j] = k[j * ld + c];
+    zero_floats(row + len, vp - len);
+  }
+  for (i64 j = 0; j < len; ++j) copy_floats(v + j * ld, head_dim, vc + j * head_dim);
+  for (i64 i = 0; i < len; ++i) {
+    const i64 keys = causal ? i + 1 : len;
+    attention_scores(q + i * ld, kt, vp, head_dim, scale, s);
+    if (bias) add(s, bias + i * len, s, keys);
+    softmax_row(s, keys);
+    attention_values(s, vc, head_dim, keys, head_dim, out + i * ld_out);
   }
 }
 
@@ -557,7 +585,9 @@ constexpr KernelTable make_table(SimdLevel level) {
       {gemm_convert<kWeightF32>, gemm_convert<kWeightF16>, gemm_convert<kWeightBF16>},
       attention_kv,
       rope,
-      silu_mul};
+      silu_mul,
+      attention_head_bias,
+      quick_gelu};
 }
 
 }  // namespace

@@ -443,6 +443,103 @@ std::shared_ptr<Tokenizer::Impl> impl_from_vocab_txt(const std::filesystem::path
   return impl;
 }
 
+// ---- vocab.json + merges.txt (CLIP) ----------------------------------------------------------
+
+// A CLIPTokenizer folder without tokenizer.json (FLUX's and Stable Diffusion's tokenizer/) becomes
+// the pipeline Hugging Face's converter (CLIPConverter) writes for it: NFC, whitespace runs to one
+// space, lowercase; CLIP's split pattern (letters, single digits, other runs; whitespace removed)
+// then byte-level; BPE with "</w>" word ends; <|startoftext|> A <|endoftext|>; decoding as
+// CLIPTokenizerFast does it (byte-level, each "</w>" a space, the last one stripped).
+json clip_tokenizer_json(const std::filesystem::path& dir, const json& config) {
+  const std::string cls = str_or(config, "tokenizer_class", "");
+  if (cls != "CLIPTokenizer" && cls != "CLIPTokenizerFast") {
+    throw Error(
+        ErrorCode::kUnsupported,
+        "vocab.json/merges.txt are supported for tokenizer_class CLIPTokenizer only, not '" + cls +
+            "'",
+        {.file = (dir / "tokenizer_config.json").string(), .key = "tokenizer_class"});
+  }
+  const json vocab = formats::read_json_file(dir / "vocab.json");
+  const std::string text = formats::read_text_file(dir / "merges.txt");
+  json merges = json::array();
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    merges.push_back(std::move(line));
+  }
+  auto token_text = [&](const char* key, const char* fallback) {
+    if (config.contains(key) && config.at(key).is_object())
+      return str_or(config.at(key), "content", fallback);
+    return str_or(config, key, fallback);
+  };
+  const std::string bos = token_text("bos_token", "<|startoftext|>");
+  const std::string eos = token_text("eos_token", "<|endoftext|>");
+  const std::string unk = token_text("unk_token", "<|endoftext|>");
+  auto id = [&](const std::string& token) {
+    if (!vocab.is_object() || !vocab.contains(token) || !vocab.at(token).is_number_unsigned()) {
+      throw Error(ErrorCode::kFormat, "special token '" + token + "' is not in the vocabulary",
+                  {.file = (dir / "vocab.json").string()});
+    }
+    return vocab.at(token).get<std::int64_t>();
+  };
+  json added = json::array();
+  if (config.contains("added_tokens_decoder") && config.at("added_tokens_decoder").is_object()) {
+    for (const auto& [key, t] : config.at("added_tokens_decoder").items()) {
+      json a = t;
+      a["id"] = std::stoll(key);
+      added.push_back(std::move(a));
+    }
+  } else {
+    added.push_back({{"id", id(bos)}, {"content", bos}, {"special", true}, {"normalized", true}});
+    added.push_back({{"id", id(eos)}, {"content", eos}, {"special", true}, {"normalized", false}});
+  }
+  return {{"added_tokens", added},
+          {"normalizer",
+           {{"type", "Sequence"},
+            {"normalizers",
+             {{{"type", "NFC"}},
+              {{"type", "Replace"}, {"pattern", {{"Regex", "\\s+"}}}, {"content", " "}},
+              {{"type", "Lowercase"}}}}}},
+          {"pre_tokenizer",
+           {{"type", "Sequence"},
+            {"pretokenizers",
+             {{{"type", "Split"},
+               {"pattern",
+                {{"Regex", "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"}}},
+               {"behavior", "Removed"},
+               {"invert", true}},
+              {{"type", "ByteLevel"},
+               {"add_prefix_space", false},
+               {"trim_offsets", true},
+               {"use_regex", true}}}}}},
+          {"post_processor",
+           {{"type", "RobertaProcessing"},
+            {"sep", {eos, id(eos)}},
+            {"cls", {bos, id(bos)}},
+            {"trim_offsets", false},
+            {"add_prefix_space", false}}},
+          // CLIPTokenizerFast wraps the ByteLevel decoder: "</w>" becomes a space, then strip().
+          {"decoder",
+           {{"type", "Sequence"},
+            {"decoders",
+             {{{"type", "ByteLevel"}},
+              {{"type", "Replace"}, {"pattern", {{"String", "</w>"}}}, {"content", " "}},
+              {{"type", "Strip"}, {"content", " "}, {"start", 0u}, {"stop", 1u}}}}}},
+          {"model",
+           {{"type", "BPE"},
+            {"vocab", vocab},
+            {"merges", merges},
+            {"continuing_subword_prefix", ""},
+            {"end_of_word_suffix", "</w>"},
+            {"fuse_unk", false},
+            {"unk_token", unk}}}};
+}
+
 // ---- GGUF ------------------------------------------------------------------------------------
 
 enum GgufTokenType {
@@ -728,10 +825,18 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
     auto has = [&](const char* name) { return std::filesystem::is_regular_file(path / name, ec); };
     if (has("tokenizer.json")) return load(path / "tokenizer.json");
     if (has("vocab.txt")) return load(path / "vocab.txt");
+    if (has("vocab.json") && has("merges.txt") && has("tokenizer_config.json")) {
+      const json config = formats::read_json_file(path / "tokenizer_config.json");
+      try {
+        return Tokenizer(impl_from_json(clip_tokenizer_json(path, config)));
+      } catch (const Error& e) {
+        throw e.where().file.empty() ? e.with_file(path.string()) : e;
+      }
+    }
     if (has("vocab.json") || has("tokenizer.model")) {
       throw Error(ErrorCode::kUnsupported,
-                  "has no tokenizer.json or vocab.txt; vocab.json/merges.txt and tokenizer.model "
-                  "alone are not supported",
+                  "has no tokenizer.json or vocab.txt; tokenizer.model, and vocab.json without "
+                  "merges.txt and a CLIPTokenizer tokenizer_config.json, are not supported",
                   {.file = path.string()});
     }
     throw Error(ErrorCode::kNotFound, "no tokenizer files (tokenizer.json, vocab.txt)",

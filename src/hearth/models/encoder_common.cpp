@@ -1,0 +1,190 @@
+#include "hearth/models/encoder_common.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "hearth/core/error.hpp"
+#include "hearth/formats/hf_folder.hpp"
+#include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/half.hpp"
+
+namespace hearth::models::detail {
+
+namespace fs = std::filesystem;
+using i64 = std::int64_t;
+
+EncoderWeights EncoderWeights::open(const fs::path& path, const std::string& probe,
+                                    const std::vector<std::string>& prefixes) {
+  if (!fs::exists(path)) {
+    throw Error(ErrorCode::kNotFound, "no such model file or folder", {.file = path.string()});
+  }
+  if (fs::is_directory(path)) {
+    auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(path));
+    std::optional<nlohmann::json> config;
+    if (folder->has_config()) config = folder->config();
+    EncoderWeights w(
+        path.string(),
+        [folder](const std::string& name, const Shape&) -> std::optional<TensorView> {
+          if (const auto ref = folder->find_tensor(name)) return formats::ModelFolder::view(*ref);
+          return std::nullopt;
+        },
+        std::move(config));
+    w.keep_alive.push_back(folder);
+    return w;
+  }
+  auto file = std::make_shared<formats::SafetensorsFile>(formats::SafetensorsFile::open(path));
+  std::string prefix;
+  bool found = false;
+  for (const std::string& p : prefixes) {
+    if (file->find_tensor(p + probe)) {
+      prefix = p;
+      found = true;
+      break;
+    }
+  }
+  if (!found) {
+    throw Error(ErrorCode::kNotFound, "not a text encoder of this kind: no tensor " + probe,
+                {.file = path.string(), .key = probe});
+  }
+  EncoderWeights w(
+      path.string(),
+      [file, prefix](const std::string& name, const Shape&) -> std::optional<TensorView> {
+        if (const auto* info = file->find_tensor(prefix + name)) return file->view(*info);
+        return std::nullopt;
+      });
+  w.keep_alive.push_back(file);
+  return w;
+}
+
+EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& pool) {
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
+    throw Error(ErrorCode::kInvalidArgument, "random weights are f32, f16 or bf16");
+  }
+  auto store = std::make_shared<std::vector<std::unique_ptr<std::byte[]>>>();
+  auto index = std::make_shared<std::uint64_t>(0);
+  ThreadPool* p = &pool;
+  EncoderWeights w(
+      "random weights",
+      [store, index, dtype, seed, p](const std::string& name,
+                                     const Shape& shape) -> std::optional<TensorView> {
+        if (shape.empty()) return std::nullopt;
+        const bool vector = shape.size() == 1;
+        const DType dt = vector ? DType::kF32 : dtype;
+        const auto n = static_cast<std::size_t>(numel(shape));
+        const std::size_t es = dt == DType::kF32 ? 4 : 2;
+        auto& buf = store->emplace_back(new std::byte[n * es]);
+        const bool embedding = name.find("embed") != std::string::npos || name == "shared.weight";
+        const float scale = vector      ? 0.1f
+                            : embedding ? 1.7f
+                                        : 1.7f / std::sqrt(static_cast<float>(shape.back()));
+        const float mean = vector && name.find("norm") != std::string::npos ? 1.0f : 0.0f;
+        const std::uint64_t base = (static_cast<std::uint64_t>(seed) << 40) ^ (++*index << 32);
+        constexpr std::size_t kBlock = 4096;
+        p->parallel_for((n + kBlock - 1) / kBlock, [&](std::size_t b, std::size_t e) {
+          std::vector<float> block(kBlock);
+          std::vector<std::uint16_t> half(kBlock);
+          for (std::size_t blk = b; blk < e; ++blk) {
+            const std::size_t i = blk * kBlock;
+            const std::size_t len = std::min(kBlock, n - i);
+            for (std::size_t j = 0; j < len; ++j) {
+              std::uint64_t z = (base + i + j + 1) * 0x9E3779B97F4A7C15ull;
+              z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+              z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+              z ^= z >> 31;
+              block[j] = mean + scale * (static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
+            }
+            if (dt == DType::kF32) {
+              std::memcpy(buf.get() + i * 4, block.data(), len * 4);
+              continue;
+            }
+            if (dt == DType::kF16) {
+              f32_to_f16(block.data(), half.data(), len);
+            } else {
+              f32_to_bf16(block.data(), half.data(), len);
+            }
+            std::memcpy(buf.get() + i * 2, half.data(), len * 2);
+          }
+        });
+        return TensorView::contiguous(dt, shape, buf.get(), n * es);
+      });
+  w.keep_alive.push_back(store);
+  return w;
+}
+
+TensorView EncoderWeights::need(const std::string& name, const Shape& shape) const {
+  const auto view = find_(name, shape);
+  if (!view) throw Error(ErrorCode::kNotFound, "missing weight", {.file = source_, .key = name});
+  if (view->shape != shape) {
+    throw Error(ErrorCode::kFormat,
+                "weight has shape " + shape_string(view->shape) + ", the config needs " +
+                    shape_string(shape),
+                {.file = source_, .key = name});
+  }
+  if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16) {
+    throw Error(ErrorCode::kUnsupported,
+                "weights must be f32, f16 or bf16, not " + std::string(dtype_name(view->dtype)),
+                {.file = source_, .key = name});
+  }
+  if (!view->is_contiguous()) {
+    throw Error(ErrorCode::kFormat, "tensor is not contiguous", {.file = source_, .key = name});
+  }
+  parameters_ += view->numel();
+  return *view;
+}
+
+std::vector<float> EncoderWeights::vec(const std::string& name, i64 n) const {
+  const TensorView v = need(name, {n});
+  std::vector<float> out(static_cast<std::size_t>(n));
+  if (v.dtype == DType::kF32) {
+    std::memcpy(out.data(), v.data, out.size() * 4);
+  } else {
+    std::vector<std::uint16_t> h(out.size());
+    std::memcpy(h.data(), v.data, h.size() * 2);
+    if (v.dtype == DType::kF16) {
+      f16_to_f32(h.data(), out.data(), h.size());
+    } else {
+      bf16_to_f32(h.data(), out.data(), h.size());
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<kernels::LinearWeights> EncoderWeights::linear(kernels::Backend& be,
+                                                               const std::string& base, i64 out,
+                                                               i64 in, bool bias) const {
+  const TensorView w = need(base + ".weight", {out, in});
+  std::vector<float> b;
+  if (bias) b = vec(base + ".bias", out);
+  return be.make_linear_view({w.dtype, w.data, out, in}, bias ? b.data() : nullptr);
+}
+
+kernels::WeightView EncoderWeights::table(const std::string& name, i64 rows, i64 cols) const {
+  const TensorView t = need(name, {rows, cols});
+  return {t.dtype, t.data, rows, cols};
+}
+
+i64 config_int(const nlohmann::json& cfg, const char* key, std::optional<i64> fallback,
+               const std::string& file) {
+  const auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) {
+    if (fallback) return *fallback;
+    throw Error(ErrorCode::kNotFound, "config.json lacks a required key",
+                {.file = file, .key = key});
+  }
+  if (!it->is_number_integer()) {
+    throw Error(ErrorCode::kFormat, "config value must be an integer", {.file = file, .key = key});
+  }
+  return it->get<i64>();
+}
+
+float config_float(const nlohmann::json& cfg, const char* key, float fallback,
+                   const std::string& file) {
+  const auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return fallback;
+  if (!it->is_number()) {
+    throw Error(ErrorCode::kFormat, "config value must be a number", {.file = file, .key = key});
+  }
+  return it->get<float>();
+}
+
+}  // namespace hearth::models::detail
