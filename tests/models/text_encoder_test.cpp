@@ -1,0 +1,259 @@
+// FLUX's text encoders against the independent torch reference (tools/text_encoder_reference.py
+// on Debian's python3-torch, float64): tiny random CLIPTextModel and T5EncoderModel folders made
+// by hearth-make-model in f32 and bf16 (with the real FLUX tokenizers when the fixtures are
+// here), their hidden states and CLIP's pooled output; the single-file (ComfyUI) layout; and the
+// checks FLUX loading applies. Skips the reference comparisons, saying why, without torch.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hearth/core/error.hpp"
+#include "hearth/formats/file_io.hpp"
+#include "hearth/models/clip_text.hpp"
+#include "hearth/models/flux_text.hpp"
+#include "hearth/models/t5_encoder.hpp"
+#include "hearth/tokenize/tokenizer.hpp"
+#include "support/fixtures.hpp"
+
+namespace hearth::models {
+namespace {
+
+namespace fs = std::filesystem;
+using Ids = std::vector<std::int32_t>;
+
+// Both f32 and bf16 weights are compared in f32 arithmetic against a float64 reference over the
+// same stored values; outputs are O(1) (after a final norm, at most 3.6 here).
+constexpr double kTolerance = 2e-5;  // observed at most 4e-6
+
+void write_text(const fs::path& path, const std::string& text) {
+  testing::write_bytes(
+      path, std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
+                                   reinterpret_cast<const std::byte*>(text.data()) + text.size()));
+}
+
+nlohmann::json reference(const fs::path& model, const std::vector<Ids>& seqs,
+                         const testing::TempDir& tmp) {
+  write_text(tmp / "ids.json", nlohmann::json({{"sequences", seqs}}).dump());
+  std::string log;
+  const int rc = testing::run_command(
+      testing::cat({testing::kSystemPython, " ",
+                    testing::quote(testing::source_dir() / "tools/text_encoder_reference.py"),
+                    " --model ", testing::quote(model), " --input ",
+                    testing::quote(tmp / "ids.json"), " --output ",
+                    testing::quote(tmp / "ref.json")}),
+      &log);
+  EXPECT_EQ(rc, 0) << log;
+  return rc == 0 ? nlohmann::json::parse(formats::read_text_file(tmp / "ref.json"))
+                 : nlohmann::json();
+}
+
+double max_diff(const std::vector<float>& got, const nlohmann::json& want) {
+  const auto w = want.get<std::vector<double>>();
+  EXPECT_EQ(got.size(), w.size());
+  double m = 0.0;
+  for (std::size_t i = 0; i < std::min(got.size(), w.size()); ++i) {
+    m = std::max(m, std::abs(got[i] - w[i]));
+  }
+  return m;
+}
+
+// The real FLUX tokenizer folder when present, else "" (a synthetic vocabulary).
+std::string tokenizer_dir(const char* name) {
+  const fs::path dir = testing::fixture(std::string("tokenizers/flux/") + name);
+  return dir.empty() ? "" : dir.string();
+}
+
+// Prompt ids from the real tokenizer padded as FLUX does, plus random ids of other lengths.
+std::vector<Ids> inputs(const fs::path& model, std::size_t limit, const std::string& pad,
+                        std::int32_t vocab, std::vector<std::size_t> lengths) {
+  std::vector<Ids> seqs;
+  if (fs::exists(model / "tokenizer_config.json")) {
+    const auto tok = tokenize::Tokenizer::load(model);
+    seqs.push_back(
+        flux_prompt_tokens(tok, "a photo of a cat in a spacesuit, 35mm", limit, pad).ids);
+  }
+  std::mt19937 rng(5);
+  for (const std::size_t n : lengths) {
+    Ids ids(n);
+    for (auto& id : ids) id = static_cast<std::int32_t>(rng() % static_cast<unsigned>(vocab));
+    seqs.push_back(ids);
+  }
+  return seqs;
+}
+
+class TextEncoderReference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TextEncoderReference, ClipHiddenAndPooledMatchTorch) {
+  HEARTH_REQUIRE_TORCH();
+  testing::TempDir tmp;
+  const std::string tok = tokenizer_dir("tokenizer");
+  testing::make_model("--arch clip-text --format hf --seed 3 --dtype " + GetParam() +
+                      (tok.empty() ? "" : " --tokenizer-dir " + testing::quote(tok)) + " --out " +
+                      testing::quote(tmp / "clip"));
+  ASSERT_FALSE(HasFatalFailure());
+  TextEncoderOptions o;
+  o.threads = 2;
+  const auto m = ClipTextModel::load(tmp / "clip", o);
+  EXPECT_EQ(m->config().hidden, 32);
+  EXPECT_EQ(m->config().layers, 2);
+  EXPECT_EQ(m->config().act, kernels::Activation::kQuickGelu);
+  const auto seqs = inputs(tmp / "clip", kFluxClipTokens, "<|endoftext|>",
+                           static_cast<std::int32_t>(m->config().vocab), {1, 9, 77});
+  const auto ref = reference(tmp / "clip", seqs, tmp);
+  ASSERT_FALSE(ref.is_null());
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    const ClipTextOutput out = m->encode(seqs[s]);
+    EXPECT_LT(max_diff(out.hidden, ref["hidden"][s]), kTolerance) << "sequence " << s;
+    EXPECT_LT(max_diff(out.pooled, ref["pooled"][s]), kTolerance) << "sequence " << s;
+  }
+  if (!tok.empty()) {
+    // The pooled token of a padded prompt is its first <|endoftext|>.
+    const Ids& p = seqs[0];
+    EXPECT_EQ(p[static_cast<std::size_t>(m->pooled_position(p))], 49407);
+    EXPECT_EQ(p[static_cast<std::size_t>(m->pooled_position(p)) - 1] != 49407, true);
+  }
+}
+
+TEST_P(TextEncoderReference, T5HiddenStatesMatchTorch) {
+  HEARTH_REQUIRE_TORCH();
+  testing::TempDir tmp;
+  const std::string tok = tokenizer_dir("tokenizer_2");
+  testing::make_model("--arch t5-encoder --format hf --seed 4 --dtype " + GetParam() +
+                      (tok.empty() ? "" : " --tokenizer-dir " + testing::quote(tok)) + " --out " +
+                      testing::quote(tmp / "t5"));
+  ASSERT_FALSE(HasFatalFailure());
+  TextEncoderOptions o;
+  o.threads = 2;
+  const auto m = T5Encoder::load(tmp / "t5", o);
+  EXPECT_EQ(m->config().d_model, 32);
+  EXPECT_EQ(m->config().vocab, tok.empty() ? 1024 : 32128);
+  // 300 tokens reach past max_distance 128 (the logarithmic buckets and the last one).
+  const auto seqs =
+      inputs(tmp / "t5", 64, "<pad>", static_cast<std::int32_t>(m->config().vocab), {1, 7, 300});
+  const auto ref = reference(tmp / "t5", seqs, tmp);
+  ASSERT_FALSE(ref.is_null());
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    EXPECT_LT(max_diff(m->encode(seqs[s]), ref["hidden"][s]), kTolerance) << "sequence " << s;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, TextEncoderReference, ::testing::Values("f32", "bf16"),
+                         [](const auto& info) { return info.param; });
+
+// The buckets of T5's relative position bias at the edges of the exact, logarithmic and
+// saturated ranges (32 buckets, max distance 128: 8 exact per direction, 16 per direction).
+TEST(T5Buckets, BidirectionalExactLogAndSaturated) {
+  EXPECT_EQ(t5_relative_bucket(0, 32, 128), 0);
+  EXPECT_EQ(t5_relative_bucket(-7, 32, 128), 7);
+  EXPECT_EQ(t5_relative_bucket(7, 32, 128), 23);
+  EXPECT_EQ(t5_relative_bucket(-8, 32, 128), 8);
+  EXPECT_EQ(t5_relative_bucket(-16, 32, 128), 10);   // 8 + int(log(2) / log(16) * 8) = 10
+  EXPECT_EQ(t5_relative_bucket(-127, 32, 128), 15);  // 8 + int(7.97) = 15
+  EXPECT_EQ(t5_relative_bucket(-1000, 32, 128), 15);
+  EXPECT_EQ(t5_relative_bucket(1000, 32, 128), 31);
+  for (std::int64_t r = -600; r < 600; ++r) {
+    const auto b = t5_relative_bucket(r, 32, 128);
+    ASSERT_GE(b, 0);
+    ASSERT_LT(b, 32);
+    ASSERT_EQ(b >= 16, r > 0) << r;
+  }
+}
+
+TEST(TextEncoders, SingleFileLayoutGivesTheFolderResult) {
+  testing::TempDir tmp;
+  // Heads of 64 (the width a single file's head count is inferred from) for CLIP.
+  for (const auto& [arch, shape] : {std::pair{std::string("clip-text"), " --hidden 128 --heads 2"},
+                                    std::pair{std::string("t5-encoder"), ""}}) {
+    testing::make_model("--arch " + arch + shape + " --format hf --seed 7 --dtype bf16 --out " +
+                        testing::quote(tmp / (arch + "-hf")));
+    testing::make_model("--arch " + arch + shape +
+                        " --format safetensors --seed 7 --dtype bf16 --out " +
+                        testing::quote(tmp / (arch + ".safetensors")));
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  const Ids ids = {5, 17, 900, 3, 1023, 0, 8};
+  TextEncoderOptions o;
+  o.threads = 1;
+  const auto c1 = ClipTextModel::load(tmp / "clip-text-hf", o);
+  const auto c2 = ClipTextModel::load(tmp / "clip-text.safetensors", o);
+  EXPECT_EQ(c2->config().heads, 2);
+  EXPECT_EQ(c2->config().layers, 2);
+  EXPECT_EQ(c2->config().ffn, 64);
+  EXPECT_EQ(c2->config().max_positions, 77);
+  const ClipTextOutput a = c1->encode(ids), b = c2->encode(ids);
+  EXPECT_EQ(a.hidden, b.hidden);
+  EXPECT_EQ(a.pooled, b.pooled);
+  EXPECT_EQ(c1->pooled_position(ids), 4);  // argmax: the highest id, 1023
+  const auto t1 = T5Encoder::load(tmp / "t5-encoder-hf", o);
+  const auto t2 = T5Encoder::load(tmp / "t5-encoder.safetensors", o);
+  EXPECT_EQ(t2->config().heads, 4);
+  EXPECT_EQ(t2->config().d_kv, 8);
+  EXPECT_EQ(t2->config().d_ff, 48);
+  EXPECT_EQ(t2->config().layers, 2);
+  EXPECT_EQ(t1->encode(ids), t2->encode(ids));
+}
+
+TEST(TextEncoders, FluxRefusesAT5OfTheWrongWidthNamingTheFile) {
+  testing::TempDir tmp;
+  testing::make_model("--arch t5-encoder --format hf --out " + testing::quote(tmp / "t5"));
+  ASSERT_FALSE(HasFatalFailure());
+  const auto m = T5Encoder::load(tmp / "t5");
+  try {
+    check_flux_t5(m->config(), m->source());
+    FAIL() << "a 32-wide T5 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFormat);
+    EXPECT_NE(std::string(e.what()).find("4096"), std::string::npos) << e.what();
+    EXPECT_NE(e.where().file.find("t5"), std::string::npos) << e.where().file;
+  }
+  T5EncoderConfig xxl;
+  EXPECT_NO_THROW(check_flux_t5(xxl, "t5xxl_fp16.safetensors"));
+  ClipTextConfig clip_l;
+  EXPECT_NO_THROW(check_flux_clip(clip_l, "clip_l.safetensors"));
+  clip_l.hidden = 1280;
+  EXPECT_THROW(check_flux_clip(clip_l, "clip_g.safetensors"), Error);
+}
+
+TEST(TextEncoders, MalformedFilesAreErrorsNamingFileAndTensor) {
+  testing::TempDir tmp;
+  testing::make_model("--arch clip-text --format hf --out " + testing::quote(tmp / "clip"));
+  ASSERT_FALSE(HasFatalFailure());
+  // A config that disagrees with the weights.
+  auto cfg = nlohmann::json::parse(formats::read_text_file(tmp / "clip/config.json"));
+  cfg["intermediate_size"] = 65;
+  write_text(tmp / "clip/config.json", cfg.dump());
+  try {
+    ClipTextModel::load(tmp / "clip");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFormat);
+    EXPECT_NE(e.where().key.find("mlp.fc1.weight"), std::string::npos) << e.where().key;
+    EXPECT_NE(e.where().file.find("clip"), std::string::npos) << e.where().file;
+  }
+  cfg["model_type"] = "t5";
+  write_text(tmp / "clip/config.json", cfg.dump());
+  EXPECT_THROW(ClipTextModel::load(tmp / "clip"), Error);
+  // A safetensors file of something else.
+  testing::make_model("--arch t5-encoder --format safetensors --out " +
+                      testing::quote(tmp / "t5.safetensors"));
+  ASSERT_FALSE(HasFatalFailure());
+  try {
+    ClipTextModel::load(tmp / "t5.safetensors");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_NE(e.where().file.find("t5.safetensors"), std::string::npos);
+  }
+  EXPECT_THROW(T5Encoder::load(tmp / "missing"), Error);
+  const auto t5 = T5Encoder::load(tmp / "t5.safetensors");
+  EXPECT_THROW(t5->encode(Ids{}), Error);
+  EXPECT_THROW(t5->encode(Ids{5000}), Error);  // outside the 1,024-entry table
+}
+
+}  // namespace
+}  // namespace hearth::models
