@@ -314,6 +314,15 @@ TEST(FluxClipTokenizer, OtherSlowTokenizerClassesAreRefusedNamingTheFile) {
     EXPECT_NE(std::string(e.what()).find("<|startoftext|>"), std::string::npos) << e.what();
     EXPECT_NE(e.where().file.find("vocab.json"), std::string::npos) << e.where().file;
   }
+  write_text(tmp / "tokenizer_config.json",
+             R"({"tokenizer_class": "CLIPTokenizer", "added_tokens_decoder": {"x1": {}}})");
+  try {
+    Tokenizer::load(tmp.path());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFormat);
+    EXPECT_EQ(e.where().key, "added_tokens_decoder");
+  }
 }
 
 TEST(FluxPromptTokens, ClipPadsWithEndOfTextAndTruncatesKeepingIt) {

@@ -149,10 +149,10 @@ void T5Encoder::build(const detail::EncoderWeights& w, const TextEncoderOptions&
   keep_alive_ = w.keep_alive;
   pool_ = options.pool ? options.pool : std::make_shared<ThreadPool>(options.threads);
   backend_ = kernels::make_cpu_backend(*pool_, options.level);
-  // T5EncoderModel stores the table as shared.weight (encoder.embed_tokens is tied to it).
-  const bool shared = w.find("shared.weight", {c.vocab, dm}).has_value() ||
-                      !w.find("encoder.embed_tokens.weight", {c.vocab, dm}).has_value();
-  embedding_ = w.table(shared ? "shared.weight" : "encoder.embed_tokens.weight", c.vocab, dm);
+  // T5EncoderModel stores the table as shared.weight (encoder.embed_tokens is tied to it; some
+  // single files keep only the latter).
+  const char* table = w.find("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
+  embedding_ = w.table(table, c.vocab, dm);
   {
     const kernels::WeightView table = w.table(kBias, c.num_buckets, c.heads);
     std::vector<std::int32_t> ids(static_cast<std::size_t>(c.num_buckets));
@@ -181,7 +181,7 @@ void T5Encoder::build(const detail::EncoderWeights& w, const TextEncoderOptions&
 std::vector<float> T5Encoder::encode(std::span<const std::int32_t> ids) {
   const T5EncoderConfig& c = config_;
   const i64 len = static_cast<i64>(ids.size());
-  constexpr i64 kMaxLength = 4096;
+  constexpr i64 kMaxLength = 1024;  // the bias is heads x len x len floats
   if (len < 1 || len > kMaxLength) {
     throw Error(ErrorCode::kInvalidArgument, "T5 input has " + std::to_string(len) +
                                                  " tokens; the encoder takes 1.." +
@@ -190,14 +190,17 @@ std::vector<float> T5Encoder::encode(std::span<const std::int32_t> ids) {
   std::lock_guard lock(mutex_);
   const i64 dm = c.d_model, inner = c.heads * c.d_kv;
   kernels::Backend& be = *backend_;
-  // The position bias of every head, [heads, len, len]: the same for every block.
+  // The position bias of every head, [heads, len, len]: the same for every block. A bucket
+  // depends only on j - i.
+  std::vector<i64> bucket(static_cast<std::size_t>(2 * len - 1));
+  for (i64 r = -(len - 1); r < len; ++r) {
+    bucket[r + len - 1] = t5_relative_bucket(r, c.num_buckets, c.max_distance);
+  }
   std::vector<float> bias(static_cast<std::size_t>(c.heads * len * len));
-  for (i64 i = 0; i < len; ++i) {
-    for (i64 j = 0; j < len; ++j) {
-      const i64 bucket = t5_relative_bucket(j - i, c.num_buckets, c.max_distance);
-      for (i64 h = 0; h < c.heads; ++h) {
-        bias[(h * len + i) * len + j] = bias_table_[bucket * c.heads + h];
-      }
+  for (i64 h = 0; h < c.heads; ++h) {
+    for (i64 i = 0; i < len; ++i) {
+      float* row = bias.data() + (h * len + i) * len;
+      for (i64 j = 0; j < len; ++j) row[j] = bias_table_[bucket[j - i + len - 1] * c.heads + h];
     }
   }
   const auto n = static_cast<std::size_t>(len * dm), ni = static_cast<std::size_t>(len * inner),

@@ -54,7 +54,7 @@ class T5Encoder {
   std::int64_t parameters() const { return parameters_; }
   kernels::Backend& backend() { return *backend_; }
 
-  // Final hidden states [len, d_model] of one sequence of ids (no attention mask: padding
+  // Final hidden states [len, d_model] of one sequence of 1..1024 ids (no attention mask: padding
   // tokens are attended to, as the FLUX pipelines do). Safe from several threads (serialised).
   std::vector<float> encode(std::span<const std::int32_t> ids);
 

@@ -1,4 +1,5 @@
 // Building a Tokenizer from tokenizer.json, vocab.txt or a GGUF vocabulary.
+#include <charconv>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -490,8 +491,15 @@ json clip_tokenizer_json(const std::filesystem::path& dir, const json& config) {
   json added = json::array();
   if (config.contains("added_tokens_decoder") && config.at("added_tokens_decoder").is_object()) {
     for (const auto& [key, t] : config.at("added_tokens_decoder").items()) {
+      std::int64_t token_id = -1;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), token_id);
+      if (ec != std::errc() || end != key.data() + key.size() || token_id < 0 || !t.is_object()) {
+        throw Error(
+            ErrorCode::kFormat, "added_tokens_decoder entry '" + key + "' is malformed",
+            {.file = (dir / "tokenizer_config.json").string(), .key = "added_tokens_decoder"});
+      }
       json a = t;
-      a["id"] = std::stoll(key);
+      a["id"] = token_id;
       added.push_back(std::move(a));
     }
   } else {
