@@ -28,8 +28,8 @@ class Maker {
  public:
   Maker(DType dtype, unsigned seed) : dtype_(dtype), rng_(seed) {}
 
-  // Normal values; 1-D tensors are stored f32 only when the model is f32 (as the real files:
-  // every tensor in the file's dtype).
+  // Normal values, stored in the file's dtype like every tensor of the real files (norm gains
+  // and biases included).
   void add(const std::string& name, Shape shape, float mean, float std) {
     std::normal_distribution<float> dist(mean, std);
     std::vector<float> v(static_cast<std::size_t>(hearth::numel(shape)));
