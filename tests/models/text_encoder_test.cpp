@@ -198,6 +198,26 @@ TEST(TextEncoders, SingleFileLayoutGivesTheFolderResult) {
   EXPECT_EQ(t1->encode(ids), t2->encode(ids));
 }
 
+// eos_token_id 2 (FLUX.1's config) pools at the argmax of the ids; any other value at its first
+// occurrence, as transformers' CLIPTextTransformer does.
+TEST(TextEncoders, ClipPoolsAtTheConfiguredEndToken) {
+  testing::TempDir tmp;
+  testing::make_model("--arch clip-text --format hf --out " + testing::quote(tmp / "clip"));
+  ASSERT_FALSE(HasFatalFailure());
+  const Ids ids = {1, 900, 7, 1000, 7, 3};
+  const auto legacy = ClipTextModel::load(tmp / "clip");
+  EXPECT_EQ(legacy->pooled_position(ids), 3);
+  auto cfg = nlohmann::json::parse(formats::read_text_file(tmp / "clip/config.json"));
+  cfg["eos_token_id"] = 7;
+  write_text(tmp / "clip/config.json", cfg.dump());
+  const auto m = ClipTextModel::load(tmp / "clip");
+  EXPECT_EQ(m->pooled_position(ids), 2);
+  EXPECT_EQ(m->pooled_position(Ids{4, 5}), 0);  // no end token: position 0, as transformers
+  const ClipTextOutput out = m->encode(ids);
+  const std::int64_t h = m->config().hidden;
+  EXPECT_EQ(out.pooled, std::vector<float>(out.hidden.begin() + 2 * h, out.hidden.begin() + 3 * h));
+}
+
 TEST(TextEncoders, FluxRefusesAT5OfTheWrongWidthNamingTheFile) {
   testing::TempDir tmp;
   testing::make_model("--arch t5-encoder --format hf --out " + testing::quote(tmp / "t5"));
