@@ -82,7 +82,7 @@ int run_bench_llm(BenchLlmFlags& f, std::size_t global_threads) {
   } clear{progress};
   models::LlmBenchReport report = models::run_llm_bench(o);
   for (const models::LlmPeer& p : peers) {
-    progress.update(1, 1, "running " + p.name, 0, 0);
+    progress.message("running " + p.name + " on the same file");
     models::run_peer(p, o, report);
   }
   progress.clear();
