@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "bench_llm.hpp"
 #include "hearth/cli/app.hpp"
 #include "hearth/core/utf8.hpp"
 #include "hearth/formats/inspect.hpp"
@@ -82,7 +83,8 @@ int main(int argc, char** argv) {
   CLI::App* rag = app.add_subcommand(
       "rag", "Retrieval quality (nDCG@10, recall, MRR) and latency on a BEIR dataset");
   hearth::rag::add_bench_rag_options(*rag, rag_options);
-  hearth::cli::add_planned(app, "llm", "LLM prompt and generation speed", "LLM engine");
+  hearth::apps::BenchLlmFlags llm_flags;
+  CLI::App* llm = hearth::apps::add_bench_llm(app, llm_flags);
   hearth::cli::add_planned(app, "flux", "FLUX image generation speed and peak memory", "FLUX");
   hearth::cli::add_planned(
       app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
@@ -92,6 +94,7 @@ int main(int argc, char** argv) {
       print_tokens(hearth::tokenize::Tokenizer::load(tok_model), tok_text, tok_pair,
                    !tok_no_special, tok_json);
     }
+    if (llm->parsed()) return hearth::apps::run_bench_llm(llm_flags, common.threads);
     if (rag->parsed()) {
       rag_options.threads = common.threads;
       return hearth::rag::run_bench_rag(rag_options);

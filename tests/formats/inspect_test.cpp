@@ -138,7 +138,7 @@ TEST(Cli, HelpVersionAndPlannedCommands) {
        {"ingest", "search", "ask", "list", "show", "rm", "stats", "import", "generate", "chat"}) {
     EXPECT_NE(out.find(sub), std::string::npos) << sub;
   }
-  EXPECT_EQ(testing::run_command(bin("bench-cli") + " llm", &out), 2);
+  EXPECT_EQ(testing::run_command(bin("bench-cli") + " flux", &out), 2);
   EXPECT_NE(out.find("not implemented yet"), std::string::npos);
 }
 

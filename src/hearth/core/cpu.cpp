@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -69,6 +70,25 @@ std::string describe_cpu() {
   if (f.avx512_bf16) s += " +avx512bf16";
   if (f.avx512_vnni) s += " +avx512vnni";
   return s;
+}
+
+std::string cpu_model_name() {
+  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
+  std::string name;
+  if (f != nullptr) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      const std::string s(line);
+      const auto colon = s.find(':');
+      if (s.rfind("model name", 0) == 0 && colon != std::string::npos) {
+        name = s.substr(s.find_first_not_of(" \t", colon + 1));
+        while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  return name.empty() ? std::string("unknown cpu") : name;
 }
 
 }  // namespace hearth

@@ -22,5 +22,8 @@ SimdLevel simd_level();
 
 const char* to_string(SimdLevel level);
 std::string describe_cpu();
+// The processor's name as /proc/cpuinfo gives it ("AMD EPYC 9454P 48-Core Processor"), or
+// "unknown cpu".
+std::string cpu_model_name();
 
 }  // namespace hearth

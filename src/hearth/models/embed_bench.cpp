@@ -39,21 +39,7 @@ double model_flops(const BertConfig& c, i64 batch, i64 len) {
 }
 
 std::string cpu_name() {
-  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
-  std::string name;
-  if (f != nullptr) {
-    char line[512];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      const std::string s(line);
-      if (s.rfind("model name", 0) == 0) {
-        name = s.substr(s.find(':') + 2);
-        if (!name.empty() && name.back() == '\n') name.pop_back();
-        break;
-      }
-    }
-    std::fclose(f);
-  }
-  return (name.empty() ? std::string("unknown cpu") : name) + ", " + describe_cpu();
+  return cpu_model_name() + ", " + describe_cpu();
 }
 
 double gemm_gflops(kernels::Backend& be, i64 m, i64 n, i64 k, double seconds) {
