@@ -75,11 +75,12 @@ TEST(Taesd, Taef2ReconstructsAPhotograph) {
   std::printf("TAEF2 encode+decode of %s (%lld x %lld): PSNR %.2f dB\n", dog.filename().c_str(),
               static_cast<long long>(kSide), static_cast<long long>(kSide), psnr);
   EXPECT_GE(psnr, 25.0);
-  // Other latents give no such picture: the check can fail.
+  // Other latents give no such picture, so the check can fail: reversed latents decode to about
+  // 16 dB on the centre crop (mostly flat fur) and less on the whole photograph.
   Latent noise = z;
   std::reverse(noise.data.begin(), noise.data.end());
   const FloatImage junk = tae.decode(noise);
-  EXPECT_LT(image::psnr(photo, image::to_u8_unit(junk.data.data(), kSide, kSide)), 15.0);
+  EXPECT_LT(image::psnr(photo, image::to_u8_unit(junk.data.data(), kSide, kSide)), 20.0);
 }
 
 TEST(Taesd, Taef2MatchesTorch) {
