@@ -16,7 +16,7 @@
 namespace hearth::kernels {
 
 // kQuickGelu: x * sigmoid(1.702 x) (CLIP).
-enum class Activation { kNone, kGeluErf, kGeluTanh, kSilu, kTanh, kQuickGelu };
+enum class Activation { kNone, kGeluErf, kGeluTanh, kSilu, kTanh, kQuickGelu, kRelu };
 const char* to_string(Activation a);
 
 // Which f32 GEMM a CPU backend uses: hearth's own packed kernel, OpenBLAS, or per shape the one
@@ -74,6 +74,36 @@ class KvCache {
  private:
   std::int64_t layers_, kv_heads_, head_dim_, capacity_;
   DType dtype_;
+};
+
+// A 2-D convolution's shape: kernel x kernel taps, stride, and zero padding before (top, left)
+// and after (bottom, right) the image. Output size: (size + pad_begin + pad_end - kernel) /
+// stride + 1 per axis.
+struct ConvShape {
+  std::int64_t kernel = 3;
+  std::int64_t stride = 1;
+  std::int64_t pad_begin = 1;
+  std::int64_t pad_end = 1;
+  std::int64_t out_size(std::int64_t size) const {
+    return (size + pad_begin + pad_end - kernel) / stride + 1;
+  }
+};
+
+// A convolution's weight [out, in, kernel, kernel] (PyTorch Conv2d layout) and optional bias
+// [out], in a backend's own layout.
+class ConvWeights {
+ public:
+  ConvWeights(std::int64_t out_channels, std::int64_t in_channels, ConvShape shape)
+      : out_(out_channels), in_(in_channels), shape_(shape) {}
+  virtual ~ConvWeights() = default;
+  std::int64_t out_channels() const { return out_; }
+  std::int64_t in_channels() const { return in_; }
+  const ConvShape& shape() const { return shape_; }
+
+ private:
+  std::int64_t out_;
+  std::int64_t in_;
+  ConvShape shape_;
 };
 
 // Time and work spent in linear() since the last reset (for benchmarks: achieved GEMM GFLOP/s).
@@ -171,6 +201,32 @@ class Backend {
   // out[i] = table[ids[i]] (rows of dim floats). ids must be < table_rows (checked: kInternal).
   virtual void embedding(const float* table, std::int64_t table_rows, std::int64_t dim,
                          const std::int32_t* ids, std::int64_t n, float* out) = 0;
+
+  // ---- Image ops. Images are NHWC: pixel (y, x) of an h x w image with c channels is the row
+  // y * w + x of c contiguous floats, so a 1x1 convolution is a linear layer over pixel rows and
+  // a k x k one a GEMM over rows of k * k * c gathered floats (see docs/image.md). ----
+
+  // Copies W [out, in, k, k] (and bias [out], may be null) into the backend's layout. Throws
+  // kInvalidArgument for empty or impossible shapes.
+  virtual std::unique_ptr<ConvWeights> make_conv2d(const float* w, const float* bias,
+                                                   std::int64_t out_channels,
+                                                   std::int64_t in_channels,
+                                                   ConvShape shape) const = 0;
+  // y [oh, ow, out] = act(conv(x [h, w, in]) + bias + residual); residual [oh, ow, out] may be
+  // null. y must not overlap x or residual.
+  virtual void conv2d(const ConvWeights& w, const float* x, std::int64_t h, std::int64_t w_px,
+                      float* y, const float* residual = nullptr,
+                      Activation act = Activation::kNone) = 0;
+  // Group normalisation of pixels rows of channels floats: the channels split into groups
+  // consecutive groups, each normalised over all its pixels and channels (mean, biased
+  // variance, eps), then out = act(gamma * xhat + beta) per channel. act: kNone, kSilu or kRelu.
+  // out may equal x.
+  virtual void group_norm(const float* x, float* out, std::int64_t pixels, std::int64_t channels,
+                          std::int64_t groups, const float* gamma, const float* beta, float eps,
+                          Activation act = Activation::kNone) = 0;
+  // Nearest-neighbour 2x upsampling: out [2h, 2w, c] from x [h, w, c].
+  virtual void upsample_nearest2x(const float* x, std::int64_t h, std::int64_t w, std::int64_t c,
+                                  float* out) = 0;
 
  protected:
   bool counting_ = false;

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -28,6 +29,8 @@ const char* to_string(Activation a) {
       return "tanh";
     case Activation::kQuickGelu:
       return "quick_gelu";
+    case Activation::kRelu:
+      return "relu";
   }
   return "?";
 }
@@ -50,6 +53,7 @@ using i64 = std::int64_t;
 
 constexpr i64 kRowBlock = 64;  // rows of A per GEMM task
 constexpr i64 kElementwiseChunk = 1 << 14;
+constexpr i64 kStatRows = 256;  // pixels per block of group-norm statistics
 // Up to this many rows a layer over weights read in place runs as a GEMV (each block of weight
 // rows streamed once, reused from cache for every row); more rows go through the converting GEMM.
 constexpr i64 kGemvMaxRows = 8;
@@ -95,6 +99,15 @@ class CpuLinear final : public LinearWeights {
   std::vector<float> bias;     // padded to whole panels; empty when the layer has none
   const void* view = nullptr;  // make_linear_view: the weights in place, of view_type
   WeightType view_type = kWeightF32;
+};
+
+// A convolution as a GEMM: W reordered to [out, ky, kx, in] (the NHWC gather order) and packed
+// into GEMM panels of k * k * in depth.
+class CpuConv final : public ConvWeights {
+ public:
+  CpuConv(i64 out, i64 in, ConvShape shape) : ConvWeights(out, in, shape) {}
+  std::vector<float> packed;
+  std::vector<float> bias;  // padded to whole panels; empty when the layer has none
 };
 
 class CpuBackend final : public Backend {
@@ -418,6 +431,152 @@ class CpuBackend final : public Backend {
     });
   }
 
+  std::unique_ptr<ConvWeights> make_conv2d(const float* w, const float* bias, i64 out, i64 in,
+                                           ConvShape shape) const override {
+    if (out <= 0 || in <= 0 || shape.kernel <= 0 || shape.stride <= 0 || shape.pad_begin < 0 ||
+        shape.pad_end < 0 || shape.pad_begin >= shape.kernel || shape.pad_end >= shape.kernel) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "convolution with an impossible shape (" + std::to_string(out) + " x " +
+                      std::to_string(in) + ", kernel " + std::to_string(shape.kernel) +
+                      ", stride " + std::to_string(shape.stride) + ")");
+    }
+    auto conv = std::make_unique<CpuConv>(out, in, shape);
+    const i64 taps = shape.kernel * shape.kernel;
+    const i64 depth = taps * in;
+    std::vector<float> reordered(static_cast<std::size_t>(out * depth));
+    for (i64 o = 0; o < out; ++o) {
+      for (i64 i = 0; i < in; ++i) {
+        for (i64 t = 0; t < taps; ++t)
+          reordered[(o * taps + t) * in + i] = w[(o * in + i) * taps + t];
+      }
+    }
+    const i64 panels = gemm_panels(out, k_.gemm_nr);
+    conv->packed.resize(static_cast<std::size_t>(panels * depth * k_.gemm_nr));
+    pack_b(reordered.data(), out, depth, k_.gemm_nr, conv->packed.data());
+    if (bias != nullptr) {
+      conv->bias.assign(static_cast<std::size_t>(panels * k_.gemm_nr), 0.0f);
+      std::copy_n(bias, out, conv->bias.begin());
+    }
+    return conv;
+  }
+
+  // Implicit GEMM: each task gathers kRowBlock output pixels' k x k x in input floats (zeros
+  // outside the image) into a scratch block and multiplies it by every panel, then adds the
+  // residual and applies the activation while the block is still in cache. A 1x1 stride-1
+  // convolution reads x in place.
+  void conv2d(const ConvWeights& weights, const float* x, i64 h, i64 w_px, float* y,
+              const float* residual, Activation act) override {
+    const auto& cw = static_cast<const CpuConv&>(weights);
+    const ConvShape& s = cw.shape();
+    const i64 in = cw.in_channels();
+    const i64 out = cw.out_channels();
+    const i64 oh = s.out_size(h);
+    const i64 ow = s.out_size(w_px);
+    if (h <= 0 || w_px <= 0 || oh <= 0 || ow <= 0) {
+      throw Error(ErrorCode::kInvalidArgument, "convolution over an empty or too small image (" +
+                                                   std::to_string(h) + " x " +
+                                                   std::to_string(w_px) + ")");
+    }
+    const i64 depth = s.kernel * s.kernel * in;
+    const i64 pixels = oh * ow;
+    const bool direct = s.kernel == 1 && s.stride == 1 && s.pad_begin == 0 && s.pad_end == 0;
+    const float* bias = cw.bias.empty() ? nullptr : cw.bias.data();
+    const i64 panels = gemm_panels(out, k_.gemm_nr);
+    const i64 blocks = (pixels + kRowBlock - 1) / kRowBlock;
+    pool_.parallel_for(static_cast<std::size_t>(blocks), [&](std::size_t b, std::size_t e) {
+      std::vector<float> gathered(direct ? 0 : static_cast<std::size_t>(kRowBlock * depth));
+      for (std::size_t t = b; t < e; ++t) {
+        const i64 p0 = static_cast<i64>(t) * kRowBlock;
+        const i64 p1 = std::min(pixels, p0 + kRowBlock);
+        const float* a = x + p0 * in;
+        if (!direct) {
+          for (i64 p = p0; p < p1; ++p) {
+            gather(x, h, w_px, in, s, p / ow, p % ow, gathered.data() + (p - p0) * depth);
+          }
+          a = gathered.data();
+        }
+        float* yb = y + p0 * out;
+        k_.gemm_packed(a, depth, 0, p1 - p0, cw.packed.data(), bias, out, depth, 0, panels, yb,
+                       out);
+        if (residual != nullptr) k_.add(yb, residual + p0 * out, yb, (p1 - p0) * out);
+        if (act != Activation::kNone) apply(act, yb, yb, (p1 - p0) * out);
+      }
+    });
+  }
+
+  void group_norm(const float* x, float* out, i64 pixels, i64 channels, i64 groups,
+                  const float* gamma, const float* beta, float eps, Activation act) override {
+    if (pixels <= 0 || channels <= 0 || groups <= 0 || channels % groups != 0) {
+      throw Error(ErrorCode::kInvalidArgument, "group norm of " + std::to_string(channels) +
+                                                   " channels in " + std::to_string(groups) +
+                                                   " groups");
+    }
+    int cact = kChannelNone;
+    if (act == Activation::kSilu) cact = kChannelSilu;
+    if (act == Activation::kRelu) cact = kChannelRelu;
+    if (act != Activation::kNone && cact == kChannelNone) {
+      throw Error(ErrorCode::kUnsupported,
+                  std::string("group norm fuses silu or relu, not ") + to_string(act));
+    }
+    const auto c = static_cast<std::size_t>(channels);
+    const i64 per_group = channels / groups;
+    const double count = static_cast<double>(pixels) * static_cast<double>(per_group);
+    // Pass 1: the group means; pass 2: moments about them (exact variance, no cancellation).
+    std::vector<float> center(c, 0.0f);
+    std::vector<double> mean(static_cast<std::size_t>(groups)), var(mean.size());
+    for (int pass = 0; pass < 2; ++pass) {
+      const std::vector<double> sums = channel_sums(x, pixels, channels, center.data());
+      for (i64 g = 0; g < groups; ++g) {
+        double s1 = 0.0, s2 = 0.0;
+        for (i64 i = g * per_group; i < (g + 1) * per_group; ++i) {
+          s1 += sums[static_cast<std::size_t>(i)];
+          s2 += sums[c + static_cast<std::size_t>(i)];
+        }
+        const double m = s1 / count;
+        if (pass == 0) {
+          mean[static_cast<std::size_t>(g)] = m;
+        } else {
+          mean[static_cast<std::size_t>(g)] += m;
+          var[static_cast<std::size_t>(g)] = std::max(0.0, s2 / count - m * m);
+        }
+      }
+      for (i64 i = 0; i < channels; ++i) {
+        center[static_cast<std::size_t>(i)] =
+            static_cast<float>(mean[static_cast<std::size_t>(i / per_group)]);
+      }
+    }
+    std::vector<float> scale(c), shift(c);
+    for (i64 i = 0; i < channels; ++i) {
+      const auto g = static_cast<std::size_t>(i / per_group);
+      const double a = gamma[i] / std::sqrt(var[g] + static_cast<double>(eps));
+      scale[static_cast<std::size_t>(i)] = static_cast<float>(a);
+      shift[static_cast<std::size_t>(i)] = static_cast<float>(beta[i] - mean[g] * a);
+    }
+    pool_.parallel_for(
+        static_cast<std::size_t>(pixels),
+        [&](std::size_t b, std::size_t e) {
+          const i64 off = static_cast<i64>(b) * channels;
+          k_.channel_affine(x + off, out + off, static_cast<i64>(e - b), channels, scale.data(),
+                            shift.data(), cact);
+        },
+        kStatRows);
+  }
+
+  void upsample_nearest2x(const float* x, i64 h, i64 w, i64 c, float* out) override {
+    const auto row = static_cast<std::size_t>(c) * sizeof(float);
+    pool_.parallel_for(static_cast<std::size_t>(h), [&](std::size_t b, std::size_t e) {
+      for (auto yy = static_cast<i64>(b); yy < static_cast<i64>(e); ++yy) {
+        float* o = out + (2 * yy) * (2 * w) * c;
+        for (i64 xx = 0; xx < w; ++xx) {
+          const float* src = x + (yy * w + xx) * c;
+          std::memcpy(o + (2 * xx) * c, src, row);
+          std::memcpy(o + (2 * xx + 1) * c, src, row);
+        }
+        std::memcpy(o + 2 * w * c, o, row * static_cast<std::size_t>(2 * w));
+      }
+    });
+  }
+
   void embedding(const float* table, i64 table_rows, i64 dim, const std::int32_t* ids, i64 n,
                  float* out) override {
     for (i64 i = 0; i < n; ++i) {
@@ -455,7 +614,48 @@ class CpuBackend final : public Backend {
         return k_.tanh(x, out, n);
       case Activation::kQuickGelu:
         return k_.quick_gelu(x, out, n);
+      case Activation::kRelu:
+        return k_.relu(x, out, n);
     }
+  }
+
+  // The k x k x in input floats of output pixel (oy, ox), in [ky, kx, in] order; zeros where a
+  // tap falls in the padding.
+  static void gather(const float* x, i64 h, i64 w, i64 in, const ConvShape& s, i64 oy, i64 ox,
+                     float* dst) {
+    const auto row = static_cast<std::size_t>(in) * sizeof(float);
+    for (i64 ky = 0; ky < s.kernel; ++ky) {
+      const i64 iy = oy * s.stride + ky - s.pad_begin;
+      for (i64 kx = 0; kx < s.kernel; ++kx, dst += in) {
+        const i64 ix = ox * s.stride + kx - s.pad_begin;
+        if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+          std::memset(dst, 0, row);
+        } else {
+          std::memcpy(dst, x + (iy * w + ix) * in, row);
+        }
+      }
+    }
+  }
+
+  // Per-channel sums of (x - center) and of its square over all pixels: [channels] then
+  // [channels], f32 within blocks of kStatRows pixels, f64 across them.
+  std::vector<double> channel_sums(const float* x, i64 pixels, i64 channels, const float* center) {
+    const i64 blocks = (pixels + kStatRows - 1) / kStatRows;
+    const auto c = static_cast<std::size_t>(channels);
+    std::vector<float> partial(static_cast<std::size_t>(blocks) * 2 * c, 0.0f);
+    pool_.parallel_for(static_cast<std::size_t>(blocks), [&](std::size_t b, std::size_t e) {
+      for (std::size_t t = b; t < e; ++t) {
+        const i64 r0 = static_cast<i64>(t) * kStatRows;
+        const i64 r1 = std::min(pixels, r0 + kStatRows);
+        float* s1 = partial.data() + t * 2 * c;
+        k_.channel_moments(x + r0 * channels, r1 - r0, channels, center, s1, s1 + c);
+      }
+    });
+    std::vector<double> sums(2 * c, 0.0);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(blocks); ++t) {
+      for (std::size_t i = 0; i < 2 * c; ++i) sums[i] += partial[t * 2 * c + i];
+    }
+    return sums;
   }
 
   template <class F>

@@ -13,6 +13,9 @@ namespace hearth::kernels {
 // Element types of weights read in place (WeightView): index into the per-type kernel arrays.
 enum WeightType : int { kWeightF32 = 0, kWeightF16 = 1, kWeightBF16 = 2, kWeightTypes = 3 };
 
+// The activation fused into channel_affine (group norm's output).
+enum ChannelActivation : int { kChannelNone = 0, kChannelSilu = 1, kChannelRelu = 2 };
+
 struct KernelTable {
   SimdLevel level;
 
@@ -86,6 +89,17 @@ struct KernelTable {
                               float* scratch);
   // out = x * sigmoid(1.702 x) over n floats (CLIP's quick-GELU); out may equal x.
   void (*quick_gelu)(const float* x, float* out, std::int64_t n);
+
+  // ---- Image kernels over NHWC rows (one pixel's channels floats per row) ----
+  // out[i] = max(x[i], 0) over n floats; out may equal x.
+  void (*relu)(const float* x, float* out, std::int64_t n);
+  // Per channel c over rows rows: s1[c] += sum (x[r, c] - center[c]) and s2[c] += sum (x[r, c] -
+  // center[c])^2 (group norm's statistics; centring on a first-pass mean keeps them exact).
+  void (*channel_moments)(const float* x, std::int64_t rows, std::int64_t channels,
+                          const float* center, float* s1, float* s2);
+  // out[r, c] = act(x[r, c] * scale[c] + shift[c]) (act a ChannelActivation); out may equal x.
+  void (*channel_affine)(const float* x, float* out, std::int64_t rows, std::int64_t channels,
+                         const float* scale, const float* shift, int act);
 };
 
 inline std::int64_t attention_scratch_floats(std::int64_t len, std::int64_t head_dim) {

@@ -565,6 +565,44 @@ void silu_mul(const float* gate, const float* up, i64 ld, i64 rows, i64 dim, flo
   }
 }
 
+// ---- Image kernels ----
+
+void relu(const float* x, float* out, i64 n) {
+  map(x, out, n, [](Vec v) { return max(v, Vec::zero()); });
+}
+
+void channel_moments(const float* x, i64 rows, i64 channels, const float* center, float* s1,
+                     float* s2) {
+  i64 c = 0;
+  for (; c < channels; c += kL) {
+    const int w = static_cast<int>(min_i(kL, channels - c));
+    const Vec m = Vec::load_partial(center + c, w);
+    Vec a = Vec::zero(), b = Vec::zero();
+    for (i64 r = 0; r < rows; ++r) {
+      const Vec d = Vec::load_partial(x + r * channels + c, w) - m;
+      a = a + d;
+      b = fmadd(d, d, b);
+    }
+    (Vec::load_partial(s1 + c, w) + a).store_partial(s1 + c, w);
+    (Vec::load_partial(s2 + c, w) + b).store_partial(s2 + c, w);
+  }
+}
+
+void channel_affine(const float* x, float* out, i64 rows, i64 channels, const float* scale,
+                    const float* shift, int act) {
+  for (i64 c = 0; c < channels; c += kL) {
+    const int w = static_cast<int>(min_i(kL, channels - c));
+    const Vec a = Vec::load_partial(scale + c, w);
+    const Vec b = Vec::load_partial(shift + c, w);
+    for (i64 r = 0; r < rows; ++r) {
+      Vec y = fmadd(Vec::load_partial(x + r * channels + c, w), a, b);
+      if (act == kChannelSilu) y = y / (Vec::set1(1.0f) + exp(Vec::zero() - y));
+      if (act == kChannelRelu) y = max(y, Vec::zero());
+      y.store_partial(out + r * channels + c, w);
+    }
+  }
+}
+
 constexpr KernelTable make_table(SimdLevel level) {
   return KernelTable{
       level,
@@ -587,7 +625,10 @@ constexpr KernelTable make_table(SimdLevel level) {
       rope,
       silu_mul,
       attention_head_bias,
-      quick_gelu};
+      quick_gelu,
+      relu,
+      channel_moments,
+      channel_affine};
 }
 
 }  // namespace
