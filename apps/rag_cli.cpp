@@ -355,6 +355,7 @@ void print_generated(const rag::Answer& a, const Options& o, const LoadTimes& lo
     std::cout << "(the context is full: /reset forgets the conversation)\n";
   }
   if (!o.verbose) return;
+  std::cout.flush();  // the answer before the notes on stderr
   if (a.dropped_turns > 0) {
     std::fprintf(stderr, "rag-cli: %zu earlier turn(s) forgotten to make room\n", a.dropped_turns);
   }
@@ -364,13 +365,15 @@ void print_generated(const rag::Answer& a, const Options& o, const LoadTimes& lo
                  static_cast<long long>(l.hit.chunk.id), l.tokens);
   }
   const rag::AnswerTimings& t = a.timings;
+  if (load.model_seconds > 0 || load.bank_seconds > 0) {
+    std::fprintf(stderr, "rag-cli: model load %.2f s, bank load %.3f s\n", load.model_seconds,
+                 load.bank_seconds);
+  }
   std::fprintf(stderr,
-               "rag-cli: model load %.2f s, bank load %.3f s; retrieval %.3f s; prompt %zu tokens "
-               "(%zu reused) prefill %.2f s; first token %.2f s; %lld tokens in %.2f s (%.1f "
-               "tokens/s)\n",
-               load.model_seconds, load.bank_seconds, t.retrieval_seconds, a.prompt_tokens,
-               a.reused_tokens, t.prefill_seconds, t.first_token_seconds,
-               static_cast<long long>(t.decode_tokens), t.decode_seconds,
+               "rag-cli: retrieval %.3f s; prompt %zu tokens (%zu reused), prefill %.2f s; first "
+               "token after %.2f s; %lld tokens in %.2f s (%.1f tokens/s)\n",
+               t.retrieval_seconds, a.prompt_tokens, a.reused_tokens, t.prefill_seconds,
+               t.first_token_seconds, static_cast<long long>(t.decode_tokens), t.decode_seconds,
                t.decode_tokens_per_second());
 }
 
