@@ -32,6 +32,8 @@ namespace rag = hearth::rag;
 
 namespace {
 
+constexpr std::size_t kDefaultMaxTokens = 512;
+
 struct Options {
   std::vector<std::string> banks;
   std::size_t top_k = 5;
@@ -40,7 +42,7 @@ struct Options {
   std::string reranker;
   std::string embedding_model;
   std::string model_id;
-  std::size_t max_tokens = 512;
+  std::size_t max_tokens = kDefaultMaxTokens;
   float temperature = 0.0f;
   std::uint64_t seed = 0;
   std::int64_t context = 0;
@@ -50,8 +52,6 @@ struct Options {
   std::string mode = "auto";
   std::string filter;
 };
-
-constexpr std::size_t kDefaultMaxTokens = 512;
 
 // Where each effective setting came from: "flag --model-id", "env HEARTH_MODEL",
 // "config FILE:LINE" or "default".
