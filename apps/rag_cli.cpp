@@ -735,7 +735,7 @@ int main(int argc, char** argv) {
                  "HEARTH_MODEL, or model in the config file");
   app.add_option("--max-tokens", o.max_tokens,
                  "Most tokens an LLM answer may have, reserved in the context (default 512)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+      ->check(CLI::PositiveNumber);
   app.add_option("--temp", o.temperature, "LLM answers: sampling temperature; 0 is greedy")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", o.seed, "LLM answers: random seed");
