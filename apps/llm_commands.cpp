@@ -258,9 +258,13 @@ void add_llm_commands(CLI::App& app, LlmCommands& c) {
 }
 
 int run_llm_command(const LlmCommands& c, const LlmGlobals& g) {
-  if (c.generate->parsed()) return run_generate(c.flags, g);
-  if (c.chat->parsed()) return run_chat(c.flags, g);
-  return -1;
+  CLI::App* sub = c.generate->parsed() ? c.generate : c.chat->parsed() ? c.chat : nullptr;
+  if (sub == nullptr) return -1;
+  LlmFlags f = c.flags;
+  if (sub->count("--temp") == 0 && g.temperature) f.temperature = *g.temperature;
+  if (sub->count("--seed") == 0 && g.seed) f.seed = *g.seed;
+  if (sub->count("--ctx") == 0 && g.context) f.context = *g.context;
+  return sub == c.generate ? run_generate(f, g) : run_chat(f, g);
 }
 
 }  // namespace hearth::apps

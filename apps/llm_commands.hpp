@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,10 @@ struct LlmGlobals {
   std::size_t max_tokens = 0;  // 0: the default (512)
   bool json = false;
   cli::CommonOptions common;
+  // rag-cli's own --temp/--seed/--ctx or the config file's; the subcommand's flags win.
+  std::optional<float> temperature;
+  std::optional<std::uint64_t> seed;
+  std::optional<std::int64_t> context;
 };
 
 // Runs whichever of the two was parsed (exit status), or -1 when neither was.

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <type_traits>
 
 #include "hearth/cli/app.hpp"
 #include "hearth/cli/console.hpp"
@@ -13,7 +15,11 @@
 #include "hearth/core/memory.hpp"
 #include "hearth/core/timer.hpp"
 #include "hearth/core/utf8.hpp"
+#include "hearth/formats/hf_cache.hpp"
+#include "hearth/models/decoder.hpp"
+#include "hearth/rag/answer.hpp"
 #include "hearth/rag/bank.hpp"
+#include "hearth/rag/config.hpp"
 #include "hearth/rag/neural.hpp"
 #include "hearth/rag/npz_import.hpp"
 #include "hearth/rag/search.hpp"
@@ -26,6 +32,8 @@ namespace rag = hearth::rag;
 
 namespace {
 
+constexpr std::size_t kDefaultMaxTokens = 512;
+
 struct Options {
   std::vector<std::string> banks;
   std::size_t top_k = 5;
@@ -34,10 +42,23 @@ struct Options {
   std::string reranker;
   std::string embedding_model;
   std::string model_id;
-  std::size_t max_tokens = 0;
+  std::size_t max_tokens = kDefaultMaxTokens;
+  float temperature = 0.0f;
+  std::uint64_t seed = 0;
+  std::int64_t context = 0;
   bool json = false;
+  bool verbose = false;
+  bool banks_given = false;  // --bank on the command line (not from the config file)
   std::string mode = "auto";
   std::string filter;
+};
+
+// Where each effective setting came from: "flag --model-id", "env HEARTH_MODEL",
+// "config FILE:LINE" or "default".
+struct Setting {
+  std::string name;
+  std::string value;
+  std::string source;
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -73,21 +94,6 @@ std::vector<fs::path> bank_paths(const Options& o) {
 
 std::string dump(const nlohmann::json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-// What the options promise that this build cannot do yet is said up front, not ignored.
-void check_model_options(const Options& o) {
-  if (!o.model_id.empty()) {
-    throw Error(ErrorCode::kUnsupported,
-                "--model-id: answers generated from a bank are not in this build yet (rag-cli "
-                "generate and chat run the model directly); run without it for extractive "
-                "answers with citations");
-  }
-  if (o.max_tokens > 0) {
-    std::fprintf(stderr,
-                 "rag-cli: note: --max-tokens applies to LLM answers; no LLM is configured, so "
-                 "answers are extractive and it has no effect\n");
-  }
 }
 
 // The neural models the options name, loaded once per run.
@@ -229,11 +235,211 @@ void print_answer(const rag::ExtractiveAnswer& a, const std::string& question, c
   }
 }
 
+// The model named by the settings, with the chat session its answers run in.
+struct Llm {
+  std::unique_ptr<hearth::models::LanguageModel> model;
+  std::unique_ptr<rag::LanguageChatModel> chat;
+  std::unique_ptr<rag::Answerer> answerer;
+  double load_seconds = 0;
+};
+
+Llm load_llm(const Options& o, const hearth::cli::CommonOptions& common) {
+  Llm l;
+  if (o.model_id.empty()) return l;
+  rag::AnswerOptions ao;
+  ao.sampling.temperature = o.temperature;
+  ao.sampling.seed = o.seed;
+  ao.max_tokens = static_cast<std::int64_t>(o.max_tokens);
+  ao.sampling.validate();  // before the model loads
+  const hearth::Timer t;
+  hearth::models::LlmOptions lo;
+  lo.threads = common.threads;
+  lo.context = o.context;
+  l.model = hearth::models::LanguageModel::load(hearth::formats::resolve_model(o.model_id), lo);
+  if (!l.model->context_note().empty()) {
+    std::fprintf(stderr, "rag-cli: note: %s\n", l.model->context_note().c_str());
+  }
+  l.chat = std::make_unique<rag::LanguageChatModel>(*l.model, o.context);
+  l.answerer = std::make_unique<rag::Answerer>(*l.chat, std::move(ao));
+  l.load_seconds = t.seconds();
+  return l;
+}
+
+// Seconds a run spent before its first question: loading the banks and the model.
+struct LoadTimes {
+  double bank_seconds = 0;
+  double model_seconds = 0;
+};
+
+nlohmann::json answer_json(const rag::Answer& a, const Llm& llm, const LoadTimes& load,
+                           const std::vector<std::unique_ptr<rag::Bank>>& banks) {
+  nlohmann::json j{{"question", a.question},
+                   {"query", a.query},
+                   {"kind", a.nothing_found ? "nothing_found" : "generated"},
+                   {"model", llm.model->name()},
+                   {"text", a.text}};
+  j["citations"] = nlohmann::json::array();
+  for (const rag::AnswerSource& s : a.sources) {
+    const rag::ChunkInfo& c = s.hit.chunk;
+    j["citations"].push_back({{"number", s.number},
+                              {"cited", s.cited},
+                              {"this_turn", s.this_turn},
+                              {"bank", banks[s.hit.bank]->folder().string()},
+                              {"path", c.path},
+                              {"page_first", c.page_first},
+                              {"page_last", c.page_last},
+                              {"heading", c.heading},
+                              {"chunk_id", c.id},
+                              {"score", s.hit.score},
+                              {"tokens", s.tokens}});
+  }
+  j["invalid_citations"] = a.invalid_citations;
+  j["left_out"] = nlohmann::json::array();
+  for (const rag::LeftOut& l : a.left_out) {
+    j["left_out"].push_back({{"path", l.hit.chunk.path},
+                             {"chunk_id", l.hit.chunk.id},
+                             {"score", l.hit.score},
+                             {"tokens", l.tokens},
+                             {"reason", "does not fit in the context"}});
+  }
+  const rag::AnswerTimings& t = a.timings;
+  j["prompt"] = {{"tokens", a.prompt_tokens},
+                 {"reused_tokens", a.reused_tokens},
+                 {"context", a.context},
+                 {"dropped_turns", a.dropped_turns}};
+  j["finish_reason"] = a.nothing_found ? "nothing_found" : hearth::models::to_string(a.finish);
+  j["generated_tokens"] = a.generated_tokens;
+  j["timings"] = {{"bank_load_seconds", load.bank_seconds},
+                  {"model_load_seconds", load.model_seconds},
+                  {"retrieval_seconds", t.retrieval_seconds},
+                  {"prompt_seconds", t.prompt_seconds},
+                  {"prefill_tokens", t.prefill_tokens},
+                  {"prefill_seconds", t.prefill_seconds},
+                  {"first_token_seconds", t.first_token_seconds},
+                  {"decode_tokens", t.decode_tokens},
+                  {"decode_seconds", t.decode_seconds},
+                  {"decode_tokens_per_second", t.decode_tokens_per_second()},
+                  {"answer_seconds", t.total_seconds}};
+  return j;
+}
+
+std::string source_line(const rag::AnswerSource& s) {
+  const rag::ChunkInfo& c = s.hit.chunk;
+  const rag::Citation cite{s.number, c.path, c.page_first, c.page_last, c.heading};
+  std::string line =
+      "  [" + std::to_string(s.number) + "] " + hearth::printable(rag::format_citation(cite), 300);
+  if (!c.heading.empty()) line += " - " + hearth::printable(c.heading, 120);
+  line += "  #" + std::to_string(c.id);
+  if (!s.cited) line += "  (not cited)";
+  return line + "\n";
+}
+
+// After the streamed answer: the invalid citations, the sources (cited first), and with
+// --verbose what was left out and the timings.
+void print_generated(const rag::Answer& a, const Options& o, const LoadTimes& load) {
+  if (a.nothing_found) {
+    std::cout << a.text << "\n";
+    return;
+  }
+  std::cout << (a.finish == hearth::models::FinishReason::kCancelled ? " (stopped)\n" : "\n");
+  if (!a.invalid_citations.empty()) {
+    std::string nums;
+    for (const int n : a.invalid_citations)
+      nums += (nums.empty() ? "[" : ", [") + std::to_string(n) + "]";
+    std::cout << "Invalid citations: " << nums
+              << " name no source given to the model (marked in the answer).\n";
+  }
+  std::cout << "Sources (rag-cli show '#ID' opens one):\n";
+  for (const rag::AnswerSource& s : a.sources) std::cout << source_line(s);
+  if (a.finish == hearth::models::FinishReason::kContext) {
+    std::cout << "(the context is full: /reset forgets the conversation)\n";
+  }
+  if (!o.verbose) return;
+  std::cout.flush();  // the answer before the notes on stderr
+  if (a.dropped_turns > 0) {
+    std::fprintf(stderr, "rag-cli: %zu earlier turn(s) forgotten to make room\n", a.dropped_turns);
+  }
+  for (const rag::LeftOut& l : a.left_out) {
+    std::fprintf(stderr, "rag-cli: left out (does not fit in the context): %s #%lld, %zu tokens\n",
+                 hearth::printable(l.hit.chunk.path, 200).c_str(),
+                 static_cast<long long>(l.hit.chunk.id), l.tokens);
+  }
+  const rag::AnswerTimings& t = a.timings;
+  if (load.model_seconds > 0 || load.bank_seconds > 0) {
+    std::fprintf(stderr, "rag-cli: model load %.2f s, bank load %.3f s\n", load.model_seconds,
+                 load.bank_seconds);
+  }
+  std::fprintf(stderr,
+               "rag-cli: retrieval %.3f s; prompt %zu tokens (%zu reused), prefill %.2f s; first "
+               "token after %.2f s; %lld tokens in %.2f s (%.1f tokens/s)\n",
+               t.retrieval_seconds, a.prompt_tokens, a.reused_tokens, t.prefill_seconds,
+               t.first_token_seconds, static_cast<long long>(t.decode_tokens), t.decode_seconds,
+               t.decode_tokens_per_second());
+}
+
+// One generated answer: streamed to stdout (unless --json), then its sources.
+void generated_answer(const std::string& question, const Options& o,
+                      const std::vector<std::unique_ptr<rag::Bank>>& banks, const Models& models,
+                      Llm& llm, const LoadTimes& load) {
+  const rag::Answer a = llm.answerer->ask(
+      question, [&](const std::string& q) { return run_search(banks, q, o, models); },
+      [&](std::string_view piece) {
+        if (o.json) return;
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+      });
+  if (o.json) {
+    std::cout << dump(answer_json(a, llm, load, banks)) << "\n";
+  } else {
+    print_generated(a, o, load);
+  }
+}
+
+// With --json, an error is also one object on stdout, so a caller always reads JSON.
+template <typename F>
+int json_errors(const std::string& question, const Options& o, F&& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    if (o.json) {
+      std::cout << dump({{"question", question},
+                         {"kind", "error"},
+                         {"error", e.what()},
+                         {"code", hearth::to_string(e.code())}})
+                << "\n";
+    }
+    throw;
+  }
+}
+
+const char* const kAddModelHint =
+    "To have a local model write the answer with citations, name one: rag-cli --model-id "
+    "PATH|ORG/NAME ..., HEARTH_MODEL=..., or model = \"...\" in ";
+
 int do_ask(const std::string& question, const Options& o,
-           const std::vector<std::unique_ptr<rag::Bank>>& banks, const Models& models) {
+           const std::vector<std::unique_ptr<rag::Bank>>& banks, const Models& models, Llm& llm,
+           const LoadTimes& load) {
+  if (llm.answerer) {
+    generated_answer(question, o, banks, models, llm, load);
+    return 0;
+  }
   const auto hits = run_search(banks, question, o, models);
   print_answer(rag::extractive_answer(question, hits), question, o);
   return 0;
+}
+
+// ask and demo: the banks and the model loaded (and timed), then one answer.
+int ask_once(const std::string& question, const Options& o, const Models& models,
+             const hearth::cli::CommonOptions& common) {
+  return json_errors(question, o, [&] {
+    LoadTimes load;
+    const hearth::Timer t;
+    const auto banks = open_banks(o, models);
+    load.bank_seconds = t.seconds();
+    Llm llm = load_llm(o, common);
+    load.model_seconds = llm.load_seconds;
+    return do_ask(question, o, banks, models, llm, load);
+  });
 }
 
 int do_ingest(const std::vector<std::string>& paths, const Options& o, const Models& models,
@@ -300,11 +506,18 @@ int do_ingest(const std::vector<std::string>& paths, const Options& o, const Mod
   return r.failed > 0 || r.prune_refused ? 1 : 0;
 }
 
-int interactive(const Options& o, const Models& models) {
+int interactive(const Options& o, const Models& models, const hearth::cli::CommonOptions& common) {
+  LoadTimes load;
+  const hearth::Timer t;
   const auto banks = open_banks(o, models);
-  std::fprintf(stderr,
-               "Ask a question about your documents (Ctrl+D or Ctrl+C to quit; Ctrl+C during an "
-               "answer cancels it).\n");
+  load.bank_seconds = t.seconds();
+  Llm llm = load_llm(o, common);
+  load.model_seconds = llm.load_seconds;
+  std::fprintf(
+      stderr,
+      "Ask a question about your documents (Ctrl+D or Ctrl+C to quit; Ctrl+C during an "
+      "answer cancels it%s).\n",
+      llm.answerer ? "; follow-up questions keep the conversation, /reset forgets it" : "");
   hearth::cli::LineReader reader(hearth::cli::history_file("rag-cli"));
   for (;;) {
     const auto line = reader.read("\xE2\x9D\x93> ");
@@ -315,13 +528,25 @@ int interactive(const Options& o, const Models& models) {
     }
     const std::string q(line->begin(), line->end());
     if (q.find_first_not_of(" \t\r") == std::string::npos) continue;
-    try {
-      do_ask(q, o, banks, models);
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::kCancelled) throw;
-      hearth::reset_cancel();
-      std::fputs("(cancelled)\n", stdout);
+    if (q == "/reset" && llm.answerer) {
+      llm.answerer->reset();
+      std::fputs("(conversation forgotten)\n", stdout);
+      continue;
     }
+    try {
+      json_errors(q, o, [&] { return do_ask(q, o, banks, models, llm, load); });
+      load = {};  // loading is counted once, with the first answer
+    } catch (const Error& e) {
+      // A cancelled answer, or one that cannot be given (the context too small for a source),
+      // returns to the prompt; the bank was only read.
+      if (e.code() != ErrorCode::kCancelled && e.code() != ErrorCode::kInvalidArgument) throw;
+      if (e.code() == ErrorCode::kCancelled) {
+        std::fputs("(cancelled)\n", stdout);
+      } else {
+        std::fprintf(stderr, "rag-cli: %s\n", e.what());
+      }
+    }
+    hearth::reset_cancel();
     std::fflush(stdout);
   }
 }
@@ -371,6 +596,88 @@ int do_rerank(const std::string& path, const std::string& query,
   return 0;
 }
 
+// Fills the settings the command line left out from the environment, then the config file, and
+// says where each came from.
+std::vector<Setting> resolve_settings(CLI::App& app, Options& o, const rag::RagConfig& cfg) {
+  std::vector<Setting> out;
+  const auto given = [&](const char* flag) { return app.get_option(flag)->count() > 0; };
+  const auto from_file = [&](const char* key) { return "config file " + cfg.where(key); };
+  const auto text = [&](const char* key, const char* flag, const char* env,
+                        const std::optional<std::string>& file, std::string& value,
+                        const char* none) {
+    std::string source = "default";
+    const char* e = std::getenv(env);
+    if (given(flag)) {
+      source = std::string("flag ") + flag;
+    } else if (e != nullptr && *e != '\0') {
+      value = e;
+      source = std::string("env ") + env;
+    } else if (file) {
+      value = *file;
+      source = from_file(key);
+    }
+    out.push_back({key, value.empty() ? none : value, source});
+  };
+  text("model", "--model-id", "HEARTH_MODEL", cfg.model, o.model_id,
+       "(none: answers are extractive)");
+  text("embedding_model", "--embedding-model", "HEARTH_EMBEDDING_MODEL", cfg.embedding_model,
+       o.embedding_model, "(none: BM25 only)");
+  text("reranker", "--reranker", "HEARTH_RERANKER", cfg.reranker, o.reranker, "(none)");
+
+  o.banks_given = given("--bank");
+  if (o.banks_given) {
+    std::string all;
+    for (const std::string& b : o.banks) all += (all.empty() ? "" : ", ") + b;
+    out.push_back({"bank", all, "flag --bank"});
+  } else if (cfg.bank) {
+    o.banks = {*cfg.bank};
+    out.push_back({"bank", *cfg.bank, from_file("bank")});
+  } else {
+    out.push_back({"bank", default_bank().string(), "default"});
+  }
+
+  const auto number = [&](const char* key, const char* flag, const auto& file, auto& value,
+                          const std::string& shown_default) {
+    std::string source = "default";
+    if (given(flag)) {
+      source = std::string("flag ") + flag;
+    } else if (file) {
+      value = static_cast<std::remove_reference_t<decltype(value)>>(*file);
+      source = from_file(key);
+    }
+    std::ostringstream shown;
+    shown << value;
+    out.push_back({key, source == "default" ? shown_default : shown.str(), source});
+  };
+  number("top_k", "--top-k", cfg.top_k, o.top_k, "5");
+  number("max_tokens", "--max-tokens", cfg.max_tokens, o.max_tokens,
+         std::to_string(kDefaultMaxTokens));
+  number("temperature", "--temp", cfg.temperature, o.temperature, "0 (greedy)");
+  number("context", "--ctx", cfg.context, o.context, "0 (the model's, capped by memory)");
+  number("seed", "--seed", cfg.seed, o.seed, "0");
+  return out;
+}
+
+int show_settings(const std::vector<Setting>& settings, const rag::RagConfig& cfg,
+                  const Options& o) {
+  if (o.json) {
+    nlohmann::json j{{"config_file", cfg.file.string()}, {"config_file_found", cfg.exists}};
+    j["settings"] = nlohmann::json::object();
+    for (const Setting& s : settings) {
+      j["settings"][s.name] = {{"value", s.value}, {"source", s.source}};
+    }
+    std::cout << dump(j) << "\n";
+    return 0;
+  }
+  std::printf("config file: %s (%s)\n", hearth::printable(cfg.file.string(), 300).c_str(),
+              cfg.exists ? "read" : "not found");
+  for (const Setting& s : settings) {
+    std::printf("  %-16s %s  [%s]\n", s.name.c_str(), hearth::printable(s.value, 300).c_str(),
+                hearth::printable(s.source, 300).c_str());
+  }
+  return 0;
+}
+
 fs::path find_sample_corpus(const std::string& given) {
   if (!given.empty()) return given;
   std::error_code ec;
@@ -416,19 +723,30 @@ int main(int argc, char** argv) {
   app.add_flag("--no-reranker", o.no_reranker, "Do not rerank the candidates");
   app.add_option("--reranker", o.reranker,
                  "Cross-encoder (HF folder or GGUF, e.g. ms-marco-MiniLM-L-6-v2) that reranks "
-                 "the candidates")
-      ->envname("HEARTH_RERANKER");
+                 "the candidates (or HEARTH_RERANKER, or reranker in the config file)");
   app.add_option("--embedding-model", o.embedding_model,
                  "Sentence-transformers embedder (HF folder or GGUF, e.g. all-MiniLM-L6-v2): "
-                 "new banks store its vectors and chunk to its tokens; search becomes hybrid")
-      ->envname("HEARTH_EMBEDDING_MODEL");
+                 "new banks store its vectors and chunk to its tokens; search becomes hybrid (or "
+                 "HEARTH_EMBEDDING_MODEL, or embedding_model in the config file)");
   app.add_option("--model-id", o.model_id,
-                 "LLM for generate and chat: a Hugging Face folder, a .gguf file, or a repo id in "
-                 "the local Hugging Face cache (mlx-community/Phi-3-mini-4k-instruct-4bit)");
-  app.add_option("--max-tokens", o.max_tokens, "Most tokens an LLM answer may have (default 512)");
+                 "LLM that writes cited answers (ask, the interactive loop, demo) and runs "
+                 "generate and chat: a Hugging Face folder, a .gguf file, or a repo id in the "
+                 "local Hugging Face cache (mlx-community/Phi-3-mini-4k-instruct-4bit); or "
+                 "HEARTH_MODEL, or model in the config file");
+  app.add_option("--max-tokens", o.max_tokens,
+                 "Most tokens an LLM answer may have, reserved in the context (default 512)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--temp", o.temperature, "LLM answers: sampling temperature; 0 is greedy")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", o.seed, "LLM answers: random seed");
+  app.add_option("--ctx", o.context,
+                 "LLM answers: context length in tokens (default: the model's, capped by memory)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--verbose", o.verbose,
+               "ask: say which sources were left out and print the timings on stderr");
   app.add_option("--mode", o.mode, "Retrieval: auto, bm25, dense or hybrid")->capture_default_str();
   app.add_option("--filter", o.filter, "Only documents whose path matches this glob");
-  app.add_flag("--json", o.json, "JSON output (search, ask, list, stats, generate)");
+  app.add_flag("--json", o.json, "JSON output (search, ask, list, stats, config, generate)");
 
   std::vector<std::string> ingest_paths;
   rag::IngestOptions ingest_opts;
@@ -520,25 +838,42 @@ int main(int argc, char** argv) {
   rerank->add_option("query", query, "The query")->required();
   rerank->add_option("passages", texts, "Passages to score")->required();
 
+  CLI::App* config =
+      app.add_subcommand("config",
+                         "Show the effective settings and where each came from (flag, environment, "
+                         "config file, default)");
+  config->footer(
+      "The config file is $XDG_CONFIG_HOME/hearth/config.toml (else ~/.config/hearth/config.toml), "
+      "TOML with these top-level keys: model, embedding_model, reranker, bank (strings; ~/ is "
+      "the home folder), top_k, max_tokens, context, seed (whole numbers), temperature. Flags "
+      "override the environment (HEARTH_MODEL, HEARTH_EMBEDDING_MODEL, HEARTH_RERANKER), which "
+      "overrides the file.");
+
   // Each subcommand's help names the options given before or after it that apply to it.
   const std::string reading = "--bank DIR (repeatable), --json";
   const std::string retrieval =
       "--bank DIR (repeatable), --top-k N, --candidates N, --mode auto|bm25|dense|hybrid, "
       "--filter GLOB, --json, --embedding-model PATH, --reranker PATH, --no-reranker, --threads N";
+  const std::string llm_options =
+      ", --model-id PATH|ORG/NAME, --max-tokens N, --temp T, --seed N, --ctx N, --verbose";
   const auto applies = [](CLI::App* sub, const std::string& options, const std::string& extra) {
     sub->footer("Options of rag-cli that apply (before or after the subcommand): " + options +
                 extra);
   };
   const std::string dash = ". A query that starts with '-' goes after '--' (rag-cli search -- -q).";
   applies(search, retrieval, dash);
-  applies(ask, retrieval, dash);
+  applies(ask, retrieval + llm_options, dash);
   applies(list, reading + ", --filter GLOB", "");
   applies(show, "--bank DIR (repeatable)", "");
   applies(rm, "--bank DIR (repeatable)", "");
   applies(stats, reading, "");
   applies(compact, "--bank DIR (repeatable)", "");
   applies(ingest, "--bank DIR (one), --embedding-model PATH, --threads N", "");
-  applies(demo, "--bank DIR, --top-k N, --json, --embedding-model PATH, --reranker PATH", "");
+  applies(demo,
+          "--bank DIR, --top-k N, --json, --embedding-model PATH, --reranker PATH, --model-id "
+          "PATH, --max-tokens N, --temp T, --seed N, --ctx N, --verbose",
+          "");
+  applies(config, "--json and every setting it shows", "");
   applies(embed, "--json, --threads N", "");
   applies(rerank, "--json, --threads N", "");
   app.footer(
@@ -552,9 +887,15 @@ int main(int argc, char** argv) {
   hearth::apps::add_llm_commands(app, llm);
 
   return hearth::cli::run(app, argc, argv, hint, [&]() -> int {
-    if (const int rc =
-            hearth::apps::run_llm_command(llm, {o.model_id, o.max_tokens, o.json, common});
-        rc >= 0) {
+    const rag::RagConfig cfg = rag::RagConfig::load(rag::RagConfig::default_path());
+    const std::vector<Setting> settings = resolve_settings(app, o, cfg);
+    if (config->parsed()) return show_settings(settings, cfg, o);
+    hearth::apps::LlmGlobals globals{o.model_id, o.max_tokens, o.json, common};
+    if (app.get_option("--temp")->count() > 0 || cfg.temperature)
+      globals.temperature = o.temperature;
+    if (app.get_option("--seed")->count() > 0 || cfg.seed) globals.seed = o.seed;
+    if (app.get_option("--ctx")->count() > 0 || cfg.context) globals.context = o.context;
+    if (const int rc = hearth::apps::run_llm_command(llm, globals); rc >= 0) {
       return rc;
     }
     if (embed->parsed()) return do_embed(model_path, texts, o, common);
@@ -568,7 +909,12 @@ int main(int argc, char** argv) {
                    hearth::printable(folders[0].string(), 200).c_str());
       return 0;
     }
-    check_model_options(o);
+    if (app.get_option("--max-tokens")->count() > 0 && o.model_id.empty() &&
+        (ask->parsed() || demo->parsed() || app.get_subcommands().empty())) {
+      std::fprintf(stderr,
+                   "rag-cli: note: --max-tokens applies to LLM answers; no LLM is configured "
+                   "(--model-id, HEARTH_MODEL or the config file), so answers are extractive\n");
+    }
     // Models are loaded only by the commands that embed or rerank.
     const bool bookkeeping =
         list->parsed() || stats->parsed() || show->parsed() || rm->parsed() || compact->parsed();
@@ -597,7 +943,7 @@ int main(int argc, char** argv) {
       return do_ingest(ingest_paths, o, models, ingest_opts, c, given, vectors);
     }
     if (search->parsed()) return do_search(query, o, models);
-    if (ask->parsed()) return do_ask(query, o, open_banks(o, models), models);
+    if (ask->parsed()) return ask_once(query, o, models, common);
     if (list->parsed() || stats->parsed()) {
       const auto banks = open_banks(o, {}, false);
       nlohmann::json j = nlohmann::json::array();
@@ -723,7 +1069,8 @@ int main(int argc, char** argv) {
     if (demo->parsed()) {
       const fs::path src = find_sample_corpus(corpus);
       Options d = o;
-      if (d.banks.empty()) {
+      if (!o.banks_given) {
+        d.banks.clear();
         d.banks.push_back((fs::path(env_or("XDG_CACHE_HOME", (home() / ".cache").string())) /
                            "hearth" / "demo-bank")
                               .string());
@@ -732,8 +1079,12 @@ int main(int argc, char** argv) {
       io.prune = true;
       do_ingest({src.string()}, d, models, io, {});
       std::printf("\xE2\x9D\x93> %s\n", demo_question.c_str());
-      return do_ask(demo_question, d, open_banks(d, models), models);
+      const int rc = ask_once(demo_question, d, models, common);
+      if (o.model_id.empty() && !o.json) {
+        std::cout << "\n" << kAddModelHint << rag::RagConfig::default_path().string() << ".\n";
+      }
+      return rc;
     }
-    return interactive(o, models);
+    return interactive(o, models, common);
   });
 }
