@@ -91,7 +91,10 @@ LlmBenchReport run_llm_bench(const LlmBenchOptions& o) {
   const auto add_row = [&](const LanguageModel& model, const std::string& name, double load_s) {
     LlmBenchRow row;
     row.model = name;
-    row.dtype = std::string(dtype_name(model.config().weight_dtype));
+    const DecoderConfig& mc = model.config();
+    row.dtype = mc.weight_bits > 0 ? "mlx" + std::to_string(mc.weight_bits) + "-g" +
+                                         std::to_string(mc.weight_group_size)
+                                   : std::string(dtype_name(mc.weight_dtype));
     row.load_seconds = load_s;
     report.backend = model.backend_name();
     measure(model, o, *pool, row);
