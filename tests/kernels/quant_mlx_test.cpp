@@ -77,7 +77,7 @@ void check(const Quantized& q, SimdLevel level, i64 rows, unsigned seed) {
   const auto lin = be->make_linear_view(q.view(), bias.data());
   std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
   be->linear(*lin, x.data(), rows, y.data());
-  const bool int8 = affine_kernels(level, q.bits).int8;
+  const bool int8 = affine_kernels(level, q.bits).int8();
   const i64 groups = q.cols / q.group;
   const std::size_t es = q.sdt == DType::kF32 ? 4 : 2;
   for (i64 r = 0; r < rows; ++r) {

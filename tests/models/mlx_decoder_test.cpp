@@ -87,7 +87,7 @@ TEST(MlxDecoder, EveryWidthMatchesTheTorchReferenceOnDequantizedWeights) {
     EXPECT_GT(sd, 1.0);
     EXPECT_LT(sd, 6.0);
     for (const SimdLevel level : {SimdLevel::kScalar, simd_level()}) {
-      const bool int8 = kernels::affine_kernels(level, c.bits).int8;
+      const bool int8 = kernels::affine_kernels(level, c.bits).int8();
       if (level != SimdLevel::kScalar && !int8) continue;  // same f32 kernels, vectorised
       LlmOptions options;
       options.threads = 2;

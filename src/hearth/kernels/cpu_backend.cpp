@@ -258,7 +258,7 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
-    acts_.reset(rows, m.cols, m.bits, m.group_size, kern.int8);
+    acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
       acts_.fill(x, m.cols, 0, rows);
     } else {

@@ -12,8 +12,8 @@ template <int Bits>
 struct Avx2Tile {
   template <int R>
   struct T {
-    static void run(const std::uint8_t* wrow, const float* sblk, i64 nb, const AffineActs& a, i64 r,
-                    float* sums) {
+    static void run(const std::uint8_t* wrow, const float* s, int per_group, i64 nb,
+                    const AffineActs& a, i64 r, float* sums) {
       const i64 pc = a.padded_cols();
       const i64 nbp = a.blocks();
       __m256 acc[R];
@@ -32,7 +32,7 @@ struct Avx2Tile {
           ws = _mm256_xor_si256(raw, flip);  // q - 128 as a signed byte
           wq = _mm256_abs_epi8(ws);
         }
-        const float sj = sblk[j];
+        const float sj = s[j / per_group];
 #pragma GCC unroll 4
         for (int i = 0; i < R; ++i) {
           const __m256i xv = _mm256_loadu_si256(
@@ -53,8 +53,8 @@ using Tile4 = Avx2Tile<4>::T<R>;
 template <int R>
 using Tile8 = Avx2Tile<8>::T<R>;
 
-constexpr AffineKernels kInt8Avx2Bits4 = {true, run_int8<Tile4, false>, "int8-avx2"};
-constexpr AffineKernels kInt8Avx2Bits8 = {true, run_int8<Tile8, true>, "int8-avx2"};
+constexpr AffineKernels kInt8Avx2Bits4 = {ActLayout::kBlocks, run_int8<Tile4, false>, "int8-avx2"};
+constexpr AffineKernels kInt8Avx2Bits8 = {ActLayout::kBlocks, run_int8<Tile8, true>, "int8-avx2"};
 
 }  // namespace
 

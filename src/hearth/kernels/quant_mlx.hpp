@@ -30,28 +30,40 @@ struct AffineMatrix {
   std::int64_t groups() const { return cols / group_size; }
 };
 
-// x prepared for one layer: exact group sums always; for the int8 family also int8 blocks (the
-// 32 inputs of a block in the order the width's kernels read them: for 4 bits the even inputs
-// then the odd ones, matching the low and high nibbles of the packed bytes) and per-block scales.
-// Rows of q hold padded_cols() values (zeros past cols, to whole pairs of blocks).
+// How a family wants x prepared (AffineActs).
+enum class ActLayout {
+  kF32,     // group sums only: the kernels read x itself
+  kBlocks,  // int8 per block of 32; 4 bits: the block's even inputs, then its odd ones (the low
+            // and high nibbles of its 16 packed bytes)
+  kVnni,    // int8; 4 bits: per 4 blocks (128 inputs, 64 packed bytes) the even inputs of the four
+            // blocks, then their odd ones; 8 bits: in order. Plus lanes: the block scale of each
+            // int32 lane of the kernels' accumulators (16 per step of 4 blocks at 4 bits, 2 at 8)
+};
+
+// x prepared for one layer: exact group sums always; for the int8 families also int8 blocks in
+// the layout's order and per-block scales. Rows of q hold padded_cols() values (zeros past cols,
+// to whole steps of 128 inputs).
 struct AffineActs {
   std::int64_t rows = 0, cols = 0;
   int bits = 0, group_size = 0;
-  bool int8 = false;
+  ActLayout layout = ActLayout::kF32;
   std::vector<std::int8_t> q;    // rows x padded_cols()
   std::vector<float> d;          // rows x padded_cols() / 32: block scales (0 for padding)
-  std::vector<float> qd;         // rows x padded_cols() / 32: d * sum(q) of each block
+  std::vector<float> lanes;      // kVnni: rows x lane_floats()
+  std::vector<float> qd;         // rows x cols / group_size: sum of d * sum(q) over each group
   std::vector<float> group_sum;  // rows x cols / group_size: sum of x over each weight group
-  std::int64_t padded_cols() const { return (cols + 63) / 64 * 64; }
+  std::int64_t padded_cols() const { return (cols + 127) / 128 * 128; }
   std::int64_t blocks() const { return padded_cols() / 32; }
+  std::int64_t lane_floats() const { return padded_cols() / (bits == 4 ? 8 : 4); }
   // Sizes the buffers for rows x rows of cols inputs.
-  void reset(std::int64_t rows, std::int64_t cols, int bits, int group_size, bool int8);
+  void reset(std::int64_t rows, std::int64_t cols, int bits, int group_size, ActLayout layout);
   // Fills rows r0..r1 from x (rows ldx floats apart).
   void fill(const float* x, std::int64_t ldx, std::int64_t r0, std::int64_t r1);
 };
 
 struct AffineKernels {
-  bool int8 = false;  // whether run() reads AffineActs::q (else x)
+  ActLayout layout = ActLayout::kF32;  // what run() reads: AffineActs::q in this layout, or x
+  bool int8() const { return layout != ActLayout::kF32; }
   // y[r * ldy + n] = x_r . W_n + bias[n] for rows r0..r1 and weight rows n0..n1 (bias may be
   // null; x rows ldx apart).
   void (*run)(const AffineMatrix& w, const AffineActs& a, const float* x, std::int64_t ldx,
