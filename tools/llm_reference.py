@@ -6,8 +6,9 @@ not from hearth's C++. Reads a Hugging Face folder (config.json; model.safetenso
 of model.safetensors.index.json, parsed here by hand: 8-byte little-endian header length, JSON
 header, raw little-endian F32/F16/BF16 tensors) or a GGUF file (v2/v3, F32/F16/BF16 tensors,
 llama.cpp's names and `<arch>.*` keys, parsed here by hand); mlx-quantized folders (U32 codes with
-.scales/.biases, see mlx_dequantize) are dequantized here, independently of hearth; it runs the full causal forward pass
-(no cache: every step recomputes the whole sequence) in float64 (or float32) and decodes greedily:
+.scales/.biases, see mlx_dequantize) are dequantized here, independently of hearth. It runs the
+full causal forward pass (no cache: every step recomputes the whole sequence) in float64 (or
+float32) and decodes greedily:
 
   x = embed[ids]
   per layer:  h = x + o_proj(attention(rope(q), rope(k), v))   on rmsnorm(x)
