@@ -21,6 +21,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -156,6 +158,72 @@ TEST(MlxDecoder, StreamsTheStoredBytesAndTiesAQuantizedHead) {
   const auto logits = session.feed(ids);
   ASSERT_EQ(logits.size(), 320u);
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(MlxDecoder, ModelMakerOverridesPerModule) {
+  testing::TempDir tmp;
+  const fs::path dir = tmp / "mixed";
+  const fs::path overrides = tmp / "overrides.json";
+  std::ofstream(overrides) << R"({"lm_head": {"bits": 8, "group_size": 32},
+                                  "model.layers.0.mlp.down_proj": false})";
+  std::string out;
+  ASSERT_EQ(testing::run_command(
+                testing::cat({(testing::tools_dir() / "hearth-make-model").string(),
+                              " --arch llama --format hf --hidden 128 --ffn 256 --dtype bf16"
+                              " --mlx-bits 3 --group-size 64 --mlx-override ",
+                              overrides.string(), " --out ", dir.string()}),
+                &out),
+            0)
+      << out;
+  const auto folder = formats::ModelFolder::open(dir);
+  const formats::QuantizedWeight* head = folder.find_quantized("lm_head");
+  ASSERT_NE(head, nullptr);
+  EXPECT_EQ(head->spec.bits, 8);
+  EXPECT_EQ(head->spec.group_size, 32);
+  EXPECT_EQ(head->scales.info->dtype, DType::kBF16);
+  EXPECT_EQ(folder.find_quantized("model.layers.0.mlp.down_proj"), nullptr);
+  const formats::QuantizedWeight* down = folder.find_quantized("model.layers.1.mlp.down_proj");
+  ASSERT_NE(down, nullptr);
+  EXPECT_EQ(down->spec.bits, 3);
+  EXPECT_EQ(folder.find_tensor("model.layers.0.mlp.down_proj.weight")->info->dtype, DType::kBF16);
+  const auto model = LanguageModel::load(dir);
+  Session session(*model);
+  const std::vector<std::int32_t> ids = {1, 7, 9};
+  for (float v : session.feed(ids)) ASSERT_TRUE(std::isfinite(v));
+}
+
+// LanguageModel::random quantizes with hearth's quantizer; batched prefill (the GEMM path) and
+// token-by-token decode (GEMV) round each x row alike, so they agree to f32 rounding.
+TEST(MlxDecoder, RandomModelsPrefillEqualsDecode) {
+  DecoderConfig c;
+  c.architecture = "llama";
+  c.vocab = 320;
+  c.hidden = 128;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 32;
+  c.ffn = 256;
+  c.context = 64;
+  c.rope.dims = 32;
+  for (const int bits : {4, 8, 5}) {
+    LlmOptions o;
+    o.threads = 2;
+    o.kv_dtype = DType::kF32;
+    const auto model = LanguageModel::random(c, WeightFormat::mlx(bits, 64), 7, o);
+    EXPECT_EQ(model->config().weight_bits, bits);
+    const auto ids = testing::random_ids(12, 320, 4);
+    Session batched(*model);
+    std::vector<float> all;
+    batched.feed(ids, &all);
+    Session single(*model);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto row = single.feed(std::span(&ids[i], 1));
+      for (std::size_t j = 0; j < row.size(); ++j) {
+        ASSERT_NEAR(row[j], all[i * 320 + j], 2e-3) << bits << " bits, position " << i;
+      }
+    }
+  }
 }
 
 }  // namespace

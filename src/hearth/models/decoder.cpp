@@ -950,24 +950,24 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     const Values values = values_of(module + ".weight", {rows, cols});
     const i64 row_bytes = mlx::packed_row_bytes(cols, bits);
     const i64 groups = cols / group;
-    auto& codes = store->emplace_back(new std::byte[static_cast<std::size_t>(rows * row_bytes)]);
-    auto& halves =
-        store->emplace_back(new std::byte[static_cast<std::size_t>(2 * rows * groups * 2)]);
-    auto* scales = reinterpret_cast<std::uint16_t*>(halves.get());
+    // Pointers, not references into store: the second emplace_back may move the first.
+    auto* codes = reinterpret_cast<std::uint8_t*>(
+        store->emplace_back(new std::byte[static_cast<std::size_t>(rows * row_bytes)]).get());
+    auto* scales = reinterpret_cast<std::uint16_t*>(
+        store->emplace_back(new std::byte[static_cast<std::size_t>(2 * rows * groups * 2)]).get());
     std::uint16_t* biases = scales + rows * groups;
     m->pool->parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
       std::vector<float> row(static_cast<std::size_t>(cols));
       std::vector<float> s(static_cast<std::size_t>(groups)), bias(s.size());
       for (std::size_t r = b; r < e; ++r) {
         values.fill(r * static_cast<std::size_t>(cols), row.size(), row.data());
-        mlx::quantize_row(row.data(), cols, bits, group,
-                          reinterpret_cast<std::uint8_t*>(codes.get()) + r * row_bytes, s.data(),
+        mlx::quantize_row(row.data(), cols, bits, group, codes + r * row_bytes, s.data(),
                           bias.data());
         f32_to_f16(s.data(), scales + r * groups, s.size());
         f32_to_f16(bias.data(), biases + r * groups, s.size());
       }
     });
-    kernels::WeightView v{DType::kU32, codes.get(), rows, cols};
+    kernels::WeightView v{DType::kU32, codes, rows, cols};
     v.affine = {bits, group, DType::kF16, scales, biases};
     return v;
   };
