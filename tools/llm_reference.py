@@ -5,8 +5,10 @@ Written from the architectures' definitions (the papers and the Hugging Face mod
 not from hearth's C++. Reads a Hugging Face folder (config.json; model.safetensors or the shards
 of model.safetensors.index.json, parsed here by hand: 8-byte little-endian header length, JSON
 header, raw little-endian F32/F16/BF16 tensors) or a GGUF file (v2/v3, F32/F16/BF16 tensors,
-llama.cpp's names and `<arch>.*` keys, parsed here by hand), runs the full causal forward pass
-(no cache: every step recomputes the whole sequence) in float64 (or float32) and decodes greedily:
+llama.cpp's names and `<arch>.*` keys, parsed here by hand); mlx-quantized folders (U32 codes with
+.scales/.biases, see mlx_dequantize) are dequantized here, independently of hearth. It runs the
+full causal forward pass (no cache: every step recomputes the whole sequence) in float64 (or
+float32) and decodes greedily:
 
   x = embed[ids]
   per layer:  h = x + o_proj(attention(rope(q), rope(k), v))   on rmsnorm(x)
@@ -78,6 +80,8 @@ def read_safetensors(path):
             arr = raw.view("<f2")
         elif dtype == "BF16":
             arr = bf16_to_f32(raw.view("<u2"))
+        elif dtype == "U32":
+            arr = raw.view("<u4")
         else:
             raise SystemExit(f"{path}: unsupported dtype {dtype} for {name}")
         tensors[name] = (arr, info["shape"])
@@ -181,6 +185,43 @@ HF_ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Phi3F
             "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
 
 
+def mlx_dequantize(packed, shape, scales, biases, bits, group_size):
+    """MLX affine quantization, from MLX's description: each row of the U32 tensor is one
+    little-endian bit stream in which code i takes bits [i*bits, (i+1)*bits), lowest bit first;
+    weight = scale * code + bias, with one scale and bias per group of group_size inputs."""
+    rows, words = shape
+    n = words * 32 // bits
+    raw = np.ascontiguousarray(packed, dtype="<u4").reshape(rows, words).view(np.uint8)
+    stream = np.unpackbits(raw, axis=1, bitorder="little").reshape(rows, n, bits)
+    codes = (stream.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    s = np.asarray(scales, dtype=np.float64).reshape(rows, n // group_size, 1)
+    b = np.asarray(biases, dtype=np.float64).reshape(rows, n // group_size, 1)
+    w = codes.reshape(rows, n // group_size, group_size) * s + b
+    return w.reshape(-1), [rows, n]
+
+
+def mlx_dequantize_all(cfg, raw):
+    """Replaces every mlx-quantized weight (X.weight with X.scales and X.biases) by its
+    dequantized float64 values; config.json "quantization" (or "quantization_config") gives
+    bits and group_size, per module path where it lists one."""
+    q = cfg.get("quantization") or cfg.get("quantization_config")
+    if not q or "bits" not in q:
+        return raw
+    out = {}
+    for name, t in raw.items():
+        if name.endswith(".scales") or name.endswith(".biases"):
+            continue
+        base = name[: -len(".weight")] if name.endswith(".weight") else None
+        if base is not None and base + ".scales" in raw:
+            spec = q.get(base) if isinstance(q.get(base), dict) else q
+            arr, shape = mlx_dequantize(t[0], t[1], raw[base + ".scales"][0],
+                                        raw[base + ".biases"][0], spec["bits"], spec["group_size"])
+            out[name] = (arr, shape)
+        else:
+            out[name] = t
+    return out
+
+
 def load_hf(folder):
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
@@ -197,6 +238,7 @@ def load_hf(folder):
             raw.update(read_safetensors(os.path.join(folder, name)))
     else:
         raw = read_safetensors(os.path.join(folder, "model.safetensors"))
+    raw = mlx_dequantize_all(cfg, raw)
     weights = {}
     for name, t in raw.items():
         if name == "model.embed_tokens.weight":

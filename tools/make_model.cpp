@@ -2,17 +2,17 @@
 // benchmarks (no trained weights can be downloaded here).
 //  Decoders (--arch llama, mistral, phi3, qwen2, qwen3): a Hugging Face folder (config.json and
 //    generation_config.json as transformers writes them, model.safetensors or shards with
-//    model.safetensors.index.json, f32/f16/bf16, optionally mlx-community quantized: U32-packed
-//    weights with .scales/.biases) or a GGUF file with llama.cpp's tensor names and `<arch>.*` keys
-//    as its convert_hf_to_gguf.py writes them (llama/mistral: arch `llama`, q/k rows permuted from
-//    HF's rotate-half layout to llama.cpp's adjacent pairs; phi3/qwen2/qwen3 unpermuted; phi3
-//    longrope factors as rope_factors_long/short, llama3 rope as rope_freqs). Every weight is a
-//    pure function of (seed, HF tensor name, element index), so the same seed gives the same
-//    weights in both encodings and any dtype, and the files are written streaming, under a
-//    .partial name until complete (the Phi-3-mini shape is 7.6 GB in f16). Vocabulary: a real
-//    tokenizer (--tokenizer-dir: its files are copied into HF folders; --gguf-vocab: its
-//    tokenizer.* keys are copied into GGUF files), else a small synthetic SentencePiece-style
-//    byte vocabulary.
+//    model.safetensors.index.json, f32/f16/bf16, optionally mlx-community quantized by hearth's
+//    own quantizer at 2-6 or 8 bits: U32-packed weights with .scales/.biases) or a GGUF file with
+//    llama.cpp's tensor names and `<arch>.*` keys as its convert_hf_to_gguf.py writes them
+//    (llama/mistral: arch `llama`, q/k rows permuted from HF's rotate-half layout to llama.cpp's
+//    adjacent pairs; phi3/qwen2/qwen3 unpermuted; phi3 longrope factors as rope_factors_long/short,
+//    llama3 rope as rope_freqs). Every weight is a pure function of (seed, HF tensor name, element
+//    index), so the same seed gives the same weights in both encodings and any dtype, and the files
+//    are written streaming, under a .partial name until complete (the Phi-3-mini shape is 7.6 GB in
+//    f16). Vocabulary: a real tokenizer (--tokenizer-dir: its files are copied into HF folders;
+//    --gguf-vocab: its tokenizer.* keys are copied into GGUF files), else a small synthetic
+//    SentencePiece-style byte vocabulary.
 //  --arch bert: a sentence-transformers folder (BertModel weights, modules.json, 1_Pooling,
 //    2_Normalize) or, with --classifier, a BertForSequenceClassification cross-encoder (one
 //    logit); or the same weights as a GGUF `bert` file with llama.cpp's names and keys. Shapes:
@@ -46,10 +46,12 @@
 #include "hearth/core/thread_pool.hpp"
 #include "hearth/formats/file_io.hpp"
 #include "hearth/formats/gguf.hpp"
+#include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/models/bert.hpp"
 #include "hearth/tensor/half.hpp"
 #include "make_text_encoder.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 
 namespace fs = std::filesystem;
 using hearth::DType;
@@ -237,27 +239,25 @@ struct Stored {
       }
       return;
     }
-    // mlx affine quantization: per group, scale = (max - min) / (2^bits - 1), bias = min,
-    // q = round((w - bias) / scale), packed low bits first into u32 words.
+    // mlx affine quantization by hearth's quantizer (MLX's rules, tensor/mlx_quant.hpp); the
+    // scales and biases are stored in this tensor's dtype.
     const std::size_t groups = n / static_cast<std::size_t>(group);
-    const float levels = static_cast<float>((1 << bits) - 1);
-    const int per_word = 32 / bits;
-    auto* words = reinterpret_cast<std::uint32_t*>(out);
-    auto* halves = reinterpret_cast<std::uint16_t*>(out);
-    if (enc == Encoding::kMlxWeight) std::memset(out, 0, row_bytes());
-    for (std::size_t g = 0; g < groups; ++g) {
-      const float* x = scratch + g * group;
-      const auto [lo, hi] = std::minmax_element(x, x + group);
-      const float scale = std::max((*hi - *lo) / levels, 1e-8f);
-      if (enc == Encoding::kMlxScales) halves[g] = hearth::f32_to_f16(scale);
-      if (enc == Encoding::kMlxBiases) halves[g] = hearth::f32_to_f16(*lo);
-      if (enc != Encoding::kMlxWeight) continue;
-      for (int k = 0; k < group; ++k) {
-        const auto q = static_cast<std::uint32_t>(
-            std::clamp(std::lround((x[k] - *lo) / scale), 0L, static_cast<long>(levels)));
-        const std::size_t idx = g * group + k;
-        words[idx / per_word] |= q << ((idx % per_word) * bits);
-      }
+    std::vector<std::uint8_t> codes(
+        static_cast<std::size_t>(hearth::mlx::packed_row_bytes(src->cols, bits)));
+    std::vector<float> scales(groups), biases(groups);
+    hearth::mlx::quantize_row(scratch, src->cols, bits, group, codes.data(), scales.data(),
+                              biases.data());
+    if (enc == Encoding::kMlxWeight) {
+      std::memcpy(out, codes.data(), codes.size());
+      return;
+    }
+    const std::vector<float>& v = enc == Encoding::kMlxScales ? scales : biases;
+    if (dtype == DType::kF32) {
+      std::memcpy(out, v.data(), groups * 4);
+    } else if (dtype == DType::kF16) {
+      hearth::f32_to_f16(v.data(), reinterpret_cast<std::uint16_t*>(out), groups);
+    } else {
+      hearth::f32_to_bf16(v.data(), reinterpret_cast<std::uint16_t*>(out), groups);
     }
   }
 };
@@ -436,43 +436,54 @@ class DecoderMaker {
   DecoderMaker(DecoderConfig c, unsigned seed) : c_(std::move(c)), seed_(seed) { build(); }
 
   // Hugging Face folder; shard_bytes > 0 splits the weights into shards of about that size.
+  // mlx_bits > 0: every matrix whose input width its group size divides is quantized (the
+  // embeddings and the head too, as mlx-lm does), with the spec of mlx_overrides[module path]
+  // when listed there ({bits, group_size}, or false for unquantized).
   void write_hf(const fs::path& dir, DType dtype, int mlx_bits, int group,
-                std::uint64_t shard_bytes, const Vocab& vocab, hearth::ThreadPool& pool) {
+                const json& mlx_overrides, std::uint64_t shard_bytes, const Vocab& vocab,
+                hearth::ThreadPool& pool) {
     fs::create_directories(dir);
     std::vector<Stored> stored;
     for (const Logical& l : weights_) {
       const Shape shape = l.vector ? Shape{l.cols} : Shape{l.rows, l.cols};
-      if (mlx_bits > 0 && !l.vector && l.cols % group == 0) {
-        const std::string base = l.name.substr(0, l.name.size() - 7);  // drop ".weight"
+      const std::string base = l.name.substr(0, l.name.size() - 7);  // drop ".weight"
+      int bits = mlx_bits;
+      int group_size = group;
+      if (const auto o = mlx_overrides.find(base); mlx_bits > 0 && o != mlx_overrides.end()) {
+        bits = o->is_object() ? o->at("bits").get<int>() : 0;
+        group_size = o->is_object() ? o->at("group_size").get<int>() : group;
+      }
+      if (bits > 0 && !l.vector && l.cols % group_size == 0) {
         stored.push_back({l.name,
                           DType::kU32,
-                          {l.rows, l.cols * mlx_bits / 32},
+                          {l.rows, l.cols * bits / 32},
                           &l,
                           0,
                           Encoding::kMlxWeight,
-                          mlx_bits,
-                          group});
+                          bits,
+                          group_size});
         stored.push_back({base + ".scales",
-                          DType::kF16,
-                          {l.rows, l.cols / group},
+                          dtype,
+                          {l.rows, l.cols / group_size},
                           &l,
                           0,
                           Encoding::kMlxScales,
-                          mlx_bits,
-                          group});
+                          bits,
+                          group_size});
         stored.push_back({base + ".biases",
-                          DType::kF16,
-                          {l.rows, l.cols / group},
+                          dtype,
+                          {l.rows, l.cols / group_size},
                           &l,
                           0,
                           Encoding::kMlxBiases,
-                          mlx_bits,
-                          group});
+                          bits,
+                          group_size});
       } else {
         stored.push_back({l.name, dtype, shape, &l});
       }
     }
-    std::ofstream(dir / "config.json") << hf_config(dtype, mlx_bits, group).dump(2) << "\n";
+    std::ofstream(dir / "config.json")
+        << hf_config(dtype, mlx_bits, group, mlx_overrides).dump(2) << "\n";
     json gen = {{"_from_model_config", true},
                 {"bos_token_id", c_.bos},
                 {"eos_token_id", c_.eos},
@@ -750,7 +761,7 @@ class DecoderMaker {
     return nullptr;
   }
 
-  json hf_config(DType dtype, int mlx_bits, int group) const {
+  json hf_config(DType dtype, int mlx_bits, int group, const json& mlx_overrides) const {
     static const char* kNames[][2] = {{"LlamaForCausalLM", "llama"},
                                       {"MistralForCausalLM", "mistral"},
                                       {"Phi3ForCausalLM", "phi3"},
@@ -807,7 +818,12 @@ class DecoderMaker {
         j["sliding_window"] = c_.sliding_window > 0 ? c_.sliding_window : c_.context;
         break;
     }
-    if (mlx_bits > 0) j["quantization"] = {{"group_size", group}, {"bits", mlx_bits}};
+    if (mlx_bits > 0) {  // as mlx-lm writes it: both keys, the overrides beside the defaults
+      json q = {{"group_size", group}, {"bits", mlx_bits}};
+      for (const auto& [module, spec] : mlx_overrides.items()) q[module] = spec;
+      j["quantization"] = q;
+      j["quantization_config"] = q;
+    }
     return j;
   }
 
@@ -1115,7 +1131,8 @@ int main(int argc, char** argv) {
   std::string format = "gguf";
   std::string dtype_name = "f32";
   int mlx_bits = 0;
-  int group = 32;
+  int group = 64;
+  std::string mlx_override_file;
   unsigned seed = 1;
   std::string arch = "llama";
   std::string shape = "tiny";
@@ -1156,9 +1173,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"gguf", "hf", "safetensors"}));
   app.add_option("--dtype", dtype_name, "Weight dtype: f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
-  app.add_option("--mlx-bits", mlx_bits, "hf only: quantize linear weights mlx-style (4 or 8)")
-      ->check(CLI::IsMember({0, 2, 4, 8}));
-  app.add_option("--group-size", group, "mlx quantization group size")->check(CLI::Range(8, 1024));
+  app.add_option("--mlx-bits", mlx_bits,
+                 "hf only: quantize the matrices mlx-style (2, 3, 4, 5, 6 or 8 bits; embeddings "
+                 "and head included), scales and biases in --dtype")
+      ->check(CLI::IsMember({0, 2, 3, 4, 5, 6, 8}));
+  app.add_option("--group-size", group, "mlx quantization group size (32, 64 or 128)")
+      ->check(CLI::IsMember({32, 64, 128}));
+  app.add_option("--mlx-override", mlx_override_file,
+                 "JSON file: module path -> {\"bits\", \"group_size\"} or false (unquantized), "
+                 "written into config.json's quantization block")
+      ->check(CLI::ExistingFile);
   app.add_option("--seed", seed, "Random seed");
   app.add_option("--vocab", vocab, "Synthetic vocabulary size (>= 259; without a tokenizer)")
       ->check(CLI::Range(259, 1 << 20));
@@ -1279,12 +1303,30 @@ int main(int argc, char** argv) {
       throw hearth::Error(hearth::ErrorCode::kUnsupported,
                           "llama.cpp's converter has no linear rope scaling for phi3");
     }
+    json overrides = json::object();
+    if (!mlx_override_file.empty()) {
+      overrides = formats::read_json_file(mlx_override_file);
+      for (const auto& [module, spec] : overrides.items()) {
+        const bool off = spec.is_boolean() && !spec.get<bool>();
+        const bool ok = spec.is_object() && spec.contains("bits") &&
+                        spec["bits"].is_number_integer() &&
+                        hearth::mlx::valid_bits(spec["bits"].get<int>()) &&
+                        spec.contains("group_size") && spec["group_size"].is_number_integer() &&
+                        hearth::mlx::valid_group_size(spec["group_size"].get<int>());
+        if (!off && !ok) {
+          throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                              "an override is {\"bits\": 2-6 or 8, \"group_size\": 32/64/128} or "
+                              "false",
+                              {.file = mlx_override_file, .key = module});
+        }
+      }
+    }
     hearth::ThreadPool pool(common.threads);
     DecoderMaker maker(c, seed);
     if (format == "gguf") {
       maker.write_gguf(out, dtype, v, pool);
     } else {
-      maker.write_hf(out, dtype, mlx_bits, group,
+      maker.write_hf(out, dtype, mlx_bits, group, overrides,
                      static_cast<std::uint64_t>(shard_mb * 1024.0 * 1024.0), v, pool);
     }
     std::printf("wrote %s (%lld parameters)\n", out.c_str(),

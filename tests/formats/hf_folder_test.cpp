@@ -85,26 +85,107 @@ TEST(HFFolder, MlxQuantizedFolderFromTheModelMaker) {
   EXPECT_EQ(q->out_features, 32);
   EXPECT_EQ(q->weight.info->shape, (Shape{32, 8}));  // 64 inputs x 4 bits / 32
   EXPECT_EQ(q->scales.info->shape, (Shape{32, 2}));
-  ASSERT_TRUE(q->biases.has_value());
+  EXPECT_EQ(q->biases.info->shape, (Shape{32, 2}));
   EXPECT_EQ(m.find_quantized("model.layers.0.mlp.down_proj"), nullptr);
   EXPECT_EQ(m.find_quantized("model.layers.1.self_attn"), nullptr);
 }
 
+// A folder with one quantized module "proj" ([4, words] U32, scales/biases [4, groups]) and a
+// plain f16 "other.weight".
+void write_quant_folder(const fs::path& dir, const std::string& config, Shape weight, Shape scales,
+                        bool with_scales = true, bool with_biases = true,
+                        DType scale_dtype = DType::kF16, DType bias_dtype = DType::kF16) {
+  std::vector<std::uint32_t> w(static_cast<std::size_t>(numel(weight)));
+  std::vector<std::uint32_t> s(static_cast<std::size_t>(numel(scales)));  // room for any type
+  std::vector<std::uint16_t> other(16);
+  SafetensorsWriter st;
+  st.add_tensor("proj.weight", DType::kU32, weight, std::as_bytes(std::span(w)));
+  const auto bytes = [&](DType t) {
+    return std::as_bytes(std::span(s))
+        .first(static_cast<std::size_t>(numel(scales)) *
+               (t == DType::kF32 || t == DType::kI32 ? 4 : 2));
+  };
+  if (with_scales) st.add_tensor("proj.scales", scale_dtype, scales, bytes(scale_dtype));
+  if (with_biases) st.add_tensor("proj.biases", bias_dtype, scales, bytes(bias_dtype));
+  st.add_tensor("other.weight", DType::kF16, {4, 4}, std::as_bytes(std::span(other)));
+  st.write(dir / "model.safetensors");
+  write_text(dir / "config.json", config);
+}
+
+constexpr const char* kQ4G32 = R"({"quantization": {"group_size": 32, "bits": 4}})";
+
 TEST(HFFolder, MlxQuantizationMismatchesAreErrors) {
   testing::TempDir tmp;
-  std::vector<std::uint32_t> w(4 * 8);
-  std::vector<std::uint16_t> s(4 * 3);
-  SafetensorsWriter st;
-  st.add_tensor("proj.weight", DType::kU32, {4, 8}, std::as_bytes(std::span(w)));
-  st.add_tensor("proj.scales", DType::kF16, {4, 3}, std::as_bytes(std::span(s)));  // 3*32 != 64
-  st.write(tmp / "model.safetensors");
-  write_text(tmp / "config.json", R"({"quantization": {"group_size": 32, "bits": 4}})");
-  expect_open_error(tmp.path(), ErrorCode::kFormat, "does not hold");
-
-  write_text(tmp / "config.json", R"({"quantization": {"group_size": 32, "bits": 7}})");
+  // 8 words x 32 / 4 bits = 64 inputs = 2 groups of 32, but the scales have 3.
+  write_quant_folder(tmp.path(), kQ4G32, {4, 8}, {4, 3});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "proj.scales");
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "make 2 groups per row");
+  // 3 words at 4 bits = 24 inputs: group 32 does not divide them.
+  write_quant_folder(tmp.path(), kQ4G32, {4, 3}, {4, 1});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "does not divide the input width 24");
+  // 8 words x 32 bits are not whole 3-bit codes.
+  write_quant_folder(tmp.path(), R"({"quantization": {"group_size": 32, "bits": 3}})", {4, 8},
+                     {4, 2});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "whole 3-bit codes");
+  // Missing scales or biases.
+  write_quant_folder(tmp.path(), kQ4G32, {4, 8}, {4, 2}, false);
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "no proj.scales");
+  write_quant_folder(tmp.path(), kQ4G32, {4, 8}, {4, 2}, true, false);
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "no proj.biases");
+  // Scale types.
+  write_quant_folder(tmp.path(), kQ4G32, {4, 8}, {4, 2}, true, true, DType::kI32, DType::kI32);
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "scales must be F16, BF16 or F32, not i32");
+  write_quant_folder(tmp.path(), kQ4G32, {4, 8}, {4, 2}, true, true, DType::kF16, DType::kBF16);
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "biases are bf16 but scales f16");
+  // Packed scales without any quantization block.
+  write_quant_folder(tmp.path(), R"({"architectures": ["X"]})", {4, 8}, {4, 2});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "no \"quantization\" block");
+  // The config's own values.
+  write_quant_folder(tmp.path(), R"({"quantization": {"group_size": 32, "bits": 7}})", {4, 8},
+                     {4, 2});
   expect_open_error(tmp.path(), ErrorCode::kUnsupported, "bits 7");
+  write_text(tmp / "config.json", R"({"quantization": {"group_size": 16, "bits": 4}})");
+  expect_open_error(tmp.path(), ErrorCode::kUnsupported, "group_size 16");
   write_text(tmp / "config.json", R"({"quantization": {"group_size": "x", "bits": 4}})");
   expect_open_error(tmp.path(), ErrorCode::kFormat, "integer");
+  write_text(tmp / "config.json",
+             R"({"quantization": {"group_size": 32, "bits": 4, "mode": "mxfp4"}})");
+  expect_open_error(tmp.path(), ErrorCode::kUnsupported, "mode");
+  write_text(tmp / "config.json",
+             R"({"quantization": {"group_size": 32, "bits": 4, "proj": false}})");
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "unquantized (false) but it has scales");
+}
+
+TEST(HFFolder, MlxQuantizationBlocksAndOverrides) {
+  testing::TempDir tmp;
+  // quantization_config (newer mlx-lm writes both), bf16 scales, f32 scales.
+  for (const DType t : {DType::kBF16, DType::kF32}) {
+    write_quant_folder(
+        tmp.path(), R"({"quantization_config": {"group_size": 32, "bits": 4, "mode": "affine"}})",
+        {4, 8}, {4, 2}, true, true, t, t);
+    const ModelFolder m = ModelFolder::open(tmp.path());
+    ASSERT_TRUE(m.quantization().has_value());
+    const QuantizedWeight* q = m.find_quantized("proj");
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(q->in_features, 64);
+    EXPECT_EQ(q->scales.info->dtype, t);
+    EXPECT_EQ(m.find_quantized("other"), nullptr);
+  }
+  // A per-module override: proj at 8 bits, group 64 while the default is 4 bits, group 32.
+  write_quant_folder(
+      tmp.path(),
+      R"({"quantization": {"group_size": 32, "bits": 4, "proj": {"group_size": 64, "bits": 8},
+          "other": false}})",
+      {4, 32}, {4, 2});
+  const ModelFolder m = ModelFolder::open(tmp.path());
+  const QuantizedWeight* q = m.find_quantized("proj");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->spec.bits, 8);
+  EXPECT_EQ(q->spec.group_size, 64);
+  EXPECT_EQ(q->in_features, 128);
+  // The same tensors read with the default spec are 256 inputs: 8 groups, not 2.
+  write_text(tmp / "config.json", kQ4G32);
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "make 8 groups per row");
 }
 
 TEST(HFFolder, ShardedWeightsThroughTheIndex) {

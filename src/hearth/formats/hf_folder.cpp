@@ -5,6 +5,7 @@
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 
 namespace hearth::formats {
 namespace fs = std::filesystem;
@@ -261,9 +262,32 @@ void ModelFolder::load_weights() {
 
 void ModelFolder::load_quantization() {
   const fs::path cfg_file = path_ / "config.json";
-  auto it = config_.find("quantization");
-  if (it == config_.end()) it = config_.find("quantization_config");
-  if (it == config_.end() || !it->is_object()) return;
+  const char* block_key = "quantization";
+  auto it = config_.find(block_key);
+  if (it == config_.end() || !it->is_object()) {
+    block_key = "quantization_config";
+    it = config_.find(block_key);
+  }
+  if (it == config_.end() || !it->is_object()) {
+    for (const auto& [name, ref] : index_) {
+      if (!name.ends_with(".weight") || ref.info->dtype != DType::kU32) continue;
+      if (index_.count(name.substr(0, name.size() - 7) + ".scales") != 0) {
+        throw Error(ErrorCode::kFormat,
+                    "packed U32 weight with scales, but config.json has no \"quantization\" "
+                    "block saying its bits and group_size",
+                    {.file = ref.file->source(), .key = name});
+      }
+    }
+    return;
+  }
+  const nlohmann::json& block = *it;
+  if (!block.contains("bits")) return;  // a quantization_config of another kind (GPTQ, AWQ...)
+  if (const auto mode = block.find("mode");
+      mode != block.end() && !(mode->is_string() && mode->get<std::string>() == "affine")) {
+    throw Error(ErrorCode::kUnsupported,
+                "quantization mode " + mode->dump() + " (hearth reads mlx \"affine\")",
+                {.file = cfg_file.string(), .key = std::string(block_key) + ".mode"});
+  }
   const auto spec_of = [&](const nlohmann::json& j, const std::string& key) {
     const auto bits = j.find("bits");
     const auto group = j.find("group_size");
@@ -272,29 +296,61 @@ void ModelFolder::load_quantization() {
       bad_config(cfg_file, "quantization needs integer \"bits\" and \"group_size\"", key);
     }
     QuantSpec s{bits->get<int>(), group->get<int>()};
-    if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 5 && s.bits != 6 && s.bits != 8) {
-      throw Error(ErrorCode::kUnsupported, "quantization bits " + std::to_string(s.bits),
+    if (!mlx::valid_bits(s.bits)) {
+      throw Error(ErrorCode::kUnsupported,
+                  "quantization bits " + std::to_string(s.bits) + " (mlx has 2, 3, 4, 5, 6, 8)",
                   {.file = cfg_file.string(), .key = key});
     }
-    if (s.group_size <= 0 || s.group_size > 4096) {
-      bad_config(cfg_file, "group_size " + std::to_string(s.group_size) + " is out of range", key);
+    if (!mlx::valid_group_size(s.group_size)) {
+      throw Error(
+          ErrorCode::kUnsupported,
+          "quantization group_size " + std::to_string(s.group_size) + " (mlx has 32, 64, 128)",
+          {.file = cfg_file.string(), .key = key});
     }
     return s;
   };
-  if (!it->contains("bits")) return;  // a quantization_config of another kind (GPTQ, AWQ...)
-  quantization_ = spec_of(*it, "quantization");
+  quantization_ = spec_of(block, block_key);
+  // Per-module overrides: "model.layers.0.mlp.down_proj": {bits, group_size} or false.
+  std::unordered_map<std::string, std::optional<QuantSpec>> overrides;
+  for (const auto& [key, value] : block.items()) {
+    const std::string where = std::string(block_key) + "." + key;
+    if (value.is_object()) {
+      overrides[key] = spec_of(value, where);
+    } else if (value.is_boolean()) {
+      if (value.get<bool>()) bad_config(cfg_file, "a module override is an object or false", where);
+      overrides[key] = std::nullopt;
+    }
+  }
 
   for (const auto& [name, ref] : index_) {
-    if (!name.ends_with(".scales")) continue;
+    const bool is_scales = name.ends_with(".scales");
+    if (!is_scales && !name.ends_with(".weight")) continue;
     const std::string base = name.substr(0, name.size() - 7);
-    QuantSpec spec = *quantization_;
-    if (const auto o = it->find(base); o != it->end()) {
-      if (o->is_boolean() && !o->get<bool>()) continue;
-      if (o->is_object()) spec = spec_of(*o, "quantization." + base);
-    }
     const auto w = index_.find(base + ".weight");
+    const auto sc = index_.find(base + ".scales");
+    if (!is_scales) {  // a packed weight needs its scales
+      if (ref.info->dtype == DType::kU32 && sc == index_.end()) {
+        throw Error(ErrorCode::kFormat, "packed U32 weight has no " + base + ".scales tensor",
+                    {.file = ref.file->source(), .key = name});
+      }
+      continue;
+    }
     if (w == index_.end()) {
       throw Error(ErrorCode::kFormat, "has scales but no packed weight " + base + ".weight",
+                  {.file = ref.file->source(), .key = name});
+    }
+    QuantSpec spec = *quantization_;
+    if (const auto o = overrides.find(base); o != overrides.end()) {
+      if (!o->second) {
+        throw Error(ErrorCode::kFormat,
+                    "config.json marks " + base + " unquantized (false) but it has scales",
+                    {.file = ref.file->source(), .key = name});
+      }
+      spec = *o->second;
+    }
+    const auto b = index_.find(base + ".biases");
+    if (b == index_.end()) {
+      throw Error(ErrorCode::kFormat, "quantized weight has no " + base + ".biases tensor",
                   {.file = ref.file->source(), .key = name});
     }
     QuantizedWeight q;
@@ -302,27 +358,59 @@ void ModelFolder::load_quantization() {
     q.spec = spec;
     q.weight = w->second;
     q.scales = ref;
-    if (const auto b = index_.find(base + ".biases"); b != index_.end()) q.biases = b->second;
+    q.biases = b->second;
     const SafetensorsTensorInfo& wi = *q.weight.info;
     const SafetensorsTensorInfo& si = *q.scales.info;
-    const auto mismatch = [&](const std::string& why) {
-      throw Error(ErrorCode::kFormat, why, {.file = q.weight.file->source(), .key = base});
+    const SafetensorsTensorInfo& bi = *q.biases.info;
+    const auto fail = [&](const TensorRef& at, const std::string& why) {
+      throw Error(ErrorCode::kFormat, why, {.file = at.file->source(), .key = at.info->name});
     };
-    if (wi.dtype != DType::kU32) mismatch("packed weight must be U32");
-    if (wi.shape.empty() || wi.shape.size() != si.shape.size()) {
-      mismatch("packed weight and scales differ in rank");
+    if (wi.dtype != DType::kU32) {
+      fail(q.weight,
+           "a weight with scales must be packed U32, not " + std::string(dtype_name(wi.dtype)));
     }
-    q.in_features = si.shape.back() * spec.group_size;
-    if (wi.shape.back() * 32 != q.in_features * spec.bits) {
-      mismatch("packed weight row of " + std::to_string(wi.shape.back()) + " words does not hold " +
-               std::to_string(q.in_features) + " inputs of " + std::to_string(spec.bits) + " bits");
+    if (si.dtype != DType::kF16 && si.dtype != DType::kBF16 && si.dtype != DType::kF32) {
+      fail(q.scales, "scales must be F16, BF16 or F32, not " + std::string(dtype_name(si.dtype)));
+    }
+    if (bi.dtype != si.dtype) {
+      fail(q.biases, "biases are " + std::string(dtype_name(bi.dtype)) + " but scales " +
+                         std::string(dtype_name(si.dtype)));
+    }
+    if (wi.shape.size() < 2 || wi.shape.size() != si.shape.size()) {
+      fail(q.weight, "packed weight " + shape_string(wi.shape) + " and scales " +
+                         shape_string(si.shape) + " differ in rank (both must be matrices)");
+    }
+    if (bi.shape != si.shape) {
+      fail(q.biases, "biases " + shape_string(bi.shape) + " and scales " + shape_string(si.shape) +
+                         " differ in shape");
     }
     for (std::size_t d = 0; d + 1 < wi.shape.size(); ++d) {
-      if (wi.shape[d] != si.shape[d]) mismatch("packed weight and scales differ in outer shape");
+      if (wi.shape[d] != si.shape[d]) {
+        fail(q.scales, "scales " + shape_string(si.shape) + " and packed weight " +
+                           shape_string(wi.shape) + " differ in rows");
+      }
     }
-    if (q.biases && q.biases->info->shape != si.shape)
-      mismatch("biases and scales differ in shape");
-    q.out_features = wi.shape.size() >= 2 ? wi.shape[wi.shape.size() - 2] : 1;
+    const std::string params = " (bits " + std::to_string(spec.bits) + ", group_size " +
+                               std::to_string(spec.group_size) + " from " + std::string(block_key) +
+                               ")";
+    const std::int64_t words = wi.shape.back();
+    if (words * 32 % spec.bits != 0) {
+      fail(q.weight, "packed rows of " + std::to_string(words) + " words do not hold whole " +
+                         std::to_string(spec.bits) + "-bit codes" + params);
+    }
+    q.in_features = words * 32 / spec.bits;
+    if (q.in_features % spec.group_size != 0) {
+      fail(q.weight, "group size " + std::to_string(spec.group_size) +
+                         " does not divide the input width " + std::to_string(q.in_features) +
+                         params);
+    }
+    if (q.in_features / spec.group_size != si.shape.back()) {
+      fail(q.scales, "scales " + shape_string(si.shape) + " do not match the packed weight " +
+                         shape_string(wi.shape) + ": " + std::to_string(q.in_features) +
+                         " inputs make " + std::to_string(q.in_features / spec.group_size) +
+                         " groups per row" + params);
+    }
+    q.out_features = wi.shape[wi.shape.size() - 2];
     quantized_.push_back(std::move(q));
   }
   std::sort(quantized_.begin(), quantized_.end(),

@@ -45,7 +45,8 @@ struct PoolingConfig {
   bool include_prompt = true;
 };
 
-// mlx affine quantization: w = scales * q + biases, per group of group_size inputs.
+// mlx affine quantization: w = scales * q + biases, per group of group_size inputs (see
+// tensor/mlx_quant.hpp for the packing). bits 2, 3, 4, 5, 6 or 8; group_size 32, 64 or 128.
 struct QuantSpec {
   int bits = 0;
   int group_size = 0;
@@ -60,8 +61,8 @@ struct QuantizedWeight {
   std::string base;  // "model.layers.0.mlp.down_proj"
   QuantSpec spec;
   TensorRef weight;  // U32, [out, in * bits / 32]
-  TensorRef scales;  // [out, in / group_size]
-  std::optional<TensorRef> biases;
+  TensorRef scales;  // F16, BF16 or F32 [out, in / group_size]
+  TensorRef biases;  // the scales' type and shape
   std::int64_t in_features = 0;
   std::int64_t out_features = 0;
 };
@@ -87,6 +88,10 @@ class ModelFolder {
   // sentence_bert_config.json "max_seq_length" (sentence-transformers truncates inputs there).
   const std::optional<int>& max_seq_length() const { return max_seq_length_; }
 
+  // config.json "quantization" (else "quantization_config") when it is mlx affine: the default
+  // spec. Modules listed in it by path ("model.layers.0.mlp.down_proj": {bits, group_size}) get
+  // their own; a weight is quantized when it has *.scales (U32 weight, *.biases beside), and
+  // every such weight is checked against its spec here (errors name the file and tensor).
   const std::optional<QuantSpec>& quantization() const { return quantization_; }
   const std::vector<QuantizedWeight>& quantized_weights() const { return quantized_; }
   // The quantized weight whose base name is base (without ".weight"), or nullptr.

@@ -165,7 +165,7 @@ void summarize_folder(const fs::path& path, ModelSummary& s) {
   for (const QuantizedWeight& q : m.quantized_weights()) {
     s.parameters -=
         static_cast<std::uint64_t>(numel(q.weight.info->shape) + numel(q.scales.info->shape));
-    if (q.biases) s.parameters -= static_cast<std::uint64_t>(numel(q.biases->info->shape));
+    s.parameters -= static_cast<std::uint64_t>(numel(q.biases.info->shape));
     s.parameters += static_cast<std::uint64_t>(numel(q.weight.info->shape)) * 32 / q.spec.bits;
   }
 }

@@ -42,11 +42,22 @@ class LinearWeights {
 // A weight matrix [rows, cols] (PyTorch Linear layout: out x in, row-major) in its stored element
 // type (f32, f16 or bf16) over memory that someone else keeps alive, usually a file mapping. Any
 // byte alignment. Backends read it in place (make_linear_view) instead of copying it.
+// MLX affine quantization (tensor/mlx_quant.hpp) is dtype kU32 with affine.bits > 0: data holds
+// rows packed rows of cols * bits / 8 bytes, affine.scales and affine.biases [rows, cols /
+// group_size] of affine.scale_dtype (f16, bf16 or f32).
 struct WeightView {
   DType dtype = DType::kF32;
   const void* data = nullptr;
   std::int64_t rows = 0;
   std::int64_t cols = 0;
+  struct Affine {
+    int bits = 0;
+    int group_size = 0;
+    DType scale_dtype = DType::kF16;
+    const void* scales = nullptr;
+    const void* biases = nullptr;
+  } affine = {};
+  bool is_affine() const { return dtype == DType::kU32 && affine.bits > 0; }
 };
 
 // The keys and values of a decoder's attention layers for up to capacity positions, kv_heads
@@ -128,7 +139,8 @@ class Backend {
                                                      std::int64_t out_features,
                                                      std::int64_t in_features) const = 0;
   // A linear layer over w in place (no copy: w's memory must outlive the result), f32 bias (may
-  // be null, copied). Throws Error(kUnsupported) for element types other than f32/f16/bf16.
+  // be null, copied). Throws Error(kUnsupported) for element types other than f32/f16/bf16 and
+  // mlx affine (is_affine(); cols a multiple of its group size).
   virtual std::unique_ptr<LinearWeights> make_linear_view(const WeightView& w,
                                                           const float* bias) const = 0;
   // y[rows, out] = act(x[rows, in] W^T + b). x rows are contiguous (in floats apart). Layers made
@@ -165,7 +177,8 @@ class Backend {
                                 std::int64_t len, std::int64_t heads, std::int64_t head_dim,
                                 float scale, const float* bias, bool causal) = 0;
 
-  // out[i] = table row ids[i] converted to f32 (cols floats each); ids checked (kInternal).
+  // out[i] = table row ids[i] converted to f32 (cols floats each; affine rows dequantized); ids
+  // checked (kInternal).
   virtual void embedding(const WeightView& table, const std::int32_t* ids, std::int64_t n,
                          float* out) = 0;
 

@@ -11,7 +11,9 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
+#include "hearth/kernels/quant_mlx.hpp"
 #include "hearth/tensor/half.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 
 namespace hearth::kernels {
 
@@ -99,6 +101,8 @@ class CpuLinear final : public LinearWeights {
   std::vector<float> bias;     // padded to whole panels; empty when the layer has none
   const void* view = nullptr;  // make_linear_view: the weights in place, of view_type
   WeightType view_type = kWeightF32;
+  AffineMatrix affine;  // make_linear_view of mlx affine weights (affine_kernels set)
+  const AffineKernels* affine_kernels = nullptr;
 };
 
 // A convolution as a GEMM: W reordered to [out, ky, kx, in] (the NHWC gather order) and packed
@@ -109,6 +113,27 @@ class CpuConv final : public ConvWeights {
   std::vector<float> packed;
   std::vector<float> bias;  // padded to whole panels; empty when the layer has none
 };
+
+// An mlx affine WeightView checked and turned into the kernels' matrix.
+AffineMatrix affine_matrix(const WeightView& w) {
+  const WeightView::Affine& a = w.affine;
+  if (!mlx::valid_bits(a.bits) || !mlx::valid_group_size(a.group_size) ||
+      w.cols % a.group_size != 0 || a.scales == nullptr || a.biases == nullptr ||
+      (a.scale_dtype != DType::kF16 && a.scale_dtype != DType::kBF16 &&
+       a.scale_dtype != DType::kF32)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "mlx affine weights need bits 2-6 or 8, group size 32/64/128 dividing the " +
+                    std::to_string(w.cols) + " inputs, and f16/bf16/f32 scales and biases");
+  }
+  return {static_cast<const std::uint8_t*>(w.data),
+          w.rows,
+          w.cols,
+          a.bits,
+          a.group_size,
+          a.scale_dtype,
+          a.scales,
+          a.biases};
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -144,8 +169,13 @@ class CpuBackend final : public Backend {
       throw Error(ErrorCode::kInvalidArgument, "linear layer with an empty weight");
     }
     auto lin = std::make_unique<CpuLinear>(w.rows, w.cols);
-    lin->view = w.data;
-    lin->view_type = weight_type(w.dtype);
+    if (w.is_affine()) {
+      lin->affine = affine_matrix(w);
+      lin->affine_kernels = &affine_kernels(k_.level, w.affine.bits);
+    } else {
+      lin->view = w.data;
+      lin->view_type = weight_type(w.dtype);
+    }
     if (bias != nullptr) {
       lin->bias.assign(static_cast<std::size_t>(gemm_panels(w.rows, k_.gemm_nr) * k_.gemm_nr),
                        0.0f);
@@ -176,6 +206,11 @@ class CpuBackend final : public Backend {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
     const float* bias = w.bias.empty() ? nullptr : w.bias.data();
+    if (w.affine_kernels != nullptr) {
+      run_affine(w, x, rows, y, bias);
+      if (act != Activation::kNone) activation(act, y, y, rows * n);
+      return;
+    }
     if (w.view != nullptr) {
       run_view(w, x, rows, y, bias);
       if (act != Activation::kNone) activation(act, y, y, rows * n);
@@ -233,6 +268,28 @@ class CpuBackend final : public Backend {
         });
   }
 
+  // x quantized (or summed) once per call, then weight rows split over the pool: blocks of 4 for
+  // decode, 16 for prefill (each task runs every x row against its weight rows).
+  void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
+    const AffineMatrix& m = w.affine;
+    const AffineKernels& kern = *w.affine_kernels;
+    acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
+    if (rows <= kGemvMaxRows) {
+      acts_.fill(x, m.cols, 0, rows);
+    } else {
+      pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+        acts_.fill(x, m.cols, static_cast<i64>(b), static_cast<i64>(e));
+      });
+    }
+    const i64 n = m.rows;
+    const i64 step = rows <= kGemvMaxRows ? 4 : 16;
+    pool_.parallel_for(static_cast<std::size_t>((n + step - 1) / step),
+                       [&](std::size_t b, std::size_t e) {
+                         kern.run(m, acts_, x, m.cols, static_cast<i64>(b) * step,
+                                  std::min(n, static_cast<i64>(e) * step), 0, rows, bias, y, n);
+                       });
+  }
+
   void embedding(const WeightView& table, const std::int32_t* ids, i64 n, float* out) override {
     const i64 dim = table.cols;
     const auto* base = static_cast<const unsigned char*>(table.data);
@@ -245,6 +302,15 @@ class CpuBackend final : public Backend {
       }
       const auto row = static_cast<std::size_t>(ids[i]) * static_cast<std::size_t>(dim);
       float* o = out + i * dim;
+      if (table.is_affine()) {
+        const AffineMatrix m = affine_matrix(table);
+        const i64 sb = m.groups() * (m.scale_dtype == DType::kF32 ? 4 : 2);
+        mlx::dequantize_row(m.codes + ids[i] * m.row_bytes(), dim, m.bits, m.group_size,
+                            m.scale_dtype,
+                            static_cast<const unsigned char*>(m.scales) + ids[i] * sb,
+                            static_cast<const unsigned char*>(m.biases) + ids[i] * sb, o);
+        continue;
+      }
       switch (weight_type(table.dtype)) {
         case kWeightF32:
           std::memcpy(o, base + row * 4, static_cast<std::size_t>(dim) * 4);
@@ -669,6 +735,7 @@ class CpuBackend final : public Backend {
   ThreadPool& pool_;
   const KernelTable& k_;
   GemmImpl gemm_;
+  AffineActs acts_;  // run_affine's prepared x, reused between calls
 };
 
 }  // namespace

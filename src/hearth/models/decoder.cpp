@@ -13,6 +13,7 @@
 #include "hearth/models/decoder_impl.hpp"
 #include "hearth/models/gguf_names.hpp"
 #include "hearth/tensor/half.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 
 namespace hearth::models {
 
@@ -415,7 +416,15 @@ std::int64_t ModelImpl::session_context(i64 requested) const {
   return requested;
 }
 
-void ModelImpl::build(const FindTensor& find, const LlmOptions& options) {
+// Bytes an affine view reads: packed codes, scales and biases.
+std::uint64_t affine_bytes(const kernels::WeightView& w) {
+  const auto groups = static_cast<std::uint64_t>(w.rows * (w.cols / w.affine.group_size));
+  return static_cast<std::uint64_t>(w.rows * w.cols * w.affine.bits / 8) +
+         2 * groups * (w.affine.scale_dtype == DType::kF32 ? 4u : 2u);
+}
+
+void ModelImpl::build(const FindTensor& find, const LlmOptions& options,
+                      const FindAffine& find_affine) {
   DecoderConfig& c = config;
   check_decoder_config(c, source);
   const auto file_name = [&](const std::string& hf) {
@@ -455,7 +464,27 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options) {
     throw Error(ErrorCode::kInvalidArgument, "the KV cache holds f16 or f32");
   }
   c.parameters = 0;
+  c.weight_bits = 0;
+  c.weight_group_size = 0;
+  const auto affine = [&](const std::string& base, i64 out,
+                          i64 in) -> std::optional<kernels::WeightView> {
+    if (!find_affine) return std::nullopt;
+    auto w = find_affine(base, out, in);
+    if (w) c.parameters += out * in;
+    return w;
+  };
   const auto linear = [&](const std::string& base, i64 out, i64 in, bool bias) {
+    if (const auto q = affine(base, out, in)) {
+      if (c.weight_bits == 0) {
+        c.weight_dtype = DType::kU32;
+        c.weight_bits = q->affine.bits;
+        c.weight_group_size = q->affine.group_size;
+      }
+      weight_bytes_per_token += affine_bytes(*q);
+      std::vector<float> b;
+      if (bias) b = vec(base + ".bias", out);
+      return backend->make_linear_view(*q, bias ? b.data() : nullptr);
+    }
     const TensorView w = need(base + ".weight", {out, in});
     if (c.weight_dtype == DType::kF32 && w.dtype != DType::kF32) c.weight_dtype = w.dtype;
     weight_bytes_per_token += w.nbytes;
@@ -466,8 +495,15 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options) {
   const i64 h = c.hidden;
   const i64 qdim = c.heads * c.head_dim;
   const i64 kvdim = c.kv_heads * c.head_dim;
-  const TensorView emb = need("model.embed_tokens.weight", {c.vocab, h});
-  embedding = {emb.dtype, emb.data, c.vocab, h};
+  std::uint64_t embedding_bytes = 0;
+  if (const auto q = affine("model.embed_tokens", c.vocab, h)) {
+    embedding = *q;
+    embedding_bytes = affine_bytes(*q);
+  } else {
+    const TensorView emb = need("model.embed_tokens.weight", {c.vocab, h});
+    embedding = {emb.dtype, emb.data, c.vocab, h};
+    embedding_bytes = emb.nbytes;
+  }
   c.weight_dtype = DType::kF32;
   layers.resize(static_cast<std::size_t>(c.layers));
   for (i64 l = 0; l < c.layers; ++l) {
@@ -500,7 +536,7 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options) {
   final_norm = vec("model.norm.weight", h);
   if (c.tied_embeddings) {
     output = backend->make_linear_view(embedding, nullptr);
-    weight_bytes_per_token += emb.nbytes;
+    weight_bytes_per_token += embedding_bytes;
   } else {
     output = linear("lm_head", c.vocab, h, false);
   }
@@ -694,10 +730,6 @@ std::unique_ptr<ModelImpl> load_hf(const fs::path& dir, const LlmOptions& option
   if (!folder->has_config()) {
     throw Error(ErrorCode::kNotFound, "a model folder needs config.json", {.file = file});
   }
-  if (folder->quantization()) {
-    throw Error(ErrorCode::kUnsupported, "quantized (mlx) weights are not supported yet",
-                {.file = file, .key = "quantization"});
-  }
   const std::string arch = folder->architecture();
   const std::string type = folder->model_type();
   const ArchSpec* spec = nullptr;
@@ -725,13 +757,32 @@ std::unique_ptr<ModelImpl> load_hf(const fs::path& dir, const LlmOptions& option
   m->path = dir;
   m->source = dir.string();
   m->keep_alive.push_back(folder);
+  const auto find_affine = [folder](const std::string& module, i64 rows,
+                                    i64 cols) -> std::optional<kernels::WeightView> {
+    const formats::QuantizedWeight* q = folder->find_quantized(module);
+    if (q == nullptr) return std::nullopt;
+    if (q->out_features != rows || q->in_features != cols) {
+      throw Error(ErrorCode::kFormat,
+                  "packed weight " + shape_string(q->weight.info->shape) + " holds [" +
+                      std::to_string(q->out_features) + ", " + std::to_string(q->in_features) +
+                      "] at " + std::to_string(q->spec.bits) + " bits, the config needs [" +
+                      std::to_string(rows) + ", " + std::to_string(cols) + "]",
+                  {.file = q->weight.file->source(), .key = q->weight.info->name});
+    }
+    const TensorView w = formats::ModelFolder::view(q->weight);
+    const TensorView s = formats::ModelFolder::view(q->scales);
+    const TensorView b = formats::ModelFolder::view(q->biases);
+    kernels::WeightView v{DType::kU32, w.data, rows, cols};
+    v.affine = {q->spec.bits, q->spec.group_size, s.dtype, s.data, b.data};
+    return v;
+  };
   m->build(
       [folder](const std::string& name, const Shape&) -> std::optional<TensorView> {
         const auto ref = folder->find_tensor(name);
         if (!ref) return std::nullopt;
         return formats::ModelFolder::view(*ref);
       },
-      options);
+      options, folder->quantization() ? FindAffine(find_affine) : FindAffine());
   load_hf_tokens(*m, *folder);
   finish_tokens(*m);
   return m;
@@ -810,8 +861,15 @@ std::unique_ptr<LanguageModel> LanguageModel::load(const fs::path& path,
 }
 
 std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config,
-                                                     DType weight_dtype, unsigned seed,
+                                                     WeightFormat weights, unsigned seed,
                                                      const LlmOptions& options) {
+  const DType weight_dtype = weights.dtype;
+  const bool affine = weights.mlx_bits > 0;
+  if (affine &&
+      (!mlx::valid_bits(weights.mlx_bits) || !mlx::valid_group_size(weights.mlx_group_size))) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "random mlx weights take bits 2-6 or 8 and group size 32, 64 or 128");
+  }
   if (weight_dtype != DType::kF32 && weight_dtype != DType::kF16 && weight_dtype != DType::kBF16) {
     throw Error(ErrorCode::kInvalidArgument, "random weights are f32, f16 or bf16");
   }
@@ -827,6 +885,32 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
   LlmOptions build_options = options;
   build_options.pool = m->pool;
   std::uint64_t tensor_index = 0;
+  // Uniform values of standard deviation 1/sqrt(in) for matrices (1 for the embedding table),
+  // norm gains near 1: splitmix64 of (seed, tensor, element). Fills out[0:len] with elements
+  // first..first+len of the tensor.
+  struct Values {
+    std::uint64_t base;
+    float scale, mean;
+    void fill(std::size_t first, std::size_t len, float* out) const {
+      for (std::size_t j = 0; j < len; ++j) {
+        std::uint64_t z = (base + first + j + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+        out[j] = mean + scale * u;
+      }
+    }
+  };
+  const auto values_of = [&](const std::string& name, const Shape& shape) {
+    const bool vector = shape.size() == 1;
+    const float scale = vector ? 0.1f
+                               : (name == "model.embed_tokens.weight"
+                                      ? 1.7f
+                                      : 1.7f / std::sqrt(static_cast<float>(shape[1])));
+    const float mean = vector && name.ends_with("norm.weight") ? 1.0f : 0.0f;
+    return Values{(static_cast<std::uint64_t>(seed) << 40) ^ (++tensor_index << 32), scale, mean};
+  };
   const auto find = [&, weight_dtype](const std::string& name,
                                       const Shape& shape) -> std::optional<TensorView> {
     const bool vector = shape.size() == 1;
@@ -834,14 +918,7 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     const auto n = static_cast<std::size_t>(numel(shape));
     const std::size_t es = dt == DType::kF32 ? 4 : 2;
     auto& buf = store->emplace_back(new std::byte[n * es]);
-    // Uniform values of standard deviation 1/sqrt(in) for matrices (1 for the embedding table),
-    // norm gains near 1: splitmix64 of (seed, tensor, element), in blocks over the pool.
-    const float scale = vector ? 0.1f
-                               : (name == "model.embed_tokens.weight"
-                                      ? 1.7f
-                                      : 1.7f / std::sqrt(static_cast<float>(shape[1])));
-    const float mean = vector && name.ends_with("norm.weight") ? 1.0f : 0.0f;
-    const std::uint64_t base = (static_cast<std::uint64_t>(seed) << 40) ^ (++tensor_index << 32);
+    const Values values = values_of(name, shape);
     constexpr std::size_t kBlock = 4096;
     m->pool->parallel_for((n + kBlock - 1) / kBlock, [&](std::size_t b, std::size_t e) {
       std::vector<float> block(kBlock);
@@ -849,14 +926,7 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
       for (std::size_t blk = b; blk < e; ++blk) {
         const std::size_t i = blk * kBlock;
         const std::size_t len = std::min(kBlock, n - i);
-        for (std::size_t j = 0; j < len; ++j) {
-          std::uint64_t z = (base + i + j + 1) * 0x9E3779B97F4A7C15ull;
-          z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-          z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-          z ^= z >> 31;
-          const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
-          block[j] = mean + scale * u;
-        }
+        values.fill(i, len, block.data());
         if (dt == DType::kF32) {
           std::memcpy(buf.get() + i * 4, block.data(), len * 4);
           continue;
@@ -871,7 +941,37 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     });
     return TensorView::contiguous(dt, shape, buf.get(), n * es);
   };
-  m->build(find, build_options);
+  // mlx: the same values quantized row by row by hearth's quantizer, f16 scales and biases.
+  const int bits = weights.mlx_bits;
+  const int group = weights.mlx_group_size;
+  const auto find_affine = [&](const std::string& module, i64 rows,
+                               i64 cols) -> std::optional<kernels::WeightView> {
+    if (cols % group != 0) return std::nullopt;
+    const Values values = values_of(module + ".weight", {rows, cols});
+    const i64 row_bytes = mlx::packed_row_bytes(cols, bits);
+    const i64 groups = cols / group;
+    // Pointers, not references into store: the second emplace_back may move the first.
+    auto* codes = reinterpret_cast<std::uint8_t*>(
+        store->emplace_back(new std::byte[static_cast<std::size_t>(rows * row_bytes)]).get());
+    auto* scales = reinterpret_cast<std::uint16_t*>(
+        store->emplace_back(new std::byte[static_cast<std::size_t>(2 * rows * groups * 2)]).get());
+    std::uint16_t* biases = scales + rows * groups;
+    m->pool->parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+      std::vector<float> row(static_cast<std::size_t>(cols));
+      std::vector<float> s(static_cast<std::size_t>(groups)), bias(s.size());
+      for (std::size_t r = b; r < e; ++r) {
+        values.fill(r * static_cast<std::size_t>(cols), row.size(), row.data());
+        mlx::quantize_row(row.data(), cols, bits, group, codes + r * row_bytes, s.data(),
+                          bias.data());
+        f32_to_f16(s.data(), scales + r * groups, s.size());
+        f32_to_f16(bias.data(), biases + r * groups, s.size());
+      }
+    });
+    kernels::WeightView v{DType::kU32, codes, rows, cols};
+    v.affine = {bits, group, DType::kF16, scales, biases};
+    return v;
+  };
+  m->build(find, build_options, affine ? FindAffine(find_affine) : FindAffine());
   return std::unique_ptr<LanguageModel>(new LanguageModel(std::move(m)));
 }
 

@@ -84,8 +84,10 @@ struct DecoderConfig {
   bool qkv_bias = false;       // qwen2
   bool qk_norm = false;        // qwen3: RMS norm over each q/k head before RoPE
   bool tied_embeddings = false;
-  DType weight_dtype = DType::kF32;  // of the projection matrices
-  std::int64_t parameters = 0;       // every weight element, the embedding table included
+  DType weight_dtype = DType::kF32;  // of the projection matrices (kU32: mlx affine)
+  int weight_bits = 0;               // mlx affine projections: bits and group size, else 0
+  int weight_group_size = 0;
+  std::int64_t parameters = 0;  // every weight element, the embedding table included
 };
 
 struct LlmOptions {
@@ -98,6 +100,24 @@ struct LlmOptions {
   std::int64_t context = 0;
 };
 
+// The stored form of random() weights: a DType (f32, f16, bf16; converts implicitly, so
+// random(config, DType::kF16, ...) keeps working) or mlx affine quantization by hearth's own
+// quantizer (tensor/mlx_quant.hpp): bits 2-6 or 8, group size 32/64/128, f16 scales and biases,
+// every matrix quantized whose input width the group divides, the embeddings and head included
+// (as mlx-community's models are).
+struct WeightFormat {
+  DType dtype = DType::kF32;
+  int mlx_bits = 0;  // > 0: mlx affine
+  int mlx_group_size = 0;
+  WeightFormat(DType d) : dtype(d) {}  // NOLINT(google-explicit-constructor): DType callers
+  static WeightFormat mlx(int bits, int group_size) {
+    WeightFormat f(DType::kF16);
+    f.mlx_bits = bits;
+    f.mlx_group_size = group_size;
+    return f;
+  }
+};
+
 class ModelImpl;
 
 class LanguageModel {
@@ -107,9 +127,9 @@ class LanguageModel {
   // or key and the expected shape.
   static std::unique_ptr<LanguageModel> load(const std::filesystem::path& folder_or_gguf,
                                              const LlmOptions& options = {});
-  // A model of the given shape with random weights of weight_dtype (f32, f16 or bf16) made in
-  // memory, no file and no tokenizer (tokenizer() throws): for benchmarks and tests.
-  static std::unique_ptr<LanguageModel> random(const DecoderConfig& config, DType weight_dtype,
+  // A model of the given shape with random weights in the given format made in memory, no file
+  // and no tokenizer (tokenizer() throws): for benchmarks and tests.
+  static std::unique_ptr<LanguageModel> random(const DecoderConfig& config, WeightFormat weights,
                                                unsigned seed, const LlmOptions& options = {});
   ~LanguageModel();
 

@@ -62,6 +62,11 @@ void read_hf_rope_scaling(const HfConfig& cfg, DecoderConfig& c);
 // expected is the shape the config implies (random weights are made to it).
 using FindTensor =
     std::function<std::optional<TensorView>(const std::string& hf_name, const Shape& expected)>;
+// An mlx affine weight by Hugging Face module path (model.layers.N.self_attn.q_proj, lm_head,
+// model.embed_tokens): its packed view checked against [rows, cols], or nullopt when that module
+// is not quantized (then FindTensor gives its plain weight). Errors name the file and tensor.
+using FindAffine = std::function<std::optional<kernels::WeightView>(
+    const std::string& module, std::int64_t rows, std::int64_t cols)>;
 
 // A GGUF rope-factor tensor (rope_freqs, rope_factors_short/long: f32 [dims / 2]); empty when
 // absent, an error naming it when mis-shaped.
@@ -110,8 +115,9 @@ class ModelImpl {
   std::vector<float> inv_freq_short, inv_freq_long;
   std::uint64_t weight_bytes_per_token = 0;
 
-  // Validates the config, builds the backend and every layer from find.
-  void build(const FindTensor& find, const LlmOptions& options);
+  // Validates the config, builds the backend and every layer from find (and find_affine for mlx
+  // quantized modules, when given).
+  void build(const FindTensor& find, const LlmOptions& options, const FindAffine& find_affine = {});
   // The context a session of `requested` tokens gets (0 = default), checked against memory.
   std::int64_t session_context(std::int64_t requested) const;
   std::uint64_t kv_bytes(std::int64_t context) const;

@@ -104,6 +104,12 @@ std::unique_ptr<LanguageModel> make_random(const DecoderConfig& c, unsigned seed
   return LanguageModel::random(c, D, seed, o);
 }
 
+template <int Bits>
+std::unique_ptr<LanguageModel> make_random_mlx(const DecoderConfig& c, unsigned seed,
+                                               const LlmOptions& o) {
+  return LanguageModel::random(c, WeightFormat::mlx(Bits, 64), seed, o);
+}
+
 // One entry per format. A quantized format's make stays null until this build can make random
 // weights of it; the entry then names what random() takes (a block DType such as
 // make_random<DType::kQ4_0>, or the MLX affine format).
@@ -115,8 +121,8 @@ constexpr RandomWeights kWeights[] = {
     {"q4_k", "GGUF Q4_K blocks (4.5 bits per weight)", nullptr},
     {"q4_k_m", "GGUF Q4_K_M: llama.cpp's mix of Q4_K and Q6_K tensors", nullptr},
     {"q8_0", "GGUF Q8_0 blocks (8.5 bits per weight)", nullptr},
-    {"mlx4", "MLX affine 4-bit, group 64 (4.5 bits per weight)", nullptr},
-    {"mlx8", "MLX affine 8-bit, group 64 (8.5 bits per weight)", nullptr},
+    {"mlx4", "MLX affine 4-bit, group 64 (4.5 bits per weight)", make_random_mlx<4>},
+    {"mlx8", "MLX affine 8-bit, group 64 (8.5 bits per weight)", make_random_mlx<8>},
 };
 
 std::string names_of(bool built_only) {
@@ -222,7 +228,14 @@ class Runner {
     rec.first_token_seconds = t.seconds();
     rec.name = model->name();
     rec.source = source;
-    rec.weights = weights.empty() ? std::string(dtype_name(c.weight_dtype)) : weights;
+    if (!weights.empty()) {
+      rec.weights = weights;
+    } else if (c.weight_bits > 0) {
+      rec.weights =
+          "mlx" + std::to_string(c.weight_bits) + "-g" + std::to_string(c.weight_group_size);
+    } else {
+      rec.weights = std::string(dtype_name(c.weight_dtype));
+    }
     rec.architecture = c.architecture;
     rec.parameters = c.parameters;
     rec.weight_bytes_per_token = model->weight_bytes_per_token();

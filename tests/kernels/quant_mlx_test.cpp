@@ -1,0 +1,169 @@
+// The mlx affine kernels at every level against dequantize + double dot products: the f32 family
+// to f32 rounding, the int8 family within the exact bound of its activation rounding.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "hearth/core/error.hpp"
+#include "hearth/kernels/backend.hpp"
+#include "hearth/kernels/quant_mlx.hpp"
+#include "hearth/tensor/half.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
+#include "support/levels.hpp"
+
+namespace hearth::kernels {
+namespace {
+
+using i64 = std::int64_t;
+
+struct Quantized {
+  i64 rows = 0, cols = 0;
+  int bits = 0, group = 0;
+  DType sdt = DType::kF16;
+  std::vector<std::uint8_t> codes;
+  std::vector<std::byte> scales, biases;
+  std::vector<float> deq;  // rows x cols, what the stored form means
+  WeightView view() const {
+    WeightView v{DType::kU32, codes.data(), rows, cols};
+    v.affine = {bits, group, sdt, scales.data(), biases.data()};
+    return v;
+  }
+};
+
+Quantized make_weights(i64 rows, i64 cols, int bits, int group, DType sdt, unsigned seed) {
+  Quantized q{rows, cols, bits, group, sdt};
+  const auto w = testing::random_vector(static_cast<std::size_t>(rows * cols), seed, 0.05f);
+  const i64 rb = mlx::packed_row_bytes(cols, bits);
+  const i64 groups = cols / group;
+  const std::size_t es = sdt == DType::kF32 ? 4 : 2;
+  q.codes.resize(static_cast<std::size_t>(rows * rb));
+  q.scales.resize(static_cast<std::size_t>(rows * groups) * es);
+  q.biases.resize(q.scales.size());
+  q.deq.resize(w.size());
+  std::vector<float> s(static_cast<std::size_t>(groups)), b(s.size());
+  for (i64 r = 0; r < rows; ++r) {
+    mlx::quantize_row(w.data() + r * cols, cols, bits, group, q.codes.data() + r * rb, s.data(),
+                      b.data());
+    for (i64 g = 0; g < groups; ++g) {
+      const std::size_t at = static_cast<std::size_t>(r * groups + g) * es;
+      if (sdt == DType::kF32) {
+        std::memcpy(&q.scales[at], &s[g], 4);
+        std::memcpy(&q.biases[at], &b[g], 4);
+      } else {
+        const std::uint16_t hs = sdt == DType::kF16 ? f32_to_f16(s[g]) : f32_to_bf16(s[g]);
+        const std::uint16_t hb = sdt == DType::kF16 ? f32_to_f16(b[g]) : f32_to_bf16(b[g]);
+        std::memcpy(&q.scales[at], &hs, 2);
+        std::memcpy(&q.biases[at], &hb, 2);
+      }
+    }
+    mlx::dequantize_row(q.codes.data() + r * rb, cols, bits, group, sdt,
+                        q.scales.data() + r * groups * es, q.biases.data() + r * groups * es,
+                        q.deq.data() + r * cols);
+  }
+  return q;
+}
+
+// Checks y = x W^T + bias against the dequantized weights in double. With int8 activations the
+// error bound is exact: x_i is replaced by d xq_i, |x_i - d xq_i| <= d / 2 (d = max|x| / 127 of
+// x_i's block of 32), and only the s q_i part of each weight multiplies it (the bias part uses
+// the exact sum of x), so |error| <= sum_i |s_g q_i| d_b / 2 (+ f32 rounding).
+void check(const Quantized& q, SimdLevel level, i64 rows, unsigned seed) {
+  ThreadPool pool(2);
+  auto be = make_cpu_backend(pool, level);
+  const auto x = testing::random_vector(static_cast<std::size_t>(rows * q.cols), seed);
+  const auto bias = testing::random_vector(static_cast<std::size_t>(q.rows), seed + 1);
+  const auto lin = be->make_linear_view(q.view(), bias.data());
+  std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
+  be->linear(*lin, x.data(), rows, y.data());
+  const bool int8 = affine_kernels(level, q.bits).int8();
+  const i64 groups = q.cols / q.group;
+  const std::size_t es = q.sdt == DType::kF32 ? 4 : 2;
+  for (i64 r = 0; r < rows; ++r) {
+    const float* xr = x.data() + r * q.cols;
+    std::vector<double> d(static_cast<std::size_t>(q.cols / 32));
+    for (i64 blk = 0; blk < q.cols / 32; ++blk) {
+      double amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(double{xr[blk * 32 + i]}));
+      d[static_cast<std::size_t>(blk)] = amax / 127.0;
+    }
+    for (i64 n = 0; n < q.rows; ++n) {
+      double ref = bias[n], mag = std::fabs(bias[n]), bound = 0;
+      for (i64 i = 0; i < q.cols; ++i) {
+        const double w = q.deq[n * q.cols + i];
+        ref += w * xr[i];
+        mag += std::fabs(w * xr[i]);
+        const float s = mlx::read_scale(q.sdt, q.scales.data() + n * groups * es, i / q.group);
+        const double code =
+            mlx::unpack_code(q.codes.data() + n * mlx::packed_row_bytes(q.cols, q.bits), i, q.bits);
+        bound += std::fabs(double{s} * code) * d[static_cast<std::size_t>(i / 32)] / 2;
+      }
+      const double tol = 2e-6 * mag + (int8 ? bound * 1.001 : 0.0) + 1e-6;
+      ASSERT_NEAR(y[r * q.rows + n], ref, tol)
+          << to_string(level) << " bits " << q.bits << " group " << q.group << " "
+          << dtype_name(q.sdt) << " rows " << rows << " [" << r << ", " << n << "]";
+    }
+  }
+}
+
+TEST(MlxAffineKernels, EveryWidthGroupAndLevel) {
+  for (SimdLevel level : testing::simd_levels()) {
+    for (int bits : {2, 3, 4, 5, 6, 8}) {
+      for (int group : {32, 64, 128}) {
+        // Three groups per row: with group 32 an odd number of 32-input blocks (the AVX-512
+        // kernels' single-block tail).
+        const Quantized q = make_weights(13, 3 * group, bits, group, DType::kF16,
+                                         static_cast<unsigned>(bits * 7 + group));
+        for (i64 rows : {1, 3, 9, 21}) check(q, level, rows, static_cast<unsigned>(rows));
+      }
+    }
+  }
+}
+
+TEST(MlxAffineKernels, ScaleTypes) {
+  for (SimdLevel level : testing::simd_levels()) {
+    for (DType sdt : {DType::kBF16, DType::kF32}) {
+      for (int bits : {4, 8, 3}) {
+        const Quantized q = make_weights(7, 160, bits, 32, sdt, 3);
+        check(q, level, 1, 9);
+        check(q, level, 11, 10);
+      }
+    }
+  }
+}
+
+TEST(MlxAffineKernels, EmbeddingRowsDequantized) {
+  ThreadPool pool(1);
+  auto be = make_cpu_backend(pool, SimdLevel::kScalar);
+  const Quantized q = make_weights(9, 64, 4, 32, DType::kF16, 4);
+  const std::int32_t ids[3] = {8, 0, 3};
+  std::vector<float> out(3 * 64);
+  be->embedding(q.view(), ids, 3, out.data());
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 64; ++j) EXPECT_EQ(out[i * 64 + j], q.deq[ids[i] * 64 + j]);
+  }
+  const std::int32_t bad = 9;
+  EXPECT_THROW(be->embedding(q.view(), &bad, 1, out.data()), Error);
+}
+
+TEST(MlxAffineKernels, RefusesBadViews) {
+  ThreadPool pool(1);
+  auto be = make_cpu_backend(pool, SimdLevel::kScalar);
+  Quantized q = make_weights(2, 64, 4, 32, DType::kF16, 1);
+  WeightView v = q.view();
+  v.affine.bits = 7;
+  EXPECT_THROW(be->make_linear_view(v, nullptr), Error);
+  v = q.view();
+  v.affine.group_size = 48;
+  EXPECT_THROW(be->make_linear_view(v, nullptr), Error);
+  v = q.view();
+  v.cols = 80;  // not a multiple of the group
+  EXPECT_THROW(be->make_linear_view(v, nullptr), Error);
+  v = q.view();
+  v.affine.biases = nullptr;
+  EXPECT_THROW(be->make_linear_view(v, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace hearth::kernels
