@@ -12,6 +12,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/models/decoder_impl.hpp"
 #include "hearth/models/gguf_names.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 
 namespace hearth::models {
@@ -384,6 +385,7 @@ std::vector<float> to_f32(const TensorView& v) {
       }
       break;
     default:
+      if (ggml::supported(v.dtype)) ggml::dequantize_row(v.dtype, v.data, out.data(), v.numel());
       break;
   }
   return out;
@@ -434,10 +436,18 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options) {
                       shape_string(want),
                   {.file = source, .key = file_name(name)});
     }
-    if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16) {
+    if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16 &&
+        !ggml::supported(view->dtype)) {
       throw Error(ErrorCode::kUnsupported,
                   "tensor type " + std::string(dtype_name(view->dtype)) +
-                      " is not supported (f32, f16, bf16 are)",
+                      " is not supported (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, "
+                      "q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs are)",
+                  {.file = source, .key = file_name(name)});
+    }
+    if (ggml::supported(view->dtype) && want.back() % dtype_info(view->dtype).block_size != 0) {
+      throw Error(ErrorCode::kFormat,
+                  "rows of " + std::to_string(want.back()) + " elements are not whole " +
+                      std::string(dtype_name(view->dtype)) + " blocks",
                   {.file = source, .key = file_name(name)});
     }
     if (!view->is_contiguous()) {
@@ -812,8 +822,11 @@ std::unique_ptr<LanguageModel> LanguageModel::load(const fs::path& path,
 std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config,
                                                      DType weight_dtype, unsigned seed,
                                                      const LlmOptions& options) {
-  if (weight_dtype != DType::kF32 && weight_dtype != DType::kF16 && weight_dtype != DType::kBF16) {
-    throw Error(ErrorCode::kInvalidArgument, "random weights are f32, f16 or bf16");
+  if (weight_dtype != DType::kF32 && weight_dtype != DType::kF16 && weight_dtype != DType::kBF16 &&
+      !ggml::supported(weight_dtype)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "random weights are f32, f16, bf16 or a ggml block type (q4_0 ... iq4_xs), not " +
+                    std::string(dtype_name(weight_dtype)));
   }
   auto m = std::make_unique<ModelImpl>();
   m->config = config;
@@ -832,8 +845,16 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     const bool vector = shape.size() == 1;
     const DType dt = vector ? DType::kF32 : weight_dtype;
     const auto n = static_cast<std::size_t>(numel(shape));
+    const bool quant = ggml::supported(dt);
+    if (quant && shape[1] % dtype_info(dt).block_size != 0) {
+      throw Error(ErrorCode::kInvalidArgument, name + ": rows of " + std::to_string(shape[1]) +
+                                                   " are not whole " + std::string(dtype_name(dt)) +
+                                                   " blocks");
+    }
     const std::size_t es = dt == DType::kF32 ? 4 : 2;
-    auto& buf = store->emplace_back(new std::byte[n * es]);
+    const std::size_t nbytes =
+        quant ? static_cast<std::size_t>(shape[0] * ggml::row_bytes(dt, shape[1])) : n * es;
+    auto& buf = store->emplace_back(new std::byte[nbytes]);
     // Uniform values of standard deviation 1/sqrt(in) for matrices (1 for the embedding table),
     // norm gains near 1: splitmix64 of (seed, tensor, element), in blocks over the pool.
     const float scale = vector ? 0.1f
@@ -842,6 +863,28 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
                                       : 1.7f / std::sqrt(static_cast<float>(shape[1])));
     const float mean = vector && name.ends_with("norm.weight") ? 1.0f : 0.0f;
     const std::uint64_t base = (static_cast<std::uint64_t>(seed) << 40) ^ (++tensor_index << 32);
+    const auto generate = [&](std::size_t i, std::size_t len, float* out) {
+      for (std::size_t j = 0; j < len; ++j) {
+        std::uint64_t z = (base + i + j + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+        out[j] = mean + scale * u;
+      }
+    };
+    if (quant) {  // each row quantized by hearth's quantizer, as a GGUF file would hold it
+      const i64 cols = shape[1];
+      const i64 rb = ggml::row_bytes(dt, cols);
+      m->pool->parallel_for(static_cast<std::size_t>(shape[0]), [&](std::size_t b, std::size_t e) {
+        std::vector<float> row(static_cast<std::size_t>(cols));
+        for (std::size_t r = b; r < e; ++r) {
+          generate(r * static_cast<std::size_t>(cols), row.size(), row.data());
+          ggml::quantize_row(dt, row.data(), buf.get() + static_cast<i64>(r) * rb, cols);
+        }
+      });
+      return TensorView::contiguous(dt, shape, buf.get(), nbytes);
+    }
     constexpr std::size_t kBlock = 4096;
     m->pool->parallel_for((n + kBlock - 1) / kBlock, [&](std::size_t b, std::size_t e) {
       std::vector<float> block(kBlock);
@@ -849,14 +892,7 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
       for (std::size_t blk = b; blk < e; ++blk) {
         const std::size_t i = blk * kBlock;
         const std::size_t len = std::min(kBlock, n - i);
-        for (std::size_t j = 0; j < len; ++j) {
-          std::uint64_t z = (base + i + j + 1) * 0x9E3779B97F4A7C15ull;
-          z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-          z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-          z ^= z >> 31;
-          const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
-          block[j] = mean + scale * u;
-        }
+        generate(i, len, block.data());
         if (dt == DType::kF32) {
           std::memcpy(buf.get() + i * 4, block.data(), len * 4);
           continue;
@@ -869,7 +905,7 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
         std::memcpy(buf.get() + i * 2, half.data(), len * 2);
       }
     });
-    return TensorView::contiguous(dt, shape, buf.get(), n * es);
+    return TensorView::contiguous(dt, shape, buf.get(), nbytes);
   };
   m->build(find, build_options);
   return std::unique_ptr<LanguageModel>(new LanguageModel(std::move(m)));
