@@ -15,6 +15,7 @@
 #include "hearth/models/decoder.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
 #include "support/fixtures.hpp"
+#include "support/llm.hpp"
 
 namespace hearth::models {
 namespace {
@@ -106,6 +107,59 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, QuantizedFixture,
                            for (char& ch : s) ch = ch == '-' ? '_' : ch;
                            return s;
                          });
+
+// Tiny random models written by hearth-make-model (hearth's quantizer, llama-quantize's type
+// rules), run by hearth and by the torch reference on the weights it dequantizes itself
+// (tools/llm_reference.py, float64). Only hearth's 8-bit activation blocks separate them. Bound:
+// a linear layer's 8-bit input rounding has a relative RMS error of about
+// (2.1 sigma / 127) / sqrt(12) / sigma = 0.5% for Gaussian blocks of 32 (measured 0.53%, see
+// QuantLinear.ActivationRoundingErrorIsAboutOnePercent); the logits carry that of the output
+// layer plus what the 2 layers' 7 matmuls pass on, independent errors adding in quadrature:
+// about 0.005 sqrt(8) = 1.4% of the logits' spread as an RMS, and the largest of 64 x 512
+// logits within 4.5 RMS of it: 0.064 x std(logits). The bound is 0.08 x std(logits).
+// Greedy ids must agree while the reference's top-2 margin exceeds twice the bound (either of
+// the two logits may move by the bound).
+TEST(QuantizedReference, EveryTypeMatchesTheReferenceOnItsDequantizedWeights) {
+  HEARTH_REQUIRE_TORCH();
+  const testing::TempDir tmp;
+  const std::vector<std::string> types = {"q4_0",   "q4_1",   "q5_0",   "q5_1",  "q8_0",
+                                          "q2_k",   "q3_k",   "q4_k",   "q5_k",  "q6_k",
+                                          "iq4_nl", "iq4_xs", "q4_k_m", "q5_k_m"};
+  const std::vector<std::int32_t> prompt = testing::random_ids(12, 512, 4);
+  std::vector<testing::ReferenceJob> jobs;
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    const std::string arch = i % 2 == 0 ? "llama" : "phi3";
+    testing::make_model(testing::cat(
+        {"--arch ", arch, " --shape tiny --format gguf --vocab 512 --hidden 256 --heads 4 ",
+         arch == "llama" ? "--kv-heads 2" : "--kv-heads 4", " --ffn 512 --layers 2 --dtype ",
+         types[i], " --seed ", std::to_string(20 + i), " --out ",
+         (tmp / (types[i] + ".gguf")).string()}));
+    if (HasFatalFailure()) return;
+    jobs.push_back({tmp / (types[i] + ".gguf"), prompt, 64});
+  }
+  const auto refs = testing::run_reference(jobs, tmp);
+  ASSERT_EQ(refs.size(), types.size());
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    SCOPED_TRACE(types[i]);
+    LlmOptions o;
+    o.threads = 2;
+    o.kv_dtype = DType::kF32;
+    const auto model = LanguageModel::load(tmp / (types[i] + ".gguf"), o);
+    const testing::LogitRows got = testing::run_hearth(*model, prompt, 64);
+    const testing::ReferenceRun& ref = refs[i];
+    const double bound = 0.08 * testing::logits_stddev(ref);
+    // Rows up to the first greedy divergence follow the same tokens.
+    std::size_t same = 0;
+    while (same < 64 && got.greedy_ids[same] == ref.greedy_ids[same]) ++same;
+    const testing::RowsDiff d = testing::diff_rows(got, ref, 0, prompt.size() + same);
+    std::printf("%-7s max |hearth - reference| %.4f (bound %.4f), greedy agree %zu/64\n",
+                types[i].c_str(), d.max, bound, same);
+    EXPECT_LE(d.max, bound) << "row " << d.row;
+    for (std::size_t k = 0; k < 64 && ref.margins[k] > 2 * bound; ++k) {
+      ASSERT_EQ(got.greedy_ids[k], ref.greedy_ids[k]) << "step " << k;
+    }
+  }
+}
 
 DecoderConfig tiny_config() {
   DecoderConfig c;
