@@ -21,6 +21,7 @@ namespace hearth::kernels {
 struct Q8Block {
   float d;       // scale: x ~ d * q
   float sum[2];  // d * sum(q) over elements 0..15 and 16..31
+  float total;   // d * sum(q) over all 32
   std::int8_t q[32];
 };
 

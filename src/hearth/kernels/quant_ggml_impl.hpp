@@ -35,6 +35,7 @@ inline float half_at(const u8* p) {
 }
 
 // Scale and min of each half sub-block (index 2 j and 2 j + 1 for sub-block j): w = scale q - min.
+// Types with kPer16 false have equal halves.
 struct Prep {
   float scale[16];
   float min[16];
@@ -46,7 +47,7 @@ struct Q;
 template <>
 struct Q<DType::kQ4_0> {
   static constexpr int kElems = 32, kBytes = 18;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = false;
   static void prep(const u8* b, Prep& p) {
     const float d = half_at(b);
     p.scale[0] = p.scale[1] = d;
@@ -70,7 +71,7 @@ struct Q<DType::kQ4_0> {
 template <>
 struct Q<DType::kQ4_1> {
   static constexpr int kElems = 32, kBytes = 20;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = false;
   static void prep(const u8* b, Prep& p) {
     p.scale[0] = p.scale[1] = half_at(b);
     p.min[0] = p.min[1] = -half_at(b + 2);
@@ -97,7 +98,7 @@ inline void q5_quants(const u8* b, int off, std::int8_t* q) {
 template <>
 struct Q<DType::kQ5_0> {
   static constexpr int kElems = 32, kBytes = 22;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = false;
   static void prep(const u8* b, Prep& p) {
     const float d = half_at(b);
     p.scale[0] = p.scale[1] = d;
@@ -109,7 +110,7 @@ struct Q<DType::kQ5_0> {
 template <>
 struct Q<DType::kQ5_1> {
   static constexpr int kElems = 32, kBytes = 24;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = false;
   static void prep(const u8* b, Prep& p) {
     p.scale[0] = p.scale[1] = half_at(b);
     p.min[0] = p.min[1] = -half_at(b + 2);
@@ -120,7 +121,7 @@ struct Q<DType::kQ5_1> {
 template <>
 struct Q<DType::kQ8_0> {
   static constexpr int kElems = 32, kBytes = 34;
-  static constexpr bool kSigned = true, kMin = false;
+  static constexpr bool kSigned = true, kMin = false, kPer16 = false;
   static void prep(const u8* b, Prep& p) { p.scale[0] = p.scale[1] = half_at(b); }
   static void quants(const u8* b, int, std::int8_t* q) { std::memcpy(q, b + 2, 32); }
 #if defined(HEARTH_QG_AVX2)
@@ -140,7 +141,7 @@ inline void q2_low(const u8* qs, int j, std::int8_t* q) {
 template <>
 struct Q<DType::kQ2_K> {
   static constexpr int kElems = 256, kBytes = 84;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = true;
   static void prep(const u8* b, Prep& p) {
     const float d = half_at(b + 80), dmin = half_at(b + 82);
     for (int s = 0; s < 16; ++s) {
@@ -154,7 +155,7 @@ struct Q<DType::kQ2_K> {
 template <>
 struct Q<DType::kQ3_K> {
   static constexpr int kElems = 256, kBytes = 110;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = true;
   static void prep(const u8* b, Prep& p) {
     const float d = half_at(b + 108);
     std::int8_t sc[16];
@@ -184,7 +185,7 @@ inline void k4_prep(const u8* b, Prep& p) {
 template <>
 struct Q<DType::kQ4_K> {
   static constexpr int kElems = 256, kBytes = 144;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = false;
   static void prep(const u8* b, Prep& p) { k4_prep(b, p); }
   static void quants(const u8* b, int j, std::int8_t* q) {
     const u8* qs = b + 16 + 32 * (j / 2);
@@ -202,7 +203,7 @@ struct Q<DType::kQ4_K> {
 template <>
 struct Q<DType::kQ5_K> {
   static constexpr int kElems = 256, kBytes = 176;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = false;
   static void prep(const u8* b, Prep& p) { k4_prep(b, p); }
   static void quants(const u8* b, int j, std::int8_t* q) {
     const u8* qh = b + 16;
@@ -227,7 +228,7 @@ struct Q<DType::kQ5_K> {
 template <>
 struct Q<DType::kQ6_K> {
   static constexpr int kElems = 256, kBytes = 210;
-  static constexpr bool kSigned = false, kMin = true;
+  static constexpr bool kSigned = false, kMin = true, kPer16 = true;
   static void prep(const u8* b, Prep& p) {
     const float d = half_at(b + 208);
     const auto* sc = reinterpret_cast<const std::int8_t*>(b + 192);
@@ -264,7 +265,7 @@ struct Q<DType::kQ6_K> {
 template <>
 struct Q<DType::kIQ4_NL> {
   static constexpr int kElems = 32, kBytes = 18;
-  static constexpr bool kSigned = true, kMin = false;
+  static constexpr bool kSigned = true, kMin = false, kPer16 = false;
   static void prep(const u8* b, Prep& p) { p.scale[0] = p.scale[1] = half_at(b); }
   static void quants(const u8* b, int, std::int8_t* q) {
     for (int j = 0; j < 16; ++j) {
@@ -289,7 +290,7 @@ struct Q<DType::kIQ4_NL> {
 template <>
 struct Q<DType::kIQ4_XS> {
   static constexpr int kElems = 256, kBytes = 136;
-  static constexpr bool kSigned = true, kMin = false;
+  static constexpr bool kSigned = true, kMin = false, kPer16 = false;
   static void prep(const u8* b, Prep& p) {
     const float d = half_at(b);
     std::uint16_t sh;
@@ -333,6 +334,7 @@ void quantize_rows(const float* x, i64 rows, i64 ldx, i64 k, Q8Block* out) {
       o.d = d;
       o.sum[0] = d * static_cast<float>(s0);
       o.sum[1] = d * static_cast<float>(s1);
+      o.total = d * static_cast<float>(s0 + s1);
     }
   }
 }
@@ -372,19 +374,22 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// One or two x rows: two accumulators per row (alternate sub-blocks) so that the FMA latency
+// does not bound the loop; three or four rows give enough independent chains with one each.
 template <DType T, int R>
 void gemv_rows(const u8* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, const float* bias, float* y,
                i64 ldy) {
   using W = Q<T>;
   constexpr int subs = W::kElems / 32;
+  constexpr int kAcc = R <= 2 && subs > 1 ? 2 : 1;
   const i64 nb = k / W::kElems;
   const i64 xs = k / 32;
   for (i64 n = n0; n < n1; ++n) {
     const u8* row = w + n * nb * W::kBytes;
-    __m256 acc[R];
+    __m256 acc[R][kAcc];
     float accm[R];
     for (int r = 0; r < R; ++r) {
-      acc[r] = _mm256_setzero_ps();
+      for (int a = 0; a < kAcc; ++a) acc[r][a] = _mm256_setzero_ps();
       accm[r] = 0.0f;
     }
     for (i64 b = 0; b < nb; ++b) {
@@ -394,21 +399,34 @@ void gemv_rows(const u8* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, const floa
       }
       Prep p;
       W::prep(blk, p);
+#pragma GCC unroll 8
       for (int j = 0; j < subs; ++j) {
+        const int slot = kAcc == 2 ? (j & 1) : 0;
         const __m256i q = load_quants<T>(blk, j);
-        const __m128 s0 = _mm_set1_ps(p.scale[2 * j]), s1 = _mm_set1_ps(p.scale[2 * j + 1]);
-        const __m256 sv = _mm256_set_m128(s1, s0);
+        __m256 sv = _mm256_setzero_ps();
+        if constexpr (W::kPer16) {
+          sv = _mm256_set_m128(_mm_set1_ps(p.scale[2 * j + 1]), _mm_set1_ps(p.scale[2 * j]));
+        }
         for (int r = 0; r < R; ++r) {
           const Q8Block& a = xq[r * xs + b * subs + j];
           const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q));
           const __m256 prod = _mm256_cvtepi32_ps(dot32<W::kSigned>(q, ax));
-          acc[r] = _mm256_fmadd_ps(prod, _mm256_mul_ps(sv, _mm256_set1_ps(a.d)), acc[r]);
-          if constexpr (W::kMin) accm[r] += p.min[2 * j] * a.sum[0] + p.min[2 * j + 1] * a.sum[1];
+          const __m256 scale = W::kPer16 ? _mm256_mul_ps(sv, _mm256_set1_ps(a.d))
+                                         : _mm256_set1_ps(p.scale[2 * j] * a.d);
+          acc[r][slot] = _mm256_fmadd_ps(prod, scale, acc[r][slot]);
+          if constexpr (W::kMin) {
+            accm[r] += W::kPer16 ? p.min[2 * j] * a.sum[0] + p.min[2 * j + 1] * a.sum[1]
+                                 : p.min[2 * j] * a.total;
+          }
         }
       }
     }
     const float bv = bias != nullptr ? bias[n] : 0.0f;
-    for (int r = 0; r < R; ++r) y[r * ldy + n] = hsum(acc[r]) - accm[r] + bv;
+    for (int r = 0; r < R; ++r) {
+      __m256 t = acc[r][0];
+      if constexpr (kAcc == 2) t = _mm256_add_ps(t, acc[r][1]);
+      y[r * ldy + n] = hsum(t) - accm[r] + bv;
+    }
   }
 }
 
