@@ -239,10 +239,14 @@ class CpuBackend final : public Backend {
     const i64 nb = k / 32;
     if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
     Q8Block* xq = xq_.data();
-    pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
-      const i64 r = static_cast<i64>(b);
-      q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
-    });
+    if (rows <= kGemvMaxRows) {  // a few microseconds: not worth waking the pool
+      q_.quantize_rows(x, rows, k, k, xq);
+    } else {
+      pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+        const i64 r = static_cast<i64>(b);
+        q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
+      });
+    }
     const i64 chunk = rows <= kGemvMaxRows ? 4 : kQuantRowChunk;
     const i64 chunks = (n + chunk - 1) / chunk;
     pool_.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t b, std::size_t e) {
