@@ -488,16 +488,26 @@ void qz_iq4_xs(const float* x, BlockIQ4_XS& b) {
   }
 }
 
+// Blocks at any byte address (a mapping, a test's odd offset): each is copied to or from an
+// aligned local.
 template <class B, class F>
 void each_block(const void* src, float* dst, i64 n, int qk, F f) {
-  const auto* b = static_cast<const B*>(src);
-  for (i64 i = 0; i < n / qk; ++i) f(b[i], dst + i * qk);
+  const auto* bytes = static_cast<const unsigned char*>(src);
+  B b;
+  for (i64 i = 0; i < n / qk; ++i) {
+    std::memcpy(&b, bytes + i * static_cast<i64>(sizeof(B)), sizeof(B));
+    f(b, dst + i * qk);
+  }
 }
 
 template <class B, class F>
 void each_block_q(const float* src, void* dst, i64 n, int qk, F f) {
-  auto* b = static_cast<B*>(dst);
-  for (i64 i = 0; i < n / qk; ++i) f(src + i * qk, b[i]);
+  auto* bytes = static_cast<unsigned char*>(dst);
+  B b;
+  for (i64 i = 0; i < n / qk; ++i) {
+    f(src + i * qk, b);
+    std::memcpy(bytes + i * static_cast<i64>(sizeof(B)), &b, sizeof(B));
+  }
 }
 
 void check(DType t, i64 n) {
