@@ -4,11 +4,12 @@
 Written from the architectures' definitions (the papers and the Hugging Face modeling semantics),
 not from hearth's C++. Reads a Hugging Face folder (config.json; model.safetensors or the shards
 of model.safetensors.index.json, parsed here by hand: 8-byte little-endian header length, JSON
-header, raw little-endian F32/F16/BF16 tensors) or a GGUF file (v2/v3, F32/F16/BF16 tensors,
-llama.cpp's names and `<arch>.*` keys, parsed here by hand); mlx-quantized folders (U32 codes with
-.scales/.biases, see mlx_dequantize) are dequantized here, independently of hearth. It runs the
-full causal forward pass (no cache: every step recomputes the whole sequence) in float64 (or
-float32) and decodes greedily:
+header, raw little-endian F32/F16/BF16 tensors) or a GGUF file (v2/v3, F32/F16/BF16 tensors and
+the ggml block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS, dequantized here
+exactly (dequantize_ggml, written from the block layouts), llama.cpp's names and `<arch>.*` keys,
+parsed here by hand); mlx-quantized folders (U32 codes with .scales/.biases, see mlx_dequantize)
+are dequantized here, independently of hearth. It runs the full causal forward pass (no cache:
+every step recomputes the whole sequence) in float64 (or float32) and decodes greedily:
 
   x = embed[ids]
   per layer:  h = x + o_proj(attention(rope(q), rope(k), v))   on rmsnorm(x)
@@ -92,6 +93,108 @@ GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7
                 11: "<q", 12: "<d"}
 
 
+# ggml block types: type id -> (elements per block, bytes per block).
+GGML_BLOCKS = {2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 10: (256, 84),
+               11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18),
+               23: (256, 136)}
+IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                      dtype=np.float64)
+
+
+def dequantize_ggml(buf, begin, ggml_type, n):
+    """The n values of a row-major run of ggml blocks as float64. Layouts (halves are f16):
+    Q4_0 d, 16 bytes of nibbles (element j < 16 the low nibble of byte j, j + 16 the high one),
+    w = d (q - 8); Q4_1 d, m, nibbles, w = d q + m; Q5_0 d, u32 of fifth bits (bit j for element
+    j), nibbles, w = d (q - 16); Q5_1 d, m, fifth bits, nibbles, w = d q + m; Q8_0 d, 32 int8.
+    Super-blocks of 256: Q2_K 16 bytes (scale low nibble, min high nibble, per 16 elements), 64
+    bytes of 2-bit quants (element e: byte 32 (e // 128) + e % 32, bits 2 ((e % 128) // 32)),
+    d, dmin, w = d sc q - dmin mn; Q3_K 32 bytes high bits (element e: byte e % 32, bit e // 32),
+    64 bytes low 2 bits as Q2_K, 12 bytes of sixteen 6-bit scales (low 4 bits: byte s, or the high
+    nibble of byte s - 8 for s >= 8; high 2 bits: byte 8 + s % 4 at bit 2 (s // 4)) minus 32, d,
+    w = d sc (q - 4 + 4 h); Q4_K d, dmin, 12 bytes of eight 6-bit scale/min pairs (j < 4: bytes j
+    and j + 4 low 6 bits; j >= 4: low nibbles from byte j + 4 (scale) and its high nibble (min),
+    top bits from the top 2 bits of bytes j - 4 (scale) and j (min)), 128 bytes of nibbles
+    (element e of sub-block s = e // 32: byte 32 (s // 2) + e % 32, high nibble for odd s),
+    w = d sc q - dmin mn; Q5_K as Q4_K with 32 bytes of fifth bits (byte e % 32, bit e // 32)
+    before the nibbles; Q6_K 128 bytes low nibbles, 64 bytes high 2 bits, 16 int8 scales (per 16),
+    d: element e (n = e // 128, g = (e % 128) // 32, l = e % 32) low nibble of byte
+    64 n + l + 32 (g % 2) (the high nibble for g >= 2), high bits (byte 32 n + l) >> 2 g,
+    w = d sc (q - 32); IQ4_NL d, nibbles as Q4_0 indexing IQ4_VALUES, w = d value; IQ4_XS d,
+    u16 high scale bits (2 per sub-block), 4 bytes low scale nibbles, 128 bytes of nibbles (16 per
+    sub-block of 32, ordered as IQ4_NL), w = d (scale - 32) value."""
+    qk, nbytes = GGML_BLOCKS[ggml_type]
+    nb = n // qk
+    b = np.frombuffer(buf, np.uint8, nb * nbytes, begin).reshape(nb, nbytes).astype(np.int64)
+
+    def half(off):
+        return (b[:, off] | (b[:, off + 1] << 8)).astype(np.uint16).view(np.float16).astype(
+            np.float64)[:, None]
+
+    def nibbles(qs):  # [nb, 16] -> [nb, 32]: low nibbles then high nibbles
+        return np.concatenate([qs & 15, qs >> 4], axis=1)
+
+    def fifth_bits(off):
+        qh = b[:, off] | (b[:, off + 1] << 8) | (b[:, off + 2] << 16) | (b[:, off + 3] << 24)
+        return (qh[:, None] >> np.arange(32)[None, :]) & 1
+
+    e = np.arange(256)
+    if ggml_type == 2:
+        out = half(0) * (nibbles(b[:, 2:18]) - 8)
+    elif ggml_type == 3:
+        out = half(0) * nibbles(b[:, 4:20]) + half(2)
+    elif ggml_type == 6:
+        out = half(0) * ((nibbles(b[:, 6:22]) | (fifth_bits(2) << 4)) - 16)
+    elif ggml_type == 7:
+        out = half(0) * (nibbles(b[:, 8:24]) | (fifth_bits(4) << 4)) + half(2)
+    elif ggml_type == 8:
+        out = half(0) * b[:, 2:34].astype(np.uint8).view(np.int8).astype(np.float64)
+    elif ggml_type in (10, 11):
+        qs = b[:, 16:80] if ggml_type == 10 else b[:, 32:96]
+        q = (qs[:, 32 * (e // 128) + e % 32] >> (2 * ((e % 128) // 32))) & 3
+        if ggml_type == 10:
+            sc = b[:, e // 16]
+            out = half(80) * (sc & 15) * q - half(82) * (sc >> 4)
+        else:
+            s = np.arange(16)
+            packed = b[:, 96:108]
+            low = np.where(s < 8, packed[:, s % 8] & 15, packed[:, s % 8] >> 4)
+            high = (packed[:, 8 + s % 4] >> (2 * (s // 4))) & 3
+            scales = (low | (high << 4)) - 32
+            h = (b[:, e % 32] >> (e // 32)) & 1
+            out = half(108) * scales[:, e // 16] * (q - 4 + 4 * h)
+    elif ggml_type in (12, 13):
+        packed = b[:, 4:16]
+        j = np.arange(8)
+        jl = np.minimum(j, 3)
+        sc = np.where(j < 4, packed[:, jl] & 63,
+                      (packed[:, (j + 4) % 12] & 15) | ((packed[:, (j - 4) % 12] >> 6) << 4))
+        mn = np.where(j < 4, packed[:, jl + 4] & 63,
+                      (packed[:, (j + 4) % 12] >> 4) | ((packed[:, j % 12] >> 6) << 4))
+        sub = e // 32
+        off = 16 if ggml_type == 12 else 48
+        q = (b[:, off + 32 * (sub // 2) + e % 32] >> (4 * (sub % 2))) & 15
+        if ggml_type == 13:
+            q = q | (((b[:, 16 + e % 32] >> sub) & 1) << 4)
+        out = half(0) * sc[:, sub] * q - half(2) * mn[:, sub]
+    elif ggml_type == 14:
+        nn, g, l = e // 128, (e % 128) // 32, e % 32
+        lo = b[:, 64 * nn + l + 32 * (g % 2)]
+        low = np.where(g >= 2, lo >> 4, lo & 15)
+        high = (b[:, 128 + 32 * nn + l] >> (2 * g)) & 3
+        scales = b[:, 192:208].astype(np.uint8).view(np.int8).astype(np.int64)
+        out = half(208) * scales[:, e // 16] * ((low | (high << 4)) - 32)
+    elif ggml_type == 20:
+        out = half(0) * IQ4_VALUES[nibbles(b[:, 2:18])]
+    else:  # 23: IQ4_XS
+        ib = np.arange(8)
+        sh = b[:, 2] | (b[:, 3] << 8)
+        ls = ((b[:, 4 + ib // 2] >> (4 * (ib % 2))) & 15) | (((sh[:, None] >> (2 * ib)) & 3) << 4)
+        qs = b[:, 8:136].reshape(nb, 8, 16)
+        vals = IQ4_VALUES[np.concatenate([qs & 15, qs >> 4], axis=2)]  # [nb, 8, 32]
+        out = (half(0)[:, :, None] * (ls - 32)[:, :, None] * vals).reshape(nb, 256)
+    return out.reshape(n)
+
+
 class GGUFReader:
     def __init__(self, path):
         self.path = path
@@ -127,8 +230,11 @@ class GGUFReader:
                 arr = np.frombuffer(self.buf, "<f2", n, begin)
             elif ggml_type == 30:
                 arr = bf16_to_f32(np.frombuffer(self.buf, "<u2", n, begin))
+            elif ggml_type in GGML_BLOCKS:
+                arr = dequantize_ggml(self.buf, begin, ggml_type, n)
             else:
-                raise SystemExit(f"{path}: tensor {name} has ggml type {ggml_type} (not F32/F16/BF16)")
+                raise SystemExit(f"{path}: tensor {name} has ggml type {ggml_type} "
+                                 "(not F32/F16/BF16 or a supported block type)")
             self.tensors[name] = (arr, list(reversed(dims)))
 
     def take(self, fmt):

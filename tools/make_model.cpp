@@ -49,9 +49,10 @@
 #include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/models/bert.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
-#include "make_text_encoder.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
+#include "make_text_encoder.hpp"
 
 namespace fs = std::filesystem;
 using hearth::DType;
@@ -230,7 +231,9 @@ struct Stored {
     src->row(logical_row(r), scratch);
     const auto n = static_cast<std::size_t>(src->cols);
     if (enc == Encoding::kPlain) {
-      if (dtype == DType::kF32) {
+      if (hearth::ggml::supported(dtype)) {
+        hearth::ggml::quantize_row(dtype, scratch, out, src->cols);
+      } else if (dtype == DType::kF32) {
         std::memcpy(out, scratch, n * 4);
       } else if (dtype == DType::kF16) {
         hearth::f32_to_f16(scratch, reinterpret_cast<std::uint16_t*>(out), n);
@@ -259,6 +262,113 @@ struct Stored {
     } else {
       hearth::f32_to_bf16(v.data(), reinterpret_cast<std::uint16_t*>(out), groups);
     }
+  }
+};
+
+// A GGUF quantization: --dtype q4_0 ... iq4_xs (one block type) or q4_k_m / q5_k_m (llama.cpp's
+// mixes). The per-tensor types follow llama-quantize's rules (src/llama-quant.cpp,
+// llama_tensor_get_type) for these types without an importance matrix: the output projection
+// (or the tied embedding) becomes Q6_K (Q8_0 stays Q8_0); _M mixes give attn_v and ffn_down of
+// the first and last eighth of the layers and every third layer between Q6_K and the fused phi3
+// attn_qkv Q5_K (q4_k_m) / Q6_K (q5_k_m); q2_k gives attn_v, attn_output and ffn_down Q3_K
+// (attn_v Q4_K with 4+ query heads per KV head); iq4 types give attn_v Q5_K with 4+ query heads
+// per KV head and ffn_down of the first eighth Q5_K. Rows that are not whole blocks fall back as
+// llama.cpp does (K-quants to Q5_0 / Q5_1 / Q8_0 / IQ4_NL, then F16).
+struct QuantMix {
+  std::string name;  // as given to --dtype
+  DType base = DType::kF32;
+  bool medium = false;  // q4_k_m, q5_k_m
+
+  static std::optional<QuantMix> parse(const std::string& s) {
+    if (s == "q4_k_m") return QuantMix{s, DType::kQ4_K, true};
+    if (s == "q5_k_m") return QuantMix{s, DType::kQ5_K, true};
+    const auto t = hearth::dtype_from_name(s);
+    if (t && hearth::ggml::supported(*t)) return QuantMix{s, *t, false};
+    return std::nullopt;
+  }
+
+  // llama.cpp's llama_ftype for general.file_type.
+  std::uint32_t file_type() const {
+    switch (base) {
+      case DType::kQ4_0:
+        return 2;
+      case DType::kQ4_1:
+        return 3;
+      case DType::kQ8_0:
+        return 7;
+      case DType::kQ5_0:
+        return 8;
+      case DType::kQ5_1:
+        return 9;
+      case DType::kQ2_K:
+        return 10;
+      case DType::kQ3_K:
+        return 11;
+      case DType::kQ4_K:
+        return medium ? 15 : 14;
+      case DType::kQ5_K:
+        return medium ? 17 : 16;
+      case DType::kQ6_K:
+        return 18;
+      case DType::kIQ4_NL:
+        return 25;
+      case DType::kIQ4_XS:
+        return 30;
+      default:
+        return 0;
+    }
+  }
+
+  // The type of the 2-D tensor gguf_name (cols wide) in a model of layers layers with gqa query
+  // heads per KV head; output says whether it is the output projection (or the tied embedding).
+  DType type_of(const std::string& gguf_name, std::int64_t cols, int layers, int gqa,
+                bool output) const {
+    const auto more_bits = [&](int i) {
+      return i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2;
+    };
+    int layer = -1;
+    std::sscanf(gguf_name.c_str(), "blk.%d.", &layer);
+    const auto has = [&](const char* part) { return gguf_name.find(part) != std::string::npos; };
+    const bool iq4 = base == DType::kIQ4_NL || base == DType::kIQ4_XS;
+    DType t = base;
+    if (output) {
+      if (cols % hearth::dtype_info(base).block_size != 0) return DType::kQ8_0;
+      if (base != DType::kQ8_0) t = DType::kQ6_K;
+    } else if (has("attn_v.weight")) {
+      if (base == DType::kQ2_K) t = gqa >= 4 ? DType::kQ4_K : DType::kQ3_K;
+      if (iq4 && gqa >= 4) t = DType::kQ5_K;
+      if (medium && more_bits(layer)) t = DType::kQ6_K;
+    } else if (has("ffn_down")) {
+      if (base == DType::kQ2_K) t = DType::kQ3_K;
+      if (medium && more_bits(layer)) t = DType::kQ6_K;
+      if (iq4 && layer < layers / 8) t = DType::kQ5_K;
+    } else if (has("attn_output.weight")) {
+      if (base == DType::kQ2_K) t = DType::kQ3_K;
+    } else if (has("attn_qkv.weight") && medium) {
+      t = base == DType::kQ4_K ? DType::kQ5_K : DType::kQ6_K;
+    }
+    if (cols % hearth::dtype_info(t).block_size != 0) {
+      switch (t) {
+        case DType::kQ2_K:
+        case DType::kQ3_K:
+        case DType::kIQ4_XS:
+          t = DType::kIQ4_NL;
+          break;
+        case DType::kQ4_K:
+          t = DType::kQ5_0;
+          break;
+        case DType::kQ5_K:
+          t = DType::kQ5_1;
+          break;
+        case DType::kQ6_K:
+          t = DType::kQ8_0;
+          break;
+        default:
+          break;
+      }
+      if (cols % hearth::dtype_info(t).block_size != 0) t = DType::kF16;
+    }
+    return t;
   }
 };
 
@@ -532,7 +642,9 @@ class DecoderMaker {
     }
   }
 
-  void write_gguf(const fs::path& path, DType dtype, const Vocab& vocab, hearth::ThreadPool& pool) {
+  // mix (may be null): a GGUF quantization choosing each matrix's type (dtype is then unused).
+  void write_gguf(const fs::path& path, DType dtype, const Vocab& vocab, hearth::ThreadPool& pool,
+                  const QuantMix* mix = nullptr) {
     const bool llama = c_.arch == Arch::kLlama || c_.arch == Arch::kMistral;
     const std::string a = llama                     ? "llama"
                           : c_.arch == Arch::kPhi3  ? "phi3"
@@ -550,9 +662,10 @@ class DecoderMaker {
     w.set(a + ".attention.head_count_kv", u32(c_.kv_heads));
     w.set(a + ".rope.freq_base", static_cast<float>(c_.theta));
     w.set(a + ".attention.layer_norm_rms_epsilon", static_cast<float>(c_.eps));
-    w.set("general.file_type", std::uint32_t{dtype == DType::kF32   ? 0u
-                                             : dtype == DType::kF16 ? 1u
-                                                                    : 32u});
+    w.set("general.file_type", mix != nullptr         ? mix->file_type()
+                               : dtype == DType::kF32 ? 0u
+                               : dtype == DType::kF16 ? 1u
+                                                      : 32u);
     if (c_.arch == Arch::kPhi3) {
       w.set(a + ".rope.scaling.original_context_length", u32(c_.rope.original_context));
       w.set(a + ".rope.dimension_count", u32(c_.head_dim));
@@ -586,6 +699,10 @@ class DecoderMaker {
     for (const Logical& l : weights_) {
       Stored t{gguf_name(l.name), l.vector ? DType::kF32 : dtype,
                l.vector ? Shape{l.cols} : Shape{l.rows, l.cols}, &l};
+      if (mix != nullptr && !l.vector) {
+        const bool output = t.name == "output.weight" || (c_.tied && t.name == "token_embd.weight");
+        t.dtype = mix->type_of(t.name, l.cols, c_.layers, c_.heads / c_.kv_heads, output);
+      }
       if (llama && l.name.ends_with("q_proj.weight")) t.permute_heads = c_.heads;
       if (llama && l.name.ends_with("k_proj.weight")) t.permute_heads = c_.kv_heads;
       stored.push_back(t);
@@ -1171,8 +1288,13 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "Output file (gguf) or folder (hf)")->required();
   app.add_option("--format", format, "gguf or hf (text encoders: hf or safetensors)")
       ->check(CLI::IsMember({"gguf", "hf", "safetensors"}));
-  app.add_option("--dtype", dtype_name, "Weight dtype: f32, f16 or bf16")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  app.add_option("--dtype", dtype_name,
+                 "Weight dtype: f32, f16 or bf16; gguf decoders also q4_0, q4_1, q5_0, q5_1, "
+                 "q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs (hearth's quantizer, "
+                 "llama-quantize's per-tensor rules) and the mixes q4_k_m, q5_k_m")
+      ->check(
+          CLI::IsMember({"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k",
+                         "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "q4_k_m", "q5_k_m"}));
   app.add_option("--mlx-bits", mlx_bits,
                  "hf only: quantize the matrices mlx-style (2, 3, 4, 5, 6 or 8 bits; embeddings "
                  "and head included), scales and biases in --dtype")
@@ -1211,8 +1333,17 @@ int main(int argc, char** argv) {
   app.add_option("--shard-mb", shard_mb, "hf: split the weights into shards of about this size")
       ->check(CLI::NonNegativeNumber);
   return hearth::cli::run(app, argc, argv, [&] {
-    const DType dtype = *hearth::dtype_from_name(dtype_name);
+    const std::optional<QuantMix> mix = QuantMix::parse(dtype_name);
+    const DType dtype = mix ? DType::kF32 : *hearth::dtype_from_name(dtype_name);
+    if (mix && (arch == "bert" || format != "gguf")) {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                          "--dtype " + dtype_name + " is for --format gguf decoders");
+    }
     if (arch == "clip-text" || arch == "t5-encoder") {
+      if (hearth::dtype_info(dtype).quantized) {
+        throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                            "the text encoders are written in f32, f16 or bf16");
+      }
       make_text_encoder(arch, out, format == "gguf" ? "hf" : format, dtype, seed, tokenizer_dir,
                         {hidden, layers, heads, ffn});
       std::printf("wrote %s\n", out.c_str());
@@ -1324,7 +1455,7 @@ int main(int argc, char** argv) {
     hearth::ThreadPool pool(common.threads);
     DecoderMaker maker(c, seed);
     if (format == "gguf") {
-      maker.write_gguf(out, dtype, v, pool);
+      maker.write_gguf(out, dtype, v, pool, mix ? &*mix : nullptr);
     } else {
       maker.write_hf(out, dtype, mlx_bits, group, overrides,
                      static_cast<std::uint64_t>(shard_mb * 1024.0 * 1024.0), v, pool);

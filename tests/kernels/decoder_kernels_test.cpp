@@ -84,11 +84,13 @@ TEST(LinearView, EveryDtypeShapeAndLevelMatchesDouble) {
   }
 }
 
-TEST(LinearView, RefusesQuantizedWeights) {
+// ggml block types have their own kernels (quant_ggml_test.cpp); types without one are refused.
+TEST(LinearView, RefusesTypesWithoutKernels) {
   ThreadPool pool(1);
   auto be = make_cpu_backend(pool, SimdLevel::kScalar);
-  std::vector<std::byte> bytes(64);
-  EXPECT_THROW(be->make_linear_view({DType::kQ8_0, bytes.data(), 1, 32}, nullptr), Error);
+  std::vector<std::byte> bytes(256);
+  EXPECT_THROW(be->make_linear_view({DType::kIQ2_XXS, bytes.data(), 1, 256}, nullptr), Error);
+  EXPECT_THROW(be->make_linear_view({DType::kI32, bytes.data(), 1, 32}, nullptr), Error);
 }
 
 TEST(Rope, BothConventionsMatchDouble) {

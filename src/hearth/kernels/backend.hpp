@@ -40,8 +40,9 @@ class LinearWeights {
 };
 
 // A weight matrix [rows, cols] (PyTorch Linear layout: out x in, row-major) in its stored element
-// type (f32, f16 or bf16) over memory that someone else keeps alive, usually a file mapping. Any
-// byte alignment. Backends read it in place (make_linear_view) instead of copying it.
+// type over memory that someone else keeps alive, usually a file mapping. Any byte alignment.
+// Backends read it in place (make_linear_view) instead of copying it. Element types: f32, f16,
+// bf16 and the ggml block types of tensor/ggml_quant.hpp (each row cols / block_size blocks).
 // MLX affine quantization (tensor/mlx_quant.hpp) is dtype kU32 with affine.bits > 0: data holds
 // rows packed rows of cols * bits / 8 bytes, affine.scales and affine.biases [rows, cols /
 // group_size] of affine.scale_dtype (f16, bf16 or f32).
@@ -140,7 +141,9 @@ class Backend {
                                                      std::int64_t in_features) const = 0;
   // A linear layer over w in place (no copy: w's memory must outlive the result), f32 bias (may
   // be null, copied). Throws Error(kUnsupported) for element types other than f32/f16/bf16 and
-  // mlx affine (is_affine(); cols a multiple of its group size).
+  // mlx affine (is_affine(); cols a multiple of its group size), or the ggml block types (whose
+  // layers quantize x to 8 bits per block of 32: see kernels/quant_ggml.hpp), kInvalidArgument
+  // when cols is not whole blocks.
   virtual std::unique_ptr<LinearWeights> make_linear_view(const WeightView& w,
                                                           const float* bias) const = 0;
   // y[rows, out] = act(x[rows, in] W^T + b). x rows are contiguous (in floats apart). Layers made
@@ -177,8 +180,8 @@ class Backend {
                                 std::int64_t len, std::int64_t heads, std::int64_t head_dim,
                                 float scale, const float* bias, bool causal) = 0;
 
-  // out[i] = table row ids[i] converted to f32 (cols floats each; affine rows dequantized); ids
-  // checked (kInternal).
+  // out[i] = table row ids[i] converted to f32 (cols floats each; f32, f16, bf16, mlx affine or a
+  // ggml block type, dequantized exactly); ids checked (kInternal).
   virtual void embedding(const WeightView& table, const std::int32_t* ids, std::int64_t n,
                          float* out) = 0;
 

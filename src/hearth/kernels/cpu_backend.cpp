@@ -11,7 +11,9 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
+#include "hearth/kernels/quant_ggml.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
 
@@ -59,6 +61,9 @@ constexpr i64 kStatRows = 256;  // pixels per block of group-norm statistics
 // Up to this many rows a layer over weights read in place runs as a GEMV (each block of weight
 // rows streamed once, reused from cache for every row); more rows go through the converting GEMM.
 constexpr i64 kGemvMaxRows = 8;
+// Prefill over block-quantized weights: weight rows per task, each decoded once per four x rows
+// while the task's rows stay in L1/L2.
+constexpr i64 kQuantRowChunk = 16;
 
 WeightType weight_type(DType t) {
   switch (t) {
@@ -103,6 +108,7 @@ class CpuLinear final : public LinearWeights {
   WeightType view_type = kWeightF32;
   AffineMatrix affine;  // make_linear_view of mlx affine weights (affine_kernels set)
   const AffineKernels* affine_kernels = nullptr;
+  DType quant = DType::kF32;  // a ggml block type when the view holds quantized blocks
 };
 
 // A convolution as a GEMM: W reordered to [out, ky, kx, in] (the NHWC gather order) and packed
@@ -138,7 +144,7 @@ AffineMatrix affine_matrix(const WeightView& w) {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(ThreadPool& pool, SimdLevel level, GemmImpl gemm)
-      : pool_(pool), k_(kernel_table(level)), gemm_(gemm) {}
+      : pool_(pool), k_(kernel_table(level)), q_(quant_kernels(level)), gemm_(gemm) {}
 
   std::string name() const override {
     return std::string("cpu-") + to_string(k_.level) + "-gemm-" + to_string(gemm_);
@@ -172,6 +178,10 @@ class CpuBackend final : public Backend {
     if (w.is_affine()) {
       lin->affine = affine_matrix(w);
       lin->affine_kernels = &affine_kernels(k_.level, w.affine.bits);
+    } else if (ggml::supported(w.dtype)) {
+      check_quant_cols(w);
+      lin->view = w.data;
+      lin->quant = w.dtype;
     } else {
       lin->view = w.data;
       lin->view_type = weight_type(w.dtype);
@@ -251,6 +261,7 @@ class CpuBackend final : public Backend {
   void run_view(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
+    if (w.quant != DType::kF32) return run_quant(w, x, rows, y, bias);
     if (rows <= kGemvMaxRows) {
       const auto gemv = k_.gemv[w.view_type];
       const i64 blocks = (n + 3) / 4;
@@ -290,9 +301,64 @@ class CpuBackend final : public Backend {
                        });
   }
 
+  // Block-quantized weights: x rows quantized to 8 bits per block of 32, then the integer GEMV
+  // (a few rows: each thread streams its share of W once) or, for prefill, chunks of weight rows
+  // reused from cache for every four x rows.
+  void run_quant(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
+    const i64 n = w.out_features();
+    const i64 k = w.in_features();
+    const i64 nb = k / 32;
+    if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
+    Q8Block* xq = xq_.data();
+    if (rows <= kGemvMaxRows) {  // a few microseconds: not worth waking the pool
+      q_.quantize_rows(x, rows, k, k, xq);
+    } else {
+      pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+        const i64 r = static_cast<i64>(b);
+        q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
+      });
+    }
+    const i64 chunk = rows <= kGemvMaxRows ? 4 : kQuantRowChunk;
+    const i64 chunks = (n + chunk - 1) / chunk;
+    pool_.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t b, std::size_t e) {
+      if (rows <= kGemvMaxRows) {
+        q_.gemv(w.quant, w.view, k, static_cast<i64>(b) * chunk,
+                std::min(n, static_cast<i64>(e) * chunk), xq, rows, bias, y, n);
+        return;
+      }
+      for (i64 c = static_cast<i64>(b); c < static_cast<i64>(e); ++c) {
+        q_.gemv(w.quant, w.view, k, c * chunk, std::min(n, (c + 1) * chunk), xq, rows, bias, y, n);
+      }
+    });
+  }
+
+  static void check_quant_cols(const WeightView& w) {
+    // The 8-bit activation blocks are 32 wide; every ggml type's block is a multiple of that.
+    const auto block = static_cast<i64>(dtype_info(w.dtype).block_size);
+    if (w.cols % block != 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "a " + std::string(dtype_name(w.dtype)) + " weight of " + std::to_string(w.cols) +
+                      " columns is not whole blocks of " + std::to_string(block));
+    }
+  }
+
   void embedding(const WeightView& table, const std::int32_t* ids, i64 n, float* out) override {
     const i64 dim = table.cols;
     const auto* base = static_cast<const unsigned char*>(table.data);
+    if (ggml::supported(table.dtype)) {
+      check_quant_cols(table);
+      const i64 row_bytes = ggml::row_bytes(table.dtype, dim);
+      for (i64 i = 0; i < n; ++i) {
+        if (ids[i] < 0 || ids[i] >= table.rows) {
+          throw Error(ErrorCode::kInternal, "embedding id " + std::to_string(ids[i]) +
+                                                " outside a table of " +
+                                                std::to_string(table.rows) + " rows");
+        }
+        ggml::dequantize_row(table.dtype, base + static_cast<i64>(ids[i]) * row_bytes,
+                             out + i * dim, dim);
+      }
+      return;
+    }
     std::vector<std::uint16_t> half;
     for (i64 i = 0; i < n; ++i) {
       if (ids[i] < 0 || ids[i] >= table.rows) {
@@ -734,8 +800,10 @@ class CpuBackend final : public Backend {
 
   ThreadPool& pool_;
   const KernelTable& k_;
+  const QuantKernels& q_;
   GemmImpl gemm_;
-  AffineActs acts_;  // run_affine's prepared x, reused between calls
+  AffineActs acts_;          // run_affine's prepared x, reused between calls
+  std::vector<Q8Block> xq_;  // run_quant's quantized activations
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/models/decoder_impl.hpp"
 #include "hearth/models/gguf_names.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
 
@@ -385,6 +386,7 @@ std::vector<float> to_f32(const TensorView& v) {
       }
       break;
     default:
+      if (ggml::supported(v.dtype)) ggml::dequantize_row(v.dtype, v.data, out.data(), v.numel());
       break;
   }
   return out;
@@ -443,10 +445,18 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options,
                       shape_string(want),
                   {.file = source, .key = file_name(name)});
     }
-    if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16) {
+    if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16 &&
+        !ggml::supported(view->dtype)) {
       throw Error(ErrorCode::kUnsupported,
                   "tensor type " + std::string(dtype_name(view->dtype)) +
-                      " is not supported (f32, f16, bf16 are)",
+                      " is not supported (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, "
+                      "q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs are)",
+                  {.file = source, .key = file_name(name)});
+    }
+    if (ggml::supported(view->dtype) && want.back() % dtype_info(view->dtype).block_size != 0) {
+      throw Error(ErrorCode::kFormat,
+                  "rows of " + std::to_string(want.back()) + " elements are not whole " +
+                      std::string(dtype_name(view->dtype)) + " blocks",
                   {.file = source, .key = file_name(name)});
     }
     if (!view->is_contiguous()) {
@@ -870,8 +880,12 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     throw Error(ErrorCode::kInvalidArgument,
                 "random mlx weights take bits 2-6 or 8 and group size 32, 64 or 128");
   }
-  if (weight_dtype != DType::kF32 && weight_dtype != DType::kF16 && weight_dtype != DType::kBF16) {
-    throw Error(ErrorCode::kInvalidArgument, "random weights are f32, f16 or bf16");
+  if (weight_dtype != DType::kF32 && weight_dtype != DType::kF16 && weight_dtype != DType::kBF16 &&
+      !ggml::supported(weight_dtype)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "random weights are f32, f16, bf16, mlx affine or a ggml block type (q4_0 ... "
+                "iq4_xs), not " +
+                    std::string(dtype_name(weight_dtype)));
   }
   auto m = std::make_unique<ModelImpl>();
   m->config = config;
@@ -916,9 +930,29 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
     const bool vector = shape.size() == 1;
     const DType dt = vector ? DType::kF32 : weight_dtype;
     const auto n = static_cast<std::size_t>(numel(shape));
+    const bool quant = ggml::supported(dt);
+    if (quant && shape[1] % dtype_info(dt).block_size != 0) {
+      throw Error(ErrorCode::kInvalidArgument, name + ": rows of " + std::to_string(shape[1]) +
+                                                   " are not whole " + std::string(dtype_name(dt)) +
+                                                   " blocks");
+    }
     const std::size_t es = dt == DType::kF32 ? 4 : 2;
-    auto& buf = store->emplace_back(new std::byte[n * es]);
+    const std::size_t nbytes =
+        quant ? static_cast<std::size_t>(shape[0] * ggml::row_bytes(dt, shape[1])) : n * es;
+    auto& buf = store->emplace_back(new std::byte[nbytes]);
     const Values values = values_of(name, shape);
+    if (quant) {  // each row quantized by hearth's quantizer, as a GGUF file would hold it
+      const i64 cols = shape[1];
+      const i64 rb = ggml::row_bytes(dt, cols);
+      m->pool->parallel_for(static_cast<std::size_t>(shape[0]), [&](std::size_t b, std::size_t e) {
+        std::vector<float> row(static_cast<std::size_t>(cols));
+        for (std::size_t r = b; r < e; ++r) {
+          values.fill(r * static_cast<std::size_t>(cols), row.size(), row.data());
+          ggml::quantize_row(dt, row.data(), buf.get() + static_cast<i64>(r) * rb, cols);
+        }
+      });
+      return TensorView::contiguous(dt, shape, buf.get(), nbytes);
+    }
     constexpr std::size_t kBlock = 4096;
     m->pool->parallel_for((n + kBlock - 1) / kBlock, [&](std::size_t b, std::size_t e) {
       std::vector<float> block(kBlock);
@@ -939,7 +973,7 @@ std::unique_ptr<LanguageModel> LanguageModel::random(const DecoderConfig& config
         std::memcpy(buf.get() + i * 2, half.data(), len * 2);
       }
     });
-    return TensorView::contiguous(dt, shape, buf.get(), n * es);
+    return TensorView::contiguous(dt, shape, buf.get(), nbytes);
   };
   // mlx: the same values quantized row by row by hearth's quantizer, f16 scales and biases.
   const int bits = weights.mlx_bits;

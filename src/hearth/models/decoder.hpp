@@ -2,9 +2,11 @@
 //
 // LanguageModel::load reads a Hugging Face folder (config.json `architectures` / `model_type`,
 // safetensors, sharded or not) or a GGUF file (llama.cpp's tensor names and `<arch>.*` keys).
-// Weights stay in their stored type (f32, f16 or bf16) over the file mapping; only norm gains and
-// biases (vectors) are converted to f32. Each architecture file (llama.cpp, mistral.cpp, phi3.cpp,
-// qwen2.cpp, qwen3.cpp) maps its names and config keys onto the shared skeleton here.
+// Weights stay in their stored type (f32, f16, bf16, or in GGUF files any of the ggml block types
+// of tensor/ggml_quant.hpp, mixed per tensor) over the file mapping, with no dequantized copy; only
+// norm gains and biases (vectors) are converted to f32. Each architecture file (llama.cpp,
+// mistral.cpp, phi3.cpp, qwen2.cpp, qwen3.cpp) maps its names and config keys onto the shared
+// skeleton here.
 //
 // A Session is one conversation: it owns a KV cache (f16 by default, f32 on request) and runs new
 // tokens over it, batched prefill for several tokens, GEMV decode for one. The cache keeps the
@@ -127,8 +129,9 @@ class LanguageModel {
   // or key and the expected shape.
   static std::unique_ptr<LanguageModel> load(const std::filesystem::path& folder_or_gguf,
                                              const LlmOptions& options = {});
-  // A model of the given shape with random weights in the given format made in memory, no file
-  // and no tokenizer (tokenizer() throws): for benchmarks and tests.
+  // A model of the given shape with random weights in the given format (f32, f16, bf16, mlx
+  // affine, or a ggml block type: each row quantized by hearth's quantizer, the embedding table
+  // too) made in memory, no file and no tokenizer (tokenizer() throws): for benchmarks and tests.
   static std::unique_ptr<LanguageModel> random(const DecoderConfig& config, WeightFormat weights,
                                                unsigned seed, const LlmOptions& options = {});
   ~LanguageModel();

@@ -117,10 +117,10 @@ constexpr RandomWeights kWeights[] = {
     {"f16", "IEEE half precision (16 bits per weight)", make_random<DType::kF16>},
     {"bf16", "bfloat16 (16 bits per weight)", make_random<DType::kBF16>},
     {"f32", "single precision (32 bits per weight)", make_random<DType::kF32>},
-    {"q4_0", "GGUF Q4_0 blocks (4.5 bits per weight)", nullptr},
-    {"q4_k", "GGUF Q4_K blocks (4.5 bits per weight)", nullptr},
+    {"q4_0", "GGUF Q4_0 blocks (4.5 bits per weight)", make_random<DType::kQ4_0>},
+    {"q4_k", "GGUF Q4_K blocks (4.5 bits per weight)", make_random<DType::kQ4_K>},
     {"q4_k_m", "GGUF Q4_K_M: llama.cpp's mix of Q4_K and Q6_K tensors", nullptr},
-    {"q8_0", "GGUF Q8_0 blocks (8.5 bits per weight)", nullptr},
+    {"q8_0", "GGUF Q8_0 blocks (8.5 bits per weight)", make_random<DType::kQ8_0>},
     {"mlx4", "MLX affine 4-bit, group 64 (4.5 bits per weight)", make_random_mlx<4>},
     {"mlx8", "MLX affine 8-bit, group 64 (8.5 bits per weight)", make_random_mlx<8>},
 };
