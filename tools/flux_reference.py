@@ -34,8 +34,8 @@ Usage: flux_reference.py --model DIR --input in.json --output out.json
   in.json: {"calls": [{"image", "img_ids", "context", "txt_ids", "pooled", "timestep",
   "guidance"?}, ...]} (flattened arrays) -> {"velocity": [[...], ...]}
 flux_reference.py --sigmas in.json --output out.json
-  in.json: {"steps", "tokens", "dynamic", "shift", "base_shift", "max_shift", "base_seq",
-  "max_seq"} -> {"sigmas": [...]}
+  in.json: {"cases": [{"steps", "tokens", "dynamic", "shift", "base_shift", "max_shift",
+  "base_seq", "max_seq"}, ...]} -> {"sigmas": [[...], ...]}
 """
 
 import argparse
@@ -194,7 +194,8 @@ def main():
     args = ap.parse_args()
     if args.sigmas:
         with open(args.sigmas) as f:
-            out = {"sigmas": [float(v) for v in sigmas(json.load(f))]}
+            cases = json.load(f)["cases"]
+        out = {"sigmas": [[float(v) for v in sigmas(c)] for c in cases]}
     else:
         m = Model(args.model)
         with open(args.input) as f:

@@ -244,21 +244,28 @@ TEST(FluxSampler, SigmasMatchTorch) {
   };
   FluxSchedule shifted;  // a static shift, as SD3-style configs use
   shifted.shift = 3.0;
-  for (const Case& k : {Case{FluxSchedule::schnell(), 4, 1024}, Case{FluxSchedule::dev(), 28, 1024},
-                        Case{FluxSchedule::dev(), 50, 4096}, Case{FluxSchedule::dev(), 20, 64},
-                        Case{shifted, 10, 1024}}) {
-    write_text(tmp / "s.json", nlohmann::json({{"steps", k.steps},
-                                               {"tokens", k.tokens},
-                                               {"dynamic", k.s.dynamic_shift},
-                                               {"shift", k.s.shift},
-                                               {"base_shift", k.s.base_shift},
-                                               {"max_shift", k.s.max_shift},
-                                               {"base_seq", k.s.base_seq_len},
-                                               {"max_seq", k.s.max_seq_len}})
-                                   .dump());
-    const auto ref = run_reference("--sigmas " + testing::quote(tmp / "s.json"), tmp);
-    ASSERT_FALSE(ref.is_null());
-    const auto want = ref["sigmas"].get<std::vector<double>>();
+  const std::vector<Case> cases = {{FluxSchedule::schnell(), 4, 1024},
+                                   {FluxSchedule::dev(), 28, 1024},
+                                   {FluxSchedule::dev(), 50, 4096},
+                                   {FluxSchedule::dev(), 20, 64},
+                                   {shifted, 10, 1024}};
+  nlohmann::json in = {{"cases", nlohmann::json::array()}};
+  for (const Case& k : cases) {
+    in["cases"].push_back({{"steps", k.steps},
+                           {"tokens", k.tokens},
+                           {"dynamic", k.s.dynamic_shift},
+                           {"shift", k.s.shift},
+                           {"base_shift", k.s.base_shift},
+                           {"max_shift", k.s.max_shift},
+                           {"base_seq", k.s.base_seq_len},
+                           {"max_seq", k.s.max_seq_len}});
+  }
+  write_text(tmp / "s.json", in.dump());
+  const auto ref = run_reference("--sigmas " + testing::quote(tmp / "s.json"), tmp);
+  ASSERT_FALSE(ref.is_null());
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const Case& k = cases[c];
+    const auto want = ref["sigmas"][c].get<std::vector<double>>();
     const auto got = flux_sigmas(k.s, k.steps, k.tokens);
     ASSERT_EQ(got.size(), want.size());
     for (std::size_t i = 0; i < got.size(); ++i) {
