@@ -23,6 +23,9 @@
 //    Hugging Face folder or, with --format safetensors, a single file with the same names (as
 //    ComfyUI keeps clip_l / t5xxl); tiny by default, with the real tokenizers (--tokenizer-dir)
 //    copied into the folder (make_text_encoder.cpp).
+//  --arch flux-transformer: FLUX.1's FluxTransformer2DModel as a diffusers transformer/ folder
+//    (config.json, two shards and their index) or, with --format safetensors, the same weights
+//    as Black Forest Labs' single file; tiny, --guidance-embeds for dev's shape.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -1266,10 +1269,13 @@ int main(int argc, char** argv) {
   bool untied = false;
   std::vector<int> eos_ids;
   double shard_mb = 0;
+  std::optional<int> single_layers, joint_dim, pooled_dim;
+  bool guidance_embeds = false;
   app.add_option("--arch", arch,
-                 "llama, mistral, phi3, qwen2, qwen3, bert, clip-text or t5-encoder")
-      ->check(CLI::IsMember(
-          {"llama", "mistral", "phi3", "qwen2", "qwen3", "bert", "clip-text", "t5-encoder"}));
+                 "llama, mistral, phi3, qwen2, qwen3, bert, clip-text, t5-encoder or "
+                 "flux-transformer")
+      ->check(CLI::IsMember({"llama", "mistral", "phi3", "qwen2", "qwen3", "bert", "clip-text",
+                             "t5-encoder", "flux-transformer"}));
   app.add_option("--shape", shape,
                  "tiny; decoders: phi3-mini (hidden 3072, 32 layers, 32 heads, FFN 8192, vocab "
                  "32064); bert: minilm (384, 6 layers)")
@@ -1332,6 +1338,14 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--shard-mb", shard_mb, "hf: split the weights into shards of about this size")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--single-layers", single_layers, "flux-transformer: single-stream blocks")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--joint-dim", joint_dim, "flux-transformer: T5 width (joint_attention_dim)")
+      ->check(CLI::Range(1, 1 << 16));
+  app.add_option("--pooled-dim", pooled_dim, "flux-transformer: CLIP pooled width")
+      ->check(CLI::Range(1, 1 << 16));
+  app.add_flag("--guidance-embeds", guidance_embeds,
+               "flux-transformer: a guidance embedding (FLUX.1-dev)");
   return hearth::cli::run(app, argc, argv, [&] {
     const std::optional<QuantMix> mix = QuantMix::parse(dtype_name);
     const DType dtype = mix ? DType::kF32 : *hearth::dtype_from_name(dtype_name);
@@ -1339,11 +1353,20 @@ int main(int argc, char** argv) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                           "--dtype " + dtype_name + " is for --format gguf decoders");
     }
+    const bool flux_part =
+        arch == "flux-transformer" || arch == "clip-text" || arch == "t5-encoder";
+    if (flux_part && hearth::dtype_info(dtype).quantized) {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                          "--arch " + arch + " is written in f32, f16 or bf16");
+    }
+    if (arch == "flux-transformer") {
+      make_flux_transformer(
+          out, format == "gguf" ? "hf" : format, dtype, seed,
+          {heads, head_dim, layers, single_layers, joint_dim, pooled_dim, guidance_embeds});
+      std::printf("wrote %s\n", out.c_str());
+      return 0;
+    }
     if (arch == "clip-text" || arch == "t5-encoder") {
-      if (hearth::dtype_info(dtype).quantized) {
-        throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                            "the text encoders are written in f32, f16 or bf16");
-      }
       make_text_encoder(arch, out, format == "gguf" ? "hf" : format, dtype, seed, tokenizer_dir,
                         {hidden, layers, heads, ffn});
       std::printf("wrote %s\n", out.c_str());

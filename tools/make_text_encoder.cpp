@@ -1,5 +1,6 @@
 #include "make_text_encoder.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -54,11 +55,65 @@ class Maker {
     add(name, {out, in}, 0.0f, 1.0f / std::sqrt(static_cast<float>(in)));
   }
 
+  // The tensors renamed and fused for another layout: each output is the row-wise concatenation
+  // of the named tensors (one name: a rename). Every tensor must be used.
+  Maker fused(const std::vector<std::pair<std::string, std::vector<std::string>>>& layout) const {
+    Maker out(dtype_, 0);
+    std::size_t used = 0;
+    for (const auto& [name, parts] : layout) {
+      Tensor t{name, {}, {}};
+      for (const std::string& part : parts) {
+        const auto it = std::find_if(tensors_.begin(), tensors_.end(),
+                                     [&](const Tensor& x) { return x.name == part; });
+        if (it == tensors_.end()) {
+          throw hearth::Error(hearth::ErrorCode::kInternal, "no tensor " + part);
+        }
+        if (t.shape.empty()) {
+          t.shape = it->shape;
+        } else {
+          t.shape[0] += it->shape[0];
+        }
+        t.bytes.insert(t.bytes.end(), it->bytes.begin(), it->bytes.end());
+        ++used;
+      }
+      out.tensors_.push_back(std::move(t));
+    }
+    if (used != tensors_.size()) {
+      throw hearth::Error(hearth::ErrorCode::kInternal, "the layout leaves tensors out");
+    }
+    return out;
+  }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> n;
+    for (const Tensor& t : tensors_) n.push_back(t.name);
+    return n;
+  }
+
   void write(const fs::path& path) const {
     hearth::formats::SafetensorsWriter w;
     w.set_metadata("format", "pt");
     for (const Tensor& t : tensors_) w.add_tensor(t.name, dtype_, t.shape, t.bytes);
     w.write(path);
+  }
+  // Two shards <stem>-0000{1,2}-of-00002.safetensors (the tensors split in half, in order) and
+  // <stem>.safetensors.index.json, as diffusers and transformers write sharded weights.
+  void write_sharded(const fs::path& dir, const std::string& stem) const {
+    nlohmann::json map = nlohmann::json::object();
+    const std::size_t half = tensors_.size() / 2;
+    for (int s = 0; s < 2; ++s) {
+      const std::string name = stem + "-0000" + std::to_string(s + 1) + "-of-00002.safetensors";
+      hearth::formats::SafetensorsWriter w;
+      w.set_metadata("format", "pt");
+      for (std::size_t i = s == 0 ? 0 : half; i < (s == 0 ? half : tensors_.size()); ++i) {
+        w.add_tensor(tensors_[i].name, dtype_, tensors_[i].shape, tensors_[i].bytes);
+        map[tensors_[i].name] = name;
+      }
+      w.write(dir / name);
+    }
+    std::ofstream(dir / (stem + ".safetensors.index.json"))
+        << nlohmann::json({{"metadata", nlohmann::json::object()}, {"weight_map", map}}).dump(2)
+        << "\n";
   }
 
  private:
@@ -184,4 +239,166 @@ void make_text_encoder(const std::string& arch, const std::string& out, const st
       }
     }
   }
+}
+
+namespace {
+
+// Black Forest Labs' names for the diffusers tensors (flux/model.py as flux1-schnell.safetensors
+// stores them): q, k, v fused per stream, single blocks' q, k, v and MLP input fused as linear1,
+// and the final modulation stored as (shift, scale) where diffusers has (scale, shift).
+std::vector<std::pair<std::string, std::vector<std::string>>> bfl_layout(std::int64_t layers,
+                                                                         std::int64_t singles,
+                                                                         bool guidance) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> l;
+  const auto both = [&](const std::string& to, const std::vector<std::string>& from) {
+    for (const char* s : {".weight", ".bias"}) {
+      std::vector<std::string> parts;
+      for (const std::string& f : from) parts.push_back(f + s);
+      l.emplace_back(to + s, parts);
+    }
+  };
+  both("img_in", {"x_embedder"});
+  both("txt_in", {"context_embedder"});
+  const std::string t = "time_text_embed.";
+  for (const auto& [to, from] :
+       std::vector<std::pair<std::string, std::string>>{{"time_in", "timestep_embedder"},
+                                                        {"vector_in", "text_embedder"},
+                                                        {"guidance_in", "guidance_embedder"}}) {
+    if (from == "guidance_embedder" && !guidance) continue;
+    both(to + ".in_layer", {t + from + ".linear_1"});
+    both(to + ".out_layer", {t + from + ".linear_2"});
+  }
+  for (std::int64_t i = 0; i < layers; ++i) {
+    const std::string p = "transformer_blocks." + std::to_string(i) + ".";
+    const std::string q = "double_blocks." + std::to_string(i) + ".";
+    both(q + "img_mod.lin", {p + "norm1.linear"});
+    both(q + "txt_mod.lin", {p + "norm1_context.linear"});
+    both(q + "img_attn.qkv", {p + "attn.to_q", p + "attn.to_k", p + "attn.to_v"});
+    both(q + "txt_attn.qkv", {p + "attn.add_q_proj", p + "attn.add_k_proj", p + "attn.add_v_proj"});
+    l.push_back({q + "img_attn.norm.query_norm.scale", {p + "attn.norm_q.weight"}});
+    l.push_back({q + "img_attn.norm.key_norm.scale", {p + "attn.norm_k.weight"}});
+    l.push_back({q + "txt_attn.norm.query_norm.scale", {p + "attn.norm_added_q.weight"}});
+    l.push_back({q + "txt_attn.norm.key_norm.scale", {p + "attn.norm_added_k.weight"}});
+    both(q + "img_attn.proj", {p + "attn.to_out.0"});
+    both(q + "txt_attn.proj", {p + "attn.to_add_out"});
+    both(q + "img_mlp.0", {p + "ff.net.0.proj"});
+    both(q + "img_mlp.2", {p + "ff.net.2"});
+    both(q + "txt_mlp.0", {p + "ff_context.net.0.proj"});
+    both(q + "txt_mlp.2", {p + "ff_context.net.2"});
+  }
+  for (std::int64_t i = 0; i < singles; ++i) {
+    const std::string p = "single_transformer_blocks." + std::to_string(i) + ".";
+    const std::string q = "single_blocks." + std::to_string(i) + ".";
+    both(q + "modulation.lin", {p + "norm.linear"});
+    both(q + "linear1", {p + "attn.to_q", p + "attn.to_k", p + "attn.to_v", p + "proj_mlp"});
+    l.push_back({q + "norm.query_norm.scale", {p + "attn.norm_q.weight"}});
+    l.push_back({q + "norm.key_norm.scale", {p + "attn.norm_k.weight"}});
+    both(q + "linear2", {p + "proj_out"});
+  }
+  // "norm_out.linear.shift" / ".scale" are the halves make_flux_transformer stores separately.
+  both("final_layer.adaLN_modulation.1", {"norm_out.linear.shift", "norm_out.linear.scale"});
+  both("final_layer.linear", {"proj_out"});
+  return l;
+}
+
+}  // namespace
+
+void make_flux_transformer(const std::string& out, const std::string& format, DType dtype,
+                           unsigned seed, const FluxTransformerShape& shape) {
+  if (format != "hf" && format != "safetensors") {
+    throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                        "FLUX transformers are written as --format hf (diffusers) or safetensors "
+                        "(Black Forest Labs' single file)");
+  }
+  const std::int64_t hd = shape.head_dim.value_or(16);
+  if (hd != 16 && hd != 128) {
+    throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                        "--head-dim is 16 (axes 4, 6, 6) or 128 (FLUX.1's 16, 56, 56)");
+  }
+  const std::int64_t heads = shape.heads.value_or(2), d = heads * hd,
+                     layers = shape.layers.value_or(2), singles = shape.single_layers.value_or(2),
+                     in = 64, joint = shape.joint_dim.value_or(32),
+                     pooled = shape.pooled_dim.value_or(32);
+  Maker m(dtype, seed);
+  const auto linear = [&](const std::string& name, std::int64_t o, std::int64_t i) {
+    m.matrix(name + ".weight", o, i);
+    m.add(name + ".bias", {o}, 0.0f, 0.1f);
+  };
+  const auto gain = [&](const std::string& name) { m.add(name + ".weight", {hd}, 1.0f, 0.1f); };
+  linear("x_embedder", d, in);
+  linear("context_embedder", d, joint);
+  std::vector<std::pair<std::string, std::int64_t>> embedders = {{"timestep_embedder", 256},
+                                                                 {"text_embedder", pooled}};
+  if (shape.guidance) embedders.emplace_back("guidance_embedder", 256);
+  for (const auto& [name, width] : embedders) {
+    linear("time_text_embed." + name + ".linear_1", d, width);
+    linear("time_text_embed." + name + ".linear_2", d, d);
+  }
+  for (std::int64_t l = 0; l < layers; ++l) {
+    const std::string p = "transformer_blocks." + std::to_string(l) + ".";
+    linear(p + "norm1.linear", 6 * d, d);
+    linear(p + "norm1_context.linear", 6 * d, d);
+    for (const char* part : {"to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj",
+                             "to_out.0", "to_add_out"}) {
+      linear(p + "attn." + part, d, d);
+    }
+    for (const char* part : {"norm_q", "norm_k", "norm_added_q", "norm_added_k"}) {
+      gain(p + "attn." + part);
+    }
+    for (const char* ff : {"ff.", "ff_context."}) {
+      linear(p + ff + "net.0.proj", 4 * d, d);
+      linear(p + ff + "net.2", d, 4 * d);
+    }
+  }
+  for (std::int64_t l = 0; l < singles; ++l) {
+    const std::string p = "single_transformer_blocks." + std::to_string(l) + ".";
+    linear(p + "norm.linear", 3 * d, d);
+    for (const char* part : {"to_q", "to_k", "to_v"}) linear(p + "attn." + part, d, d);
+    gain(p + "attn.norm_q");
+    gain(p + "attn.norm_k");
+    linear(p + "proj_mlp", 4 * d, d);
+    linear(p + "proj_out", d, 5 * d);
+  }
+  // norm_out.linear is [scale; shift]; the halves are made separately so that the BFL layout can
+  // store them swapped.
+  linear("norm_out.linear.scale", d, d);
+  linear("norm_out.linear.shift", d, d);
+  linear("proj_out", in, d);
+  if (format == "safetensors") {
+    m.fused(bfl_layout(layers, singles, shape.guidance)).write(out);
+    return;
+  }
+  // FLUX.1's transformer/config.json, with the tiny shape (axes_dims_rope sums to 16).
+  const nlohmann::json config = {
+      {"_class_name", "FluxTransformer2DModel"},
+      {"_diffusers_version", "0.30.0"},
+      {"attention_head_dim", hd},
+      {"axes_dims_rope", hd == 16 ? nlohmann::json({4, 6, 6}) : nlohmann::json({16, 56, 56})},
+      {"guidance_embeds", shape.guidance},
+      {"in_channels", in},
+      {"joint_attention_dim", joint},
+      {"num_attention_heads", heads},
+      {"num_layers", layers},
+      {"num_single_layers", singles},
+      {"patch_size", 1},
+      {"pooled_projection_dim", pooled}};
+  fs::create_directories(out);
+  std::vector<std::pair<std::string, std::vector<std::string>>> same;
+  bool halves = false;
+  for (const std::string& name : m.names()) {
+    if (name.starts_with("norm_out.linear.")) {
+      if (!halves) {
+        for (const char* s : {".weight", ".bias"}) {
+          same.push_back({std::string("norm_out.linear") + s,
+                          {std::string("norm_out.linear.scale") + s,
+                           std::string("norm_out.linear.shift") + s}});
+        }
+      }
+      halves = true;
+      continue;
+    }
+    same.push_back({name, {name}});
+  }
+  m.fused(same).write_sharded(out, "diffusion_pytorch_model");
+  std::ofstream(fs::path(out) / "config.json") << config.dump(2) << "\n";
 }

@@ -1,4 +1,5 @@
-// hearth-make-model --arch clip-text | t5-encoder: random FLUX text encoders in the real layouts.
+// hearth-make-model --arch clip-text | t5-encoder | flux-transformer: random FLUX text encoders
+// and transformers in the real layouts.
 #pragma once
 
 #include <optional>
@@ -18,3 +19,18 @@ struct TextEncoderShape {
 void make_text_encoder(const std::string& arch, const std::string& out, const std::string& format,
                        hearth::DType dtype, unsigned seed, const std::string& tokenizer_dir,
                        const TextEncoderShape& shape);
+
+struct FluxTransformerShape {
+  std::optional<int> heads, head_dim, layers, single_layers, joint_dim, pooled_dim;
+  bool guidance = false;  // guidance_embeds (dev)
+};
+
+// Format "hf": a diffusers transformer/ folder, config.json as diffusers writes it for
+// FluxTransformer2DModel and the weights in two shards with
+// diffusion_pytorch_model.safetensors.index.json. Format "safetensors": the same weights in
+// Black Forest Labs' single file (flux1-schnell.safetensors names, fused). 64 input channels;
+// head_dim 16 (axes_dims_rope [4, 6, 6]; default) or 128 ([16, 56, 56], which single files need);
+// by default 2 heads, 2 double and 2 single blocks, text widths 32. The seed gives the same
+// weights in both formats.
+void make_flux_transformer(const std::string& out, const std::string& format, hearth::DType dtype,
+                           unsigned seed, const FluxTransformerShape& shape);

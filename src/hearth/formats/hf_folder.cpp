@@ -200,6 +200,8 @@ void ModelFolder::load_weights() {
   std::vector<std::string> shard_names;
   std::optional<nlohmann::json> weight_map;
   fs::path index_file = path_ / "model.safetensors.index.json";
+  // diffusers names its shards' index after diffusion_pytorch_model.
+  if (!existing(index_file)) index_file = path_ / "diffusion_pytorch_model.safetensors.index.json";
   if (existing(index_file)) {
     const nlohmann::json index = read_json_file(index_file);
     const auto it = index.find("weight_map");

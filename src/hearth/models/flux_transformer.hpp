@@ -1,0 +1,105 @@
+// FLUX.1's transformer (diffusers FluxTransformer2DModel): x_embedder and context_embedder,
+// the time / pooled-text (and, for dev, guidance) embedding, double-stream blocks (adaptive
+// layer-norm modulation of the image and text streams, joint attention over [text; image] with
+// q/k RMS norms and a three-axis rotary embedding), single-stream blocks (parallel attention and
+// MLP), the continuous adaptive output norm and proj_out. Weights come from a diffusers
+// `transformer/` folder (config.json + diffusion_pytorch_model*.safetensors, sharded with its
+// index or not) or Black Forest Labs' single file (flux1-schnell.safetensors / flux1-dev: fused
+// qkv and linear1 sliced by rows; also under ComfyUI's "model.diffusion_model." prefix) in f32,
+// f16 or bf16, and are read in place.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "hearth/models/encoder_common.hpp"
+
+namespace hearth::models {
+
+struct FluxTransformerConfig {
+  std::int64_t in_channels = 64;   // packed latent channels (16 x 2 x 2)
+  std::int64_t out_channels = 64;  // config out_channels, null = in_channels
+  std::int64_t layers = 19;        // double-stream blocks (num_layers)
+  std::int64_t single_layers = 38;
+  std::int64_t heads = 24;
+  std::int64_t head_dim = 128;
+  std::int64_t joint_dim = 4096;                      // T5 width (joint_attention_dim)
+  std::int64_t pooled_dim = 768;                      // CLIP pooled width (pooled_projection_dim)
+  bool guidance_embeds = false;                       // dev: true
+  std::array<std::int64_t, 3> axes_dims{16, 56, 56};  // sums to head_dim
+  float theta = 10000.0f;
+  std::int64_t inner() const { return heads * head_dim; }
+};
+
+// One transformer call. Token ids are (axis 0, axis 1, axis 2) per token: zeros for text, (0,
+// row, column) of the 2x2-packed latent for the image (flux_image_ids).
+struct FluxTransformerInput {
+  std::span<const float> image;           // [image_tokens, in_channels]
+  std::span<const std::int64_t> img_ids;  // [image_tokens, 3]
+  std::span<const float> context;         // [text_tokens, joint_dim] (T5 hidden states)
+  std::span<const std::int64_t> txt_ids;  // [text_tokens, 3]
+  std::span<const float> pooled;          // [pooled_dim] (CLIP pooled)
+  float timestep = 1.0f;                  // the sigma in [0, 1]; embedded as 1000 * timestep
+  std::optional<float> guidance;          // required iff guidance_embeds; embedded as 1000 * g
+};
+
+class FluxTransformer {
+ public:
+  // A diffusers transformer/ folder (config.json required) or a BFL single .safetensors file
+  // (the shape read from the tensors; 128-wide heads, FLUX.1's rotary axes). Errors name the file
+  // and the tensor or key.
+  static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
+                                               const TextEncoderOptions& options = {});
+  // Random weights of the given shape in dtype (f32, f16, bf16), no file.
+  static std::unique_ptr<FluxTransformer> random(const FluxTransformerConfig& config, DType dtype,
+                                                 unsigned seed,
+                                                 const TextEncoderOptions& options = {});
+  ~FluxTransformer();
+
+  const FluxTransformerConfig& config() const { return config_; }
+  const std::string& source() const { return source_; }
+  std::int64_t parameters() const { return parameters_; }
+  kernels::Backend& backend() { return *backend_; }
+
+  // The predicted velocity [image_tokens, out_channels]. Serialised; cancellable between blocks.
+  std::vector<float> forward(const FluxTransformerInput& in);
+
+ private:
+  struct Double;
+  struct Single;
+  struct Mlp {
+    std::unique_ptr<kernels::LinearWeights> fc1, fc2;
+  };
+  FluxTransformer() = default;
+  static std::unique_ptr<FluxTransformer> load_bfl(const std::filesystem::path& path,
+                                                   const TextEncoderOptions& options);
+  void build(const detail::EncoderWeights& w, const TextEncoderOptions& options);
+  void embed_mlp(const Mlp& m, const float* x, float* out, kernels::Activation act);
+
+  FluxTransformerConfig config_;
+  std::string source_;
+  std::int64_t parameters_ = 0;
+  bool bfl_ = false;  // Black Forest Labs' names (and final-layer modulation order)
+  std::shared_ptr<ThreadPool> pool_;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::vector<std::shared_ptr<const void>> keep_alive_;
+  std::unique_ptr<kernels::LinearWeights> x_embedder_, context_embedder_, norm_out_, proj_out_;
+  Mlp time_, guidance_, text_;
+  std::vector<Double> doubles_;
+  std::vector<Single> singles_;
+  std::array<std::vector<float>, 3> inv_freq_;
+  std::mutex mutex_;
+};
+
+// The sinusoidal timestep embedding FLUX uses (diffusers Timesteps(dim, flip_sin_to_cos=True,
+// downscale_freq_shift=0)): [cos(t f_i), sin(t f_i)], f_i = 10000^(-i / (dim / 2)).
+std::vector<float> flux_timestep_embedding(double t, std::int64_t dim);
+
+}  // namespace hearth::models
