@@ -55,6 +55,8 @@
 #include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
+
+#include "encode_values.hpp"
 #include "make_text_encoder.hpp"
 
 namespace fs = std::filesystem;
@@ -64,24 +66,6 @@ namespace formats = hearth::formats;
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::byte> encode(const std::vector<float>& v, DType dtype) {
-  std::vector<std::byte> out;
-  if (dtype == DType::kF32) {
-    out.resize(v.size() * 4);
-    std::memcpy(out.data(), v.data(), out.size());
-    return out;
-  }
-  std::vector<std::uint16_t> h(v.size());
-  if (dtype == DType::kF16) {
-    hearth::f32_to_f16(v.data(), h.data(), v.size());
-  } else {
-    hearth::f32_to_bf16(v.data(), h.data(), v.size());
-  }
-  out.resize(h.size() * 2);
-  std::memcpy(out.data(), h.data(), out.size());
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Decoders

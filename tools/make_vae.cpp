@@ -19,6 +19,8 @@
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/tensor/half.hpp"
 
+#include "encode_values.hpp"
+
 namespace fs = std::filesystem;
 using hearth::DType;
 using hearth::Shape;
@@ -125,24 +127,6 @@ class Maker {
   std::mt19937 rng_;
   std::vector<Tensor> out_;
 };
-
-std::vector<std::byte> encode(const std::vector<float>& v, DType dtype) {
-  std::vector<std::byte> out;
-  if (dtype == DType::kF32) {
-    out.resize(v.size() * 4);
-    std::memcpy(out.data(), v.data(), out.size());
-    return out;
-  }
-  std::vector<std::uint16_t> h(v.size());
-  if (dtype == DType::kF16) {
-    hearth::f32_to_f16(v.data(), h.data(), v.size());
-  } else {
-    hearth::f32_to_bf16(v.data(), h.data(), v.size());
-  }
-  out.resize(h.size() * 2);
-  std::memcpy(out.data(), h.data(), out.size());
-  return out;
-}
 
 void write_text(const fs::path& path, const std::string& text) {
   hearth::formats::AtomicFileWriter w(path);

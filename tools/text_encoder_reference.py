@@ -34,35 +34,11 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import numpy as np
 import torch
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (header_len,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
-    base = 8 + header_len
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = data[base + begin : base + end]
-        dtype = info["dtype"]
-        if dtype == "F32":
-            arr = np.frombuffer(raw, dtype="<f4")
-        elif dtype == "F16":
-            arr = np.frombuffer(raw, dtype="<f2")
-        elif dtype == "BF16":
-            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise SystemExit(f"{path}: unsupported dtype {dtype} for {name}")
-        tensors[name] = torch.from_numpy(arr.astype(np.float64).reshape(info["shape"]))
-    return tensors
+from bert_reference import read_safetensors  # the same float64 reader
 
 
 def layer_norm(x, w, b, eps):

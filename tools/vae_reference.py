@@ -24,36 +24,14 @@ Inputs and outputs are .npy float32: latents [C, H, W], images [H, W, 3].
 import argparse
 import json
 import os
-import struct
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bert_reference import read_safetensors  # the same float64 reader
+
 torch.set_default_dtype(torch.float64)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n).decode("utf-8"))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        raw = np.frombuffer(data[b:e], dtype=np.uint8)
-        if info["dtype"] == "F32":
-            arr = raw.view("<f4")
-        elif info["dtype"] == "F16":
-            arr = raw.view("<f2")
-        elif info["dtype"] == "BF16":
-            arr = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise SystemExit(f"{path}: unsupported dtype {info['dtype']}")
-        out[name] = torch.from_numpy(arr.astype(np.float64).reshape(info["shape"]))
-    return out
 
 
 # ---- AutoencoderKL ----
