@@ -8,6 +8,7 @@
 
 #include "hearth/core/error.hpp"
 #include "hearth/kernels/backend.hpp"
+#include "hearth/kernels/quant_gemm.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
@@ -77,7 +78,8 @@ void check(const Quantized& q, SimdLevel level, i64 rows, unsigned seed) {
   const auto lin = be->make_linear_view(q.view(), bias.data());
   std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
   be->linear(*lin, x.data(), rows, y.data());
-  const bool int8 = affine_kernels(level, q.bits).int8();
+  // More than 8 rows (prefill) run the tiled int8 kernels of every width where the level has them.
+  const bool int8 = affine_kernels(level, q.bits).int8() || (rows > 8 && quant_gemm(level));
   const i64 groups = q.cols / q.group;
   const std::size_t es = q.sdt == DType::kF32 ? 4 : 2;
   for (i64 r = 0; r < rows; ++r) {

@@ -11,6 +11,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
+#include "hearth/kernels/quant_gemm.hpp"
 #include "hearth/kernels/quant_ggml.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
@@ -64,6 +65,9 @@ constexpr i64 kGemvMaxRows = 8;
 // Prefill over block-quantized weights: weight rows per task, each decoded once per four x rows
 // while the task's rows stay in L1/L2.
 constexpr i64 kQuantRowChunk = 16;
+// Prefill through the tiled kernels (quant_gemm.hpp): tasks of one weight tile by up to this many
+// x rows (each tile unpacked once per task; the x blocks stream from L2/L3).
+constexpr i64 kQuantGemmRows = 256;
 
 WeightType weight_type(DType t) {
   switch (t) {
@@ -144,7 +148,11 @@ AffineMatrix affine_matrix(const WeightView& w) {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(ThreadPool& pool, SimdLevel level, GemmImpl gemm)
-      : pool_(pool), k_(kernel_table(level)), q_(quant_kernels(level)), gemm_(gemm) {}
+      : pool_(pool),
+        k_(kernel_table(level)),
+        q_(quant_kernels(level)),
+        qgemm_(quant_gemm(level)),
+        gemm_(gemm) {}
 
   std::string name() const override {
     return std::string("cpu-") + to_string(k_.level) + "-gemm-" + to_string(gemm_);
@@ -284,6 +292,13 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
+    if (rows > kGemvMaxRows && qgemm_ != nullptr) {
+      Q8Block* xq = quantize_x(x, rows, m.cols, true);
+      run_tiled(m.rows, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
+        qgemm_->affine(m, n0, n1, xq, m0, m1, bias, y, m.rows);
+      });
+      return;
+    }
     acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
       acts_.fill(x, m.cols, 0, rows);
@@ -318,6 +333,12 @@ class CpuBackend final : public Backend {
         q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
       });
     }
+    if (rows > kGemvMaxRows && qgemm_ != nullptr) {
+      run_tiled(n, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
+        qgemm_->ggml(w.quant, w.view, k, n0, n1, xq, m0, m1, bias, y, n);
+      });
+      return;
+    }
     const i64 chunk = rows <= kGemvMaxRows ? 4 : kQuantRowChunk;
     const i64 chunks = (n + chunk - 1) / chunk;
     pool_.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t b, std::size_t e) {
@@ -328,6 +349,38 @@ class CpuBackend final : public Backend {
       }
       for (i64 c = static_cast<i64>(b); c < static_cast<i64>(e); ++c) {
         q_.gemv(w.quant, w.view, k, c * chunk, std::min(n, (c + 1) * chunk), xq, rows, bias, y, n);
+      }
+    });
+  }
+
+  // x rows quantized to 8 bits per block of 32 into xq_ over the pool; exact_sums: the blocks'
+  // totals are the exact sums of x (affine_block_sums).
+  Q8Block* quantize_x(const float* x, i64 rows, i64 k, bool exact_sums) {
+    const i64 nb = k / 32;
+    if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
+    Q8Block* xq = xq_.data();
+    pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+      const i64 r = static_cast<i64>(b);
+      q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
+      if (exact_sums) affine_block_sums(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
+    });
+    return xq;
+  }
+
+  // The tiled product split over the pool: tasks of one weight tile by kQuantGemmRows x rows,
+  // the row chunk outermost (threads share its x blocks); run(n0, n1, m0, m1) per run of tasks.
+  template <class Run>
+  void run_tiled(i64 n, i64 rows, const Run& run) {
+    const i64 tile = qgemm_->tile_rows;
+    const i64 tiles = (n + tile - 1) / tile;
+    const i64 chunks = (rows + kQuantGemmRows - 1) / kQuantGemmRows;
+    pool_.parallel_for(static_cast<std::size_t>(tiles * chunks), [&](std::size_t b, std::size_t e) {
+      for (i64 t = static_cast<i64>(b); t < static_cast<i64>(e);) {
+        const i64 c = t / tiles;
+        const i64 last = std::min(static_cast<i64>(e), (c + 1) * tiles);  // same row chunk
+        run((t % tiles) * tile, std::min(n, (last - c * tiles) * tile), c * kQuantGemmRows,
+            std::min(rows, (c + 1) * kQuantGemmRows));
+        t = last;
       }
     });
   }
@@ -801,6 +854,7 @@ class CpuBackend final : public Backend {
   ThreadPool& pool_;
   const KernelTable& k_;
   const QuantKernels& q_;
+  const QuantGemm* qgemm_;  // null: prefill runs the GEMV kernels a few rows at a time
   GemmImpl gemm_;
   AffineActs acts_;          // run_affine's prepared x, reused between calls
   std::vector<Q8Block> xq_;  // run_quant's quantized activations

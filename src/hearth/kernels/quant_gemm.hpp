@@ -1,0 +1,54 @@
+// Register-tiled int8 matrix-matrix products over quantized weights read in place, for many x rows
+// (prefill, FLUX): ggml block types (tensor/ggml_quant.hpp) and mlx affine codes of every width
+// (tensor/mlx_quant.hpp), against activations quantized to 8 bits per block of 32 (Q8Block, the
+// same quantization as quant_ggml.hpp's GEMV).
+//
+// Every weight row is read as sub-blocks of 32 (or halves of 16) with w = scale * q - min, q an
+// unsigned byte (the signed types Q8_0 and IQ4 offset by 128, the offset moved into the min; mlx:
+// min = -bias). A tile of 32 weight rows is unpacked once into a thread-local buffer, its bytes
+// interleaved four inputs per int32 lane, 16 rows per vector; then for every four x rows the
+// products are vpdpbusd of that vector with the x row's four int8 inputs broadcast (AVX-512 VNNI),
+// converted to f32 once per sub-block and accumulated with the weight scale times the x block
+// scale; the min term is min * d * sum(q8) per sub-block (ggml) or min * sum(x) exactly (mlx, as
+// its GEMV). So the error is the GEMV's: the activations' rounding only, at most d / 2 each.
+#pragma once
+
+#include <cstdint>
+
+#include "hearth/core/cpu.hpp"
+#include "hearth/kernels/quant_ggml.hpp"
+#include "hearth/kernels/quant_mlx.hpp"
+#include "hearth/tensor/dtype.hpp"
+
+namespace hearth::kernels {
+
+struct QuantGemm {
+  const char* name;
+  // Weight rows per tile: the split over a pool should hand out whole tiles.
+  std::int64_t tile_rows;
+  // y[r * ldy + n] = W_n . x_r + bias[n] for n in [n0, n1), r in [m0, m1): W as QuantKernels::gemv
+  // takes it (t one of ggml::supported, k a multiple of its block); xq holds k / 32 blocks per x
+  // row (row r from r * k / 32), from QuantKernels::quantize_rows. bias may be null.
+  void (*ggml)(DType t, const void* w, std::int64_t k, std::int64_t n0, std::int64_t n1,
+               const Q8Block* xq, std::int64_t m0, std::int64_t m1, const float* bias, float* y,
+               std::int64_t ldy);
+  // The same for mlx affine weights (cols a multiple of 32); xq from quantize_rows followed by
+  // affine_block_sums (the min term wants the exact sums of x).
+  void (*affine)(const AffineMatrix& w, std::int64_t n0, std::int64_t n1, const Q8Block* xq,
+                 std::int64_t m0, std::int64_t m1, const float* bias, float* y, std::int64_t ldy);
+};
+
+// The tiled kernels for a level, or nullptr where there are none (the scalar level, and AVX-512
+// without VNNI or on AVX2: the callers run the GEMV kernels a few x rows at a time instead).
+const QuantGemm* quant_gemm(SimdLevel level);
+
+// Sets each block's total to the exact sum of its 32 inputs of x (rows x k floats, ldx apart),
+// for QuantGemm::affine.
+void affine_block_sums(const float* x, std::int64_t rows, std::int64_t ldx, std::int64_t k,
+                       Q8Block* xq);
+
+namespace detail {
+const QuantGemm& quant_gemm_vnni512();
+}  // namespace detail
+
+}  // namespace hearth::kernels
