@@ -38,8 +38,8 @@ struct QuantGemm {
                  std::int64_t m0, std::int64_t m1, const float* bias, float* y, std::int64_t ldy);
 };
 
-// The tiled kernels for a level, or nullptr where there are none (the scalar level, and AVX-512
-// without VNNI or on AVX2: the callers run the GEMV kernels a few x rows at a time instead).
+// The tiled kernels for a level (AVX-512 means AVX-512 VNNI; the AVX2 ones where the CPU lacks
+// VNNI), or nullptr at the scalar level (the callers run the GEMV kernels a few x rows at a time).
 const QuantGemm* quant_gemm(SimdLevel level);
 
 // Sets each block's total to the exact sum of its 32 inputs of x (rows x k floats, ldx apart),
@@ -48,6 +48,7 @@ void affine_block_sums(const float* x, std::int64_t rows, std::int64_t ldx, std:
                        Q8Block* xq);
 
 namespace detail {
+const QuantGemm& quant_gemm_avx2();
 const QuantGemm& quant_gemm_vnni512();
 }  // namespace detail
 

@@ -1,0 +1,225 @@
+// The frame of the tiled kernels of quant_gemm.hpp, shared by quant_gemm.avx2.cpp and
+// quant_gemm.avx512.cpp: unpacking a tile of weight rows and walking x rows through it. Each of
+// those files defines an Isa (a struct) and hands it to the templates here:
+//   kLanes        weight rows per vector (8 or 16), kNp vectors per tile, kMr x rows per step;
+//   kOffsetSigned true: signed codes (Q8_0, IQ4) are stored + 128 with the offset in the min (the
+//                 kernels multiply unsigned codes only); false: stored signed (the kernels use the
+//                 sign trick: |q| * sign(x, q)), and 8-bit mlx codes are stored as q - 128;
+//   tile<H, R, Signed>(...): y for x rows r0..r0+R against the whole unpacked tile.
+// The weight traits are quant_ggml_impl.hpp's (the including file sets HEARTH_QG_AVX2).
+//
+// A tile in memory (64-byte aligned, reused by the thread for every tile):
+//   codes:  [sub-block j][int32 group t of 4 inputs][vector p][row lane][4 bytes]
+//   scales, mins: [sub-block j][half h (Q2_K, Q3_K, Q6_K: two per 32)][p][row lane]
+// so that a step of four inputs is kNp vector loads against kMr broadcast x dwords.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "hearth/kernels/quant_gemm.hpp"
+#include "hearth/kernels/quant_ggml_impl.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
+
+namespace hearth::kernels {
+namespace {
+
+struct Packed {
+  std::uint8_t* codes = nullptr;
+  float* scale = nullptr;
+  float* min = nullptr;
+};
+
+template <class Isa>
+constexpr int kTileRows = Isa::kLanes* Isa::kNp;
+template <class Isa>
+constexpr i64 kSubBytes = 8 * kTileRows<Isa> * 4;  // one sub-block of 32 inputs of a tile
+
+template <class Isa>
+Packed packed_tile(i64 subs, int halves, bool clear) {
+  thread_local std::vector<std::uint8_t> buf;
+  const auto code_bytes = static_cast<std::size_t>(subs * kSubBytes<Isa>);
+  const auto scale_floats = static_cast<std::size_t>(subs * halves * kTileRows<Isa>);
+  const std::size_t bytes = code_bytes + 2 * scale_floats * sizeof(float) + 64;
+  if (buf.size() < bytes) buf.resize(bytes);
+  auto* base = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(buf.data()) + 63) &
+                                               ~std::uintptr_t{63});
+  if (clear) std::memset(base, 0, bytes - 64);
+  Packed p;
+  p.codes = base;
+  p.scale = reinterpret_cast<float*>(base + code_bytes);
+  p.min = p.scale + scale_floats;
+  return p;
+}
+
+// Row i of the tile, sub-block j: 32 codes v in input order, four at a time to their lanes.
+template <class Isa>
+inline void put_codes(const Packed& pk, int i, i64 j, __m256i v) {
+  alignas(32) std::uint32_t c[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(c), v);
+  std::uint8_t* dst =
+      pk.codes + j * kSubBytes<Isa> + (i / Isa::kLanes) * Isa::kLanes * 4 + (i % Isa::kLanes) * 4;
+  for (int t = 0; t < 8; ++t) std::memcpy(dst + t * kTileRows<Isa> * 4, &c[t], 4);
+}
+
+template <class Isa>
+inline void put_scale(const Packed& pk, int halves, int i, i64 j, int h, float s, float m) {
+  const i64 at = ((j * halves + h) * Isa::kNp + i / Isa::kLanes) * Isa::kLanes + i % Isa::kLanes;
+  pk.scale[at] = s;
+  pk.min[at] = m;
+}
+
+// The last left < kMr x rows.
+template <class Isa, int H, int R, bool S>
+void tail(int left, const Packed& pk, i64 subs, const Q8Block* xq, i64 r0, const float* bias,
+          int rows, float* y, i64 ldy) {
+  if constexpr (R > 0) {
+    if (left == R) return Isa::template tile<H, R, S>(pk, subs, xq, r0, bias, rows, y, ldy);
+    tail<Isa, H, R - 1, S>(left, pk, subs, xq, r0, bias, rows, y, ldy);
+  }
+}
+
+// Every x row of [m0, m1) against one unpacked tile of rows valid weight rows.
+template <class Isa, int H, bool S>
+void run_tile(const Packed& pk, i64 subs, const Q8Block* xq, i64 m0, i64 m1, const float* bias,
+              int rows, float* y, i64 ldy) {
+  i64 r = m0;
+  for (; r + Isa::kMr <= m1; r += Isa::kMr) {
+    Isa::template tile<H, Isa::kMr, S>(pk, subs, xq, r, bias, rows, y, ldy);
+  }
+  tail<Isa, H, Isa::kMr - 1, S>(static_cast<int>(m1 - r), pk, subs, xq, r, bias, rows, y, ldy);
+}
+
+template <class Isa, DType T>
+void ggml_t(const void* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64 m1,
+            const float* bias, float* y, i64 ldy) {
+  using W = Q<T>;
+  constexpr int kH = W::kPer16 ? 2 : 1;
+  constexpr int spb = W::kElems / 32;
+  constexpr bool kOffset = W::kSigned && Isa::kOffsetSigned;
+  const i64 nb = k / W::kElems;
+  const i64 subs = k / 32;
+  const auto* wb = static_cast<const u8*>(w);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  constexpr int kTile = kTileRows<Isa>;
+  for (i64 tn = n0; tn < n1; tn += kTile) {
+    const int rows = static_cast<int>(n1 - tn < kTile ? n1 - tn : kTile);
+    const Packed pk = packed_tile<Isa>(subs, kH, rows < kTile);
+    for (int i = 0; i < rows; ++i) {
+      const u8* row = wb + (tn + i) * nb * W::kBytes;
+      for (i64 b = 0; b < nb; ++b) {
+        const u8* blk = row + b * W::kBytes;
+        Prep p;
+        W::prep(blk, p);
+        for (int j = 0; j < spb; ++j) {
+          __m256i v = load_quants<T>(blk, j);
+          if constexpr (kOffset) v = _mm256_xor_si256(v, flip);
+          const i64 jg = b * spb + j;
+          put_codes<Isa>(pk, i, jg, v);
+          for (int h = 0; h < kH; ++h) {
+            const float s = p.scale[2 * j + h];
+            const float m = kOffset ? 128.0f * s : W::kMin ? p.min[2 * j + h] : 0.0f;
+            put_scale<Isa>(pk, kH, i, jg, h, s, m);
+          }
+        }
+      }
+    }
+    run_tile<Isa, kH, W::kSigned && !Isa::kOffsetSigned>(
+        pk, subs, xq, m0, m1, bias != nullptr ? bias + tn : nullptr, rows, y + tn, ldy);
+  }
+}
+
+template <class Isa>
+void ggml(DType t, const void* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64 m1,
+          const float* bias, float* y, i64 ldy) {
+  switch (t) {
+#define HEARTH_QGEMM_CASE(T) \
+  case T:                    \
+    return ggml_t<Isa, T>(w, k, n0, n1, xq, m0, m1, bias, y, ldy);
+    HEARTH_QGEMM_CASE(DType::kQ4_0)
+    HEARTH_QGEMM_CASE(DType::kQ4_1)
+    HEARTH_QGEMM_CASE(DType::kQ5_0)
+    HEARTH_QGEMM_CASE(DType::kQ5_1)
+    HEARTH_QGEMM_CASE(DType::kQ8_0)
+    HEARTH_QGEMM_CASE(DType::kQ2_K)
+    HEARTH_QGEMM_CASE(DType::kQ3_K)
+    HEARTH_QGEMM_CASE(DType::kQ4_K)
+    HEARTH_QGEMM_CASE(DType::kQ5_K)
+    HEARTH_QGEMM_CASE(DType::kQ6_K)
+    HEARTH_QGEMM_CASE(DType::kIQ4_NL)
+    HEARTH_QGEMM_CASE(DType::kIQ4_XS)
+#undef HEARTH_QGEMM_CASE
+    default:
+      return;
+  }
+}
+
+// 32 codes of an mlx row from input 32 j on, in input order.
+inline __m256i affine_codes(const std::uint8_t* row, int bits, i64 j) {
+  if (bits == 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + j * 32));
+  if (bits == 4) {  // byte i holds inputs 2i (low nibble) and 2i + 1
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j * 16));
+    const __m128i m = _mm_set1_epi8(15);
+    const __m128i lo = _mm_and_si128(raw, m), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
+    return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+  }
+  alignas(32) std::uint8_t c[32];
+  for (int i = 0; i < 32; ++i) {
+    c[i] = static_cast<std::uint8_t>(mlx::unpack_code(row, j * 32 + i, bits));
+  }
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+}
+
+// mlx: w = s q + b, so scale s and min -b; 8-bit codes stored signed (q - 128, min -b - 128 s)
+// where the Isa multiplies signed codes.
+template <class Isa>
+void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64 m1,
+            const float* bias, float* y, i64 ldy) {
+  const i64 subs = w.cols / 32;
+  const i64 groups = w.groups();
+  const i64 per_group = w.group_size / 32;
+  const i64 es = w.scale_dtype == DType::kF32 ? 4 : 2;
+  const bool shift = w.bits == 8 && !Isa::kOffsetSigned;
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const auto* scales = static_cast<const std::uint8_t*>(w.scales);
+  const auto* biases = static_cast<const std::uint8_t*>(w.biases);
+  constexpr int kTile = kTileRows<Isa>;
+  for (i64 tn = n0; tn < n1; tn += kTile) {
+    const int rows = static_cast<int>(n1 - tn < kTile ? n1 - tn : kTile);
+    const Packed pk = packed_tile<Isa>(subs, 1, rows < kTile);
+    for (int i = 0; i < rows; ++i) {
+      const i64 n = tn + i;
+      const std::uint8_t* row = w.codes + n * w.row_bytes();
+      for (i64 j = 0; j < subs; ++j) {
+        const __m256i v = affine_codes(row, w.bits, j);
+        put_codes<Isa>(pk, i, j, shift ? _mm256_xor_si256(v, flip) : v);
+      }
+      for (i64 g = 0; g < groups; ++g) {
+        const float s = mlx::read_scale(w.scale_dtype, scales + n * groups * es, g);
+        const float b = mlx::read_scale(w.scale_dtype, biases + n * groups * es, g);
+        const float m = shift ? -b - 128.0f * s : -b;
+        for (i64 j = g * per_group; j < (g + 1) * per_group; ++j) {
+          put_scale<Isa>(pk, 1, i, j, 0, s, m);
+        }
+      }
+    }
+    const float* tb = bias != nullptr ? bias + tn : nullptr;
+    if constexpr (!Isa::kOffsetSigned) {
+      if (shift) {
+        run_tile<Isa, 1, true>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+        continue;
+      }
+    }
+    run_tile<Isa, 1, false>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+  }
+}
+
+template <class Isa>
+constexpr QuantGemm make_quant_gemm(const char* name) {
+  return QuantGemm{name, kTileRows<Isa>, ggml<Isa>, affine<Isa>};
+}
+
+}  // namespace
+}  // namespace hearth::kernels
