@@ -78,8 +78,10 @@ void check(const Quantized& q, SimdLevel level, i64 rows, unsigned seed) {
   const auto lin = be->make_linear_view(q.view(), bias.data());
   std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
   be->linear(*lin, x.data(), rows, y.data());
-  // More than 8 rows (prefill) run the tiled int8 kernels of every width where the level has them.
-  const bool int8 = affine_kernels(level, q.bits).int8() || (rows > 8 && quant_gemm(level));
+  // Prefill rows run the tiled int8 kernels of every width where the level has them.
+  const QuantGemm* tiled = quant_gemm(level);
+  const bool int8 =
+      affine_kernels(level, q.bits).int8() || (tiled != nullptr && rows >= tiled->min_rows);
   const i64 groups = q.cols / q.group;
   const std::size_t es = q.sdt == DType::kF32 ? 4 : 2;
   for (i64 r = 0; r < rows; ++r) {

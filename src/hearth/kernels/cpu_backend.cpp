@@ -292,7 +292,7 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
-    if (rows > kGemvMaxRows && qgemm_ != nullptr) {
+    if (qgemm_ != nullptr && rows >= qgemm_->min_rows) {
       Q8Block* xq = quantize_x(x, rows, m.cols, true);
       run_tiled(m.rows, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
         qgemm_->affine(m, n0, n1, xq, m0, m1, bias, y, m.rows);
@@ -333,7 +333,7 @@ class CpuBackend final : public Backend {
         q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
       });
     }
-    if (rows > kGemvMaxRows && qgemm_ != nullptr) {
+    if (qgemm_ != nullptr && rows >= qgemm_->min_rows) {
       run_tiled(n, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
         qgemm_->ggml(w.quant, w.view, k, n0, n1, xq, m0, m1, bias, y, n);
       });

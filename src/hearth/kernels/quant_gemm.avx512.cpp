@@ -14,6 +14,7 @@ struct Vnni512 {
   // three vectors of 16 weight rows by four x rows, 12 int32 and 12 f32 accumulators.
   static constexpr int kLanes = 16, kNp = 3, kMr = 4;
   static constexpr bool kOffsetSigned = true;
+  static constexpr std::int64_t kMinRows = 9;  // at 16 rows already 1.3x the GEMV (Zen 4)
   static constexpr int kTile = kLanes * kNp;
 
   template <int H, int R, bool S>

@@ -26,6 +26,9 @@ struct QuantGemm {
   const char* name;
   // Weight rows per tile: the split over a pool should hand out whole tiles.
   std::int64_t tile_rows;
+  // Fewest x rows (more than 8, the decode GEMV's range) for which these beat the GEMV kernels
+  // (each tile is unpacked once per call).
+  std::int64_t min_rows;
   // y[r * ldy + n] = W_n . x_r + bias[n] for n in [n0, n1), r in [m0, m1): W as QuantKernels::gemv
   // takes it (t one of ggml::supported, k a multiple of its block); xq holds k / 32 blocks per x
   // row (row r from r * k / 32), from QuantKernels::quantize_rows. bias may be null.

@@ -2,6 +2,7 @@
 // quant_gemm.avx512.cpp: unpacking a tile of weight rows and walking x rows through it. Each of
 // those files defines an Isa (a struct) and hands it to the templates here:
 //   kLanes        weight rows per vector (8 or 16), kNp vectors per tile, kMr x rows per step;
+//   kMinRows      QuantGemm::min_rows;
 //   kOffsetSigned true: signed codes (Q8_0, IQ4) are stored + 128 with the offset in the min (the
 //                 kernels multiply unsigned codes only); false: stored signed (the kernels use the
 //                 sign trick: |q| * sign(x, q)), and 8-bit mlx codes are stored as q - 128;
@@ -218,7 +219,7 @@ void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i6
 
 template <class Isa>
 constexpr QuantGemm make_quant_gemm(const char* name) {
-  return QuantGemm{name, kTileRows<Isa>, ggml<Isa>, affine<Isa>};
+  return QuantGemm{name, kTileRows<Isa>, Isa::kMinRows, ggml<Isa>, affine<Isa>};
 }
 
 }  // namespace
