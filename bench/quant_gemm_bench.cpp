@@ -128,14 +128,12 @@ void run_mlx(benchmark::State& state, int bits, bool tiled) {
     state.SkipWithError("no tiled kernels at this level");
     return;
   }
-  const QuantKernels& q = quant_kernels(simd_level());
   std::vector<Q8Block> xq(static_cast<std::size_t>(m * kK / 32));
   AffineActs acts;
   std::vector<float> y(static_cast<std::size_t>(m * kN));
   for (auto _ : state) {
     if (tiled) {
-      q.quantize_rows(x.data(), m, kK, kK, xq.data());
-      affine_block_sums(x.data(), m, kK, kK, xq.data());
+      affine_quantize_rows(x.data(), m, kK, kK, xq.data());
       g->affine(w.affine, 0, kN, xq.data(), 0, m, nullptr, y.data(), kN);
     } else {
       acts.reset(m, kK, bits, 64, kern.layout);

@@ -132,8 +132,10 @@ TEST(QuantGemm, MoreRowsThanOneTask) {
   for (const SimdLevel level : testing::simd_levels()) check_backend(w, level, 261, 5);
 }
 
+// mlx layers keep the GEMV kernels for prefill for now (the tiles disagree with them beyond f32
+// rounding on some shapes, see docs/llm.md); the tiles themselves are checked on sub-ranges below.
 TEST(QuantGemm, MlxAffineThroughTheBackendAtEveryLevel) {
-  for (const int bits : {3, 4, 8}) {
+  for (const int bits : {4, 8}) {
     for (const int group : {32, 128}) {
       const Weights w = mlx_weights(bits, group, 99, 384, static_cast<unsigned>(bits + group));
       for (const SimdLevel level : testing::simd_levels()) {
@@ -176,8 +178,7 @@ TEST(QuantGemm, SubRangesMatchTheGemvKernels) {
     const AffineMatrix m{w.bytes.data(), kN, 192, 4, 64, DType::kF16, w.scales.data(),
                          w.biases.data()};
     std::vector<Q8Block> xq(static_cast<std::size_t>(kRows * 192 / 32));
-    q.quantize_rows(x.data(), kRows, 192, 192, xq.data());
-    affine_block_sums(x.data(), kRows, 192, 192, xq.data());
+    affine_quantize_rows(x.data(), kRows, 192, 192, xq.data());
     const AffineKernels& ak = affine_kernels(level, 4);
     AffineActs acts;
     acts.reset(kRows, 192, 4, 64, ak.layout);
@@ -190,6 +191,41 @@ TEST(QuantGemm, SubRangesMatchTheGemvKernels) {
     }
   }
   if (!ran) GTEST_SKIP() << "no level of this CPU has the tiled kernels (AVX-512 VNNI)";
+}
+
+}  // namespace
+}  // namespace hearth::kernels
+
+namespace hearth::kernels {
+namespace {
+
+// Prefill equals decode: many x rows in one call (the tiles) against one row per call (the GEMV).
+TEST(QuantGemm, ManyRowsEqualOneRowAtATime) {
+  ThreadPool pool(2);
+  for (const SimdLevel level : testing::simd_levels()) {
+    auto be = make_cpu_backend(pool, level);
+    for (const int bits : {0, 4, 8}) {  // 0: Q4_0, Q4_K, Q6_K, Q8_0 blocks
+      for (const DType t : {DType::kQ4_0, DType::kQ4_K, DType::kQ6_K, DType::kQ8_0}) {
+        if (bits != 0 && t != DType::kQ4_0) continue;
+        const Weights w =
+            bits == 0 ? ggml_weights(t, 320, 256, 3) : mlx_weights(bits, 64, 320, 256, 3);
+        const i64 k = 256;
+        const auto lin = be->make_linear_view(w.view, nullptr);
+        const i64 m = 37;
+        const auto x = testing::random_vector(static_cast<std::size_t>(m * k), 9);
+        std::vector<float> all(static_cast<std::size_t>(m * 320)), one(320);
+        be->linear(*lin, x.data(), m, all.data());
+        for (i64 r = 0; r < m; ++r) {
+          be->linear(*lin, x.data() + r * k, 1, one.data());
+          for (i64 j = 0; j < 320; ++j) {
+            ASSERT_NEAR(all[r * 320 + j], one[j], 1e-4 * (std::fabs(one[j]) + 1.0))
+                << to_string(level) << " " << dtype_name(w.view.dtype) << " bits " << bits << " ["
+                << r << ", " << j << "]";
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -292,13 +292,6 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
-    if (qgemm_ != nullptr && rows >= qgemm_->min_rows) {
-      Q8Block* xq = quantize_x(x, rows, m.cols, true);
-      run_tiled(m.rows, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
-        qgemm_->affine(m, n0, n1, xq, m0, m1, bias, y, m.rows);
-      });
-      return;
-    }
     acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
       acts_.fill(x, m.cols, 0, rows);
@@ -351,20 +344,6 @@ class CpuBackend final : public Backend {
         q_.gemv(w.quant, w.view, k, c * chunk, std::min(n, (c + 1) * chunk), xq, rows, bias, y, n);
       }
     });
-  }
-
-  // x rows quantized to 8 bits per block of 32 into xq_ over the pool; exact_sums: the blocks'
-  // totals are the exact sums of x (affine_block_sums).
-  Q8Block* quantize_x(const float* x, i64 rows, i64 k, bool exact_sums) {
-    const i64 nb = k / 32;
-    if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
-    Q8Block* xq = xq_.data();
-    pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
-      const i64 r = static_cast<i64>(b);
-      q_.quantize_rows(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
-      if (exact_sums) affine_block_sums(x + r * k, static_cast<i64>(e - b), k, k, xq + r * nb);
-    });
-    return xq;
   }
 
   // The tiled product split over the pool: tasks of one weight tile by kQuantGemmRows x rows,

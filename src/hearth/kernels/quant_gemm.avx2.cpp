@@ -37,7 +37,8 @@ struct Avx2 {
           for (int r = 0; r < R; ++r) a[p][r] = _mm256_setzero_si256();
         }
 #pragma GCC unroll 8
-        for (int t = h * 8 / H; t < (h + 1) * 8 / H; ++t) {
+        for (int step = 0; step < 8 / H; ++step) {
+          const int t = h * (8 / H) + step;
           __m256i w[kNp], u[kNp];
           for (int p = 0; p < kNp; ++p) {
             w[p] = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + (t * kNp + p) * 32));

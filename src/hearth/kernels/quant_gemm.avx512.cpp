@@ -36,7 +36,8 @@ struct Vnni512 {
           for (int r = 0; r < R; ++r) a[p][r] = _mm512_setzero_si512();
         }
 #pragma GCC unroll 8
-        for (int t = h * 8 / H; t < (h + 1) * 8 / H; ++t) {
+        for (int step = 0; step < 8 / H; ++step) {
+          const int t = h * (8 / H) + step;
           __m512i w[kNp];
           for (int p = 0; p < kNp; ++p) w[p] = _mm512_load_si512(q + (t * kNp + p) * 64);
           for (int r = 0; r < R; ++r) {

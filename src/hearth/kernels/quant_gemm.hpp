@@ -1,5 +1,5 @@
 // Register-tiled int8 matrix-matrix products over quantized weights read in place, for many x rows
-// (prefill, FLUX): ggml block types (tensor/ggml_quant.hpp) and mlx affine codes of every width
+// (prefill, FLUX): ggml block types (tensor/ggml_quant.hpp) and 4- and 8-bit mlx affine codes
 // (tensor/mlx_quant.hpp), against activations quantized to 8 bits per block of 32 (Q8Block, the
 // same quantization as quant_ggml.hpp's GEMV).
 //
@@ -35,8 +35,9 @@ struct QuantGemm {
   void (*ggml)(DType t, const void* w, std::int64_t k, std::int64_t n0, std::int64_t n1,
                const Q8Block* xq, std::int64_t m0, std::int64_t m1, const float* bias, float* y,
                std::int64_t ldy);
-  // The same for mlx affine weights (cols a multiple of 32); xq from quantize_rows followed by
-  // affine_block_sums (the min term wants the exact sums of x).
+  // The same for 4- and 8-bit mlx affine weights (cols a multiple of 32); xq from
+  // affine_quantize_rows (the min term wants the exact sums of x). The other widths keep
+  // their exact f32 kernels (quant_mlx.hpp).
   void (*affine)(const AffineMatrix& w, std::int64_t n0, std::int64_t n1, const Q8Block* xq,
                  std::int64_t m0, std::int64_t m1, const float* bias, float* y, std::int64_t ldy);
 };
@@ -45,10 +46,11 @@ struct QuantGemm {
 // VNNI), or nullptr at the scalar level (the callers run the GEMV kernels a few x rows at a time).
 const QuantGemm* quant_gemm(SimdLevel level);
 
-// Sets each block's total to the exact sum of its 32 inputs of x (rows x k floats, ldx apart),
-// for QuantGemm::affine.
-void affine_block_sums(const float* x, std::int64_t rows, std::int64_t ldx, std::int64_t k,
-                       Q8Block* xq);
+// x (rows x k floats, ldx apart) into blocks for QuantGemm::affine: rounded exactly as
+// AffineActs::fill rounds them for the mlx GEMV (so prefill equals decode), each block's total the
+// exact sum of its 32 inputs.
+void affine_quantize_rows(const float* x, std::int64_t rows, std::int64_t ldx, std::int64_t k,
+                          Q8Block* xq);
 
 namespace detail {
 const QuantGemm& quant_gemm_avx2();

@@ -22,7 +22,7 @@
 
 #include "hearth/kernels/quant_gemm.hpp"
 #include "hearth/kernels/quant_ggml_impl.hpp"
-#include "hearth/tensor/mlx_quant.hpp"
+#include "hearth/tensor/mlx_quant.hpp"  // read_scale
 
 namespace hearth::kernels {
 namespace {
@@ -157,20 +157,14 @@ void ggml(DType t, const void* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, i64 
   }
 }
 
-// 32 codes of an mlx row from input 32 j on, in input order.
+// 32 codes of a 4- or 8-bit mlx row from input 32 j on, in input order.
 inline __m256i affine_codes(const std::uint8_t* row, int bits, i64 j) {
   if (bits == 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + j * 32));
-  if (bits == 4) {  // byte i holds inputs 2i (low nibble) and 2i + 1
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j * 16));
-    const __m128i m = _mm_set1_epi8(15);
-    const __m128i lo = _mm_and_si128(raw, m), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
-    return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-  }
-  alignas(32) std::uint8_t c[32];
-  for (int i = 0; i < 32; ++i) {
-    c[i] = static_cast<std::uint8_t>(mlx::unpack_code(row, j * 32 + i, bits));
-  }
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+  // byte i holds inputs 2i (low nibble) and 2i + 1
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j * 16));
+  const __m128i m = _mm_set1_epi8(15);
+  const __m128i lo = _mm_and_si128(raw, m), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
+  return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
 }
 
 // mlx: w = s q + b, so scale s and min -b; 8-bit codes stored signed (q - 128, min -b - 128 s)
