@@ -144,7 +144,11 @@ AffineMatrix affine_matrix(const WeightView& w) {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(ThreadPool& pool, SimdLevel level, GemmImpl gemm)
-      : pool_(pool), k_(kernel_table(level)), q_(quant_kernels(level)), gemm_(gemm) {}
+      : pool_(pool),
+        k_(kernel_table(level)),
+        q_(quant_kernels(level)),
+        gemm_(gemm),
+        dq_(decode_kernels(level)) {}
 
   std::string name() const override {
     return std::string("cpu-") + to_string(k_.level) + "-gemm-" + to_string(gemm_);
@@ -307,6 +311,9 @@ class CpuBackend final : public Backend {
   void run_quant(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
+    if (rows <= kGemvMaxRows && dq_ != nullptr && dq_->handles(w.quant)) {
+      return run_decode(w, x, rows, y, bias);
+    }
     const i64 nb = k / 32;
     if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
     Q8Block* xq = xq_.data();
@@ -329,6 +336,20 @@ class CpuBackend final : public Backend {
       for (i64 c = static_cast<i64>(b); c < static_cast<i64>(e); ++c) {
         q_.gemv(w.quant, w.view, k, c * chunk, std::min(n, (c + 1) * chunk), xq, rows, bias, y, n);
       }
+    });
+  }
+
+  // The decode kernels: x prepared in their layout on the calling thread, then the weight rows
+  // split over the pool in blocks of 4.
+  void run_decode(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
+    const i64 n = w.out_features();
+    const i64 k = w.in_features();
+    const auto lines = static_cast<std::size_t>((rows * dq_->row_bytes(w.quant, k) + 63) / 64);
+    if (decode_acts_.size() < lines) decode_acts_.resize(lines);
+    dq_->prepare(w.quant, x, rows, k, k, decode_acts_.data());
+    pool_.parallel_for(static_cast<std::size_t>((n + 3) / 4), [&](std::size_t b, std::size_t e) {
+      dq_->gemv(w.quant, w.view, k, static_cast<i64>(b) * 4, std::min(n, static_cast<i64>(e) * 4),
+                decode_acts_.data(), rows, bias, y, n);
     });
   }
 
@@ -804,6 +825,11 @@ class CpuBackend final : public Backend {
   GemmImpl gemm_;
   AffineActs acts_;          // run_affine's prepared x, reused between calls
   std::vector<Q8Block> xq_;  // run_quant's quantized activations
+  struct alignas(64) CacheLine {
+    unsigned char bytes[64];
+  };
+  const DecodeKernels* dq_;             // null where the level has no decode kernels
+  std::vector<CacheLine> decode_acts_;  // run_decode's prepared activations
 };
 
 }  // namespace
