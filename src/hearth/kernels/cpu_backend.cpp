@@ -148,7 +148,8 @@ class CpuBackend final : public Backend {
         k_(kernel_table(level)),
         q_(quant_kernels(level)),
         gemm_(gemm),
-        dq_(decode_kernels(level)) {}
+        dq_(decode_kernels(level)),
+        ad_(affine_decode(level)) {}
 
   std::string name() const override {
     return std::string("cpu-") + to_string(k_.level) + "-gemm-" + to_string(gemm_);
@@ -288,6 +289,9 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
+    if (rows <= kGemvMaxRows && ad_ != nullptr && ad_->handles(m)) {
+      return run_affine_decode(m, x, rows, y, bias);
+    }
     acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
       acts_.fill(x, m.cols, 0, rows);
@@ -336,6 +340,19 @@ class CpuBackend final : public Backend {
       for (i64 c = static_cast<i64>(b); c < static_cast<i64>(e); ++c) {
         q_.gemv(w.quant, w.view, k, c * chunk, std::min(n, (c + 1) * chunk), xq, rows, bias, y, n);
       }
+    });
+  }
+
+  // The affine decode kernels: as run_decode.
+  void run_affine_decode(const AffineMatrix& m, const float* x, i64 rows, float* y,
+                         const float* bias) {
+    const i64 n = m.rows;
+    const auto lines = static_cast<std::size_t>((rows * ad_->row_bytes(m) + 63) / 64);
+    if (decode_acts_.size() < lines) decode_acts_.resize(lines);
+    ad_->prepare(m, x, rows, m.cols, decode_acts_.data());
+    pool_.parallel_for(static_cast<std::size_t>((n + 3) / 4), [&](std::size_t b, std::size_t e) {
+      ad_->gemv(m, decode_acts_.data(), rows, static_cast<i64>(b) * 4,
+                std::min(n, static_cast<i64>(e) * 4), bias, y, n);
     });
   }
 
@@ -829,7 +846,8 @@ class CpuBackend final : public Backend {
     unsigned char bytes[64];
   };
   const DecodeKernels* dq_;             // null where the level has no decode kernels
-  std::vector<CacheLine> decode_acts_;  // run_decode's prepared activations
+  const AffineDecode* ad_;              // likewise for mlx affine weights
+  std::vector<CacheLine> decode_acts_;  // run_decode's / run_affine_decode's prepared x
 };
 
 }  // namespace
