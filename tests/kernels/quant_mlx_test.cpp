@@ -137,6 +137,36 @@ TEST(MlxAffineKernels, ScaleTypes) {
   }
 }
 
+// Decode (up to 8 rows: AffineDecode on AVX-512 VNNI) and prefill (more rows) round each x row
+// alike, so a row gives the same output either way up to f32 summation order.
+TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
+  ThreadPool pool(2);
+  for (SimdLevel level : testing::simd_levels()) {
+    auto be = make_cpu_backend(pool, level);
+    for (int bits : {4, 8}) {
+      for (int group : {32, 64, 128}) {
+        for (DType sdt : {DType::kF16, DType::kBF16}) {
+          const Quantized q = make_weights(37, 4 * group + 128, bits, group, sdt, 5);
+          const auto lin = be->make_linear_view(q.view(), nullptr);
+          const i64 many = 12;
+          const auto x = testing::random_vector(static_cast<std::size_t>(many * q.cols), 8);
+          std::vector<float> all(static_cast<std::size_t>(many * q.rows));
+          be->linear(*lin, x.data(), many, all.data());
+          for (i64 rows : {1, 4, 5}) {
+            std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
+            be->linear(*lin, x.data(), rows, y.data());
+            for (std::size_t i = 0; i < y.size(); ++i) {
+              ASSERT_NEAR(y[i], all[i], 1e-4 * (std::fabs(all[i]) + 1.0f))
+                  << to_string(level) << " bits " << bits << " group " << group << " "
+                  << dtype_name(sdt) << " rows " << rows << " output " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(MlxAffineKernels, EmbeddingRowsDequantized) {
   ThreadPool pool(1);
   auto be = make_cpu_backend(pool, SimdLevel::kScalar);

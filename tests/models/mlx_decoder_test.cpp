@@ -193,7 +193,13 @@ TEST(MlxDecoder, ModelMakerOverridesPerModule) {
 }
 
 // LanguageModel::random quantizes with hearth's quantizer; batched prefill (the GEMM path) and
-// token-by-token decode (GEMV) round each x row alike, so they agree to f32 rounding.
+// token-by-token decode (GEMV) round each x row alike, but the AVX-512 decode kernels sum in
+// another order, so an activation within f32 rounding of a rounding boundary of its int8 block can
+// round the other way in a later layer (a step of d = max|x| / 127 of that block), and the KV
+// cache carries it to later positions. Measured on this model: max 0.018 / 0.024 and RMS 0.0022 /
+// 0.0035 (4 / 8 bits; logits of stddev about 3), against an RMS of 0.05-0.11 that the activation
+// rounding itself costs (docs/llm.md); bit-identical where both paths are the same kernels (5 bits,
+// and every width below AVX-512). A wrong kernel is off by far more than these bounds.
 TEST(MlxDecoder, RandomModelsPrefillEqualsDecode) {
   DecoderConfig c;
   c.architecture = "llama";
@@ -217,12 +223,19 @@ TEST(MlxDecoder, RandomModelsPrefillEqualsDecode) {
     std::vector<float> all;
     batched.feed(ids, &all);
     Session single(*model);
+    double sq = 0.0, worst = 0.0;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       const auto row = single.feed(std::span(&ids[i], 1));
       for (std::size_t j = 0; j < row.size(); ++j) {
-        ASSERT_NEAR(row[j], all[i * 320 + j], 2e-3) << bits << " bits, position " << i;
+        const double d = std::fabs(double{row[j]} - all[i * 320 + j]);
+        sq += d * d;
+        worst = std::max(worst, d);
       }
     }
+    const double rms = std::sqrt(sq / static_cast<double>(ids.size() * 320));
+    std::printf("[ mlx-pd  ] %d bits: prefill vs decode max %.5f rms %.6f\n", bits, worst, rms);
+    EXPECT_LT(worst, 0.06) << bits << " bits";
+    EXPECT_LT(rms, 0.01) << bits << " bits";
   }
 }
 

@@ -152,7 +152,9 @@ class CpuBackend final : public Backend {
         k_(kernel_table(level)),
         q_(quant_kernels(level)),
         qgemm_(quant_gemm(level)),
-        gemm_(gemm) {}
+        gemm_(gemm),
+        dq_(decode_kernels(level)),
+        ad_(affine_decode(level)) {}
 
   std::string name() const override {
     return std::string("cpu-") + to_string(k_.level) + "-gemm-" + to_string(gemm_);
@@ -292,6 +294,9 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
+    if (rows <= kGemvMaxRows && ad_ != nullptr && ad_->handles(m)) {
+      return run_affine_decode(m, x, rows, y, bias);
+    }
     acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
       acts_.fill(x, m.cols, 0, rows);
@@ -315,6 +320,9 @@ class CpuBackend final : public Backend {
   void run_quant(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
+    if (rows <= kGemvMaxRows && dq_ != nullptr && dq_->handles(w.quant)) {
+      return run_decode(w, x, rows, y, bias);
+    }
     const i64 nb = k / 32;
     if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
     Q8Block* xq = xq_.data();
@@ -361,6 +369,33 @@ class CpuBackend final : public Backend {
             std::min(rows, (c + 1) * kQuantGemmRows));
         t = last;
       }
+    });
+  }
+
+  // The affine decode kernels: as run_decode.
+  void run_affine_decode(const AffineMatrix& m, const float* x, i64 rows, float* y,
+                         const float* bias) {
+    const i64 n = m.rows;
+    const auto lines = static_cast<std::size_t>((rows * ad_->row_bytes(m) + 63) / 64);
+    if (decode_acts_.size() < lines) decode_acts_.resize(lines);
+    ad_->prepare(m, x, rows, m.cols, decode_acts_.data());
+    pool_.parallel_for(static_cast<std::size_t>((n + 3) / 4), [&](std::size_t b, std::size_t e) {
+      ad_->gemv(m, decode_acts_.data(), rows, static_cast<i64>(b) * 4,
+                std::min(n, static_cast<i64>(e) * 4), bias, y, n);
+    });
+  }
+
+  // The decode kernels: x prepared in their layout on the calling thread, then the weight rows
+  // split over the pool in blocks of 4.
+  void run_decode(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
+    const i64 n = w.out_features();
+    const i64 k = w.in_features();
+    const auto lines = static_cast<std::size_t>((rows * dq_->row_bytes(w.quant, k) + 63) / 64);
+    if (decode_acts_.size() < lines) decode_acts_.resize(lines);
+    dq_->prepare(w.quant, x, rows, k, k, decode_acts_.data());
+    pool_.parallel_for(static_cast<std::size_t>((n + 3) / 4), [&](std::size_t b, std::size_t e) {
+      dq_->gemv(w.quant, w.view, k, static_cast<i64>(b) * 4, std::min(n, static_cast<i64>(e) * 4),
+                decode_acts_.data(), rows, bias, y, n);
     });
   }
 
@@ -837,6 +872,12 @@ class CpuBackend final : public Backend {
   GemmImpl gemm_;
   AffineActs acts_;          // run_affine's prepared x, reused between calls
   std::vector<Q8Block> xq_;  // run_quant's quantized activations
+  struct alignas(64) CacheLine {
+    unsigned char bytes[64];
+  };
+  const DecodeKernels* dq_;             // null where the level has no decode kernels
+  const AffineDecode* ad_;              // likewise for mlx affine weights
+  std::vector<CacheLine> decode_acts_;  // run_decode's / run_affine_decode's prepared x
 };
 
 }  // namespace

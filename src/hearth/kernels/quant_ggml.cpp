@@ -23,4 +23,12 @@ const QuantKernels& quant_kernels(SimdLevel level) {
               std::string("this CPU lacks the ") + to_string(level) + " instruction set");
 }
 
+const DecodeKernels* decode_kernels(SimdLevel level) {
+  const CpuFeatures& f = cpu_features();
+  if (level == SimdLevel::kAvx512 && f.avx512 && f.avx512_vnni) {
+    return &detail::decode_kernels_avx512();
+  }
+  return nullptr;
+}
+
 }  // namespace hearth::kernels

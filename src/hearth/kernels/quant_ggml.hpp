@@ -39,6 +39,27 @@ struct QuantKernels {
                const Q8Block* xq, std::int64_t rows, const float* bias, float* y, std::int64_t ldy);
 };
 
+// Decode (a few x rows) with 512-bit steps over several stored blocks at once
+// (quant_ggml_decode.avx512.cpp, AVX-512 VNNI): x rows are prepared once per call in the order
+// each weight type's steps read them (the same int8 blocks as quantize_rows, with per-lane block
+// scales and offset sums), every weight block decoded once for up to four x rows.
+struct DecodeKernels {
+  // Whether type t has a kernel here (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K).
+  bool (*handles)(DType t);
+  // Bytes of one prepared row of k inputs for weights of type t (a multiple of 64).
+  std::int64_t (*row_bytes)(DType t, std::int64_t k);
+  // rows x rows (k floats each, ldx apart) into rows * row_bytes(t, k) bytes at out, which must be
+  // 64-byte aligned.
+  void (*prepare)(DType t, const float* x, std::int64_t rows, std::int64_t ldx, std::int64_t k,
+                  void* out);
+  // As QuantKernels::gemv, with x prepared by prepare(t, ...).
+  void (*gemv)(DType t, const void* w, std::int64_t k, std::int64_t n0, std::int64_t n1,
+               const void* xp, std::int64_t rows, const float* bias, float* y, std::int64_t ldy);
+};
+
+// The decode kernels for level: null unless it is AVX-512 and the CPU has VNNI.
+const DecodeKernels* decode_kernels(SimdLevel level);
+
 // The table for a level this CPU supports: AVX-512 means AVX-512 VNNI (the AVX2 table where the
 // CPU lacks VNNI). Throws Error(kUnsupported) for a level the CPU lacks.
 const QuantKernels& quant_kernels(SimdLevel level);
@@ -47,6 +68,7 @@ namespace detail {
 const QuantKernels& quant_kernels_scalar();
 const QuantKernels& quant_kernels_avx2();
 const QuantKernels& quant_kernels_avx512();
+const DecodeKernels& decode_kernels_avx512();
 }  // namespace detail
 
 }  // namespace hearth::kernels

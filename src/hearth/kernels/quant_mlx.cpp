@@ -97,4 +97,12 @@ const AffineKernels& affine_kernels(SimdLevel level, int bits) {
               std::string("this CPU lacks the ") + to_string(level) + " instruction set");
 }
 
+const AffineDecode* affine_decode(SimdLevel level) {
+  const CpuFeatures& f = cpu_features();
+  if (level == SimdLevel::kAvx512 && f.avx512 && f.avx512_vnni) {
+    return &detail::affine_decode_avx512();
+  }
+  return nullptr;
+}
+
 }  // namespace hearth::kernels

@@ -72,6 +72,26 @@ struct AffineKernels {
   const char* name = "";
 };
 
+// Decode (a few x rows) over 4- and 8-bit codes with f16/bf16 scales on AVX-512 VNNI
+// (quant_mlx_decode.avx512.cpp): x prepared once per call into int8 blocks in the order the
+// kernel reads them (rounded as AffineActs::fill rounds) plus the exact group sums, then steps of
+// 64 packed bytes per weight row, each decoded once for up to four x rows.
+struct AffineDecode {
+  bool (*handles)(const AffineMatrix& w);
+  // Bytes of one prepared x row (a multiple of 64).
+  std::int64_t (*row_bytes)(const AffineMatrix& w);
+  // rows x rows (w.cols floats each, ldx apart) into rows * row_bytes(w) bytes at out (64-byte
+  // aligned).
+  void (*prepare)(const AffineMatrix& w, const float* x, std::int64_t rows, std::int64_t ldx,
+                  void* out);
+  // y[r * ldy + n] = x_r . W_n + bias[n] for r < rows and n0 <= n < n1 (bias may be null).
+  void (*gemv)(const AffineMatrix& w, const void* xp, std::int64_t rows, std::int64_t n0,
+               std::int64_t n1, const float* bias, float* y, std::int64_t ldy);
+};
+
+// The decode kernels for level: null unless it is AVX-512 and the CPU has VNNI.
+const AffineDecode* affine_decode(SimdLevel level);
+
 // The kernels for bits at level (at most what the CPU has; 4 and 8 bits get the int8 family on
 // AVX2 and AVX-512).
 const AffineKernels& affine_kernels(SimdLevel level, int bits);
@@ -82,6 +102,7 @@ const AffineKernels& affine_f32_avx2();
 const AffineKernels& affine_f32_avx512();
 const AffineKernels& affine_int8_avx2(int bits);     // bits 4 or 8
 const AffineKernels& affine_int8_vnni512(int bits);  // bits 4 or 8; needs AVX-512 VNNI
+const AffineDecode& affine_decode_avx512();          // needs AVX-512 VNNI
 }  // namespace detail
 
 }  // namespace hearth::kernels
