@@ -224,7 +224,7 @@ TEST(ServeApi, Base64RoundTripsAndRefusesMalformedText) {
   }
   EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
   EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  for (const char* bad : {"Zm8", "Zm8==", "Z===", "Zm9v!mFy", "=Zm8", "Zm=v"}) {
+  for (const char* bad : {"Zm8", "Zm8==", "Z===", "Zm9v!mFy", "=Zm8", "Zm=v", "Zm9=", "Zh=="}) {
     EXPECT_FALSE(base64_decode(bad).has_value()) << bad;
   }
 }

@@ -543,6 +543,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
       if (d < 0 || pad > 0) return std::nullopt;
       v = (v << 6) | static_cast<std::uint32_t>(d);
     }
+    // The bits a padded group leaves unused must be zero (one text per byte string).
+    if ((pad == 1 && (v & 0xFF) != 0) || (pad == 2 && (v & 0xFFFF) != 0)) return std::nullopt;
     out += static_cast<char>((v >> 16) & 0xFF);
     if (pad < 2) out += static_cast<char>((v >> 8) & 0xFF);
     if (pad < 1) out += static_cast<char>(v & 0xFF);
