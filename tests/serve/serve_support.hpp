@@ -118,12 +118,12 @@ inline bool send_all(int fd, std::string_view bytes) {
   return true;
 }
 
-// Sends raw bytes as one request (Connection: close), half-closes, and reads the whole reply.
-inline std::string raw_exchange(int port, std::string_view bytes) {
+// Sends raw bytes as one request (Connection: close), and reads the whole reply.
+inline std::string raw_exchange(int port, std::string_view bytes, bool half_close = false) {
   const int fd = connect_to(port);
   if (fd < 0) return "";
   send_all(fd, bytes);
-  ::shutdown(fd, SHUT_WR);  // all sent: a body shorter than its Content-Length ends here
+  if (half_close) ::shutdown(fd, SHUT_WR);  // a body shorter than its Content-Length ends here
   std::string reply;
   char buf[4096];
   for (;;) {

@@ -437,7 +437,7 @@ TEST(Server, HostileClientsLeaveTheServerUp) {
     EXPECT_EQ(testing::status_of(reply), 400) << reply.substr(0, 300);
     EXPECT_NE(reply.find("\"error\""), std::string::npos);
   }
-  // A lying Content-Length larger than the limit: 413 without reading it.
+  // A declared Content-Length larger than the limit: 413 at once, without reading the body.
   const std::string huge = testing::raw_exchange(
       port, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n{");
   EXPECT_EQ(testing::status_of(huge), 413) << huge.substr(0, 200);

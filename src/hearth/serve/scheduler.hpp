@@ -1,11 +1,13 @@
-// The generation slots of hearth-server: `parallel` Sessions over one LanguageModel, each a
-// worker thread that keeps its KV cache between requests (so a conversation's next turn, sent
-// to the slot that served the last one, prefills only its new tokens), and a bounded queue for
-// the requests that find every slot busy (submit() refuses beyond it: HTTP 429).
+// The generation slots of hearth-server: `parallel` Sessions over one LanguageModel driven by
+// one thread through a models::BatchGenerator, so the running generations advance together, one
+// decode_step() (one read of the weights) per token for all of them. Each slot keeps its KV cache
+// between requests, and a request starts on the free slot whose cache shares the longest prefix
+// with its prompt (a conversation's next turn prefills only its new tokens). Requests that find
+// every slot busy wait in a bounded queue; submit() refuses beyond it (HTTP 429).
 //
-// A Job is shared by the HTTP side (which waits for its text) and the slot running it. Its text
-// arrives in pieces; cancel() (a client that went away) or its deadline stops the generation
-// at the next token.
+// A Job is shared by the HTTP side (which waits for its text) and the driver. Its text arrives
+// in pieces; cancel() (a client that went away) or its deadline ends the generation at the next
+// step.
 #pragma once
 
 #include <atomic>
@@ -75,8 +77,8 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Admits a job: to the idle slot whose cache shares the longest prefix with the prompt, else
-  // to the queue; nullptr when the queue is full or the scheduler is draining.
+  // Admits a job (it starts on a free slot at the next step, or waits in the queue); nullptr
+  // when every slot is busy and the queue is full, or the scheduler is draining.
   std::shared_ptr<Job> submit(std::vector<std::int32_t> prompt, models::GenerateOptions options,
                               Clock::time_point deadline);
   // Whether submit() would admit a job now.
@@ -98,24 +100,27 @@ class Scheduler {
  private:
   struct Slot {
     std::unique_ptr<models::Session> session;
-    std::shared_ptr<Job> next;  // assigned by submit()
-    bool busy = false;
-    std::thread thread;
+    std::shared_ptr<Job> job;  // running on this slot, else null
+    models::BatchGenerator::StreamId stream = 0;
   };
-  void run_slot(Slot& slot);
-  void run_job(Slot& slot, Job& job);
+  void drive();
+  // Starts queued jobs on free slots (under mutex_).
+  void start_queued();
 
   const models::LanguageModel& model_;
   std::int64_t context_ = 0;
   const std::size_t queue_limit_;
+  models::BatchGenerator batch_;  // the driver's only
+  std::vector<Slot> slots_;       // the driver's only (running_ counts the busy ones)
   mutable std::mutex mutex_;
-  std::condition_variable cv_;       // slots wait for work
+  std::condition_variable cv_;       // the driver waits for work
   std::condition_variable idle_cv_;  // drain() waits for the end
   std::deque<std::shared_ptr<Job>> queue_;
-  std::vector<std::unique_ptr<Slot>> slots_;
+  std::size_t running_ = 0;
   bool draining_ = false;
   bool stopping_ = false;
   Counts counts_;
+  std::thread driver_;
 };
 
 }  // namespace hearth::serve

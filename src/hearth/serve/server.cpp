@@ -130,12 +130,18 @@ json chunk_json(const rag::ChunkInfo& c) {
           {"text", c.text}};
 }
 
-// httplib's server with a deep accept queue: it listens with a backlog of 5, so a burst of
-// connections would have the kernel drop SYNs (clients then wait seconds to retry). Linux lets
-// listen() be called again on a listening socket to change its backlog.
+// httplib's server with a deep accept queue and a draining stop.
 class HttpServer : public httplib::Server {
  public:
+  // httplib listens with a backlog of 5, so a burst of connections would have the kernel drop
+  // SYNs (clients then wait seconds to retry). Linux lets listen() be called again on a listening
+  // socket to change its backlog.
   void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+  // httplib's stop() marks the server socket invalid, which also cuts every chunked (streamed)
+  // response short. Shutting the listening socket down instead ends the accept loop (accept()
+  // fails), after which listen returns once the connection threads have finished their
+  // requests, streams included.
+  void stop_accepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
 };
 
 }  // namespace
@@ -814,6 +820,14 @@ void Server::State::remove(const httplib::Request& req, httplib::Response& res, 
 void Server::State::routes() {
   httplib::Server& s = http;
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // A declared body over the route's limit is refused before a byte of it is read.
+    const bool upload = req.method == "POST" && req.path.ends_with("/documents");
+    const std::size_t limit = upload ? options.max_upload_bytes : options.max_body_bytes;
+    if (req.get_header_value<std::uint64_t>("Content-Length") > limit) {
+      send_error(res, too_large(limit));
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.path == "/health" || authorized(req))
       return httplib::Server::HandlerResponse::Unhandled;
     if (req.method == "GET" && options.assets && options.assets(req.path)) {
@@ -1023,16 +1037,14 @@ void Server::load() {
 
 void Server::run() {
   if (state_->bound_port <= 0) bind();
-  if (state_->stopping) return;
-  state_->http.listen_after_bind();
+  if (!state_->stopping) state_->http.listen_after_bind();
+  if (state_->scheduler) state_->scheduler->drain();
 }
 
 void Server::stop() {
   State& s = *state_;
   if (s.stopping.exchange(true)) return;
-  // httplib's stop closes the listening socket; its pool finishes the requests in flight.
-  s.http.stop();
-  if (s.scheduler) s.scheduler->drain();
+  s.http.stop_accepting();
 }
 
 int Server::port() const {
