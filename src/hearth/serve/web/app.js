@@ -207,8 +207,11 @@ function citationLink(n, citation) {
 function openPassage(n, c) {
   $("passage-title").textContent = `Source [${n}]`;
   $("passage-file").textContent = c.file || "";
-  $("passage-page").textContent = pagesOf(c) || "\u2014";
-  $("passage-heading").textContent = c.heading || "\u2014";
+  for (const [field, value] of [["page", pagesOf(c)], ["heading", c.heading || ""]]) {
+    $(`passage-${field}`).textContent = value;
+    $(`passage-${field}`).hidden = value === "";
+    $(`passage-${field}-label`).hidden = value === "";
+  }
   $("passage-text").textContent = c.text || "";
   const panel = $("passage-panel");
   panel.hidden = false;

@@ -1,0 +1,164 @@
+// Drives hearth-server's web page in headless Chromium (puppeteer-core) as a user would, by
+// keyboard: picks the bank, asks a question with Enter, records the answer as it streams, opens a
+// cited passage, asks over a bank that does not exist (the server's error must show), and takes
+// screenshots at desktop and phone widths. Prints one JSON object of what it saw on stdout; the
+// C++ test (web_page_test.cpp) makes the assertions.
+//
+//   node web_page.cjs --url http://127.0.0.1:PORT/ --chromium /usr/bin/chromium
+//                     --question TEXT --out DIR [--upload FILE]
+"use strict";
+
+const path = require("path");
+const puppeteer = require("puppeteer-core");
+
+function options() {
+  const o = {};
+  const argv = process.argv.slice(2);
+  for (let i = 0; i + 1 < argv.length; i += 2) o[argv[i].replace(/^--/, "")] = argv[i + 1];
+  for (const k of ["url", "chromium", "question", "out"]) {
+    if (!o[k]) throw new Error(`web_page.cjs: --${k} is required`);
+  }
+  return o;
+}
+
+const visible = (sel) => (page) => page.$eval(sel, (e) => !e.hidden && e.offsetParent !== null);
+
+async function main() {
+  const o = options();
+  const result = { console: [], steps: [] };
+  const args = ["--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--no-default-browser-check", "--disable-extensions", "--mute-audio"];
+  // Chromium refuses to run as root with its sandbox; a test container is root.
+  if (process.getuid && process.getuid() === 0) args.push("--no-sandbox");
+  const browser = await puppeteer.launch({
+    executablePath: o.chromium,
+    headless: true,
+    args,
+    timeout: 30000,
+  });
+  try {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(40000);
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warn") result.console.push(m.text());
+    });
+    page.on("pageerror", (e) => result.console.push(`page error: ${e.message}`));
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.goto(o.url, { waitUntil: "load" });
+    result.title = await page.title();
+
+    // Connected: the banks and models are listed.
+    await page.waitForFunction(() => document.querySelector("#bank").value !== "" ||
+                                     document.querySelector("#server-state").textContent !==
+                                         "connecting\u2026");
+    result.state = await page.$eval("#server-state", (e) => e.textContent);
+    result.banks = await page.$$eval("#bank option", (os) => os.map((x) => x.value));
+    result.models = await page.$$eval("#model option", (os) => os.map((x) => x.value));
+    result.image_panel = await visible("#image-panel")(page);
+    result.steps.push("connected");
+
+    // Keyboard: the order Tab walks through the page from its start.
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    result.tab_order = [];
+    for (let i = 0; i < 8; ++i) {
+      await page.keyboard.press("Tab");
+      result.tab_order.push(await page.evaluate(() => document.activeElement.id ||
+                                                      document.activeElement.tagName));
+    }
+
+    // Every text the answer shows while it streams, in order.
+    await page.evaluate(() => {
+      window.__partials = [];
+      new MutationObserver((records) => {
+        for (const r of records) {
+          const answer = r.target.closest && r.target.closest(".answer");
+          if (answer && answer.getAttribute("aria-busy") === "true") {
+            window.__partials.push(answer.textContent);
+          }
+        }
+      }).observe(document.querySelector("#conversation"),
+                 { subtree: true, childList: true, characterData: true });
+    });
+    await page.focus("#question");
+    await page.keyboard.type(o.question);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector(".turn .answer:not([aria-busy])", { timeout: 60000 });
+    result.partials = await page.evaluate(() => window.__partials);
+    result.answer = await page.$eval(".turn .answer", (e) => e.textContent);
+    result.turn_status = await page.$eval(".turn .turn-status", (e) => e.textContent);
+    result.ask_error = await page.$eval("#ask-error", (e) => (e.hidden ? "" : e.textContent));
+    result.citations = await page.$$eval(".turn a.cite", (as) => as.map((a) => ({
+                                                          text: a.textContent,
+                                                          label: a.getAttribute("aria-label"),
+                                                        })));
+    result.steps.push("answered");
+
+    // Open the first source by keyboard (focus its link, Enter) and read the passage.
+    if (result.citations.length > 0) {
+      await page.focus(".turn .sources a.cite");
+      await page.keyboard.press("Enter");
+      await page.waitForSelector("#passage-panel:not([hidden])");
+      result.passage = await page.evaluate(() => ({
+        title: document.querySelector("#passage-title").textContent,
+        file: document.querySelector("#passage-file").textContent,
+        page: document.querySelector("#passage-page").textContent,
+        heading: document.querySelector("#passage-heading").textContent,
+        text: document.querySelector("#passage-text").textContent,
+        focused: document.activeElement.id,
+      }));
+      result.steps.push("passage");
+    }
+    await page.screenshot({ path: path.join(o.out, "desktop.png") });
+
+    // An upload into the bank, followed to its end.
+    if (o.upload) {
+      const input = await page.$("#files");
+      await input.uploadFile(o.upload);
+      await page.focus("#upload");
+      await page.keyboard.press("Enter");
+      await page.waitForFunction(() => {
+        const li = document.querySelector("#uploads li");
+        return li && (li.classList.contains("done") || li.classList.contains("failed"));
+      }, { timeout: 60000 });
+      result.upload = await page.evaluate(() => ({
+        status: document.querySelector("#uploads li .upload-status").textContent,
+        progress: document.querySelector("#uploads li progress").value,
+        error: document.querySelector("#upload-error").hidden
+                   ? ""
+                   : document.querySelector("#upload-error").textContent,
+        banks: Array.from(document.querySelectorAll("#bank option")).map((x) => x.textContent),
+      }));
+      result.steps.push("upload");
+    }
+
+    // Phone width: one column, nothing wider than the screen. (Not isMobile: puppeteer reloads
+    // the page to switch it, and the conversation would be gone.)
+    await page.setViewport({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(o.out, "phone.png") });
+    await page.screenshot({ path: path.join(o.out, "phone-full.png"), fullPage: true });
+    result.phone_scroll_width = await page.evaluate(() => document.documentElement.scrollWidth);
+    result.steps.push("phone");
+
+    // The server's error object, shown as it came: ask over a bank that does not exist.
+    await page.evaluate(() => {
+      const option = document.createElement("option");
+      option.value = option.textContent = "no-such-bank";
+      document.querySelector("#bank").append(option);
+      document.querySelector("#bank").value = "no-such-bank";
+    });
+    await page.focus("#question");
+    await page.keyboard.type("Is anyone there?");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#ask-error:not([hidden])");
+    result.bad_bank_error = await page.$eval("#ask-error", (e) => e.textContent);
+    result.steps.push("error");
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+main().catch((e) => {
+  process.stderr.write(`web_page.cjs: ${e.stack || e}\n`);
+  process.exit(1);
+});
