@@ -1,13 +1,15 @@
 // Drives hearth-server's web page in headless Chromium (puppeteer-core) as a user would, by
 // keyboard: picks the bank, asks a question with Enter, records the answer as it streams, opens a
 // cited passage, asks over a bank that does not exist (the server's error must show), and takes
-// screenshots at desktop and phone widths. Prints one JSON object of what it saw on stdout; the
-// C++ test (web_page_test.cpp) makes the assertions.
+// screenshots at desktop and phone widths. Writes what it saw to OUT/result.json; the C++ test
+// (web_page_test.cpp) makes the assertions.
 //
 //   node web_page.cjs --url http://127.0.0.1:PORT/ --chromium /usr/bin/chromium
 //                     --question TEXT --out DIR [--upload FILE]
 "use strict";
 
+const fs = require("fs");
+const http = require("http");
 const path = require("path");
 const puppeteer = require("puppeteer-core");
 
@@ -21,11 +23,28 @@ function options() {
   return o;
 }
 
+// Waits until GET /health answers 200 (the server answers 503 while its models load).
+async function waitForHealth(url, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const status = await new Promise((resolve) => {
+      http.get(new URL("health", url), (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      }).on("error", () => resolve(0));
+    });
+    if (status === 200) return;
+    if (Date.now() > deadline) throw new Error(`${url}health did not answer 200 (last: ${status})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const visible = (sel) => (page) => page.$eval(sel, (e) => !e.hidden && e.offsetParent !== null);
 
 async function main() {
   const o = options();
   const result = { console: [], steps: [] };
+  await waitForHealth(o.url, 60);
   const args = ["--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions", "--mute-audio"];
   // Chromium refuses to run as root with its sandbox; a test container is root.
@@ -121,6 +140,7 @@ async function main() {
         return li && (li.classList.contains("done") || li.classList.contains("failed"));
       }, { timeout: 60000 });
       result.upload = await page.evaluate(() => ({
+        done: document.querySelector("#uploads li").classList.contains("done"),
         status: document.querySelector("#uploads li .upload-status").textContent,
         progress: document.querySelector("#uploads li progress").value,
         error: document.querySelector("#upload-error").hidden
@@ -155,7 +175,7 @@ async function main() {
   } finally {
     await browser.close();
   }
-  process.stdout.write(JSON.stringify(result) + "\n");
+  fs.writeFileSync(path.join(o.out, "result.json"), JSON.stringify(result, null, 1) + "\n");
 }
 
 main().catch((e) => {

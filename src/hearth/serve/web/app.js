@@ -16,6 +16,7 @@ const state = {
 
 // An error answered by the server in OpenAI's shape {"error": {"message", "type", "code"}}, or a
 // failure to reach it.
+// status 0: no HTTP status (the server was not reached, or the error came inside a stream).
 class ApiError extends Error {
   constructor(status, message, type) {
     super(message);
@@ -23,9 +24,8 @@ class ApiError extends Error {
     this.type = type || "";
   }
   describe() {
-    if (this.status === 0) return this.message;
-    const kind = this.type ? ` ${this.type}` : "";
-    return `${this.message} (HTTP ${this.status}${kind})`;
+    const where = [this.status ? `HTTP ${this.status}` : "", this.type].filter(Boolean).join(" ");
+    return where ? `${this.message} (${where})` : this.message;
   }
 }
 
@@ -95,9 +95,8 @@ function showKeyPanel() {
 
 // ---- models and banks -------------------------------------------------------------------------
 
-function isImageModel(m) {
-  return m.type === "image" || (Array.isArray(m.capabilities) && m.capabilities.includes("image"));
-}
+// /v1/models lists each loaded model with its "kind": chat, embedding, rerank or image (FLUX).
+const isImageModel = (m) => m.kind === "image";
 
 function fillSelect(select, items, label, empty) {
   const previous = select.value;
@@ -130,10 +129,11 @@ function bankLabel(b) {
 async function loadModels() {
   const body = await getJson("/v1/models");
   state.models = body.data || [];
-  const chat = state.models.filter((m) => !isImageModel(m) && m.type !== "embedding" &&
-                                          m.type !== "rerank");
+  const chat = state.models.filter((m) => m.kind === "chat");
   fillSelect($("model"), chat.map((m) => ({ value: m.id })), (m) => m.value,
              "no chat model loaded");
+  // One chat model answers whatever a request names: no choice to offer (the header names it).
+  $("model-field").hidden = chat.length === 1;
   $("image-panel").hidden = !state.models.some(isImageModel);
 }
 
@@ -207,6 +207,7 @@ function citationLink(n, citation) {
 function openPassage(n, c) {
   $("passage-title").textContent = `Source [${n}]`;
   $("passage-file").textContent = c.file || "";
+  $("passage-file").title = c.path || "";
   for (const [field, value] of [["page", pagesOf(c)], ["heading", c.heading || ""]]) {
     $(`passage-${field}`).textContent = value;
     $(`passage-${field}`).hidden = value === "";
@@ -303,7 +304,7 @@ async function ask(question) {
   try {
     const response = await postJson("/v1/chat/completions", body, state.controller.signal);
     await readEvents(response, (chunk) => {
-      if (chunk.error) throw new ApiError(500, chunk.error.message, chunk.error.type);
+      if (chunk.error) throw new ApiError(0, chunk.error.message, chunk.error.type);
       if (Array.isArray(chunk.citations)) citations = chunk.citations;
       const choice = (chunk.choices || [])[0];
       if (!choice) return;
@@ -336,15 +337,15 @@ async function ask(question) {
 
 // ---- uploads ----------------------------------------------------------------------------------
 
-function addUploadRow(name) {
+function addUploadRow(names) {
   const li = document.createElement("li");
   const label = document.createElement("span");
   label.className = "upload-name";
-  label.textContent = name;
+  label.textContent = names.join(", ");
   const bar = document.createElement("progress");
   bar.max = 1;
   bar.value = 0;
-  bar.setAttribute("aria-label", `progress of ${name}`);
+  bar.setAttribute("aria-label", `progress of ${names.join(", ")}`);
   const status = document.createElement("span");
   status.className = "upload-status";
   li.append(label, bar, status);
@@ -352,76 +353,105 @@ function addUploadRow(name) {
   return { li, bar, status };
 }
 
-// Sends one file with its upload progress (fetch reports none, XMLHttpRequest does).
-function sendFile(bank, file, onProgress) {
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+    reader.onerror = () => reject(new ApiError(0, `${file.name} cannot be read`));
+    reader.readAsDataURL(file);
+  });
+}
+
+// POSTs the body with its upload progress (fetch reports none, XMLHttpRequest does); resolves
+// with the parsed JSON answer.
+function postWithProgress(url, body, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/banks/${encodeURIComponent(bank)}/documents`);
-    for (const [k, v] of Object.entries(headers())) xhr.setRequestHeader(k, v);
+    xhr.open("POST", url);
+    for (const [k, v] of Object.entries(headers({ "Content-Type": "application/json" }))) {
+      xhr.setRequestHeader(k, v);
+    }
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
     };
     xhr.onerror = () => reject(new ApiError(0, "The server cannot be reached."));
     xhr.onload = () => {
-      let body = null;
+      let answer = null;
       try {
-        body = JSON.parse(xhr.responseText);
+        answer = JSON.parse(xhr.responseText);
       } catch (_) {
-        // Leave body null: the status says what happened.
+        // Not JSON: the status says what happened.
       }
-      if (xhr.status >= 200 && xhr.status < 300) return resolve(body || {});
-      const err = body && body.error ? body.error : {};
+      if (xhr.status >= 200 && xhr.status < 300 && answer) return resolve(answer);
+      const err = answer && answer.error ? answer.error : {};
       if (xhr.status === 401) showKeyPanel();
       reject(new ApiError(xhr.status, err.message || xhr.statusText || "upload failed",
                           err.type || err.code));
     };
-    const form = new FormData();
-    form.append("file", file, file.name);
-    xhr.send(form);
+    xhr.send(body);
   });
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Follows an ingest job on the status route until it is done or failed.
-async function followJob(bank, job, row) {
+// Follows an upload on its status route until the ingest is done or has failed.
+async function followUpload(bank, job, row) {
+  const url = `/v1/banks/${encodeURIComponent(bank)}/uploads/${encodeURIComponent(job.id)}`;
   for (;;) {
-    const s = await getJson(`/v1/banks/${encodeURIComponent(bank)}/documents/${
-        encodeURIComponent(job.id)}`);
-    if (typeof s.progress === "number") row.bar.value = s.progress;
-    row.status.textContent = s.status;
-    if (s.status === "failed") {
-      throw new ApiError(422, (s.error && s.error.message) || "ingest failed", "ingest_error");
+    const p = job.progress || {};
+    if (p.bytes_total > 0) row.bar.value = p.bytes_done / p.bytes_total;
+    if (job.status === "queued") row.status.textContent = "waiting to ingest";
+    if (job.status === "running") {
+      row.status.textContent =
+          `ingesting ${p.files_done || 0}/${p.files_total || job.files.length}` +
+          (p.current ? `: ${p.current}` : "");
     }
-    if (s.status === "done" || s.status === "completed") return s;
-    await sleep(300);
+    if (job.status === "failed") throw new ApiError(0, job.error || "the ingest failed");
+    if (job.status === "done") return job;
+    await sleep(250);
+    job = await getJson(url);
   }
+}
+
+function reportText(r) {
+  const parts = [`${r.added} added`];
+  if (r.updated) parts.push(`${r.updated} updated`);
+  if (r.unchanged) parts.push(`${r.unchanged} unchanged`);
+  if (r.failed) parts.push(`${r.failed} failed`);
+  if (r.skipped) parts.push(`${r.skipped} skipped`);
+  return `${parts.join(", ")}; ${r.chunks} passages`;
 }
 
 async function upload(bank, files) {
   showError("upload-error", null);
   $("upload").disabled = true;
+  const row = addUploadRow(files.map((f) => f.name));
   try {
+    row.status.textContent = "reading";
+    const documents = [];
     for (const file of files) {
-      const row = addUploadRow(file.name);
-      try {
-        row.status.textContent = "uploading";
-        const job = await sendFile(bank, file, (f) => {
+      documents.push({ name: file.name, content_base64: await base64Of(file) });
+    }
+    row.status.textContent = "uploading";
+    const job = await postWithProgress(
+        `/v1/banks/${encodeURIComponent(bank)}/documents`, JSON.stringify({ documents }),
+        (f) => {
           row.bar.value = f;
+          row.status.textContent = `uploading ${Math.round(f * 100)}%`;
         });
-        row.bar.value = 0;
-        row.status.textContent = "ingesting";
-        await followJob(bank, job, row);
-        row.bar.value = 1;
-        row.status.textContent = "added";
-        row.li.classList.add("done");
-      } catch (e) {
-        row.status.textContent = "failed";
-        row.li.classList.add("failed");
-        showError("upload-error", e);
-      }
+    row.bar.value = 0;
+    const done = await followUpload(bank, job, row);
+    row.bar.value = 1;
+    row.status.textContent = reportText(done.report);
+    row.li.classList.add(done.report.failed ? "failed" : "done");
+    if (done.report.failed) {
+      showError("upload-error", new ApiError(0, done.messages.join("\n") || "a file failed"));
     }
     await loadBanks();
+  } catch (e) {
+    row.status.textContent = "failed";
+    row.li.classList.add("failed");
+    showError("upload-error", e);
   } finally {
     $("upload").disabled = false;
   }
