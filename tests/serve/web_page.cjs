@@ -85,18 +85,22 @@ async function main() {
                                                       document.activeElement.tagName));
     }
 
-    // Every text the answer shows while it streams, in order.
+    // Every text the answer showed while it streamed, in order: the text each update replaced
+    // (Chromium sets the one Text node's data, a characterData record with its old value; a
+    // replaced node is a removed Text node), the last one replaced by the cited rendering.
     await page.evaluate(() => {
       window.__partials = [];
       new MutationObserver((records) => {
         for (const r of records) {
-          const answer = r.target.closest && r.target.closest(".answer");
-          if (answer && answer.getAttribute("aria-busy") === "true") {
-            window.__partials.push(answer.textContent);
+          const node = r.type === "characterData" ? r.target.parentNode : r.target;
+          if (!node || !node.matches || !node.matches(".answer[aria-busy='true']")) continue;
+          if (r.type === "characterData") window.__partials.push(r.oldValue);
+          for (const gone of r.removedNodes) {
+            if (gone.nodeType === Node.TEXT_NODE) window.__partials.push(gone.data);
           }
         }
       }).observe(document.querySelector("#conversation"),
-                 { subtree: true, childList: true, characterData: true });
+                 { subtree: true, childList: true, characterData: true, characterDataOldValue: true });
     });
     await page.focus("#question");
     await page.keyboard.type(o.question);
@@ -122,7 +126,7 @@ async function main() {
         file: document.querySelector("#passage-file").textContent,
         page: document.querySelector("#passage-page").textContent,
         heading: document.querySelector("#passage-heading").textContent,
-        text: document.querySelector("#passage-text").textContent,
+        text: document.querySelector("#passage-text").innerText,
         focused: document.activeElement.id,
       }));
       result.steps.push("passage");

@@ -23,9 +23,9 @@ class ApiError extends Error {
     this.status = status;
     this.type = type || "";
   }
-  describe() {
-    const where = [this.status ? `HTTP ${this.status}` : "", this.type].filter(Boolean).join(" ");
-    return where ? `${this.message} (${where})` : this.message;
+  // "HTTP 404 · invalid_request_error": where the message came from.
+  origin() {
+    return [this.status ? `HTTP ${this.status}` : "", this.type].filter(Boolean).join(" \u00b7 ");
   }
 }
 
@@ -84,7 +84,13 @@ function showError(id, error) {
     box.textContent = "";
     return;
   }
-  box.textContent = error instanceof ApiError ? error.describe() : String(error.message || error);
+  box.replaceChildren(String(error.message || error));
+  if (error instanceof ApiError && error.origin()) {
+    const origin = document.createElement("span");
+    origin.className = "error-origin";
+    origin.textContent = error.origin();
+    box.append(" ", origin);
+  }
   box.hidden = false;
 }
 
@@ -154,7 +160,8 @@ async function connect() {
         `connected: ${n} bank${n === 1 ? "" : "s"}, model ${$("model").value || "none"}`;
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) {
-      $("server-state").textContent = e instanceof ApiError ? e.describe() : String(e);
+      const origin = e instanceof ApiError ? e.origin() : "";
+      $("server-state").textContent = `${e.message || e}${origin ? ` (${origin})` : ""}`;
     }
   }
 }
@@ -213,7 +220,12 @@ function openPassage(n, c) {
     $(`passage-${field}`).hidden = value === "";
     $(`passage-${field}-label`).hidden = value === "";
   }
-  $("passage-text").textContent = c.text || "";
+  // The chunk keeps its file's line breaks: blank lines part paragraphs, single ones are wrapping.
+  $("passage-text").replaceChildren(...(c.text || "").split(/\n\s*\n/).map((para) => {
+    const p = document.createElement("p");
+    p.textContent = para.replace(/\s*\n\s*/g, " ").trim();
+    return p;
+  }));
   const panel = $("passage-panel");
   panel.hidden = false;
   panel.focus();
@@ -419,7 +431,7 @@ function reportText(r) {
   if (r.unchanged) parts.push(`${r.unchanged} unchanged`);
   if (r.failed) parts.push(`${r.failed} failed`);
   if (r.skipped) parts.push(`${r.skipped} skipped`);
-  return `${parts.join(", ")}; ${r.chunks} passages`;
+  return `${parts.join(", ")}; ${r.chunks} passage${r.chunks === 1 ? "" : "s"}`;
 }
 
 async function upload(bank, files) {
