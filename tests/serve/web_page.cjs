@@ -158,6 +158,7 @@ async function main() {
     // Phone width: one column, nothing wider than the screen. (Not isMobile: puppeteer reloads
     // the page to switch it, and the conversation would be gone.)
     await page.setViewport({ width: 390, height: 844 });
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(o.out, "phone.png") });
     await page.screenshot({ path: path.join(o.out, "phone-full.png"), fullPage: true });
     result.phone_scroll_width = await page.evaluate(() => document.documentElement.scrollWidth);

@@ -240,7 +240,8 @@ function renderAnswer(turn, text, citations) {
   if (!citations || citations.length === 0) return;
   const heading = document.createElement("p");
   heading.className = "sources-title";
-  heading.textContent = "Sources";
+  heading.textContent = citations.some((c) => c.cited) ? "Sources"
+                                                       : "Sources (the answer cites none of them)";
   turn.sources.append(heading);
   const list = document.createElement("ul");
   for (const c of citations) {
@@ -248,7 +249,10 @@ function renderAnswer(turn, text, citations) {
     li.append("[", citationLink(c.number, c), "] ");
     const where = [c.file, pagesOf(c) && `p. ${pagesOf(c)}`, c.heading].filter(Boolean);
     li.append(where.join(" \u00b7 "));
-    if (c.cited === false) li.classList.add("uncited");
+    if (!c.cited) {
+      li.classList.add("uncited");
+      li.append(" (not cited)");
+    }
     list.append(li);
   }
   turn.sources.append(list);
@@ -512,12 +516,15 @@ $("ask-form").addEventListener("submit", (event) => {
   ask(question);
 });
 
-$("question").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    $("ask-form").requestSubmit();
-  }
-});
+// Enter sends the question (and the image prompt); Shift+Enter is a new line.
+for (const [field, form] of [["question", "ask-form"], ["image-prompt", "image-form"]]) {
+  $(field).addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $(form).requestSubmit();
+    }
+  });
+}
 
 $("stop").addEventListener("click", () => {
   if (state.controller) state.controller.abort();
