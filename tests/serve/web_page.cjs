@@ -116,6 +116,20 @@ async function main() {
                                                         })));
     result.steps.push("answered");
 
+    // The random model cites nothing, so the page's citation linking is checked on a made-up
+    // answer: its text unchanged, each number that names a source a link.
+    result.cite_render = await page.evaluate(() => {
+      const div = document.createElement("div");
+      const source = { file: "a.md", page_first: 2, page_last: 3, heading: "H", text: "t" };
+      appendCited(div, "See [1, 3] and [2-4], [1][2] and [7 (no such source)].",
+                  new Map([[1, source], [2, source], [3, source]]));
+      return {
+        text: div.textContent,
+        links: Array.from(div.querySelectorAll("a.cite")).map((x) => x.textContent),
+        label: div.querySelector("a.cite").getAttribute("aria-label"),
+      };
+    });
+
     // Open the first source by keyboard (focus its link, Enter) and read the passage.
     if (result.citations.length > 0) {
       await page.focus(".turn .sources a.cite");

@@ -37,9 +37,10 @@ fs::path browser_node_dir() {
   return testing::tools_dir().parent_path() / "node-browser";
 }
 
-// Chromium ($HEARTH_CHROMIUM, else chromium on the PATH), or "".
+// Chromium ($HEARTH_CHROMIUM, else chromium on the PATH), or "" when it is not there.
 std::string chromium() {
-  if (const char* env = std::getenv("HEARTH_CHROMIUM"); env != nullptr && *env != '\0') return env;
+  if (const char* env = std::getenv("HEARTH_CHROMIUM"); env != nullptr && *env != '\0')
+    return ::access(env, X_OK) == 0 ? env : "";
   std::string out;
   if (testing::run_command("command -v chromium", &out) != 0) return "";
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
@@ -246,6 +247,11 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   }
   EXPECT_FALSE(r["answer"].get<std::string>().empty());
   EXPECT_EQ(r["ask_error"], "");
+
+  // Citations in an answer's text become links, the text unchanged.
+  EXPECT_EQ(r["cite_render"]["text"], "See [1, 3] and [2-4], [1][2] and [7 (no such source)].");
+  EXPECT_EQ(r["cite_render"]["links"], nlohmann::json::array({"1", "3", "2", "1", "2"}));
+  EXPECT_EQ(r["cite_render"]["label"], "source 1: a.md, page 2\u20133");
 
   // A citation opens its passage: a file of the corpus, its text taken from that file, focus on
   // the passage.

@@ -15,8 +15,7 @@ const state = {
 };
 
 // An error answered by the server in OpenAI's shape {"error": {"message", "type", "code"}}, or a
-// failure to reach it.
-// status 0: no HTTP status (the server was not reached, or the error came inside a stream).
+// failure to reach it. status 0: no HTTP status (not reached, or an error inside a stream).
 class ApiError extends Error {
   constructor(status, message, type) {
     super(message);
@@ -125,11 +124,10 @@ function fillSelect(select, items, label, empty) {
   if (items.some((i) => i.value === previous)) select.value = previous;
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function bankLabel(b) {
-  const parts = [];
-  if (typeof b.documents === "number") parts.push(`${b.documents} documents`);
-  if (typeof b.chunks === "number") parts.push(`${b.chunks} passages`);
-  return parts.length ? `${b.value} (${parts.join(", ")})` : b.value;
+  return `${b.name} (${plural(b.documents, "document")}, ${plural(b.chunks, "passage")})`;
 }
 
 async function loadModels() {
@@ -148,9 +146,11 @@ async function loadBanks() {
   state.banks = body.data || [];
   const items = state.banks.map((b) => Object.assign({ value: b.name }, b));
   fillSelect($("bank"), items, bankLabel, "no bank configured");
-  fillSelect($("upload-bank"), items, bankLabel, "no bank configured");
+  fillSelect($("upload-bank"), items.filter((b) => b.writable), bankLabel,
+             "no writable bank");
 }
 
+// Lists the models and banks; while the server loads its models (503) it says so and retries.
 async function connect() {
   try {
     await Promise.all([loadModels(), loadBanks()]);
@@ -159,31 +159,30 @@ async function connect() {
     $("server-state").textContent =
         `connected: ${n} bank${n === 1 ? "" : "s"}, model ${$("model").value || "none"}`;
   } catch (e) {
-    if (!(e instanceof ApiError && e.status === 401)) {
-      const origin = e instanceof ApiError ? e.origin() : "";
-      $("server-state").textContent = `${e.message || e}${origin ? ` (${origin})` : ""}`;
-    }
+    if (e instanceof ApiError && e.status === 401) return;
+    const origin = e instanceof ApiError ? e.origin() : "";
+    $("server-state").textContent = `${e.message || e}${origin ? ` (${origin})` : ""}`;
+    if (e instanceof ApiError && e.status === 503) setTimeout(connect, 1000);
   }
 }
 
 // ---- answers and citations --------------------------------------------------------------------
 
-// Appends text to parent with every [n] (also [1, 2], [2-3]) that names one of the sources turned
-// into a link opening that source.
+// Appends text to parent with each number of a citation ([1], [1, 2], [2-3], [1][4]) that names
+// one of the sources turned into a link opening that source; the text itself is unchanged.
 function appendCited(parent, text, sources) {
-  const pattern = /\[(\d+(?:\s*[,;\u2013-]\s*\d+)*)\]/g;
+  const pattern = /\[\d+(?:\s*[,;\u2013-]\s*\d+)*\]/g;
   let last = 0;
   for (const match of text.matchAll(pattern)) {
-    const numbers = match[1].split(/\s*[,;\u2013-]\s*/).map(Number);
-    if (!numbers.some((n) => sources.has(n))) continue;
     parent.append(text.slice(last, match.index));
-    parent.append("[");
-    numbers.forEach((n, i) => {
-      if (i > 0) parent.append(", ");
-      if (sources.has(n)) parent.append(citationLink(n, sources.get(n)));
-      else parent.append(String(n));
-    });
-    parent.append("]");
+    let at = 0;
+    for (const number of match[0].matchAll(/\d+/g)) {
+      const n = Number(number[0]);
+      if (!sources.has(n)) continue;
+      parent.append(match[0].slice(at, number.index), citationLink(n, sources.get(n)));
+      at = number.index + number[0].length;
+    }
+    parent.append(match[0].slice(at));
     last = match.index + match[0].length;
   }
   parent.append(text.slice(last));
