@@ -5,7 +5,7 @@
 // (web_page_test.cpp) makes the assertions.
 //
 //   node web_page.cjs --url http://127.0.0.1:PORT/ --chromium /usr/bin/chromium
-//                     --question TEXT --out DIR [--upload FILE]
+//                     --question TEXT --out DIR [--upload FILE] [--key API_KEY]
 "use strict";
 
 const fs = require("fs");
@@ -65,6 +65,24 @@ async function main() {
     await page.setViewport({ width: 1280, height: 800 });
     await page.goto(o.url, { waitUntil: "load" });
     result.title = await page.title();
+
+    // A server with --api-key: the page asks for the key; a wrong one is refused (and asked
+    // again), the right one connects. Every request after it carries the key.
+    if (o.key) {
+      await page.waitForSelector("#key-panel:not([hidden])");
+      await page.focus("#api-key");
+      await page.keyboard.type("not-the-key");
+      await page.keyboard.press("Enter");
+      await page.waitForFunction(() => document.querySelector("#server-state").textContent ===
+                                       "this server needs an API key");
+      result.wrong_key_panel = await visible("#key-panel")(page);
+      await page.$eval("#api-key", (e) => { e.value = ""; });
+      await page.focus("#api-key");
+      await page.keyboard.type(o.key);
+      await page.keyboard.press("Enter");
+      await page.waitForSelector("#key-panel[hidden]");
+      result.steps.push("key");
+    }
 
     // Connected: the banks and models are listed.
     await page.waitForFunction(() => document.querySelector("#bank").value !== "" ||

@@ -199,10 +199,11 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   fs::create_directories(shots);
 
   // Any free port: the server says which on stderr.
-  ServerProcess server({server_bin.string(), "--port", "0", "--model-id",
-                        (dir / "phi3.gguf").string(), "--ctx", "1024", "--max-tokens", "24",
-                        "--threads", "2", "--bank", "guide=" + (dir / "bank").string()},
-                       dir / "server.log");
+  ServerProcess server(
+      {server_bin.string(), "--port", "0", "--model-id", (dir / "phi3.gguf").string(), "--ctx",
+       "1024", "--max-tokens", "24", "--threads", "2", "--api-key", "web-test-key", "--bank",
+       "guide=" + (dir / "bank").string()},
+      dir / "server.log");
   ASSERT_TRUE(server.started());
   const std::string url = server.url(std::chrono::seconds(30));
   ASSERT_FALSE(url.empty()) << "hearth-server did not say where it listens:\n" << server.log();
@@ -210,7 +211,7 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
       cat({"NODE_PATH=", quote(browser_node_dir() / "node_modules"), " timeout 120 node ",
            quote(testing::source_dir() / "tests/serve/web_page.cjs"), " --url ", url,
            " --chromium ", quote(browser), " --question 'How do I keep a bank up to date?'",
-           " --upload ", quote(upload), " --out ", quote(shots), " 2>&1"}),
+           " --upload ", quote(upload), " --key web-test-key --out ", quote(shots), " 2>&1"}),
       &out);
   const int server_rc = server.stop();
   ASSERT_EQ(rc, 0) << out << "\nserver log:\n" << server.log();
@@ -222,6 +223,10 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
     FAIL() << "the driver's result.json is not JSON (" << e.what() << "):\n" << out;
   }
   SCOPED_TRACE(r.dump(1));
+
+  // The key was asked for, a wrong one refused, the right one taken.
+  EXPECT_EQ(r["wrong_key_panel"], true);
+  EXPECT_EQ(r["steps"][0], "key");
 
   // Connected: the bank and the model are listed; no FLUX model, so no image panel.
   EXPECT_EQ(r["title"], "hearth");
@@ -281,8 +286,12 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   const std::string bad = r["bad_bank_error"];
   EXPECT_NE(bad.find("no-such-bank"), std::string::npos);
   EXPECT_NE(bad.find("HTTP 404 \u00b7 invalid_request_error"), std::string::npos);
-  for (const auto& line : r["console"])
-    EXPECT_NE(line.get<std::string>().find("404"), std::string::npos) << line;
+  // (The browser logs the refused key's 401s and the missing bank's 404.)
+  for (const auto& line : r["console"]) {
+    const std::string text = line;
+    EXPECT_TRUE(text.find("404") != std::string::npos || text.find("401") != std::string::npos)
+        << text;
+  }
 
   // Phone width: nothing wider than the screen; the screenshots are the sizes asked for.
   EXPECT_LE(r["phone_scroll_width"].get<int>(), 390);
