@@ -148,6 +148,7 @@ async function loadBanks() {
   fillSelect($("bank"), items, bankLabel, "no bank configured");
   fillSelect($("upload-bank"), items.filter((b) => b.writable), bankLabel,
              "no writable bank");
+  $("upload").disabled = $("upload-bank").disabled;
 }
 
 // Lists the models and banks; while the server loads its models (503) it says so and retries.
@@ -468,7 +469,7 @@ async function upload(bank, files) {
     row.li.classList.add("failed");
     showError("upload-error", e);
   } finally {
-    $("upload").disabled = false;
+    $("upload").disabled = $("upload-bank").disabled;
   }
 }
 
