@@ -130,11 +130,19 @@ json chunk_json(const rag::ChunkInfo& c) {
           {"text", c.text}};
 }
 
+// httplib's server with a deep accept queue: it listens with a backlog of 5, so a burst of
+// connections would have the kernel drop SYNs (clients then wait seconds to retry). Linux lets
+// listen() be called again on a listening socket to change its backlog.
+class HttpServer : public httplib::Server {
+ public:
+  void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+};
+
 }  // namespace
 
 struct Server::State {
   ServerOptions options;
-  httplib::Server http;
+  HttpServer http;
   std::atomic<bool> ready{false};
   std::atomic<bool> stopping{false};
   std::string load_error;
@@ -384,12 +392,16 @@ void Server::State::generate(const GenerationRequest& r, std::vector<std::int32_
         "application/json",
         [job, id, created, model, chat](std::size_t, httplib::DataSink& sink) {
           std::string text;
+          auto last_write = Clock::now();
           for (;;) {
-            const Job::Poll poll = job->wait(&text, std::chrono::milliseconds(1000));
+            const Job::Poll poll = job->wait(&text, std::chrono::milliseconds(250));
             if (poll == Job::Poll::kDone) break;
-            if (poll == Job::Poll::kTimeout && !sink.write("\n", 1)) {
-              job->cancel();
-              return false;
+            if (Clock::now() - last_write >= std::chrono::seconds(1)) {
+              if (!sink.write("\n", 1)) {
+                job->cancel();
+                return false;
+              }
+              last_write = Clock::now();
             }
           }
           std::string body;
@@ -847,7 +859,17 @@ void Server::State::routes() {
       return send_error(
           res, unavailable(load_error.empty() ? "loading" : "loading failed: " + load_error));
     }
-    send_json(res, {{"status", "ok"}});
+    json j = {{"status", "ok"}};
+    if (scheduler) {
+      const Scheduler::Counts c = scheduler->counts();
+      j["slots"] = {{"total", scheduler->parallel()},
+                    {"processing", c.running},
+                    {"queued", c.queued},
+                    {"completed", c.completed},
+                    {"prompt_tokens", c.prompt_tokens},
+                    {"reused_tokens", c.reused_tokens}};
+    }
+    send_json(res, j);
   });
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     if (!ready) return send_error(res, unavailable("the models are loading"));
@@ -949,6 +971,7 @@ int Server::bind() {
   } else if (state_->http.bind_to_port(state_->options.host, port)) {
     state_->bound_port = port;
   }
+  if (state_->bound_port > 0) state_->http.widen_backlog();
   if (state_->bound_port <= 0) {
     throw Error(ErrorCode::kIo, "cannot listen on " + state_->options.host + ":" +
                                     std::to_string(port) + " (in use, or not an address here)");
