@@ -16,6 +16,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/formats/hf_cache.hpp"
 #include "hearth/serve/server.hpp"
+#include "hearth/serve/web_assets.hpp"
 
 namespace {
 
@@ -98,6 +99,12 @@ int main(int argc, char** argv) {
     o.model = model_spec(model_id, model_alias);
     o.embedding = model_spec(embedding_model, embedding_alias);
     o.reranker = model_spec(reranker, reranker_alias);
+    // The web page at / (src/hearth/serve/web, embedded at build time).
+    o.assets = [](std::string_view path) -> std::optional<hearth::serve::StaticAsset> {
+      const auto asset = hearth::serve::web_asset(path);
+      if (!asset) return std::nullopt;
+      return hearth::serve::StaticAsset{asset->content_type, asset->body};
+    };
     for (const std::string& b : banks) {
       const auto eq = b.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == b.size()) {
