@@ -154,11 +154,16 @@ void Scheduler::drive() {
       continue;
     }
     std::vector<models::BatchGenerator::Finished> finished = batch_.step();
-    std::size_t ended = 0;
+    if (finished.empty()) continue;
+    // Counted before the jobs are told, so that a client that has its answer sees it counted.
+    {
+      std::lock_guard lock(mutex_);
+      running_ -= finished.size();
+      counts_.completed += finished.size();
+    }
     for (models::BatchGenerator::Finished& f : finished) {
       const auto slot = std::find_if(slots_.begin(), slots_.end(),
                                      [&](const Slot& s) { return s.job && s.stream == f.id; });
-      if (slot == slots_.end()) continue;
       std::string error;
       if (f.error) {
         try {
@@ -172,16 +177,8 @@ void Scheduler::drive() {
       if (slot->job->timed_out_) f.generation.finish = models::FinishReason::kLength;
       slot->job->finish(std::move(f.generation), std::move(error));
       slot->job.reset();
-      ++ended;
     }
-    if (ended > 0) {
-      {
-        std::lock_guard lock(mutex_);
-        running_ -= ended;
-        counts_.completed += ended;
-      }
-      idle_cv_.notify_all();
-    }
+    idle_cv_.notify_all();
   }
 }
 
