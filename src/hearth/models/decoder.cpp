@@ -1018,9 +1018,7 @@ struct Session::State {
   std::vector<float> logits;
   Timings timings;
   const std::vector<float>* inv_freq = nullptr;
-  // Scratch, grown on demand.
-  std::vector<float> x, xn, q, k, v, qkv, attn, tmp, gate, up, act;
-  std::vector<i64> positions;
+  DecoderScratch scratch;
 };
 
 Session::Session(const LanguageModel& model, std::int64_t context)
@@ -1077,6 +1075,113 @@ void grow(std::vector<float>& v, i64 n) {
   if (static_cast<i64>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
 }
 
+// Consecutive rows of one sequence in a forward pass: rows new tokens at positions first_pos ..
+// first_pos + rows - 1 over its own cache, rotated by its own frequencies.
+struct SeqRows {
+  kernels::KvCache* cache;
+  const float* inv_freq;
+  i64 first_pos;
+  i64 rows;
+};
+
+// Runs ids (one per row of seqs, in order) through every layer, the caller holding m.mutex: the
+// projections over all rows at once, RoPE, the cache and attention per sequence. Leaves the last
+// layer's output rows in s.x. Polls cancellation between layers.
+void run_layers(ModelImpl& m, DecoderScratch& s, std::span<const SeqRows> seqs,
+                const std::int32_t* ids) {
+  const DecoderConfig& c = m.config;
+  kernels::Backend& be = *m.backend;
+  i64 n = 0;
+  for (const SeqRows& q : seqs) n += q.rows;
+  const i64 h = c.hidden;
+  const i64 d = c.head_dim;
+  const i64 qdim = c.heads * d;
+  const i64 kvdim = c.kv_heads * d;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const auto mscale = static_cast<float>(c.rope.attention_factor);
+  const bool neox = c.rope.style == RopeStyle::kNeox;
+  grow(s.x, n * h);
+  grow(s.xn, n * h);
+  grow(s.tmp, n * h);
+  grow(s.attn, n * qdim);
+  s.positions.clear();
+  for (const SeqRows& q : seqs) {
+    for (i64 i = 0; i < q.rows; ++i) s.positions.push_back(q.first_pos + i);
+  }
+  be.embedding(m.embedding, ids, n, s.x.data());
+  for (i64 l = 0; l < c.layers; ++l) {
+    throw_if_cancelled();
+    const DecoderLayer& L = m.layers[static_cast<std::size_t>(l)];
+    be.rms_norm(s.x.data(), s.xn.data(), n, h, L.attn_norm.data(), static_cast<float>(c.rms_eps));
+    float *q, *k, *v;
+    i64 ld_q, ld_kv;
+    if (L.qkv) {
+      grow(s.qkv, n * (qdim + 2 * kvdim));
+      be.linear(*L.qkv, s.xn.data(), n, s.qkv.data());
+      q = s.qkv.data();
+      k = q + qdim;
+      v = k + kvdim;
+      ld_q = ld_kv = qdim + 2 * kvdim;
+    } else {
+      grow(s.q, n * qdim);
+      grow(s.k, n * kvdim);
+      grow(s.v, n * kvdim);
+      be.linear(*L.q, s.xn.data(), n, s.q.data());
+      be.linear(*L.k, s.xn.data(), n, s.k.data());
+      be.linear(*L.v, s.xn.data(), n, s.v.data());
+      q = s.q.data();
+      k = s.k.data();
+      v = s.v.data();
+      ld_q = qdim;
+      ld_kv = kvdim;
+    }
+    if (!L.q_norm.empty()) {  // contiguous heads: the q/k projections are separate here
+      const auto eps = static_cast<float>(c.rms_eps);
+      be.rms_norm(q, q, n * c.heads, d, L.q_norm.data(), eps);
+      be.rms_norm(k, k, n * c.kv_heads, d, L.k_norm.data(), eps);
+    }
+    // Per sequence: RoPE at its positions with its frequencies, its cache, its attention.
+    i64 r = 0;
+    for (const SeqRows& seq : seqs) {
+      float* qr = q + r * ld_q;
+      float* kr = k + r * ld_kv;
+      const i64* pos = s.positions.data() + r;
+      be.rope(qr, seq.rows, ld_q, c.heads, d, c.rope.dims, pos, seq.inv_freq, mscale, neox);
+      be.rope(kr, seq.rows, ld_kv, c.kv_heads, d, c.rope.dims, pos, seq.inv_freq, mscale, neox);
+      be.kv_store(*seq.cache, l, seq.first_pos, seq.rows, kr, v + r * ld_kv, ld_kv);
+      be.attention_cached(*seq.cache, l, qr, ld_q, seq.rows, seq.first_pos, c.heads, scale,
+                          L.window, s.attn.data() + r * qdim, qdim);
+      r += seq.rows;
+    }
+    be.linear(*L.o, s.attn.data(), n, s.tmp.data());
+    be.add(s.x.data(), s.tmp.data(), s.x.data(), n * h);
+    be.rms_norm(s.x.data(), s.xn.data(), n, h, L.ffn_norm.data(), static_cast<float>(c.rms_eps));
+    grow(s.act, n * c.ffn);
+    if (L.gate_up) {
+      grow(s.gate, n * 2 * c.ffn);
+      be.linear(*L.gate_up, s.xn.data(), n, s.gate.data());
+      be.silu_mul(s.gate.data(), s.gate.data() + c.ffn, 2 * c.ffn, n, c.ffn, s.act.data());
+    } else {
+      grow(s.gate, n * c.ffn);
+      grow(s.up, n * c.ffn);
+      be.linear(*L.gate, s.xn.data(), n, s.gate.data());
+      be.linear(*L.up, s.xn.data(), n, s.up.data());
+      be.silu_mul(s.gate.data(), s.up.data(), c.ffn, n, c.ffn, s.act.data());
+    }
+    be.linear(*L.down, s.act.data(), n, s.tmp.data());
+    be.add(s.x.data(), s.tmp.data(), s.x.data(), n * h);
+  }
+  throw_if_cancelled();
+}
+
+void check_id(std::int32_t id, i64 vocab, const std::string& where) {
+  if (id < 0 || id >= vocab) {
+    throw Error(ErrorCode::kInvalidArgument, where + "token id " + std::to_string(id) +
+                                                 " outside the vocabulary of " +
+                                                 std::to_string(vocab));
+  }
+}
+
 }  // namespace
 
 std::span<const float> Session::feed(std::span<const std::int32_t> ids,
@@ -1092,103 +1197,28 @@ std::span<const float> Session::feed(std::span<const std::int32_t> ids,
                 std::to_string(start) + " cached + " + std::to_string(n_total) +
                     " new tokens exceed the context of " + std::to_string(s.context) + " tokens");
   }
-  for (const std::int32_t id : ids) {
-    if (id < 0 || id >= c.vocab) {
-      throw Error(ErrorCode::kInvalidArgument, "token id " + std::to_string(id) +
-                                                   " outside the vocabulary of " +
-                                                   std::to_string(c.vocab));
-    }
-  }
+  for (const std::int32_t id : ids) check_id(id, c.vocab, "");
   std::lock_guard lock(m.mutex);
   kernels::Backend& be = *m.backend;
+  DecoderScratch& sc = s.scratch;
   const Timer timer;
   const i64 h = c.hidden;
-  const i64 d = c.head_dim;
-  const i64 qdim = c.heads * d;
-  const i64 kvdim = c.kv_heads * d;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const auto mscale = static_cast<float>(c.rope.attention_factor);
-  const bool neox = c.rope.style == RopeStyle::kNeox;
+  const auto eps = static_cast<float>(c.rms_eps);
   if (all_logits != nullptr) all_logits->resize(static_cast<std::size_t>(n_total * c.vocab));
   s.logits.resize(static_cast<std::size_t>(c.vocab));
   for (i64 done = 0; done < n_total; done += kPrefillChunk) {
     const i64 n = std::min(kPrefillChunk, n_total - done);
-    const i64 p0 = start + done;
-    grow(s.x, n * h);
-    grow(s.xn, n * h);
-    grow(s.tmp, n * h);
-    grow(s.attn, n * qdim);
-    s.positions.resize(static_cast<std::size_t>(n));
-    for (i64 i = 0; i < n; ++i) s.positions[static_cast<std::size_t>(i)] = p0 + i;
-    be.embedding(m.embedding, ids.data() + done, n, s.x.data());
-    for (i64 l = 0; l < c.layers; ++l) {
-      throw_if_cancelled();
-      const DecoderLayer& L = m.layers[static_cast<std::size_t>(l)];
-      be.rms_norm(s.x.data(), s.xn.data(), n, h, L.attn_norm.data(), static_cast<float>(c.rms_eps));
-      float *q, *k, *v;
-      i64 ld_q, ld_kv;
-      if (L.qkv) {
-        grow(s.qkv, n * (qdim + 2 * kvdim));
-        be.linear(*L.qkv, s.xn.data(), n, s.qkv.data());
-        q = s.qkv.data();
-        k = q + qdim;
-        v = k + kvdim;
-        ld_q = ld_kv = qdim + 2 * kvdim;
-      } else {
-        grow(s.q, n * qdim);
-        grow(s.k, n * kvdim);
-        grow(s.v, n * kvdim);
-        be.linear(*L.q, s.xn.data(), n, s.q.data());
-        be.linear(*L.k, s.xn.data(), n, s.k.data());
-        be.linear(*L.v, s.xn.data(), n, s.v.data());
-        q = s.q.data();
-        k = s.k.data();
-        v = s.v.data();
-        ld_q = qdim;
-        ld_kv = kvdim;
-      }
-      if (!L.q_norm.empty()) {  // contiguous heads: the q/k projections are separate here
-        const auto eps = static_cast<float>(c.rms_eps);
-        be.rms_norm(q, q, n * c.heads, d, L.q_norm.data(), eps);
-        be.rms_norm(k, k, n * c.kv_heads, d, L.k_norm.data(), eps);
-      }
-      be.rope(q, n, ld_q, c.heads, d, c.rope.dims, s.positions.data(), s.inv_freq->data(), mscale,
-              neox);
-      be.rope(k, n, ld_kv, c.kv_heads, d, c.rope.dims, s.positions.data(), s.inv_freq->data(),
-              mscale, neox);
-      be.kv_store(*s.cache, l, p0, n, k, v, ld_kv);
-      be.attention_cached(*s.cache, l, q, ld_q, n, p0, c.heads, scale, L.window, s.attn.data(),
-                          qdim);
-      be.linear(*L.o, s.attn.data(), n, s.tmp.data());
-      be.add(s.x.data(), s.tmp.data(), s.x.data(), n * h);
-      be.rms_norm(s.x.data(), s.xn.data(), n, h, L.ffn_norm.data(), static_cast<float>(c.rms_eps));
-      grow(s.act, n * c.ffn);
-      if (L.gate_up) {
-        grow(s.gate, n * 2 * c.ffn);
-        be.linear(*L.gate_up, s.xn.data(), n, s.gate.data());
-        be.silu_mul(s.gate.data(), s.gate.data() + c.ffn, 2 * c.ffn, n, c.ffn, s.act.data());
-      } else {
-        grow(s.gate, n * c.ffn);
-        grow(s.up, n * c.ffn);
-        be.linear(*L.gate, s.xn.data(), n, s.gate.data());
-        be.linear(*L.up, s.xn.data(), n, s.up.data());
-        be.silu_mul(s.gate.data(), s.up.data(), c.ffn, n, c.ffn, s.act.data());
-      }
-      be.linear(*L.down, s.act.data(), n, s.tmp.data());
-      be.add(s.x.data(), s.tmp.data(), s.x.data(), n * h);
-    }
-    throw_if_cancelled();
+    const SeqRows seq{s.cache.get(), s.inv_freq->data(), start + done, n};
+    run_layers(m, sc, std::span(&seq, 1), ids.data() + done);
     if (all_logits != nullptr) {
-      be.rms_norm(s.x.data(), s.xn.data(), n, h, m.final_norm.data(),
-                  static_cast<float>(c.rms_eps));
-      be.linear(*m.output, s.xn.data(), n, all_logits->data() + done * c.vocab);
+      be.rms_norm(sc.x.data(), sc.xn.data(), n, h, m.final_norm.data(), eps);
+      be.linear(*m.output, sc.xn.data(), n, all_logits->data() + done * c.vocab);
       if (done + n == n_total) {
         std::copy_n(all_logits->data() + (n_total - 1) * c.vocab, c.vocab, s.logits.begin());
       }
     } else if (done + n == n_total) {
-      be.rms_norm(s.x.data() + (n - 1) * h, s.xn.data(), 1, h, m.final_norm.data(),
-                  static_cast<float>(c.rms_eps));
-      be.linear(*m.output, s.xn.data(), 1, s.logits.data());
+      be.rms_norm(sc.x.data() + (n - 1) * h, sc.xn.data(), 1, h, m.final_norm.data(), eps);
+      be.linear(*m.output, sc.xn.data(), 1, s.logits.data());
     }
   }
   s.tokens.insert(s.tokens.end(), ids.begin(), ids.end());
@@ -1201,6 +1231,75 @@ std::span<const float> Session::feed(std::span<const std::int32_t> ids,
     s.timings.prefill_seconds += seconds;
   }
   return s.logits;
+}
+
+std::vector<std::span<const float>> decode_step(std::span<Session* const> sessions,
+                                                std::span<const std::int32_t> tokens) {
+  if (sessions.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "decode_step() needs at least one session");
+  }
+  if (sessions.size() != tokens.size()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "decode_step() got " + std::to_string(sessions.size()) + " sessions and " +
+                    std::to_string(tokens.size()) + " tokens; it takes one token per session");
+  }
+  const std::size_t n = sessions.size();
+  if (sessions[0] == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument, "decode_step(): batch entry 0 is a null session");
+  }
+  const LanguageModel& model = sessions[0]->model();
+  ModelImpl& m = *model.impl_;
+  const DecoderConfig& c = m.config;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string where = "decode_step(): batch entry " + std::to_string(i) + ": ";
+    const Session* session = sessions[i];
+    if (session == nullptr) throw Error(ErrorCode::kInvalidArgument, where + "a null session");
+    if (&session->model() != &model) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  where + "the session belongs to another model than entry 0's");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (sessions[j] == session) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    where + "the same session as entry " + std::to_string(j));
+      }
+    }
+    const Session::State& s = *session->state_;
+    if (static_cast<i64>(s.tokens.size()) >= s.context) {
+      throw Error(ErrorCode::kInvalidArgument, where + "the session's context of " +
+                                                   std::to_string(s.context) + " tokens is full");
+    }
+    check_id(tokens[i], c.vocab, where);
+  }
+  std::lock_guard lock(m.mutex);
+  kernels::Backend& be = *m.backend;
+  DecoderScratch& sc = m.batch_scratch;
+  const Timer timer;
+  std::vector<SeqRows> seqs;
+  seqs.reserve(n);
+  for (Session* session : sessions) {
+    Session::State& s = *session->state_;
+    seqs.push_back({s.cache.get(), s.inv_freq->data(), static_cast<i64>(s.tokens.size()), 1});
+  }
+  run_layers(m, sc, seqs, tokens.data());
+  const auto rows = static_cast<i64>(n);
+  grow(sc.logits, rows * c.vocab);
+  be.rms_norm(sc.x.data(), sc.xn.data(), rows, c.hidden, m.final_norm.data(),
+              static_cast<float>(c.rms_eps));
+  be.linear(*m.output, sc.xn.data(), rows, sc.logits.data());
+  const double seconds = timer.seconds();
+  std::vector<std::span<const float>> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    Session::State& s = *sessions[i]->state_;
+    s.logits.assign(sc.logits.begin() + static_cast<i64>(i) * c.vocab,
+                    sc.logits.begin() + static_cast<i64>(i + 1) * c.vocab);
+    s.tokens.push_back(tokens[i]);
+    ++s.timings.decode_tokens;
+    s.timings.decode_seconds += seconds;
+    out.emplace_back(s.logits);
+  }
+  return out;
 }
 
 }  // namespace hearth::models

@@ -18,6 +18,9 @@
 //   std::span<const float> logits = session.feed(prompt_ids);   // vocab floats
 //   ... pick next id ...; logits = session.feed(std::span(&next, 1));
 //
+// Several sessions of one model decode together with decode_step() (one new token each, every
+// projection one matrix product over the batch, so the weights are read once per step for all).
+//
 // Thread safety: a LanguageModel is immutable after load and may be shared by several sessions
 // (their computations are serialised on the model's pool); a Session is not thread-safe.
 // Cancellation: feed() polls throw_if_cancelled() between layers and throws Error(kCancelled);
@@ -121,6 +124,7 @@ struct WeightFormat {
 };
 
 class ModelImpl;
+class Session;
 
 class LanguageModel {
  public:
@@ -163,6 +167,8 @@ class LanguageModel {
 
  private:
   friend class Session;
+  friend std::vector<std::span<const float>> decode_step(std::span<Session* const> sessions,
+                                                         std::span<const std::int32_t> tokens);
   explicit LanguageModel(std::unique_ptr<ModelImpl> impl);
   std::unique_ptr<ModelImpl> impl_;
 };
@@ -206,9 +212,31 @@ class Session {
   void reset_timings();
 
  private:
+  friend std::vector<std::span<const float>> decode_step(std::span<Session* const> sessions,
+                                                         std::span<const std::int32_t> tokens);
   struct State;
   const LanguageModel& model_;
   std::unique_ptr<State> state_;
 };
+
+// Batched decode: appends tokens[i] to sessions[i] for every i and runs them as one step, each
+// projection (and the output layer) one matrix product of sessions.size() rows, so the weights
+// stream from memory once for the whole batch; attention reads each session's own KV cache at
+// its own position, RoPE rotates each row by its own position. The result for each session is
+// what sessions[i]->feed(tokens[i]) alone would give, up to the kernels' rounding across rows
+// (docs/llm.md states the tolerance). Returns each session's logits (vocab floats, in the given
+// order), each valid until that session's next feed() or decode_step().
+//
+// Checked before anything runs, so that one bad entry changes no session: Error(kInvalidArgument)
+// naming the entry when the batch is empty, the counts differ, a session is null, appears twice or
+// belongs to another model, a session's context is full, or an id is outside the vocabulary.
+// Error(kCancelled) on Ctrl+C (polled between layers): every session keeps the tokens it had.
+// Each session counts one decode token and the step's whole time in its timings().
+//
+// Thread safety: one thread drives a batch, and none of its sessions may be used by another
+// thread during the call; batches and feeds of other sessions of the same model may run from
+// other threads (the model serialises them on its pool).
+std::vector<std::span<const float>> decode_step(std::span<Session* const> sessions,
+                                                std::span<const std::int32_t> tokens);
 
 }  // namespace hearth::models

@@ -85,6 +85,12 @@ struct DecoderLayer {
   std::int64_t window = 0;
 };
 
+// Activations of one forward pass (a session's feed, or a batched decode step), grown on demand.
+struct DecoderScratch {
+  std::vector<float> x, xn, q, k, v, qkv, attn, tmp, gate, up, act, logits;
+  std::vector<std::int64_t> positions;
+};
+
 class ModelImpl {
  public:
   DecoderConfig config;
@@ -105,7 +111,8 @@ class ModelImpl {
   std::vector<std::shared_ptr<const void>> keep_alive;
   std::shared_ptr<ThreadPool> pool;
   std::unique_ptr<kernels::Backend> backend;
-  std::mutex mutex;  // serialises sessions on the pool
+  std::mutex mutex;              // serialises sessions on the pool
+  DecoderScratch batch_scratch;  // decode_step's, under mutex
 
   kernels::WeightView embedding;
   std::unique_ptr<kernels::LinearWeights> output;

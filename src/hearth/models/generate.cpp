@@ -64,10 +64,64 @@ const char* to_string(FinishReason reason) {
   return "?";
 }
 
-Generation generate(Session& session, std::span<const std::int32_t> prompt,
-                    const GenerateOptions& options,
-                    const std::function<void(std::string_view)>& on_text) {
-  Sampler sampler(options.sampling);  // checks the settings before anything runs
+struct BatchGenerator::Stream {
+  StreamId id;
+  Session* session;
+  std::vector<std::int32_t> prompt;
+  std::size_t fed = 0;  // prompt tokens in the session (from the reused prefix on)
+  GenerateOptions options;
+  std::function<void(std::string_view)> on_text;
+  Sampler sampler;
+  tokenize::StreamDecoder decoder;
+  StopScanner stops;
+  Generation g;
+  std::span<const float> logits;  // of the last token run
+  std::vector<float> rows;        // options.logits: a feed's rows
+  bool cancelled = false;         // cancel()
+  bool stopped = false;           // the last sampled token ended the answer
+  bool done = false;
+
+  Stream(StreamId i, Session& s, std::span<const std::int32_t> p, const GenerateOptions& o,
+         std::function<void(std::string_view)> cb)
+      : id(i),
+        session(&s),
+        prompt(p.begin(), p.end()),
+        options(o),
+        on_text(std::move(cb)),
+        sampler(o.sampling),
+        decoder(s.model().tokenizer()),
+        stops(o.stop) {}
+
+  void emit(const std::string& piece) {
+    if (piece.empty()) return;
+    g.text += piece;
+    if (on_text) on_text(piece);
+  }
+  void keep_rows(std::span<const float> last) {
+    logits = last;
+    if (options.logits != nullptr)
+      options.logits->insert(options.logits->end(), last.begin(), last.end());
+  }
+};
+
+BatchGenerator::BatchGenerator(const LanguageModel& model, std::int64_t prefill_chunk)
+    : model_(model), prefill_chunk_(prefill_chunk) {
+  if (prefill_chunk < 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the prefill chunk must be 0 (whole prompts) or positive");
+  }
+}
+
+BatchGenerator::~BatchGenerator() = default;
+
+std::size_t BatchGenerator::size() const {
+  return streams_.size();
+}
+
+BatchGenerator::StreamId BatchGenerator::add(Session& session, std::span<const std::int32_t> prompt,
+                                             const GenerateOptions& options,
+                                             std::function<void(std::string_view)> on_text) {
+  options.sampling.validate();
   if (options.max_tokens < 0) {
     throw Error(ErrorCode::kInvalidArgument,
                 "the token limit must be 0 (up to the context) or "
@@ -81,82 +135,140 @@ Generation generate(Session& session, std::span<const std::int32_t> prompt,
                                                  std::to_string(context) +
                                                  "; shorten it or raise the context (--ctx)");
   }
-  const LanguageModel& model = session.model();
-  const std::vector<std::int32_t>& eos = model.eos_ids();
-
-  Generation g;
-  g.prompt_tokens = prompt.size();
+  if (&session.model() != &model_) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the session belongs to another model than the batch's");
+  }
+  for (const auto& s : streams_) {
+    if (s->session == &session) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "the session is already generating (stream " + std::to_string(s->id) + ")");
+    }
+  }
+  auto s = std::make_unique<Stream>(next_id_, session, prompt, options, std::move(on_text));
+  s->g.prompt_tokens = prompt.size();
   // The cache keeps the common prefix; at least the last prompt token is fed again, since its
   // logits choose the first new token.
   std::size_t keep = std::min(session.common_prefix(prompt), prompt.size() - 1);
   if (options.logits != nullptr) keep = 0;  // every prompt row is asked for
   session.truncate(keep);
-  g.reused_tokens = keep;
   session.reset_timings();
+  s->g.reused_tokens = keep;
+  s->fed = keep;
+  streams_.push_back(std::move(s));
+  return next_id_++;
+}
 
-  // Runs ids (a failed feed leaves the session as it was) and keeps their logits rows when asked.
-  std::vector<float> rows;
-  const auto run = [&](std::span<const std::int32_t> ids) {
-    const std::span<const float> out =
-        session.feed(ids, options.logits != nullptr ? &rows : nullptr);
-    if (options.logits != nullptr) {
-      options.logits->insert(options.logits->end(), rows.begin(), rows.end());
+void BatchGenerator::cancel(StreamId id) {
+  for (const auto& s : streams_) {
+    if (s->id == id) s->cancelled = true;
+  }
+}
+
+std::vector<BatchGenerator::Finished> BatchGenerator::step() {
+  std::vector<Finished> finished;
+  const auto finish = [&](Stream& s, FinishReason reason, std::exception_ptr error = {}) {
+    if (!s.stops.stopped()) {
+      s.emit(s.stops.push(s.decoder.flush()));
+      if (!s.stops.stopped()) s.emit(s.stops.finish());
     }
-    return out;
+    s.g.finish = reason;
+    s.g.timings = s.session->timings();
+    s.done = true;
+    finished.push_back({s.id, std::move(s.g), std::move(error)});
   };
-  std::span<const float> logits = run(prompt.subspan(keep));
 
-  tokenize::StreamDecoder decoder(model.tokenizer());
-  StopScanner stops(options.stop);
-  auto emit = [&](const std::string& piece) {
-    if (piece.empty()) return;
-    g.text += piece;
-    if (on_text) on_text(piece);
-  };
+  // Prompts: a chunk of each (a failed feed leaves the session as it was).
+  for (const auto& sp : streams_) {
+    Stream& s = *sp;
+    if (s.fed == s.prompt.size()) continue;
+    if (s.cancelled) {
+      s.session->truncate(s.g.reused_tokens);
+      finish(s, FinishReason::kCancelled);
+      continue;
+    }
+    const std::size_t left = s.prompt.size() - s.fed;
+    const std::size_t n =
+        prefill_chunk_ > 0 ? std::min(left, static_cast<std::size_t>(prefill_chunk_)) : left;
+    try {
+      const std::span<const float> last = s.session->feed(
+          std::span(s.prompt).subspan(s.fed, n), s.options.logits != nullptr ? &s.rows : nullptr);
+      if (s.options.logits != nullptr) {
+        s.options.logits->insert(s.options.logits->end(), s.rows.begin(), s.rows.end());
+      }
+      s.logits = last;
+      s.fed += n;
+    } catch (...) {
+      s.session->truncate(s.g.reused_tokens);
+      finish(s, FinishReason::kCancelled, std::current_exception());
+    }
+  }
 
-  for (;;) {
-    if (cancel_requested()) {
-      g.finish = FinishReason::kCancelled;
-      break;
+  // One token of every stream whose prompt has run: sampled, streamed, then run together.
+  std::vector<Stream*> batch;
+  std::vector<Session*> sessions;
+  std::vector<std::int32_t> tokens;
+  const std::vector<std::int32_t>& eos = model_.eos_ids();
+  for (const auto& sp : streams_) {
+    Stream& s = *sp;
+    if (s.done || s.fed < s.prompt.size()) continue;
+    if (s.cancelled || cancel_requested()) {
+      finish(s, FinishReason::kCancelled);
+      continue;
     }
-    if (options.max_tokens > 0 &&
-        g.token_ids.size() >= static_cast<std::size_t>(options.max_tokens)) {
-      g.finish = FinishReason::kLength;
-      break;
+    if (s.options.max_tokens > 0 &&
+        s.g.token_ids.size() >= static_cast<std::size_t>(s.options.max_tokens)) {
+      finish(s, FinishReason::kLength);
+      continue;
     }
-    const std::int32_t id = sampler.sample(logits, session.tokens());
-    g.token_ids.push_back(id);
-    const bool end = options.stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end();
-    if (!end) emit(stops.push(decoder.push(id)));
-    const bool stopped = end || stops.stopped();
+    const std::int32_t id = s.sampler.sample(s.logits, s.session->tokens());
+    s.g.token_ids.push_back(id);
+    const bool end = s.options.stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end();
+    if (!end) s.emit(s.stops.push(s.decoder.push(id)));
+    s.stopped = end || s.stops.stopped();
     // The token is run (so the cache holds it for the next turn) unless it ended the answer or
     // the context is full; when logits are asked for, the last one is run too, for its row.
-    const bool full = session.tokens().size() >= context;
-    if (!full && (!stopped || options.logits != nullptr)) {
-      const std::int32_t one[1] = {id};
-      try {
-        logits = run(one);
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kCancelled) throw;
-        g.finish = FinishReason::kCancelled;
-        break;
+    const bool full = s.session->tokens().size() >= static_cast<std::size_t>(s.session->context());
+    if (!full && (!s.stopped || s.options.logits != nullptr)) {
+      batch.push_back(&s);
+      sessions.push_back(s.session);
+      tokens.push_back(id);
+    } else {
+      finish(s, s.stopped ? FinishReason::kStop : FinishReason::kContext);
+    }
+  }
+  if (!batch.empty()) {
+    try {
+      const std::vector<std::span<const float>> out = decode_step(sessions, tokens);
+      for (std::size_t j = 0; j < batch.size(); ++j) {
+        Stream& s = *batch[j];
+        s.keep_rows(out[j]);
+        if (s.stopped) finish(s, FinishReason::kStop);
       }
-    }
-    if (stopped) {
-      g.finish = FinishReason::kStop;
-      break;
-    }
-    if (full) {
-      g.finish = FinishReason::kContext;
-      break;
+    } catch (const Error& e) {
+      const bool cancelled = e.code() == ErrorCode::kCancelled;
+      for (Stream* s : batch) {
+        finish(*s, FinishReason::kCancelled, cancelled ? nullptr : std::current_exception());
+      }
+    } catch (...) {
+      for (Stream* s : batch) finish(*s, FinishReason::kCancelled, std::current_exception());
     }
   }
-  if (!stops.stopped()) {
-    emit(stops.push(decoder.flush()));
-    if (!stops.stopped()) emit(stops.finish());
+  std::erase_if(streams_, [](const std::unique_ptr<Stream>& s) { return s->done; });
+  return finished;
+}
+
+Generation generate(Session& session, std::span<const std::int32_t> prompt,
+                    const GenerateOptions& options,
+                    const std::function<void(std::string_view)>& on_text) {
+  BatchGenerator batch(session.model(), 0);
+  batch.add(session, prompt, options, on_text);
+  for (;;) {
+    std::vector<BatchGenerator::Finished> done = batch.step();
+    if (done.empty()) continue;
+    if (done[0].error) std::rethrow_exception(done[0].error);
+    return std::move(done[0].generation);
   }
-  g.timings = session.timings();
-  return g;
 }
 
 }  // namespace hearth::models

@@ -1,10 +1,14 @@
 // Text generation on a decoder Session: feed the prompt (reusing the cached prefix a previous
 // turn left), then sample token after token, streaming whole UTF-8 characters to a callback,
-// until an end token, a stop string, the token limit, a full context or Ctrl+C.
+// until an end token, a stop string, the token limit, a full context or Ctrl+C. BatchGenerator
+// runs several such generations over sessions of one model together, one decode_step() for all
+// of them per token.
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,5 +74,59 @@ struct Generation {
 Generation generate(Session& session, std::span<const std::int32_t> prompt,
                     const GenerateOptions& options,
                     const std::function<void(std::string_view)>& on_text = {});
+
+// Several generations over sessions of one model, advanced together. Each step() first runs the
+// prompts still waiting (at most prefill_chunk tokens of each), then samples one token for every
+// stream and runs all those tokens in one decode_step(), so the weights are read once per step
+// for every stream. Streams join (add) and leave (when they finish, or cancel()) between steps.
+// Each stream behaves as generate() on its session with its options: the same token ids, text,
+// callbacks and finish reason (exactly so where decode_step() is exact; docs/llm.md), its
+// Generation's timings counting the whole time of the steps it took part in.
+//
+// Thread safety: one thread drives a BatchGenerator (add, cancel, step, size); the on_text
+// callbacks run on it, inside step(). A session belongs to its stream until the stream finishes.
+// Ctrl+C (cancel_requested()) ends every stream with kCancelled at the next step.
+class BatchGenerator {
+ public:
+  using StreamId = std::uint64_t;
+  struct Finished {
+    StreamId id = 0;
+    Generation generation;  // what the stream made, its finish reason and timings
+    // The exception that ended the stream, else null: Error(kCancelled) when Ctrl+C came during
+    // its prompt (the session then holds the reused prefix, as generate() leaves it), or a
+    // failure of the computation (the stream's finish is then kCancelled).
+    std::exception_ptr error;
+  };
+
+  // prefill_chunk: the most prompt tokens a stream runs per step, so that a long prompt delays
+  // the other streams' next token by one chunk's time rather than its whole prefill; 0 = each
+  // prompt at once.
+  explicit BatchGenerator(const LanguageModel& model, std::int64_t prefill_chunk = 256);
+  ~BatchGenerator();
+  BatchGenerator(const BatchGenerator&) = delete;
+  BatchGenerator& operator=(const BatchGenerator&) = delete;
+
+  // Starts a generation of prompt on session (as generate(): the cached common prefix is kept,
+  // the session's timings are reset); it runs from the next step(). Throws, before anything
+  // changes, what generate() throws for bad options or a prompt too long for the context, and
+  // Error(kInvalidArgument) when the session belongs to another model or to a running stream.
+  StreamId add(Session& session, std::span<const std::int32_t> prompt,
+               const GenerateOptions& options, std::function<void(std::string_view)> on_text = {});
+  // Ends the stream with kCancelled at the next step (its text so far kept). Ids that finished
+  // or never existed are ignored.
+  void cancel(StreamId id);
+  // Runs one step and returns the streams that finished in it (their text complete).
+  std::vector<Finished> step();
+  // Streams running (added and not yet returned by step()).
+  std::size_t size() const;
+  bool empty() const { return size() == 0; }
+
+ private:
+  struct Stream;
+  const LanguageModel& model_;
+  std::int64_t prefill_chunk_;
+  StreamId next_id_ = 1;
+  std::vector<std::unique_ptr<Stream>> streams_;
+};
 
 }  // namespace hearth::models

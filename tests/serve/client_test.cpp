@@ -1,0 +1,143 @@
+// hearth-server against real clients: the official `openai` npm package, unmodified (installed
+// into <build>/node on first use; skipped, saying why, without node, npm or the registry), and a
+// bounded load of 8 concurrent clients x 25 chat requests (latency and throughput printed).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "serve/serve_support.hpp"
+
+namespace hearth::serve {
+namespace {
+
+using testing::json;
+using testing::RunningServer;
+namespace fs = std::filesystem;
+
+constexpr const char* kOpenAIPackage = "openai@7.59.0";
+
+fs::path node_dir() {
+  return hearth::testing::tools_dir().parent_path() / "node";
+}
+
+// Installs the package on first use; returns why it cannot be used, or "".
+std::string ensure_openai() {
+  if (hearth::testing::run_command("node --version") != 0) return "node is not installed";
+  const fs::path d = node_dir();
+  if (fs::exists(d / "node_modules/openai/package.json")) return "";
+  if (hearth::testing::run_command("npm --version") != 0) return "npm is not installed";
+  fs::create_directories(d);
+  std::string output;
+  const int rc = hearth::testing::run_command(
+      "cd " + hearth::testing::quote(d) +
+          " && timeout 300 npm install --no-audit --no-fund --no-save " + kOpenAIPackage,
+      &output);
+  if (rc != 0) return std::string("npm install ") + kOpenAIPackage + " failed: " + output;
+  return "";
+}
+
+TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsAndModels) {
+  HEARTH_REQUIRE_TINY_MODELS();
+  if (const std::string why = ensure_openai(); !why.empty()) {
+    GTEST_SKIP() << "the openai npm package is unavailable: " << why;
+  }
+  ServerOptions o = testing::tiny_options();
+  o.context = 512;
+  o.api_key = "test-key";
+  RunningServer srv(o);
+  const fs::path script = hearth::testing::source_dir() / "tests/serve/openai_client.mjs";
+  std::string out;
+  const int rc = hearth::testing::run_command(
+      hearth::testing::cat({"node ", hearth::testing::quote(script), " ",
+                            hearth::testing::quote(node_dir() / "node_modules"),
+                            " http://127.0.0.1:", std::to_string(srv.port()), "/v1 test-key"}),
+      &out);
+  ASSERT_EQ(rc, 0) << out;
+  const json j = json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(j["models"], (json{"tiny-phi3.gguf", "tiny-bert", "tiny-ce"}));
+  EXPECT_EQ(j["chat"]["object"], "chat.completion");
+  EXPECT_EQ(j["chat"]["role"], "assistant");
+  EXPECT_FALSE(j["chat"]["content"].get<std::string>().empty());
+  EXPECT_EQ(j["chat"]["usage"]["completion_tokens"], 6);
+  EXPECT_FALSE(j["stream"]["content"].get<std::string>().empty());
+  EXPECT_EQ(j["stream"]["finish"], "length");
+  EXPECT_EQ(j["stream"]["usage"]["completion_tokens"], 6);
+  EXPECT_EQ(j["embeddings"]["count"], 2);
+  EXPECT_EQ(j["embeddings"]["dim"], 32);
+  // The package's default (base64, decoded by it) gives the floats that "float" gives.
+  EXPECT_EQ(j["embeddings"]["first"], j["float_first"]);
+  EXPECT_EQ(j["bad_request"]["status"], 400);
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+TEST(Clients, EightClientsTimesTwentyFiveChatRequestsAllSucceed) {
+  HEARTH_REQUIRE_TINY_MODELS();
+  ServerOptions o = testing::tiny_options();
+  o.parallel = 4;
+  o.queue = 8;
+  o.context = 256;
+  RunningServer srv(o);
+  constexpr int kClients = 8, kRequests = 25, kTokens = 8;
+  std::vector<std::vector<double>> latencies(kClients);
+  std::atomic<int> failures{0};
+  std::atomic<long> tokens{0};
+  std::atomic<int> distinct_ids{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto client = srv.client();
+      for (int r = 0; r < kRequests; ++r) {
+        const json body = {{"messages",
+                            {{{"role", "user"},
+                              {"content", "Client " + std::to_string(c) + " asks question " +
+                                              std::to_string(r)}}}},
+                           {"max_tokens", kTokens},
+                           {"seed", c * 100 + r}};
+        const auto start = std::chrono::steady_clock::now();
+        const auto res = client->Post("/v1/chat/completions", body.dump(), "application/json");
+        latencies[c].push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        if (!res || res->status != 200) {
+          ++failures;
+          continue;
+        }
+        const json j = json::parse(res->body, nullptr, false);
+        if (!j.is_object() || !j.contains("usage")) {
+          ++failures;
+          continue;
+        }
+        tokens += j["usage"]["completion_tokens"].get<long>();
+        ++distinct_ids;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kClients * kRequests));
+  EXPECT_EQ(distinct_ids.load(), kClients * kRequests);  // nothing lost
+  const json h = json::parse(srv.client()->Get("/health")->body);
+  EXPECT_EQ(h["slots"]["completed"].get<int>(), kClients * kRequests);
+  std::printf(
+      "load: %d clients x %d chat requests (max_tokens %d, --parallel 4): %.2f s, p50 %.1f ms, "
+      "p99 %.1f ms, %ld tokens, %.1f tokens/s aggregate\n",
+      kClients, kRequests, kTokens, seconds, 1000 * percentile(all, 0.5),
+      1000 * percentile(all, 0.99), tokens.load(), static_cast<double>(tokens.load()) / seconds);
+}
+
+}  // namespace
+}  // namespace hearth::serve
