@@ -5,8 +5,12 @@
 #include <optional>
 
 #include "bench_llm.hpp"
+#include "hearth/bench/report.hpp"
+#include "hearth/bench/reports.hpp"
 #include "hearth/cli/app.hpp"
+#include "hearth/core/error.hpp"
 #include "hearth/core/utf8.hpp"
+#include "hearth/formats/file_io.hpp"
 #include "hearth/formats/inspect.hpp"
 #include "hearth/models/embed_bench.hpp"
 #include "hearth/rag/bench_rag.hpp"
@@ -31,6 +35,43 @@ void print_tokens(const hearth::tokenize::Tokenizer& tok, const std::string& tex
     std::cout << e.ids[i] << "\t" << e.type_ids[i] << "\t"
               << hearth::printable(tok.id_to_token(e.ids[i])) << "\n";
   }
+}
+
+// --out and the machine probe's size, on every measuring subcommand.
+struct ReportFlags {
+  std::string out;
+  std::size_t probe_mib = 512;
+};
+
+void add_report_flags(CLI::App& sub, ReportFlags& f, bool probe = true) {
+  sub.add_option("--out", f.out,
+                 "Folder for report.md, results.json and the charts (default: a new "
+                 "bench-<subcommand>-<date>-<time> folder here)");
+  if (probe) {
+    sub.add_option("--probe-mib", f.probe_mib,
+                   "Read-bandwidth probe buffer in MiB (far larger than the caches)")
+        ->check(CLI::Range(1, 1 << 20))
+        ->capture_default_str();
+  }
+}
+
+// Writes the report into its folder and names it on stderr (stdout keeps the tables or JSON).
+void write(hearth::bench::Report report, const ReportFlags& f, bool probe = true) {
+  const auto folder = hearth::bench::output_folder(f.out, report.subcommand);
+  if (probe) hearth::bench::probe_machine(report.machine, std::uint64_t{f.probe_mib} << 20);
+  hearth::bench::write_report(report, folder);
+  std::cerr << "bench-cli: wrote " << (folder / "report.md").string() << " and results.json\n";
+}
+
+hearth::bench::Report load_results(const std::string& spec) {
+  std::filesystem::path p = spec;
+  if (std::filesystem::is_directory(p)) p /= "results.json";
+  const std::string text = hearth::formats::read_text_file(p);
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    throw hearth::Error(hearth::ErrorCode::kFormat, "not valid JSON", {.file = p.string()});
+  }
+  return hearth::bench::report_from_json(j, p.string());
 }
 
 }  // namespace
@@ -63,6 +104,12 @@ int main(int argc, char** argv) {
   tokenize->add_flag("--json", tok_json, "Print JSON");
   tokenize->add_flag("--no-special", tok_no_special, "Add no [CLS]/[SEP]/BOS tokens");
   tokenize->add_option("text", tok_text, "Text to tokenize")->required();
+  double tok_seconds = 0.2;
+  tokenize->add_option("--seconds", tok_seconds, "Seconds of repeated encode calls for the timing")
+      ->check(CLI::Range(0.0, 600.0))
+      ->capture_default_str();
+  ReportFlags tok_out, embed_out, rag_out, llm_out, compare_out;
+  add_report_flags(*tokenize, tok_out);
   hearth::models::EmbedBenchOptions embed_opts;
   std::string embed_gemm = "auto";
   bool embed_json = false;
@@ -79,25 +126,56 @@ int main(int argc, char** argv) {
   embed->add_option("--gemm", embed_gemm, "f32 GEMM: auto, hearth or openblas")
       ->check(CLI::IsMember({"auto", "hearth", "openblas"}));
   embed->add_flag("--json", embed_json, "Print JSON");
+  add_report_flags(*embed, embed_out);
   hearth::rag::BenchRagOptions rag_options;
   CLI::App* rag = app.add_subcommand(
       "rag", "Retrieval quality (nDCG@10, recall, MRR) and latency on a BEIR dataset");
   hearth::rag::add_bench_rag_options(*rag, rag_options);
+  add_report_flags(*rag, rag_out);
   hearth::apps::BenchLlmFlags llm_flags;
   CLI::App* llm = hearth::apps::add_bench_llm(app, llm_flags);
+  add_report_flags(*llm, llm_out, false);  // it probes between its repetitions
+  std::vector<std::string> compare_files;
+  CLI::App* compare = app.add_subcommand(
+      "compare",
+      "Set the figures of several runs (results.json files or their folders) side by side, "
+      "with each run's ratio to the first");
+  compare->add_option("results", compare_files, "results.json files or report folders")
+      ->required()
+      ->expected(1, 64);
+  add_report_flags(*compare, compare_out, false);
   hearth::cli::add_planned(app, "flux", "FLUX image generation speed and peak memory", "FLUX");
   hearth::cli::add_planned(
       app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
 
   return hearth::cli::run(app, argc, argv, [&] {
     if (tokenize->parsed()) {
-      print_tokens(hearth::tokenize::Tokenizer::load(tok_model), tok_text, tok_pair,
-                   !tok_no_special, tok_json);
+      const auto tok = hearth::tokenize::Tokenizer::load(tok_model);
+      print_tokens(tok, tok_text, tok_pair, !tok_no_special, tok_json);
+      write(hearth::bench::tokenize_report(
+                hearth::bench::run_tokenize_bench(tok, tok_model, tok_text, tok_pair,
+                                                  !tok_no_special, tok_seconds),
+                hearth::bench::describe_machine(common.threads)),
+            tok_out);
     }
-    if (llm->parsed()) return hearth::apps::run_bench_llm(llm_flags, common.threads);
+    if (llm->parsed()) {
+      write(hearth::bench::llm_report(hearth::apps::run_bench_llm(llm_flags, common.threads)),
+            llm_out, false);
+    }
     if (rag->parsed()) {
       rag_options.threads = common.threads;
-      return hearth::rag::run_bench_rag(rag_options);
+      const auto result = hearth::rag::run_bench_rag(rag_options);
+      write(hearth::bench::rag_report(result, rag_options,
+                                      hearth::bench::describe_machine(common.threads)),
+            rag_out);
+    }
+    if (compare->parsed()) {
+      std::vector<hearth::bench::Report> runs;
+      for (const std::string& f : compare_files) runs.push_back(load_results(f));
+      const auto c = hearth::bench::compare(runs, compare_files);
+      hearth::bench::Report report = hearth::bench::comparison_report(c, runs);
+      std::cout << report.sections.front().markdown;
+      write(std::move(report), compare_out, false);
     }
     if (embed->parsed()) {
       embed_opts.threads =
@@ -111,6 +189,9 @@ int main(int argc, char** argv) {
       } else {
         std::cout << hearth::models::to_text(report);
       }
+      write(hearth::bench::embed_report(report, embed_opts,
+                                        hearth::bench::describe_machine(embed_opts.threads)),
+            embed_out);
     }
     if (inspect->parsed()) {
       const auto summary = hearth::formats::summarize(inspect_path, inspect_items);
