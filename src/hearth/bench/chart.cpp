@@ -136,7 +136,7 @@ std::string render_bar_chart(const BarChart& c) {
 
   std::size_t longest = 0;
   for (const std::string& cat : c.categories) longest = std::max(longest, cat.size());
-  const double label_w = std::min(300.0, 12 + kCharWidth * static_cast<double>(longest));
+  const double label_w = std::min(300.0, 20 + kCharWidth * static_cast<double>(longest));
   const double x0 = label_w + 8;
   const double x1 = kWidth - 70;  // room for the last bar's value
   const double bar_h = 14, bar_gap = 2, group_gap = 12;

@@ -57,6 +57,18 @@ std::string setting_text(const json& v) {
 
 }  // namespace
 
+const char* to_string(Better b) {
+  switch (b) {
+    case Better::kHigher:
+      return "higher";
+    case Better::kLower:
+      return "lower";
+    case Better::kNeither:
+      break;
+  }
+  return "neither";
+}
+
 Machine describe_machine(std::size_t threads) {
   Machine m;
   m.cpu = cpu_model_name();
@@ -123,7 +135,7 @@ json to_json(const Report& r) {
                        {"label", f.label},
                        {"unit", f.unit},
                        {"value", f.value},
-                       {"better", f.higher_is_better ? "higher" : "lower"}});
+                       {"better", to_string(f.better)}});
   }
   json charts = json::array();
   for (const Section& s : r.sections) {
@@ -187,7 +199,10 @@ Report report_from_json(const json& j, const std::string& source) {
       fig.label = f.value("label", fig.id);
       fig.unit = f.value("unit", "");
       fig.value = f.at("value").get<double>();
-      fig.higher_is_better = f.value("better", "higher") != "lower";
+      const std::string better = f.value("better", "higher");
+      fig.better = better == "lower"     ? Better::kLower
+                   : better == "neither" ? Better::kNeither
+                                         : Better::kHigher;
       r.figures.push_back(std::move(fig));
     }
     return r;
@@ -245,8 +260,8 @@ std::string to_markdown(const Report& r) {
     md += "\n## All figures\n\n";
     rows.clear();
     for (const Figure& f : r.figures) {
-      rows.push_back({f.label, format_value(f.value), f.unit,
-                      f.higher_is_better ? "higher" : "lower", "`" + f.id + "`"});
+      rows.push_back(
+          {f.label, format_value(f.value), f.unit, to_string(f.better), "`" + f.id + "`"});
     }
     md += markdown_table({"figure", "value", "unit", "better", "id"}, rows);
   }
@@ -274,8 +289,8 @@ Comparison compare(const std::vector<Report>& runs, const std::vector<std::strin
     for (const Figure& f : r.figures) {
       auto [it, fresh] = row_of.emplace(f.id, c.rows.size());
       if (fresh) {
-        c.rows.push_back({f.id, f.label, f.unit, f.higher_is_better,
-                          std::vector<std::optional<double>>(runs.size())});
+        c.rows.push_back(
+            {f.id, f.label, f.unit, f.better, std::vector<std::optional<double>>(runs.size())});
       }
       c.rows[it->second].values[i] = f.value;
     }
@@ -321,15 +336,15 @@ Report comparison_report(const Comparison& c, const std::vector<Report>& runs) {
       std::optional<double> ratio;
       if (v && base && *base > 0) ratio = *v / *base;
       std::string text = ratio ? fixed(*ratio, 3) + "x" : "—";
-      if (ratio && std::fabs(*ratio - 1) > 0.01) {
-        text += (*ratio > 1) == row.higher_is_better ? " better" : " worse";
+      if (ratio && std::fabs(*ratio - 1) > 0.01 && row.better != Better::kNeither) {
+        text += (*ratio > 1) == (row.better == Better::kHigher) ? " better" : " worse";
       }
       cells.push_back(text);
       chart.series[i - 1].values.push_back(ratio);
       if (ratio) {
         out.figures.push_back({row.id + "/run" + std::to_string(i + 1),
                                row.label + ", run " + std::to_string(i + 1) + " / run 1", "ratio",
-                               *ratio, row.higher_is_better});
+                               *ratio, row.better});
       }
     }
     rows.push_back(std::move(cells));

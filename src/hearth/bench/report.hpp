@@ -35,12 +35,16 @@ Machine describe_machine(std::size_t threads);
 // best of three windows), both on m.threads threads.
 void probe_machine(Machine& m, std::uint64_t probe_bytes);
 
+// Which way a figure improves; compare marks ratios better or worse only for the first two.
+enum class Better { kHigher, kLower, kNeither };
+const char* to_string(Better b);  // "higher", "lower", "neither"
+
 struct Figure {
   std::string id;  // stable across runs: what compare matches on ("b32.l256.tokens_per_s")
   std::string label;
   std::string unit;
   double value = 0.0;
-  bool higher_is_better = true;
+  Better better = Better::kHigher;
 };
 
 struct Section {
@@ -95,7 +99,7 @@ struct Comparison {
   std::vector<std::string> runs;  // "embed, 2026-12-02T02:30:11Z, 63c7ba1 (a.json)"
   struct Row {
     std::string id, label, unit;
-    bool higher_is_better = true;
+    Better better = Better::kHigher;
     std::vector<std::optional<double>> values;  // one per run
   };
   std::vector<Row> rows;

@@ -26,9 +26,12 @@ std::string join(const std::vector<int>& v) {
   return out;
 }
 
+constexpr Better kLower = Better::kLower;
+constexpr Better kNeither = Better::kNeither;
+
 void add(Report& r, std::string id, std::string label, std::string unit, double value,
-         bool higher_is_better = true) {
-  r.figures.push_back({std::move(id), std::move(label), std::move(unit), value, higher_is_better});
+         Better better = Better::kHigher) {
+  r.figures.push_back({std::move(id), std::move(label), std::move(unit), value, better});
 }
 
 }  // namespace
@@ -67,7 +70,8 @@ Report embed_report(const models::EmbedBenchReport& r, const models::EmbedBenchO
     add(out, key + ".tokens_per_s_limit", "FMA-peak limit, " + what, "tokens/s", limit);
     add(out, key + ".model_gflops", "model GFLOP/s, " + what, "GFLOP/s", row.model_gflops);
     add(out, key + ".gemm_gflops", "GEMM GFLOP/s, " + what, "GFLOP/s", row.gemm_gflops);
-    add(out, key + ".gemm_time_share", "time in GEMMs, " + what, "fraction", row.gemm_share, false);
+    add(out, key + ".gemm_time_share", "time in GEMMs, " + what, "fraction", row.gemm_share,
+        kNeither);
     rows.push_back({std::to_string(row.batch), std::to_string(row.length),
                     fixed(row.sentences_per_s, 1), fixed(row.tokens_per_s, 0), fixed(limit, 0),
                     fixed(row.model_gflops, 1), fixed(row.gemm_gflops, 1),
@@ -138,11 +142,11 @@ Report llm_report(const models::LlmBenchReport& r) {
   for (const models::LlmBenchModel& m : r.models) {
     const std::string key = m.name + "." + m.weights;
     add(out, key + ".load_seconds", "load, " + m.name + " " + m.weights, "s", m.load_seconds,
-        false);
+        kLower);
     add(out, key + ".first_token_seconds", "first token, " + m.name + " " + m.weights, "s",
-        m.first_token_seconds, false);
+        m.first_token_seconds, kLower);
     add(out, key + ".peak_rss_bytes", "peak RSS, " + m.name + " " + m.weights, "bytes",
-        static_cast<double>(m.peak_rss), false);
+        static_cast<double>(m.peak_rss), kLower);
   }
   BarChart charts[2];  // prefill, decode
   for (int k = 0; k < 2; ++k) {
@@ -162,7 +166,7 @@ Report llm_report(const models::LlmBenchReport& r) {
     const std::string what = m.name + " " + m.weights + " " + row.test;
     add(out, key + ".tokens_per_s", "tokens/s, " + what, "tokens/s", row.stats.mean);
     add(out, key + ".tokens_per_s_stddev", "tokens/s standard deviation, " + what, "tokens/s",
-        row.stats.stddev, false);
+        row.stats.stddev, kLower);
     add(out, key + ".limit_tokens_per_s", "limit, " + what, "tokens/s", row.limit_tokens_per_s);
     add(out, key + ".fraction_of_limit", "of limit, " + what, "fraction", row.fraction);
     if (row.peer) {
@@ -222,9 +226,9 @@ Report rag_report(const rag::BenchRagResult& result, const rag::BenchRagOptions&
         quality.series[static_cast<std::size_t>(k)].values.push_back(m[keys[k]].get<double>());
       }
       add(out, mode + ".latency_p50_ms", "query latency p50 (top 100 with texts), " + mode, "ms",
-          m["latency_p50_ms"].get<double>(), false);
+          m["latency_p50_ms"].get<double>(), kLower);
       add(out, mode + ".latency_p99_ms", "query latency p99 (top 100 with texts), " + mode, "ms",
-          m["latency_p99_ms"].get<double>(), false);
+          m["latency_p99_ms"].get<double>(), kLower);
       quality.categories.push_back(mode);
       rows.push_back({mode, fixed(m["ndcg@10"].get<double>(), 4),
                       fixed(m["recall@10"].get<double>(), 4),
@@ -234,11 +238,11 @@ Report rag_report(const rag::BenchRagResult& result, const rag::BenchRagOptions&
     }
     const json& b = j["beir"];
     add(out, "bm25_top10_p50_ms", "BM25 top-10 p50 (FTS5 query alone)", "ms",
-        b["bm25_top10_p50_ms"].get<double>(), false);
+        b["bm25_top10_p50_ms"].get<double>(), kLower);
     add(out, "bm25_top10_texts_p50_ms", "BM25 top-10 with texts p50", "ms",
-        b["bm25_top10_texts_p50_ms"].get<double>(), false);
+        b["bm25_top10_texts_p50_ms"].get<double>(), kLower);
     add(out, "bm25_top10_texts_p99_ms", "BM25 top-10 with texts p99", "ms",
-        b["bm25_top10_texts_p99_ms"].get<double>(), false);
+        b["bm25_top10_texts_p99_ms"].get<double>(), kLower);
     add(out, "ingest_docs_per_s", "ingest", "docs/s", b["ingest_docs_per_s"].get<double>());
     add(out, "ingest_mb_per_s", "ingest", "MB/s", b["ingest_mb_per_s"].get<double>());
     std::string md = std::to_string(b["queries"].get<std::size_t>()) + " queries, " +
@@ -285,14 +289,14 @@ Report rag_report(const rag::BenchRagResult& result, const rag::BenchRagOptions&
   if (j.contains("dense")) {
     const json& d = j["dense"];
     const double read = d["read_ms"].get<double>(), topk = d["topk_ms"].get<double>();
-    add(out, "dense.read_ms", "dense matrix read once", "ms", read, false);
-    add(out, "dense.topk_ms", "exact dense top-10", "ms", topk, false);
+    add(out, "dense.read_ms", "dense matrix read once", "ms", read, kLower);
+    add(out, "dense.topk_ms", "exact dense top-10", "ms", topk, kLower);
     add(out, "dense.bandwidth_gb_s", "read bandwidth (dense matrix)", "GB/s",
         d["bandwidth_gb_s"].get<double>());
     BarChart c{"Exact dense top-10 beside one read of the matrix",
                "ms",
-               {"top-10", "read once (the limit)"},
-               {{"ms", {topk, {}}, false}, {"limit", {{}, read}, true}},
+               {"exact top-10 of " + std::to_string(d["rows"].get<std::size_t>()) + " rows"},
+               {{"time", {topk}, false}, {"limit: one read of the matrix", {read}, true}},
                {},
                {}};
     Section s{"Dense top-10",
@@ -349,10 +353,10 @@ Report tokenize_report(const TokenizeBench& b, Machine machine) {
   std::sort(sorted.begin(), sorted.end());
   const double p50 = sorted[sorted.size() / 2];
   const double tokens = static_cast<double>(b.encoding.ids.size());
-  add(out, "tokens", "tokens", "tokens", tokens);
-  add(out, "bytes", "text bytes", "bytes", static_cast<double>(b.text_bytes));
-  add(out, "encode_p50_us", "encode call p50", "µs", p50, false);
-  add(out, "encode_min_us", "encode call fastest", "µs", sorted.front(), false);
+  add(out, "tokens", "tokens", "tokens", tokens, kNeither);
+  add(out, "bytes", "text bytes", "bytes", static_cast<double>(b.text_bytes), kNeither);
+  add(out, "encode_p50_us", "encode call p50", "µs", p50, kLower);
+  add(out, "encode_min_us", "encode call fastest", "µs", sorted.front(), kLower);
   add(out, "tokens_per_s", "tokens/s (p50 call)", "tokens/s", tokens / (p50 * 1e-6));
   add(out, "mb_per_s", "MB/s (p50 call)", "MB/s", static_cast<double>(b.text_bytes) / p50);
   std::vector<std::vector<std::string>> rows;
