@@ -111,8 +111,18 @@ TEST(Chart, HistogramCountsEverySampleOnce) {
   EXPECT_EQ(total, 100);
   EXPECT_EQ(bins.front().at("data-from"), "1");
   EXPECT_EQ(bins.back().at("data-to"), "4");
-  // All-equal samples and no samples still draw.
-  EXPECT_TRUE(parse_svg(render_histogram({"same", "ms", {2, 2, 2}, 5})).ok);
+  // A long tail goes into one overflow bin after the 99th percentile.
+  h.samples.push_back(1000);
+  const Parsed tail = parse_svg(render_histogram(h));
+  ASSERT_EQ(tail.by_class.at("bar").size(), 8u);
+  EXPECT_EQ(tail.by_class.at("bar").back().at("data-count"), "1");
+  EXPECT_EQ(tail.by_class.at("bar").back().at("data-to"), "1000");
+  // Integers get one bin per value; all-equal samples and no samples still draw.
+  const Parsed ints = parse_svg(render_histogram({"pieces", "bytes", {1, 3, 3, 5}, 20}));
+  ASSERT_EQ(ints.by_class.at("bar").size(), 5u);
+  EXPECT_EQ(ints.by_class.at("bar")[2].at("data-count"), "2");
+  EXPECT_EQ(parse_svg(render_histogram({"same", "ms", {2.5, 2.5}, 5})).by_class.at("bar").size(),
+            1u);
   EXPECT_TRUE(parse_svg(render_histogram({"none", "ms", {}, 5})).ok);
 }
 

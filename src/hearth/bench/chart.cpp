@@ -203,19 +203,45 @@ std::string render_bar_chart(const BarChart& c) {
 
 std::string render_histogram(const Histogram& h) {
   if (h.bins < 1) throw Error(ErrorCode::kInvalidArgument, "histogram: bins must be positive");
+  for (const double v : h.samples) check_value(v, h.title);
+  std::vector<double> sorted = h.samples;
+  std::sort(sorted.begin(), sorted.end());
+  const auto at = [&](double p) {
+    return sorted[std::min(
+        sorted.size() - 1,
+        static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5))];
+  };
+  std::size_t bins = static_cast<std::size_t>(h.bins);
   double lo = 0, hi = 1;
-  if (!h.samples.empty()) {
-    lo = hi = h.samples.front();
-    for (const double v : h.samples) {
-      check_value(v, h.title);
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
+  bool overflow = false;  // a last bin for the tail beyond the 99th percentile
+  if (!sorted.empty()) {
+    lo = sorted.front();
+    hi = sorted.back();
+    const double p99 = at(0.99);
+    // A long tail (one slow call among thousands) would squeeze every other sample into the
+    // first bin: the bins cover up to the 99th percentile, the rest is counted in one more.
+    if (p99 > lo && hi - lo > 4 * (p99 - lo)) {
+      hi = p99;
+      overflow = true;
+    }
+    bool integers = true;
+    for (const double v : sorted) integers = integers && v == std::floor(v);
+    if (integers && !overflow && hi - lo + 1 <= static_cast<double>(bins)) {
+      bins = static_cast<std::size_t>(hi - lo + 1);  // one bin per integer value
+      lo -= 0.5;
+      hi += 0.5;
+    } else if (hi <= lo) {
+      lo = std::max(0.0, lo - 0.5 * std::max(1e-6, lo * 0.1));
+      hi = sorted.front() + (sorted.front() - lo);
+      bins = 1;
     }
   }
-  if (hi <= lo) hi = lo + std::max(1e-9, std::fabs(lo) * 0.01 + 1e-6);
-  const std::size_t bins = static_cast<std::size_t>(h.bins);
-  std::vector<std::size_t> count(bins, 0);
-  for (const double v : h.samples) {
+  std::vector<std::size_t> count(bins + (overflow ? 1 : 0), 0);
+  for (const double v : sorted) {
+    if (overflow && v > hi) {
+      ++count.back();
+      continue;
+    }
     const auto b = static_cast<std::size_t>((v - lo) / (hi - lo) * static_cast<double>(bins));
     ++count[std::min(b, bins - 1)];
   }
@@ -225,48 +251,59 @@ std::string render_histogram(const Histogram& h) {
 
   Svg svg;
   svg.text(10, 22, h.title, "font-size=\"15\" font-weight=\"bold\"");
-  std::vector<double> sorted = h.samples;
-  std::sort(sorted.begin(), sorted.end());
   if (!sorted.empty()) {
-    const auto at = [&](double p) {
-      return sorted[std::min(
-          sorted.size() - 1,
-          static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5))];
-    };
     svg.text(10, 40,
              std::to_string(sorted.size()) + " samples; p50 " + format_value(at(0.5)) + ", p99 " +
                  format_value(at(0.99)) + ", max " + format_value(sorted.back()) + " " + h.unit,
              "fill=\"#555\"");
   }
-  const double x0 = 60, x1 = kWidth - 20, top = 54, bottom = 274;
+  const double x0 = 60, top = 54, bottom = 274;
+  const double x1 = kWidth - (overflow ? 90 : 20);
   for (double v = 0; v <= cmax * (1 + 1e-9); v += cstep) {
     const double y = bottom - (bottom - top) * v / cmax;
-    svg.line(x0, y, x1, y, "stroke=\"#e5e5e5\"");
+    svg.line(x0, y, kWidth - 20, y, "stroke=\"#e5e5e5\"");
     svg.text(x0 - 6, y + 4, format_value(v), "text-anchor=\"end\" fill=\"#555\"");
   }
   svg.text(14, (top + bottom) / 2, "count",
            "text-anchor=\"middle\" fill=\"#333\" transform=\"rotate(-90 14 " +
                num((top + bottom) / 2) + ")\"");
   const double bw = (x1 - x0) / static_cast<double>(bins);
+  const auto bar = [&](std::size_t n, double x, double w, const std::string& from,
+                       const std::string& to, const char* colour) {
+    const double hgt = (bottom - top) * static_cast<double>(n) / cmax;
+    svg.body += "<rect class=\"bar\" data-count=\"" + std::to_string(n) + "\" data-from=\"" + from +
+                "\" data-to=\"" + to + "\" x=\"" + num(x) + "\" y=\"" + num(bottom - hgt) +
+                "\" width=\"" + num(w) + "\" height=\"" + num(hgt) + "\" fill=\"" + colour +
+                "\"><title>" + esc(from + " - " + to + " " + h.unit + ": " + std::to_string(n)) +
+                "</title></rect>\n";
+  };
   for (std::size_t b = 0; b < bins; ++b) {
     const double from = lo + (hi - lo) * static_cast<double>(b) / static_cast<double>(bins);
     const double to = lo + (hi - lo) * static_cast<double>(b + 1) / static_cast<double>(bins);
-    const double hgt = (bottom - top) * static_cast<double>(count[b]) / cmax;
-    svg.body += "<rect class=\"bar\" data-count=\"" + std::to_string(count[b]) + "\" data-from=\"" +
-                format_value(from) + "\" data-to=\"" + format_value(to) + "\" x=\"" +
-                num(x0 + bw * static_cast<double>(b) + 0.5) + "\" y=\"" + num(bottom - hgt) +
-                "\" width=\"" + num(std::max(0.5, bw - 1)) + "\" height=\"" + num(hgt) +
-                "\" fill=\"" + kPalette[0] + "\"><title>" +
-                esc(format_value(from) + " - " + format_value(to) + " " + h.unit + ": " +
-                    std::to_string(count[b])) +
-                "</title></rect>\n";
+    bar(count[b], x0 + bw * static_cast<double>(b) + 0.5, std::max(0.5, bw - 1), format_value(from),
+        format_value(to), kPalette[0]);
   }
-  svg.line(x0, bottom, x1, bottom, "stroke=\"#333\"");
-  // Five labelled ticks along the sample axis, at bin edges.
-  for (int t = 0; t <= 4; ++t) {
-    const double f = t / 4.0;
-    svg.text(x0 + (x1 - x0) * f, bottom + 14, format_value(lo + (hi - lo) * f),
-             "text-anchor=\"middle\" fill=\"#555\"");
+  if (overflow) {
+    bar(count.back(), x1 + 16, 40, format_value(hi), format_value(sorted.back()), kPalette[1]);
+    svg.text(x1 + 36, bottom + 14, "> " + format_value(hi), "text-anchor=\"middle\" fill=\"#555\"");
+  }
+  svg.line(x0, bottom, kWidth - 20, bottom, "stroke=\"#333\"");
+  if (bins == 1 || (hi - lo) / static_cast<double>(bins) == 1.0) {
+    // Integer bins: each labelled with its value.
+    const std::size_t every = std::max<std::size_t>(1, bins / 10);
+    for (std::size_t b = 0; b < bins; b += every) {
+      svg.text(
+          x0 + bw * (static_cast<double>(b) + 0.5), bottom + 14,
+          format_value(lo + (hi - lo) * (static_cast<double>(b) + 0.5) / static_cast<double>(bins)),
+          "text-anchor=\"middle\" fill=\"#555\"");
+    }
+  } else {
+    // Five labelled ticks at bin edges (the last one is the overflow bin's "> hi" label).
+    for (int t = 0; t <= (overflow ? 3 : 4); ++t) {
+      const double f = t / 4.0;
+      svg.text(x0 + (x1 - x0) * f, bottom + 14, format_value(lo + (hi - lo) * f),
+               "text-anchor=\"middle\" fill=\"#555\"");
+    }
   }
   svg.text((x0 + x1) / 2, bottom + 30, h.unit, "text-anchor=\"middle\" fill=\"#333\"");
   svg.height = bottom + 44;
