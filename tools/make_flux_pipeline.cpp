@@ -141,8 +141,8 @@ void make_flux_pipeline(const std::string& out, DType dtype, unsigned seed,
       write_small_t5_tokenizer(tok / part);
     }
   }
-  const TextEncoderShape clip{32, 2, 4, 64}, t5{32, 2, 4, 48};
-  const FluxTransformerShape dit{1, 128, 1, 1, 32, 32, dev};
+  const TextEncoderShape clip{64, 2, 1, 128}, t5{32, 2, 4, 48};
+  const FluxTransformerShape dit{1, 128, 1, 1, 32, 64, dev};
   make_text_encoder("clip-text", (diff / "text_encoder").string(), "hf", dtype, seed + 1,
                     (tok / "tokenizer").string(), clip);
   make_text_encoder("t5-encoder", (diff / "text_encoder_2").string(), "hf", dtype, seed + 2,

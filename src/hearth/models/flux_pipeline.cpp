@@ -525,6 +525,9 @@ FluxResult FluxPipeline::generate(
     end_stage("vae decode", t, rss);
   }
   out.peak_rss_bytes = peak_rss_bytes();
+  for (const FluxStage& st : out.stages) {
+    out.peak_rss_bytes = std::max(out.peak_rss_bytes, st.peak_rss_bytes);
+  }
   return out;
 }
 
