@@ -5,9 +5,11 @@
 #include <optional>
 
 #include "bench_llm.hpp"
+#include "hearth/bench/flux_bench.hpp"
 #include "hearth/bench/report.hpp"
 #include "hearth/bench/reports.hpp"
 #include "hearth/cli/app.hpp"
+#include "hearth/cli/console.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/core/utf8.hpp"
 #include "hearth/formats/file_io.hpp"
@@ -144,9 +146,54 @@ int main(int argc, char** argv) {
       ->required()
       ->expected(1, 64);
   add_report_flags(*compare, compare_out, false);
-  hearth::cli::add_planned(app, "flux", "FLUX image generation speed and peak memory", "FLUX");
-  hearth::cli::add_planned(
-      app, "prompt", "Subject x style prompt matrix with a markdown report of images", "FLUX");
+  hearth::bench::FluxBenchOptions flux_opts;
+  std::vector<int> flux_quantize;
+  std::vector<std::string> flux_loras;
+  ReportFlags flux_out, prompt_out;
+  CLI::App* flux = app.add_subcommand(
+      "flux",
+      "FLUX.1 generation timed: a warm-up, then N runs per size; per-stage and per-step "
+      "seconds, images/min, peak RSS and their spread");
+  flux->add_option("-m,--model", flux_opts.model,
+                   "FLUX.1 diffusers folder, BFL single file or folder, or a cached repo id")
+      ->required();
+  flux->add_option("--sizes", flux_opts.sizes, "Square sizes, each a multiple of 16")
+      ->delimiter(',')
+      ->capture_default_str();
+  flux->add_option("--steps", flux_opts.steps, "Denoising steps (default: the model's)");
+  flux->add_option("-p,--prompt", flux_opts.prompt, "Prompt")->capture_default_str();
+  flux->add_option("--seed", flux_opts.seed, "Seed")->capture_default_str();
+  flux->add_option("--warmup", flux_opts.warmup, "Untimed runs per size first")
+      ->capture_default_str();
+  flux->add_option("-r,--runs", flux_opts.runs, "Timed runs per size")->capture_default_str();
+  flux->add_option("--quantize", flux_quantize,
+                   "Transformer weight bits to sweep (not offered by this build's pipeline)")
+      ->delimiter(',');
+  flux->add_option("--lora", flux_loras, "LoRA adapters (not offered by this build's pipeline)");
+  add_report_flags(*flux, flux_out);
+
+  hearth::bench::PromptMatrixOptions prompt_opts;
+  std::string prompt_subjects, prompt_styles;
+  CLI::App* prompt = app.add_subcommand(
+      "prompt",
+      "Subject x style prompt matrix rendered with one seed: cell PNGs, a labelled contact sheet "
+      "and report.md; cells already rendered with the same settings are kept");
+  prompt
+      ->add_option("-m,--model", prompt_opts.model,
+                   "FLUX.1 diffusers folder, BFL single file or folder, or a cached repo id")
+      ->required();
+  prompt->add_option("--subjects", prompt_subjects,
+                     "A file of subjects, one a line, or a comma-separated list (default: a "
+                     "bundled set of 4)");
+  prompt->add_option("--styles", prompt_styles,
+                     "A file of styles, one a line, or a comma-separated list (default: a bundled "
+                     "set of 4)");
+  prompt->add_option("--pattern", prompt_opts.pattern, "Each cell's prompt")->capture_default_str();
+  prompt->add_option("--size", prompt_opts.size, "Square size of each cell (multiple of 16)")
+      ->capture_default_str();
+  prompt->add_option("--steps", prompt_opts.steps, "Denoising steps (default: the model's)");
+  prompt->add_option("--seed", prompt_opts.seed, "The seed of every cell")->capture_default_str();
+  add_report_flags(*prompt, prompt_out);
 
   return hearth::cli::run(app, argc, argv, [&] {
     if (tokenize->parsed()) {
@@ -168,6 +215,51 @@ int main(int argc, char** argv) {
       write(hearth::bench::rag_report(result, rag_options,
                                       hearth::bench::describe_machine(common.threads)),
             rag_out);
+    }
+    if (flux->parsed()) {
+      if (!flux_quantize.empty() || !flux_loras.empty()) {
+        throw hearth::Error(hearth::ErrorCode::kUnsupported,
+                            std::string(flux_quantize.empty() ? "--lora" : "--quantize") +
+                                ": this build's FLUX pipeline has no option for it "
+                                "(FluxRunOptions offers neither quantization nor LoRA)");
+      }
+      flux_opts.threads = common.threads;
+      hearth::cli::Progress progress("bench-cli");
+      flux_opts.progress = [&](const std::string& what, std::size_t done, std::size_t total) {
+        progress.update(done, total, what, 0, 0);
+      };
+      const auto result = hearth::bench::run_flux_bench(flux_opts);
+      progress.clear();
+      auto report = hearth::bench::flux_report(result, flux_opts,
+                                               hearth::bench::describe_machine(common.threads));
+      std::cout << report.sections.front().markdown;
+      write(std::move(report), flux_out);
+    }
+    if (prompt->parsed()) {
+      prompt_opts.subjects = prompt_subjects.empty()
+                                 ? hearth::bench::default_subjects()
+                                 : hearth::bench::read_list(prompt_subjects, "--subjects");
+      prompt_opts.styles = prompt_styles.empty()
+                               ? hearth::bench::default_styles()
+                               : hearth::bench::read_list(prompt_styles, "--styles");
+      prompt_opts.threads = common.threads;
+      prompt_opts.out = hearth::bench::output_folder(prompt_out.out, "prompt");
+      hearth::cli::Progress progress("bench-cli");
+      prompt_opts.progress = [&](const std::string& what, std::size_t done, std::size_t total) {
+        progress.update(done, total, what, 0, 0);
+      };
+      const auto result = hearth::bench::run_prompt_matrix(prompt_opts);
+      progress.clear();
+      std::size_t rendered = 0;
+      for (const auto& c : result.cells) rendered += c.rendered ? 1 : 0;
+      std::cout << "rendered " << rendered << " of " << result.cells.size() << " cells, kept "
+                << result.cells.size() - rendered << "; contact sheet "
+                << (prompt_opts.out / result.sheet_file).string() << "\n";
+      ReportFlags into = prompt_out;
+      into.out = prompt_opts.out.string();
+      write(hearth::bench::prompt_report(result, prompt_opts,
+                                         hearth::bench::describe_machine(common.threads)),
+            into);
     }
     if (compare->parsed()) {
       std::vector<hearth::bench::Report> runs;
