@@ -51,6 +51,7 @@ models::FluxRunOptions run_options(std::size_t threads) {
 
 constexpr const char* kKeyKeyword = "hearth bench settings";
 constexpr std::int64_t kPad = 8;
+constexpr std::size_t kMaxLabelLines = 3;  // of a column label
 
 // Labels at 2x beside cells large enough for a few words a line, else at 1x.
 int label_scale(std::int64_t cell) {
@@ -276,18 +277,27 @@ std::string cell_prompt(const std::string& pattern, const std::string& subject,
   return out;
 }
 
-SheetLayout sheet_layout(std::size_t rows, std::size_t columns, std::int64_t cell) {
+SheetLayout sheet_layout(std::size_t rows, std::size_t columns, std::int64_t cell,
+                         std::size_t label_lines) {
   SheetLayout l;
   l.cell = cell;
   l.gap = kPad;
   const int scale = label_scale(cell);
-  const std::int64_t line = (image::kGlyphHeight + 3) * scale;
+  const std::int64_t line = (image::kGlyphHeight + image::kGlyphDescent + 2) * scale;
   l.left = kPad + std::max<std::int64_t>(cell, 24 * image::kGlyphAdvance * scale) + kPad;
-  l.top = kPad + 3 * line + kPad;
+  l.top = kPad + static_cast<std::int64_t>(std::max<std::size_t>(1, label_lines)) * line + kPad;
   const auto c = static_cast<std::int64_t>(columns), r = static_cast<std::int64_t>(rows);
   l.width = l.left + c * cell + (c - 1) * l.gap + kPad;
   l.height = l.top + r * cell + (r - 1) * l.gap + kPad;
   return l;
+}
+
+std::size_t column_label_lines(const std::vector<std::string>& labels, std::int64_t cell) {
+  std::size_t n = 1;
+  for (const std::string& s : labels) {
+    n = std::max(n, image::wrap_text(s, cell, label_scale(cell), kMaxLabelLines).size());
+  }
+  return n;
 }
 
 image::Image8 contact_sheet(const std::vector<image::Image8>& cells, std::size_t columns,
@@ -298,15 +308,15 @@ image::Image8 contact_sheet(const std::vector<image::Image8>& cells, std::size_t
   }
   const std::size_t rows = cells.size() / columns;
   const std::int64_t cell = cells.front().width;
-  const SheetLayout l = sheet_layout(rows, columns, cell);
+  const SheetLayout l = sheet_layout(rows, columns, cell, column_label_lines(column_labels, cell));
   const int scale = label_scale(cell);
   image::Image8 sheet{
       l.width, l.height,
       std::vector<std::uint8_t>(static_cast<std::size_t>(l.width * l.height * 3), 255)};
-  const std::int64_t line = (image::kGlyphHeight + 3) * scale;
+  const std::int64_t line = (image::kGlyphHeight + image::kGlyphDescent + 2) * scale;
   for (std::size_t c = 0; c < columns && c < column_labels.size(); ++c) {
     const std::int64_t x = l.left + static_cast<std::int64_t>(c) * (cell + l.gap);
-    const auto lines = image::wrap_text(column_labels[c], cell, scale, 3);
+    const auto lines = image::wrap_text(column_labels[c], cell, scale, kMaxLabelLines);
     for (std::size_t i = 0; i < lines.size(); ++i) {
       image::draw_text(sheet, x, kPad + static_cast<std::int64_t>(i) * line, lines[i], scale);
     }
@@ -407,7 +417,8 @@ PromptMatrixResult run_prompt_matrix(const PromptMatrixOptions& o) {
     image::write_png(path, r.images.front(), text);
     images[i] = std::move(r.images.front());
   }
-  result.layout = sheet_layout(o.subjects.size(), o.styles.size(), o.size);
+  result.layout = sheet_layout(o.subjects.size(), o.styles.size(), o.size,
+                               column_label_lines(o.styles, o.size));
   image::write_png(o.out / result.sheet_file,
                    contact_sheet(images, o.styles.size(), o.subjects, o.styles),
                    {{"Software", "hearth bench-cli prompt"}});

@@ -93,7 +93,10 @@ struct SheetLayout {
   std::int64_t left = 0, top = 0;  // the first cell's corner (after the labels)
   std::int64_t cell = 0, gap = 0;  // cell (c, r) at left + c * (cell + gap), top + r * (...)
 };
-SheetLayout sheet_layout(std::size_t rows, std::size_t columns, std::int64_t cell);
+// column_label_lines: the most lines a column label takes (column_label_lines()).
+SheetLayout sheet_layout(std::size_t rows, std::size_t columns, std::int64_t cell,
+                         std::size_t column_label_lines);
+std::size_t column_label_lines(const std::vector<std::string>& column_labels, std::int64_t cell);
 // The labelled contact sheet: rows subjects, columns styles, labels drawn in.
 image::Image8 contact_sheet(const std::vector<image::Image8>& cells, std::size_t columns,
                             const std::vector<std::string>& row_labels,

@@ -7,7 +7,8 @@ namespace hearth::image {
 namespace {
 
 // The glyphs of ASCII 32 (space) to 126 (~), 5 x 7 pixels drawn for hearth: seven rows of five,
-// '#' set, '.' clear, top row first.
+// '#' set, '.' clear, top row first. Those marked descender are drawn kGlyphDescent rows lower
+// (their first row on the x-height line).
 constexpr const char* kGlyphs[95] = {
     ".....|.....|.....|.....|.....|.....|.....",  // space
     "..#..|..#..|..#..|..#..|..#..|.....|..#..",  // !
@@ -80,7 +81,7 @@ constexpr const char* kGlyphs[95] = {
     "....#|....#|.##.#|#..##|#...#|#...#|.####",  // d
     ".....|.....|.###.|#...#|#####|#....|.###.",  // e
     "..##.|.#..#|.#...|###..|.#...|.#...|.#...",  // f
-    ".....|.####|#...#|#...#|.####|....#|.###.",  // g
+    ".####|#...#|#...#|.####|....#|....#|.###.",  // g (descender)
     "#....|#....|#.##.|##..#|#...#|#...#|#...#",  // h
     "..#..|.....|.##..|..#..|..#..|..#..|.###.",  // i
     "...#.|.....|..##.|...#.|...#.|#..#.|.##..",  // j
@@ -89,8 +90,8 @@ constexpr const char* kGlyphs[95] = {
     ".....|.....|##.#.|#.#.#|#.#.#|#...#|#...#",  // m
     ".....|.....|#.##.|##..#|#...#|#...#|#...#",  // n
     ".....|.....|.###.|#...#|#...#|#...#|.###.",  // o
-    ".....|.....|####.|#...#|####.|#....|#....",  // p
-    ".....|.....|.##.#|#..##|.####|....#|....#",  // q
+    "####.|#...#|#...#|####.|#....|#....|#....",  // p (descender)
+    ".####|#...#|#...#|.####|....#|....#|....#",  // q (descender)
     ".....|.....|#.##.|##..#|#....|#....|#....",  // r
     ".....|.....|.###.|#....|.###.|....#|####.",  // s
     ".#...|.#...|###..|.#...|.#...|.#..#|..##.",  // t
@@ -98,13 +99,17 @@ constexpr const char* kGlyphs[95] = {
     ".....|.....|#...#|#...#|#...#|.#.#.|..#..",  // v
     ".....|.....|#...#|#...#|#.#.#|#.#.#|.#.#.",  // w
     ".....|.....|#...#|.#.#.|..#..|.#.#.|#...#",  // x
-    ".....|.....|#...#|#...#|.####|....#|.###.",  // y
+    "#...#|#...#|#...#|.####|....#|....#|.###.",  // y (descender)
     ".....|.....|#####|...#.|..#..|.#...|#####",  // z
     "...#.|..#..|..#..|.#...|..#..|..#..|...#.",  // {
     "..#..|..#..|..#..|..#..|..#..|..#..|..#..",  // |
     ".#...|..#..|..#..|...#.|..#..|..#..|.#...",  // }
     ".....|.....|.#...|#.#.#|...#.|.....|.....",  // ~
 };
+
+bool descender(char c) {
+  return c == 'g' || c == 'p' || c == 'q' || c == 'y';
+}
 
 bool pixel(char c, int x, int y) {
   const int code = static_cast<unsigned char>(c);
@@ -135,12 +140,13 @@ void draw_text(Image8& img, std::int64_t x, std::int64_t y, std::string_view tex
   const std::string glyphs = glyph_text(text);
   for (std::size_t i = 0; i < glyphs.size(); ++i) {
     const std::int64_t gx = x + static_cast<std::int64_t>(i) * kGlyphAdvance * scale;
+    const std::int64_t gy = y + (descender(glyphs[i]) ? kGlyphDescent * scale : 0);
     for (int r = 0; r < kGlyphHeight; ++r) {
       for (int c = 0; c < kGlyphWidth; ++c) {
         if (!pixel(glyphs[i], c, r)) continue;
         for (int dy = 0; dy < scale; ++dy) {
           for (int dx = 0; dx < scale; ++dx) {
-            const std::int64_t px = gx + c * scale + dx, py = y + r * scale + dy;
+            const std::int64_t px = gx + c * scale + dx, py = gy + r * scale + dy;
             if (px < 0 || py < 0 || px >= img.width || py >= img.height) continue;
             std::uint8_t* p = &img.rgb[static_cast<std::size_t>((py * img.width + px) * 3)];
             p[0] = colour[0];

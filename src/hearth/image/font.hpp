@@ -15,6 +15,7 @@ namespace hearth::image {
 inline constexpr int kGlyphWidth = 5;
 inline constexpr int kGlyphHeight = 7;
 inline constexpr int kGlyphAdvance = 6;  // the glyph and one column of space
+inline constexpr int kGlyphDescent = 2;  // g, p, q, y reach this far below the 7 rows
 
 // Width in pixels of text drawn at scale (each font pixel a scale x scale square).
 std::int64_t text_width(std::string_view text, int scale);
