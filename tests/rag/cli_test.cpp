@@ -238,7 +238,9 @@ TEST(BenchCli, RagOnASciFactSubset) {
   EXPECT_EQ(j["documents"], 500);
   EXPECT_GT(j["recall@100"].get<double>(), 0.0);
   EXPECT_TRUE(std::filesystem::exists(tmp / "report" / "report.md"));
-  EXPECT_TRUE(std::filesystem::exists(tmp / "report" / "rag-quality.svg"));
+  for (const char* chart : {"rag-quality.svg", "rag-latency-1.svg", "rag-latency-2.svg"}) {
+    EXPECT_TRUE(std::filesystem::exists(tmp / "report" / chart)) << chart;  // mode, BM25 top-10
+  }
 }
 
 }  // namespace

@@ -158,7 +158,8 @@ std::string render_bar_chart(const BarChart& c) {
                          : "fill=\"" + colour + "\"") +
                 "/>\n";
     svg.text(lx + 16, ly, s.name);
-    lx += 16 + kCharWidth * static_cast<double>(s.name.size()) + 18;
+    // Legend text is measured generously ('@', 'W' and capitals are wider than the mean).
+    lx += 16 + 7.5 * static_cast<double>(s.name.size()) + 18;
   }
   if (c.reference) {
     svg.line(lx, ly - 4, lx + 14, ly - 4, "stroke=\"#d62728\" stroke-width=\"2\"");

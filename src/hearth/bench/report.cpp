@@ -245,11 +245,14 @@ std::string to_markdown(const Report& r) {
       {"threads", std::to_string(m.threads)},
       {"read bandwidth (measured)", fixed(m.bandwidth_gbs, 1) + " GB/s"},
       {"f32 FMA peak (measured)", fixed(m.peak_gflops, 1) + " GFLOP/s"}};
-  md += markdown_table({"", ""}, rows);
+  md += markdown_table({"machine", "value"}, rows);
   if (!r.settings.empty()) {
     md += "\n## Settings\n\n";
     rows.clear();
-    for (const auto& [k, v] : r.settings.items()) rows.push_back({k, setting_text(v)});
+    for (const auto& [k, v] : r.settings.items()) {
+      if (v.is_string() && v.get<std::string>().empty()) continue;  // not set
+      rows.push_back({k, setting_text(v)});
+    }
     md += markdown_table({"setting", "value"}, rows);
   }
   for (const Section& s : r.sections) {
