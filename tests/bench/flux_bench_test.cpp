@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 using testing::cat;
 using testing::quote;
 
-constexpr std::int64_t kSize = 32;
+constexpr std::int64_t kSize = 16;
 
 // The tiny pipeline, made once for the test program.
 const fs::path& tiny_pipeline() {
