@@ -55,7 +55,7 @@ CLI::App* add_bench_llm(CLI::App& app, BenchLlmFlags& f) {
   return llm;
 }
 
-int run_bench_llm(BenchLlmFlags& f, std::size_t global_threads) {
+models::LlmBenchReport run_bench_llm(BenchLlmFlags& f, std::size_t global_threads) {
   models::LlmBenchOptions& o = f.options;
   if (!f.model.empty() && !f.positional.empty()) {
     throw Error(ErrorCode::kInvalidArgument, "give the model once (--model or a path)");
@@ -91,7 +91,7 @@ int run_bench_llm(BenchLlmFlags& f, std::size_t global_threads) {
   } else {
     std::cout << models::to_text(report);
   }
-  return 0;
+  return report;
 }
 
 }  // namespace hearth::apps

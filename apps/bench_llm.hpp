@@ -26,7 +26,8 @@ struct BenchLlmFlags {
 // Adds the `llm` subcommand to app; flags receives its options.
 CLI::App* add_bench_llm(CLI::App& app, BenchLlmFlags& flags);
 
-// Runs it (exit status); global_threads is bench-cli's --threads.
-int run_bench_llm(BenchLlmFlags& flags, std::size_t global_threads);
+// Runs it, prints the tables (or the JSON) and returns what it measured; global_threads is
+// bench-cli's --threads.
+models::LlmBenchReport run_bench_llm(BenchLlmFlags& flags, std::size_t global_threads);
 
 }  // namespace hearth::apps

@@ -26,6 +26,9 @@
 //  --arch flux-transformer: FLUX.1's FluxTransformer2DModel as a diffusers transformer/ folder
 //    (config.json, two shards and their index) or, with --format safetensors, the same weights
 //    as Black Forest Labs' single file; tiny, --guidance-embeds for dev's shape.
+//  --arch flux-pipeline: a whole tiny FLUX.1 pipeline, OUT/diffusers and OUT/bfl from the same
+//    weights, tokenizers from --tokenizer-dir (a folder holding tokenizer/ and tokenizer_2/)
+//    or small stand-ins (make_flux_pipeline.cpp); --guidance-embeds for dev.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -1256,10 +1259,10 @@ int main(int argc, char** argv) {
   std::optional<int> single_layers, joint_dim, pooled_dim;
   bool guidance_embeds = false;
   app.add_option("--arch", arch,
-                 "llama, mistral, phi3, qwen2, qwen3, bert, clip-text, t5-encoder or "
-                 "flux-transformer")
+                 "llama, mistral, phi3, qwen2, qwen3, bert, clip-text, t5-encoder, "
+                 "flux-transformer or flux-pipeline")
       ->check(CLI::IsMember({"llama", "mistral", "phi3", "qwen2", "qwen3", "bert", "clip-text",
-                             "t5-encoder", "flux-transformer"}));
+                             "t5-encoder", "flux-transformer", "flux-pipeline"}));
   app.add_option("--shape", shape,
                  "tiny; decoders: phi3-mini (hidden 3072, 32 layers, 32 heads, FFN 8192, vocab "
                  "32064); bert: minilm (384, 6 layers)")
@@ -1337,11 +1340,16 @@ int main(int argc, char** argv) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                           "--dtype " + dtype_name + " is for --format gguf decoders");
     }
-    const bool flux_part =
-        arch == "flux-transformer" || arch == "clip-text" || arch == "t5-encoder";
+    const bool flux_part = arch == "flux-transformer" || arch == "clip-text" ||
+                           arch == "t5-encoder" || arch == "flux-pipeline";
     if (flux_part && hearth::dtype_info(dtype).quantized) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                           "--arch " + arch + " is written in f32, f16 or bf16");
+    }
+    if (arch == "flux-pipeline") {
+      make_flux_pipeline(out, dtype, seed, tokenizer_dir, guidance_embeds);
+      std::printf("wrote %s\n", out.c_str());
+      return 0;
     }
     if (arch == "flux-transformer") {
       make_flux_transformer(

@@ -34,3 +34,17 @@ struct FluxTransformerShape {
 // weights in both formats.
 void make_flux_transformer(const std::string& out, const std::string& format, hearth::DType dtype,
                            unsigned seed, const FluxTransformerShape& shape);
+
+// --arch flux-pipeline: a tiny random FLUX.1 pipeline in both layouts, the same weights in each:
+//   OUT/diffusers/: model_index.json, transformer/, text_encoder/, text_encoder_2/, vae/,
+//                   tokenizer/, tokenizer_2/, scheduler/ (FLUX.1-schnell's or -dev's config);
+//   OUT/bfl/:       flux1-schnell.safetensors (or flux1-dev), ae.safetensors, clip_l.safetensors,
+//                   t5xxl_fp32/fp16/bf16.safetensors, tokenizer/, tokenizer_2/.
+// Shapes: CLIP 64 wide (one head of 64, as single files imply), T5 32 wide (4 heads of 8), both
+// 2 layers; the transformer 1 head of 128 (FLUX.1's rotary axes, which BFL files need), 1 double
+// and 1 single block, text widths 32 (T5) and 64 (CLIP); the VAE 4 levels of 32 channels (8x
+// downscale, 16 latent channels). The tokenizers are tokenizer_dir's tokenizer/ and tokenizer_2/
+// (FLUX.1's real ones) where it has them, else small stand-ins of the same kinds (CLIP byte-level
+// BPE without merges; T5-style Unigram over ASCII pieces).
+void make_flux_pipeline(const std::string& out, hearth::DType dtype, unsigned seed,
+                        const std::string& tokenizer_dir, bool dev);

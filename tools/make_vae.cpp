@@ -2,139 +2,19 @@
 // both layouts hearth reads:
 //   OUT/vae/config.json + OUT/vae/diffusion_pytorch_model.safetensors   (diffusers)
 //   OUT/ae.safetensors                                                  (Black Forest Labs)
-// Weights are drawn per tensor from N(0, 1 / fan_in) for convolutions and linears (activations
-// stay O(1) through the depth), gamma ~ 1 + N(0, 0.1^2), betas and biases ~ N(0, 0.1^2).
+// The weights are vae_weights.hpp's.
 #include <CLI/CLI.hpp>
-#include <cmath>
-#include <cstring>
 #include <filesystem>
-#include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "hearth/cli/app.hpp"
 #include "hearth/core/error.hpp"
-#include "hearth/formats/file_io.hpp"
-#include "hearth/formats/safetensors.hpp"
-#include "hearth/tensor/half.hpp"
-
-#include "encode_values.hpp"
+#include "vae_weights.hpp"
 
 namespace fs = std::filesystem;
 using hearth::DType;
-using hearth::Shape;
 using i64 = std::int64_t;
-
-namespace {
-
-struct Tensor {
-  std::string diffusers, bfl;
-  Shape shape;      // diffusers shape
-  Shape bfl_shape;  // BFL shape (attention linears are 1x1 convs there)
-  std::vector<float> values;
-};
-
-class Maker {
- public:
-  Maker(std::vector<i64> channels, i64 layers, i64 latent, unsigned seed)
-      : ch_(std::move(channels)), layers_(layers), latent_(latent), rng_(seed) {}
-
-  std::vector<Tensor> make() {
-    const i64 n = static_cast<i64>(ch_.size());
-    conv("encoder.conv_in", "encoder.conv_in", ch_[0], 3, 3);
-    i64 in = ch_[0];
-    for (i64 i = 0; i < n; ++i) {
-      for (i64 j = 0; j < layers_; ++j) {
-        resnet("encoder.down_blocks." + s(i) + ".resnets." + s(j),
-               "encoder.down." + s(i) + ".block." + s(j), in, ch_[i]);
-        in = ch_[i];
-      }
-      if (i + 1 < n) {
-        conv("encoder.down_blocks." + s(i) + ".downsamplers.0.conv",
-             "encoder.down." + s(i) + ".downsample.conv", in, in, 3);
-      }
-    }
-    mid("encoder", in);
-    norm("encoder.conv_norm_out", "encoder.norm_out", in);
-    conv("encoder.conv_out", "encoder.conv_out", 2 * latent_, in, 3);
-    conv("decoder.conv_in", "decoder.conv_in", in, latent_, 3);
-    mid("decoder", in);
-    for (i64 i = 0; i < n; ++i) {
-      const i64 out = ch_[n - 1 - i];
-      const std::string bfl = "decoder.up." + s(n - 1 - i);
-      for (i64 j = 0; j <= layers_; ++j) {
-        resnet("decoder.up_blocks." + s(i) + ".resnets." + s(j), bfl + ".block." + s(j), in, out);
-        in = out;
-      }
-      if (i + 1 < n) {
-        conv("decoder.up_blocks." + s(i) + ".upsamplers.0.conv", bfl + ".upsample.conv", in, in, 3);
-      }
-    }
-    norm("decoder.conv_norm_out", "decoder.norm_out", in);
-    conv("decoder.conv_out", "decoder.conv_out", 3, in, 3);
-    return std::move(out_);
-  }
-
- private:
-  static std::string s(i64 v) { return std::to_string(v); }
-
-  std::vector<float> draw(i64 n, float mean, float stddev) {
-    std::normal_distribution<float> d(mean, stddev);
-    std::vector<float> v(static_cast<std::size_t>(n));
-    for (float& x : v) x = d(rng_);
-    return v;
-  }
-  void add(const std::string& d, const std::string& b, Shape shape, Shape bfl_shape, float mean,
-           float stddev) {
-    const i64 n = hearth::numel(shape);
-    out_.push_back({d, b, std::move(shape), std::move(bfl_shape), draw(n, mean, stddev)});
-  }
-  void conv(const std::string& d, const std::string& b, i64 out, i64 in, i64 k, bool bias = true) {
-    const float sd = 1.0f / std::sqrt(static_cast<float>(in * k * k));
-    add(d + ".weight", b + ".weight", {out, in, k, k}, {out, in, k, k}, 0.0f, sd);
-    if (bias) add(d + ".bias", b + ".bias", {out}, {out}, 0.0f, 0.1f);
-  }
-  void linear(const std::string& d, const std::string& b, i64 c) {
-    add(d + ".weight", b + ".weight", {c, c}, {c, c, 1, 1}, 0.0f,
-        1.0f / std::sqrt(static_cast<float>(c)));
-    add(d + ".bias", b + ".bias", {c}, {c}, 0.0f, 0.1f);
-  }
-  void norm(const std::string& d, const std::string& b, i64 c) {
-    add(d + ".weight", b + ".weight", {c}, {c}, 1.0f, 0.1f);
-    add(d + ".bias", b + ".bias", {c}, {c}, 0.0f, 0.1f);
-  }
-  void resnet(const std::string& d, const std::string& b, i64 in, i64 out) {
-    norm(d + ".norm1", b + ".norm1", in);
-    conv(d + ".conv1", b + ".conv1", out, in, 3);
-    norm(d + ".norm2", b + ".norm2", out);
-    conv(d + ".conv2", b + ".conv2", out, out, 3);
-    if (in != out) conv(d + ".conv_shortcut", b + ".nin_shortcut", out, in, 1);
-  }
-  void mid(const std::string& part, i64 c) {
-    resnet(part + ".mid_block.resnets.0", part + ".mid.block_1", c, c);
-    const std::string d = part + ".mid_block.attentions.0", b = part + ".mid.attn_1";
-    norm(d + ".group_norm", b + ".norm", c);
-    linear(d + ".to_q", b + ".q", c);
-    linear(d + ".to_k", b + ".k", c);
-    linear(d + ".to_v", b + ".v", c);
-    linear(d + ".to_out.0", b + ".proj_out", c);
-    resnet(part + ".mid_block.resnets.1", part + ".mid.block_2", c, c);
-  }
-
-  std::vector<i64> ch_;
-  i64 layers_, latent_;
-  std::mt19937 rng_;
-  std::vector<Tensor> out_;
-};
-
-void write_text(const fs::path& path, const std::string& text) {
-  hearth::formats::AtomicFileWriter w(path);
-  w.write(text.data(), text.size());
-  w.commit();
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -176,47 +56,10 @@ int main(int argc, char** argv) {
                           "BFL's ae.safetensors implies 32 groups: use --layout diffusers");
     }
     const DType dtype = *hearth::dtype_from_name(dtype_name);
-    const std::vector<Tensor> tensors = Maker(channels, layers, latent, seed).make();
-    std::vector<std::vector<std::byte>> bytes;
-    for (const Tensor& t : tensors) bytes.push_back(encode(t.values, dtype));
     fs::create_directories(out);
-    if (layout != "bfl") {
-      fs::create_directories(fs::path(out) / "vae");
-      const nlohmann::json config = {
-          {"_class_name", "AutoencoderKL"},
-          {"_diffusers_version", "0.30.0"},
-          {"act_fn", "silu"},
-          {"block_out_channels", channels},
-          {"down_block_types", std::vector<std::string>(channels.size(), "DownEncoderBlock2D")},
-          {"up_block_types", std::vector<std::string>(channels.size(), "UpDecoderBlock2D")},
-          {"force_upcast", true},
-          {"in_channels", 3},
-          {"out_channels", 3},
-          {"latent_channels", latent},
-          {"latents_mean", nullptr},
-          {"latents_std", nullptr},
-          {"layers_per_block", layers},
-          {"mid_block_add_attention", true},
-          {"norm_num_groups", groups},
-          {"sample_size", 1024},
-          {"scaling_factor", 0.3611},
-          {"shift_factor", 0.1159},
-          {"use_post_quant_conv", false},
-          {"use_quant_conv", false}};
-      write_text(fs::path(out) / "vae" / "config.json", config.dump(2) + "\n");
-      hearth::formats::SafetensorsWriter w;
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        w.add_tensor(tensors[i].diffusers, dtype, tensors[i].shape, bytes[i]);
-      }
-      w.write(fs::path(out) / "vae" / "diffusion_pytorch_model.safetensors");
-    }
-    if (layout != "diffusers") {
-      hearth::formats::SafetensorsWriter w;
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        w.add_tensor(tensors[i].bfl, dtype, tensors[i].bfl_shape, bytes[i]);
-      }
-      w.write(fs::path(out) / "ae.safetensors");
-    }
+    write_random_vae(layout != "bfl" ? fs::path(out) / "vae" : fs::path(),
+                     layout != "diffusers" ? fs::path(out) / "ae.safetensors" : fs::path(), dtype,
+                     {channels, layers, latent, groups}, seed);
     return 0;
   });
 }

@@ -26,9 +26,12 @@ std::string bench_cli() {
   return quote(testing::tools_dir() / "bench-cli");
 }
 
-// Runs a command line; output receives its stdout only (the progress line goes to stderr).
+// Runs a command line in a scratch folder (where bench-cli writes its dated report folders);
+// output receives its stdout only (the progress line goes to stderr).
 int stdout_of(const std::string& command, std::string* output) {
-  return testing::run_command("{ " + command + " 2>/dev/null; }", output);
+  static const testing::TempDir scratch;
+  return testing::run_command(
+      "{ cd " + quote(scratch.path()) + " && " + command + " 2>/dev/null; }", output);
 }
 
 // Fast under ASan: tiny shapes, one repetition, small probes.

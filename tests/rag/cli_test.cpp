@@ -223,10 +223,12 @@ TEST(RagCli, HelpSaysWhatAppliesWhere) {
 
 TEST(BenchCli, RagOnASciFactSubset) {
   HEARTH_REQUIRE_FIXTURE(scifact, "datasets/beir-scifact");
+  testing::TempDir tmp;
   std::string out;
-  ASSERT_EQ(testing::run_command(cat({quote(testing::tools_dir() / "bench-cli"), " rag --beir ",
-                                      quote(scifact), " --max-docs 500"}),
-                                 &out),
+  ASSERT_EQ(testing::run_command(
+                cat({quote(testing::tools_dir() / "bench-cli"), " rag --beir ", quote(scifact),
+                     " --max-docs 500 --probe-mib 16 --out ", quote(tmp / "report")}),
+                &out),
             0)
       << out;
   EXPECT_NE(out.find("| nDCG@10 |"), std::string::npos) << out;
@@ -235,6 +237,10 @@ TEST(BenchCli, RagOnASciFactSubset) {
   EXPECT_EQ(j["queries"], 300);
   EXPECT_EQ(j["documents"], 500);
   EXPECT_GT(j["recall@100"].get<double>(), 0.0);
+  EXPECT_TRUE(std::filesystem::exists(tmp / "report" / "report.md"));
+  for (const char* chart : {"rag-quality.svg", "rag-latency-1.svg", "rag-latency-2.svg"}) {
+    EXPECT_TRUE(std::filesystem::exists(tmp / "report" / chart)) << chart;  // mode, BM25 top-10
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/core/version.hpp"
 
 namespace hearth::cli {
 namespace {
@@ -17,7 +18,8 @@ struct PlannedCommand : std::exception {
 }  // namespace
 
 void add_common_options(CLI::App& app, CommonOptions& options) {
-  app.set_version_flag("--version", std::string(app.get_name()) + " (hearth) " HEARTH_VERSION);
+  app.set_version_flag("--version", std::string(app.get_name()) + " (hearth) " + kVersion +
+                                        " (commit " + build_commit() + ")");
   app.add_option("--threads", options.threads, "Worker threads (default: every core)")
       ->check(CLI::Range(0, 4096));
 }

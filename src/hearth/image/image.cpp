@@ -61,4 +61,31 @@ double psnr(const Image8& a, const Image8& b) {
   return 10.0 * std::log10(255.0 * 255.0 / mse);
 }
 
+Image8 grid(const std::vector<Image8>& images, std::int64_t columns) {
+  if (images.empty()) throw Error(ErrorCode::kInvalidArgument, "a grid needs images");
+  const std::int64_t n = static_cast<std::int64_t>(images.size());
+  const std::int64_t w = images[0].width, h = images[0].height;
+  for (const Image8& im : images) {
+    if (im.width != w || im.height != h) {
+      throw Error(ErrorCode::kInvalidArgument, "a grid's images must have one size");
+    }
+  }
+  if (columns <= 0) {
+    columns = 1;
+    while (columns * columns < n) ++columns;
+  }
+  columns = std::min(columns, n);
+  const std::int64_t rows = (n + columns - 1) / columns;
+  Image8 out{w * columns, h * rows,
+             std::vector<std::uint8_t>(static_cast<std::size_t>(w * columns * h * rows * 3))};
+  for (std::int64_t k = 0; k < n; ++k) {
+    const std::int64_t x0 = (k % columns) * w, y0 = (k / columns) * h;
+    for (std::int64_t y = 0; y < h; ++y) {
+      std::copy_n(images[k].rgb.begin() + y * w * 3, w * 3,
+                  out.rgb.begin() + ((y0 + y) * out.width + x0) * 3);
+    }
+  }
+  return out;
+}
+
 }  // namespace hearth::image

@@ -27,4 +27,9 @@ std::vector<float> to_f32_unit(const Image8& image);
 // when they are equal. The sizes must match (kInvalidArgument).
 double psnr(const Image8& a, const Image8& b);
 
+// Images of one size side by side, row by row, in columns columns (0: the smallest count whose
+// square holds them all); cells left over are black. kInvalidArgument when there are none or
+// their sizes differ.
+Image8 grid(const std::vector<Image8>& images, std::int64_t columns = 0);
+
 }  // namespace hearth::image

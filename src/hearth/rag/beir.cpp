@@ -171,6 +171,7 @@ BeirMetrics evaluate_beir(const std::vector<const Bank*>& banks, const BeirDatas
     m.recall10 /= n;
     m.recall100 /= n;
     m.mrr10 /= n;
+    m.latencies_ms = latencies;
     std::sort(latencies.begin(), latencies.end());
     auto pct = [&](double p) {
       const std::size_t i = std::min(

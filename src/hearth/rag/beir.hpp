@@ -46,6 +46,7 @@ struct BeirMetrics {
   double mrr10 = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  std::vector<double> latencies_ms;  // every query's, in query order
 };
 
 // Runs every query with relevance judgements through search (top 100 documents) and averages.

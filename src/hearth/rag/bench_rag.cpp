@@ -29,7 +29,8 @@ void add_bench_rag_options(CLI::App& app, BenchRagOptions& o) {
   app.add_option("--dense-dim", o.dense_dim, "Dimension of the synthetic vectors")
       ->capture_default_str();
   app.add_option("--split", o.split, "qrels split")->capture_default_str();
-  app.add_option("--mode", o.mode, "bm25, dense or hybrid")->capture_default_str();
+  app.add_option("--mode", o.mode, "bm25, dense or hybrid, or a comma-separated list of them")
+      ->capture_default_str();
   app.add_option("--embedding-model", o.embedding_model,
                  "Sentence-transformers folder or GGUF (dense and hybrid modes)");
   app.add_option("--reranker", o.reranker,
@@ -40,11 +41,26 @@ void add_bench_rag_options(CLI::App& app, BenchRagOptions& o) {
 
 namespace {
 
-nlohmann::json bench_beir(const BenchRagOptions& o) {
-  const SearchMode mode = parse_search_mode(o.mode);
-  if ((mode == SearchMode::kDense || mode == SearchMode::kHybrid) && o.embedding_model.empty()) {
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string("--mode ") + o.mode + " needs --embedding-model");
+std::vector<std::string> split_modes(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const std::size_t end = std::min(list.find(',', start), list.size());
+    out.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+nlohmann::json bench_beir(const BenchRagOptions& o, BenchRagResult& result) {
+  const std::vector<std::string> names = split_modes(o.mode);
+  std::vector<SearchMode> modes;
+  for (const std::string& name : names) {
+    modes.push_back(parse_search_mode(name));
+    if ((modes.back() == SearchMode::kDense || modes.back() == SearchMode::kHybrid) &&
+        o.embedding_model.empty()) {
+      throw Error(ErrorCode::kInvalidArgument, "--mode " + name + " needs --embedding-model");
+    }
   }
   models::BertOptions bert;
   bert.threads = o.threads;
@@ -76,10 +92,14 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
   const Bank::StoreCounts counts = ingest_beir(*bank, data);
   const double ingest_s = ingest_timer.seconds();
 
-  SearchOptions so;
-  so.mode = mode;
-  so.reranker = reranker.get();
-  const BeirMetrics m = evaluate_beir({bank.get()}, data, so);
+  std::vector<BeirMetrics> metrics;
+  for (std::size_t i = 0; i < modes.size(); ++i) {
+    SearchOptions so;
+    so.mode = modes[i];
+    so.reranker = reranker.get();
+    metrics.push_back(evaluate_beir({bank.get()}, data, so));
+    result.latencies_ms.emplace_back(names[i], metrics.back().latencies_ms);
+  }
 
   // BM25 top-10 latency: the FTS5 query alone, and what `rag-cli search` does (ranked chunks
   // with their texts, headings and paths).
@@ -99,6 +119,7 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
     (void)search({bank.get()}, q->second, top10_options);
     top10.push_back(t2.millis());
   }
+  result.latencies_ms.emplace_back("bm25 top-10 with texts", top10);
   std::sort(raw.begin(), raw.end());
   std::sort(top10.begin(), top10.end());
   const double raw_p50 = raw.empty() ? 0 : raw[raw.size() / 2];
@@ -107,25 +128,30 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
 
   const double docs_s = double(data.corpus.size()) / std::max(ingest_s, 1e-9);
   const double mb_s = double(bytes) / 1e6 / std::max(ingest_s, 1e-9);
-  std::printf("| metric | value |\n|---|---|\n");
-  std::printf("| dataset | %s (%s, %zu queries, %zu docs) |\n", fs::path(o.beir).filename().c_str(),
-              o.split.c_str(), m.queries, data.corpus.size());
-  std::printf("| mode | %s%s |\n", o.mode.c_str(),
-              reranker ? (" + rerank by " + reranker->encoder().name()).c_str() : "");
-  if (embedding) std::printf("| embedding model | %s |\n", embedding->id().c_str());
-  std::printf(
-      "| nDCG@10 | %.4f |\n| Recall@10 | %.4f |\n| Recall@100 | %.4f |\n| MRR@10 | %.4f |\n",
-      m.ndcg10, m.recall10, m.recall100, m.mrr10);
-  std::printf("| query latency p50 (top 100, with texts) | %.3f ms |\n", m.p50_ms);
-  std::printf("| query latency p99 (top 100, with texts) | %.3f ms |\n", m.p99_ms);
-  std::printf("| BM25 top-10 p50 (FTS5 query alone) | %.3f ms |\n", raw_p50);
-  std::printf("| BM25 top-10 with texts p50 / p99 (rag-cli search) | %.3f / %.3f ms |\n", top10_p50,
-              top10_p99);
-  std::printf("| ingest (%zu new, %zu unchanged) | %.2f s, %.0f docs/s, %.2f MB/s |\n",
-              counts.added + counts.updated, counts.unchanged, ingest_s, docs_s, mb_s);
-  nlohmann::json j{{"dataset", o.beir},
+  nlohmann::json all = nlohmann::json::array();
+  for (std::size_t i = 0; i < modes.size(); ++i) {
+    const BeirMetrics& m = metrics[i];
+    if (i > 0) std::printf("\n");
+    std::printf("| metric | value |\n|---|---|\n");
+    std::printf("| dataset | %s (%s, %zu queries, %zu docs) |\n",
+                fs::path(o.beir).filename().c_str(), o.split.c_str(), m.queries,
+                data.corpus.size());
+    std::printf("| mode | %s%s |\n", names[i].c_str(),
+                reranker ? (" + rerank by " + reranker->encoder().name()).c_str() : "");
+    if (embedding) std::printf("| embedding model | %s |\n", embedding->id().c_str());
+    std::printf(
+        "| nDCG@10 | %.4f |\n| Recall@10 | %.4f |\n| Recall@100 | %.4f |\n| MRR@10 | %.4f |\n",
+        m.ndcg10, m.recall10, m.recall100, m.mrr10);
+    std::printf("| query latency p50 (top 100, with texts) | %.3f ms |\n", m.p50_ms);
+    std::printf("| query latency p99 (top 100, with texts) | %.3f ms |\n", m.p99_ms);
+    std::printf("| BM25 top-10 p50 (FTS5 query alone) | %.3f ms |\n", raw_p50);
+    std::printf("| BM25 top-10 with texts p50 / p99 (rag-cli search) | %.3f / %.3f ms |\n",
+                top10_p50, top10_p99);
+    std::printf("| ingest (%zu new, %zu unchanged) | %.2f s, %.0f docs/s, %.2f MB/s |\n",
+                counts.added + counts.updated, counts.unchanged, ingest_s, docs_s, mb_s);
+    all.push_back({{"dataset", o.beir},
                    {"split", o.split},
-                   {"mode", o.mode},
+                   {"mode", names[i]},
                    {"embedding_model", embedding ? embedding->id() : ""},
                    {"reranker", reranker ? reranker->encoder().name() : ""},
                    {"queries", m.queries},
@@ -143,8 +169,9 @@ nlohmann::json bench_beir(const BenchRagOptions& o) {
                    {"ingest_seconds", ingest_s},
                    {"ingest_docs_per_s", docs_s},
                    {"ingest_mb_per_s", mb_s},
-                   {"ingested_documents", counts.added + counts.updated}};
-  return j;
+                   {"ingested_documents", counts.added + counts.updated}});
+  }
+  return all;
 }
 
 // Pages/s of hearth's end-to-end PDF ingest (extract, chunk, store in a bank) and of pdftotext
@@ -276,16 +303,21 @@ nlohmann::json bench_dense(const BenchRagOptions& o) {
 
 }  // namespace
 
-int run_bench_rag(const BenchRagOptions& o) {
+BenchRagResult run_bench_rag(const BenchRagOptions& o) {
   if (o.beir.empty() && o.pdfs.empty() && o.dense_rows == 0) {
     throw Error(ErrorCode::kInvalidArgument, "give --beir DIR, --pdf PATH and/or --dense-rows N");
   }
-  nlohmann::json j;
-  if (!o.beir.empty()) j["beir"] = bench_beir(o);
+  BenchRagResult result;
+  nlohmann::json& j = result.json;
+  if (!o.beir.empty()) {
+    const nlohmann::json modes = bench_beir(o, result);
+    j["beir"] = modes.front();
+    if (modes.size() > 1) j["beir_modes"] = modes;
+  }
   if (!o.pdfs.empty()) j["pdf"] = bench_pdf(o);
   if (o.dense_rows > 0) j["dense"] = bench_dense(o);
   std::printf("\n```json\n%s\n```\n", j.dump(2).c_str());
-  return 0;
+  return result;
 }
 
 }  // namespace hearth::rag
