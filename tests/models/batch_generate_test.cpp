@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "hearth/core/cancel.hpp"
@@ -193,6 +195,38 @@ TEST(BatchGenerator, RefusesWhatGenerateRefusesAndSharedSessions) {
   EXPECT_EQ(code(c, bos, bad), ErrorCode::kInvalidArgument);
   EXPECT_EQ(batch.size(), 1u);
   EXPECT_THROW(BatchGenerator(*model, -1), Error);
+}
+
+// cancel() from another thread (a server's connection thread) ends that stream at the next step.
+TEST(BatchGenerator, CancelFromAnotherThread) {
+  HEARTH_REQUIRE_FIXTURE(dir, "models/stories260K");
+  const auto model = LanguageModel::load(dir / "stories260K-f32.gguf");
+  BatchGenerator batch(*model);
+  Session a(*model), b(*model);
+  GenerateOptions o;
+  o.max_tokens = 50;
+  const std::int32_t bos[1] = {1};
+  const auto a_id = batch.add(a, bos, o);
+  batch.add(b, bos, o);
+  std::atomic<int> stage{0};
+  std::thread client([&] {
+    while (stage.load() == 0) std::this_thread::yield();
+    batch.cancel(a_id);
+    stage.store(2);
+  });
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(batch.step().empty());
+  stage.store(1);
+  while (stage.load() != 2) std::this_thread::yield();
+  client.join();
+  const auto done = batch.step();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, a_id);
+  EXPECT_EQ(done[0].generation.finish, FinishReason::kCancelled);
+  EXPECT_EQ(done[0].generation.token_ids.size(), 3u);
+  EXPECT_EQ(batch.size(), 1u);  // b goes on
+  while (!batch.empty()) {
+    for (const auto& f : batch.step()) EXPECT_EQ(f.generation.finish, FinishReason::kLength);
+  }
 }
 
 // Ctrl+C ends every stream with kCancelled at the next step, prompts included (whose sessions

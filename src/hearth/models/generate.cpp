@@ -160,12 +160,20 @@ BatchGenerator::StreamId BatchGenerator::add(Session& session, std::span<const s
 }
 
 void BatchGenerator::cancel(StreamId id) {
-  for (const auto& s : streams_) {
-    if (s->id == id) s->cancelled = true;
-  }
+  std::lock_guard lock(cancel_mutex_);
+  cancel_requests_.push_back(id);
 }
 
 std::vector<BatchGenerator::Finished> BatchGenerator::step() {
+  std::vector<StreamId> cancels;
+  {
+    std::lock_guard lock(cancel_mutex_);
+    cancels.swap(cancel_requests_);
+  }
+  for (const auto& s : streams_) {
+    s->cancelled =
+        s->cancelled || std::find(cancels.begin(), cancels.end(), s->id) != cancels.end();
+  }
   std::vector<Finished> finished;
   const auto finish = [&](Stream& s, FinishReason reason, std::exception_ptr error = {}) {
     if (!s.stops.stopped()) {

@@ -9,6 +9,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -83,8 +84,9 @@ Generation generate(Session& session, std::span<const std::int32_t> prompt,
 // callbacks and finish reason (exactly so where decode_step() is exact; docs/llm.md), its
 // Generation's timings counting the whole time of the steps it took part in.
 //
-// Thread safety: one thread drives a BatchGenerator (add, cancel, step, size); the on_text
-// callbacks run on it, inside step(). A session belongs to its stream until the stream finishes.
+// Thread safety: one thread drives a BatchGenerator (add, step, size); the on_text callbacks run
+// on it, inside step(). cancel() may come from any thread (a server's connection threads). A
+// session belongs to its stream until the stream finishes.
 // Ctrl+C (cancel_requested()) ends every stream with kCancelled at the next step.
 class BatchGenerator {
  public:
@@ -113,7 +115,7 @@ class BatchGenerator {
   StreamId add(Session& session, std::span<const std::int32_t> prompt,
                const GenerateOptions& options, std::function<void(std::string_view)> on_text = {});
   // Ends the stream with kCancelled at the next step (its text so far kept). Ids that finished
-  // or never existed are ignored.
+  // or never existed are ignored. Thread-safe.
   void cancel(StreamId id);
   // Runs one step and returns the streams that finished in it (their text complete).
   std::vector<Finished> step();
@@ -127,6 +129,8 @@ class BatchGenerator {
   std::int64_t prefill_chunk_;
   StreamId next_id_ = 1;
   std::vector<std::unique_ptr<Stream>> streams_;
+  std::mutex cancel_mutex_;
+  std::vector<StreamId> cancel_requests_;  // under cancel_mutex_, taken by step()
 };
 
 }  // namespace hearth::models
