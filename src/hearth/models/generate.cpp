@@ -92,10 +92,17 @@ struct BatchGenerator::Stream {
         decoder(s.model().tokenizer()),
         stops(o.stop) {}
 
+  std::exception_ptr callback_error;  // on_text threw: the stream ends with it
+
   void emit(const std::string& piece) {
     if (piece.empty()) return;
     g.text += piece;
-    if (on_text) on_text(piece);
+    if (!on_text || callback_error) return;
+    try {
+      on_text(piece);
+    } catch (...) {
+      callback_error = std::current_exception();
+    }
   }
   void keep_rows(std::span<const float> last) {
     logits = last;
@@ -183,7 +190,7 @@ std::vector<BatchGenerator::Finished> BatchGenerator::step() {
     s.g.finish = reason;
     s.g.timings = s.session->timings();
     s.done = true;
-    finished.push_back({s.id, std::move(s.g), std::move(error)});
+    finished.push_back({s.id, std::move(s.g), error ? std::move(error) : s.callback_error});
   };
 
   // Prompts: a chunk of each (a failed feed leaves the session as it was).
@@ -220,8 +227,8 @@ std::vector<BatchGenerator::Finished> BatchGenerator::step() {
   for (const auto& sp : streams_) {
     Stream& s = *sp;
     if (s.done || s.fed < s.prompt.size()) continue;
-    if (s.cancelled || cancel_requested()) {
-      finish(s, FinishReason::kCancelled);
+    if (s.cancelled || cancel_requested() || s.callback_error) {
+      finish(s, FinishReason::kCancelled, s.callback_error);
       continue;
     }
     if (s.options.max_tokens > 0 &&

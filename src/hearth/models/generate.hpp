@@ -95,8 +95,9 @@ class BatchGenerator {
     StreamId id = 0;
     Generation generation;  // what the stream made, its finish reason and timings
     // The exception that ended the stream, else null: Error(kCancelled) when Ctrl+C came during
-    // its prompt (the session then holds the reused prefix, as generate() leaves it), or a
-    // failure of the computation (the stream's finish is then kCancelled).
+    // its prompt (the session then holds the reused prefix, as generate() leaves it), a failure
+    // of the computation, or what its on_text callback threw (no more text is sent to it; the
+    // stream ends at the next step). The stream's finish is then kCancelled.
     std::exception_ptr error;
   };
 
@@ -112,6 +113,7 @@ class BatchGenerator {
   // the session's timings are reset); it runs from the next step(). Throws, before anything
   // changes, what generate() throws for bad options or a prompt too long for the context, and
   // Error(kInvalidArgument) when the session belongs to another model or to a running stream.
+  // The model needs its tokenizer (for the streamed text).
   StreamId add(Session& session, std::span<const std::int32_t> prompt,
                const GenerateOptions& options, std::function<void(std::string_view)> on_text = {});
   // Ends the stream with kCancelled at the next step (its text so far kept). Ids that finished
