@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "hearth/core/cancel.hpp"
@@ -193,6 +196,70 @@ TEST(BatchGenerator, RefusesWhatGenerateRefusesAndSharedSessions) {
   EXPECT_EQ(code(c, bos, bad), ErrorCode::kInvalidArgument);
   EXPECT_EQ(batch.size(), 1u);
   EXPECT_THROW(BatchGenerator(*model, -1), Error);
+}
+
+// cancel() from another thread (a server's connection thread) ends that stream at the next step.
+TEST(BatchGenerator, CancelFromAnotherThread) {
+  HEARTH_REQUIRE_FIXTURE(dir, "models/stories260K");
+  const auto model = LanguageModel::load(dir / "stories260K-f32.gguf");
+  BatchGenerator batch(*model);
+  Session a(*model), b(*model);
+  GenerateOptions o;
+  o.max_tokens = 50;
+  const std::int32_t bos[1] = {1};
+  const auto a_id = batch.add(a, bos, o);
+  batch.add(b, bos, o);
+  std::atomic<int> stage{0};
+  std::thread client([&] {
+    while (stage.load() == 0) std::this_thread::yield();
+    batch.cancel(a_id);
+    stage.store(2);
+  });
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(batch.step().empty());
+  stage.store(1);
+  while (stage.load() != 2) std::this_thread::yield();
+  client.join();
+  const auto done = batch.step();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, a_id);
+  EXPECT_EQ(done[0].generation.finish, FinishReason::kCancelled);
+  EXPECT_EQ(done[0].generation.token_ids.size(), 3u);
+  EXPECT_EQ(batch.size(), 1u);  // b goes on
+  while (!batch.empty()) {
+    for (const auto& f : batch.step()) EXPECT_EQ(f.generation.finish, FinishReason::kLength);
+  }
+}
+
+// A callback that throws (a server's client gone mid-write) ends its own stream with that
+// exception; the others go on.
+TEST(BatchGenerator, AThrowingCallbackEndsOnlyItsStream) {
+  HEARTH_REQUIRE_FIXTURE(dir, "models/stories260K");
+  const auto model = LanguageModel::load(dir / "stories260K-f32.gguf");
+  BatchGenerator batch(*model);
+  Session a(*model), b(*model);
+  GenerateOptions o;
+  o.max_tokens = 20;
+  const std::int32_t bos[1] = {1};
+  int pieces = 0;
+  const auto a_id = batch.add(a, bos, o, [&](std::string_view) {
+    if (++pieces == 3) throw std::runtime_error("connection closed");
+  });
+  std::string b_text;
+  batch.add(b, bos, o, [&](std::string_view p) { b_text += p; });
+  std::vector<BatchGenerator::Finished> done;
+  for (int i = 0; i < 100 && !batch.empty(); ++i) {
+    for (auto& f : batch.step()) done.push_back(std::move(f));
+  }
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].id, a_id);
+  EXPECT_EQ(done[0].generation.finish, FinishReason::kCancelled);
+  ASSERT_TRUE(done[0].error);
+  EXPECT_THROW(std::rethrow_exception(done[0].error), std::runtime_error);
+  EXPECT_EQ(pieces, 3);  // nothing more was sent to it
+  EXPECT_LT(done[0].generation.token_ids.size(), 20u);
+  EXPECT_EQ(done[1].generation.finish, FinishReason::kLength);
+  EXPECT_EQ(done[1].generation.text, b_text);
+  EXPECT_FALSE(done[1].error);
 }
 
 // Ctrl+C ends every stream with kCancelled at the next step, prompts included (whose sessions

@@ -92,10 +92,17 @@ struct BatchGenerator::Stream {
         decoder(s.model().tokenizer()),
         stops(o.stop) {}
 
+  std::exception_ptr callback_error;  // on_text threw: the stream ends with it
+
   void emit(const std::string& piece) {
     if (piece.empty()) return;
     g.text += piece;
-    if (on_text) on_text(piece);
+    if (!on_text || callback_error) return;
+    try {
+      on_text(piece);
+    } catch (...) {
+      callback_error = std::current_exception();
+    }
   }
   void keep_rows(std::span<const float> last) {
     logits = last;
@@ -160,12 +167,20 @@ BatchGenerator::StreamId BatchGenerator::add(Session& session, std::span<const s
 }
 
 void BatchGenerator::cancel(StreamId id) {
-  for (const auto& s : streams_) {
-    if (s->id == id) s->cancelled = true;
-  }
+  std::lock_guard lock(cancel_mutex_);
+  cancel_requests_.push_back(id);
 }
 
 std::vector<BatchGenerator::Finished> BatchGenerator::step() {
+  std::vector<StreamId> cancels;
+  {
+    std::lock_guard lock(cancel_mutex_);
+    cancels.swap(cancel_requests_);
+  }
+  for (const auto& s : streams_) {
+    s->cancelled =
+        s->cancelled || std::find(cancels.begin(), cancels.end(), s->id) != cancels.end();
+  }
   std::vector<Finished> finished;
   const auto finish = [&](Stream& s, FinishReason reason, std::exception_ptr error = {}) {
     if (!s.stops.stopped()) {
@@ -175,7 +190,7 @@ std::vector<BatchGenerator::Finished> BatchGenerator::step() {
     s.g.finish = reason;
     s.g.timings = s.session->timings();
     s.done = true;
-    finished.push_back({s.id, std::move(s.g), std::move(error)});
+    finished.push_back({s.id, std::move(s.g), error ? std::move(error) : s.callback_error});
   };
 
   // Prompts: a chunk of each (a failed feed leaves the session as it was).
@@ -212,8 +227,8 @@ std::vector<BatchGenerator::Finished> BatchGenerator::step() {
   for (const auto& sp : streams_) {
     Stream& s = *sp;
     if (s.done || s.fed < s.prompt.size()) continue;
-    if (s.cancelled || cancel_requested()) {
-      finish(s, FinishReason::kCancelled);
+    if (s.cancelled || cancel_requested() || s.callback_error) {
+      finish(s, FinishReason::kCancelled, s.callback_error);
       continue;
     }
     if (s.options.max_tokens > 0 &&

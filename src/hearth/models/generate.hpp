@@ -9,6 +9,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -83,8 +84,9 @@ Generation generate(Session& session, std::span<const std::int32_t> prompt,
 // callbacks and finish reason (exactly so where decode_step() is exact; docs/llm.md), its
 // Generation's timings counting the whole time of the steps it took part in.
 //
-// Thread safety: one thread drives a BatchGenerator (add, cancel, step, size); the on_text
-// callbacks run on it, inside step(). A session belongs to its stream until the stream finishes.
+// Thread safety: one thread drives a BatchGenerator (add, step, size); the on_text callbacks run
+// on it, inside step(). cancel() may come from any thread (a server's connection threads). A
+// session belongs to its stream until the stream finishes.
 // Ctrl+C (cancel_requested()) ends every stream with kCancelled at the next step.
 class BatchGenerator {
  public:
@@ -93,8 +95,9 @@ class BatchGenerator {
     StreamId id = 0;
     Generation generation;  // what the stream made, its finish reason and timings
     // The exception that ended the stream, else null: Error(kCancelled) when Ctrl+C came during
-    // its prompt (the session then holds the reused prefix, as generate() leaves it), or a
-    // failure of the computation (the stream's finish is then kCancelled).
+    // its prompt (the session then holds the reused prefix, as generate() leaves it), a failure
+    // of the computation, or what its on_text callback threw (no more text is sent to it; the
+    // stream ends at the next step). The stream's finish is then kCancelled.
     std::exception_ptr error;
   };
 
@@ -110,10 +113,11 @@ class BatchGenerator {
   // the session's timings are reset); it runs from the next step(). Throws, before anything
   // changes, what generate() throws for bad options or a prompt too long for the context, and
   // Error(kInvalidArgument) when the session belongs to another model or to a running stream.
+  // The model needs its tokenizer (for the streamed text).
   StreamId add(Session& session, std::span<const std::int32_t> prompt,
                const GenerateOptions& options, std::function<void(std::string_view)> on_text = {});
   // Ends the stream with kCancelled at the next step (its text so far kept). Ids that finished
-  // or never existed are ignored.
+  // or never existed are ignored. Thread-safe.
   void cancel(StreamId id);
   // Runs one step and returns the streams that finished in it (their text complete).
   std::vector<Finished> step();
@@ -127,6 +131,8 @@ class BatchGenerator {
   std::int64_t prefill_chunk_;
   StreamId next_id_ = 1;
   std::vector<std::unique_ptr<Stream>> streams_;
+  std::mutex cancel_mutex_;
+  std::vector<StreamId> cancel_requests_;  // under cancel_mutex_, taken by step()
 };
 
 }  // namespace hearth::models
