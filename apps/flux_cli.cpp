@@ -121,9 +121,11 @@ int generate(const Options& o, const hearth::cli::CommonOptions& common) {
   } clear{bar};
   std::size_t done = 0;
   double step_total = 0.0;
+  // --json is for programs: no progress lines around it.
   const auto on_progress = [&](const models::FluxProgress& p) {
+    if (o.json) return;
     if (p.kind == models::FluxProgress::Kind::kStage) {
-      if (!o.json) bar.message(p.stage + " ...");
+      bar.message(p.stage + " ...");
       return;
     }
     ++done;
