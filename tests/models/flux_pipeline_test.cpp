@@ -23,7 +23,9 @@
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
+#include "hearth/formats/gguf.hpp"
 #include "hearth/formats/npy.hpp"
+#include "hearth/formats/safetensors.hpp"
 #include "hearth/image/png.hpp"
 #include "hearth/models/flux_pipeline.hpp"
 #include "support/fixtures.hpp"
@@ -222,6 +224,34 @@ TEST_F(FluxPipelineTest, DiffusersFolderAndBflFilesGiveTheSameImage) {
     const FluxPipeline c = FluxPipeline::open((model(variant, "bfl") / file).string());
     EXPECT_EQ(c.files().vae, model(variant, "bfl") / "ae.safetensors");
   }
+}
+
+TEST_F(FluxPipelineTest, AGgufTransformerIsFoundAndReadFromItsHeader) {
+  // The dev single file's tensors as a GGUF (city96's FLUX GGUFs keep BFL's names), beside the
+  // other single files.
+  const testing::TempDir tmp;
+  fs::copy(model("dev", "bfl"), tmp / "b", fs::copy_options::recursive);
+  const fs::path st_path = tmp / "b" / "flux1-dev.safetensors";
+  {
+    const auto st = formats::SafetensorsFile::open(st_path);
+    formats::GGUFWriter w;
+    w.set("general.architecture", std::string("flux"));
+    for (const auto& t : st.tensors()) {
+      const TensorView v = st.view(t);
+      w.add_tensor(t.name, t.dtype, t.shape, std::span(v.data, t.nbytes));
+    }
+    w.write(tmp / "b" / "flux1-dev-F32.gguf");
+  }
+  fs::remove(st_path);
+  const FluxPipeline p = FluxPipeline::open((tmp / "b").string());
+  EXPECT_EQ(p.files().transformer, tmp / "b" / "flux1-dev-F32.gguf");
+  EXPECT_TRUE(p.dev());
+  EXPECT_EQ(p.joint_dim(), 32);
+  EXPECT_EQ(p.pooled_dim(), 64);
+  // Two candidates: the user picks.
+  fs::copy(tmp / "b" / "flux1-dev-F32.gguf", tmp / "b" / "flux1-dev-Q8_0.gguf");
+  expect_error([&] { FluxPipeline::open((tmp / "b").string()); }, ErrorCode::kInvalidArgument,
+               {"flux1-dev-F32.gguf, flux1-dev-Q8_0.gguf", "pass the one"});
 }
 
 TEST_F(FluxPipelineTest, SeedsAreRecordedAndReproduceTheImage) {
