@@ -440,6 +440,16 @@ TEST_F(FluxPipelineTest, MissingPartsAreListedWithWhereTheyWereLookedFor) {
   fs::create_directories(tmp / "empty");
   expect_error([&] { FluxPipeline::open((tmp / "empty").string()); }, ErrorCode::kNotFound,
                {"model_index.json", "flux1-schnell.safetensors", (tmp / "empty").string()});
+  // A broken transformer config.
+  fs::copy(model("dev", "diffusers"), tmp / "c", fs::copy_options::recursive);
+  {
+    formats::AtomicFileWriter w(tmp / "c" / "transformer" / "config.json");
+    const std::string text = R"({"guidance_embeds": "yes"})";
+    w.write(text.data(), text.size());
+    w.commit();
+  }
+  expect_error([&] { FluxPipeline::open((tmp / "c").string()); }, ErrorCode::kFormat,
+               {"transformer/config.json", "guidance_embeds"});
   // A file that is no FLUX transformer.
   expect_error(
       [&] { FluxPipeline::open((model("schnell", "bfl") / "clip_l.safetensors").string()); },

@@ -242,7 +242,13 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     p.joint_dim_ = num("joint_attention_dim", 4096);
     p.pooled_dim_ = num("pooled_projection_dim", 768);
     p.in_channels_ = num("in_channels", 64);
-    p.dev_ = cfg.value("guidance_embeds", false);
+    if (const auto g = cfg.find("guidance_embeds"); g != cfg.end()) {
+      if (!g->is_boolean()) {
+        throw Error(ErrorCode::kFormat, "guidance_embeds must be true or false",
+                    {.file = cfg_file.string(), .key = "guidance_embeds"});
+      }
+      p.dev_ = g->get<bool>();
+    }
     p.schedule_ = FluxSchedule::load(f.scheduler);
   } else {
     // Black Forest Labs' single files.
