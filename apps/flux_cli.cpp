@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -121,9 +122,11 @@ int generate(const Options& o, const hearth::cli::CommonOptions& common) {
   } clear{bar};
   std::size_t done = 0;
   double step_total = 0.0;
+  // --json is for programs: no progress lines around it.
   const auto on_progress = [&](const models::FluxProgress& p) {
+    if (o.json) return;
     if (p.kind == models::FluxProgress::Kind::kStage) {
-      if (!o.json) bar.message(p.stage + " ...");
+      bar.message(p.stage + " ...");
       return;
     }
     ++done;
@@ -205,7 +208,9 @@ int generate(const Options& o, const hearth::cli::CommonOptions& common) {
   if (!r.step_seconds.empty()) {
     const auto [lo, hi] = std::minmax_element(r.step_seconds.begin(), r.step_seconds.end());
     std::printf("  per step          %9s   (%zu steps, %s to %s)\n",
-                seconds(step_total / static_cast<double>(r.step_seconds.size())).c_str(),
+                seconds(std::accumulate(r.step_seconds.begin(), r.step_seconds.end(), 0.0) /
+                        static_cast<double>(r.step_seconds.size()))
+                    .c_str(),
                 r.step_seconds.size(), seconds(*lo).c_str(), seconds(*hi).c_str());
   }
   std::printf("  total             %9s   peak RSS %s\n", seconds(total).c_str(),

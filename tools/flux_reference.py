@@ -36,6 +36,17 @@ Usage: flux_reference.py --model DIR --input in.json --output out.json
 flux_reference.py --sigmas in.json --output out.json
   in.json: {"cases": [{"steps", "tokens", "dynamic", "shift", "base_shift", "max_shift",
   "base_seq", "max_seq"}, ...]} -> {"sigmas": [[...], ...]}
+flux_reference.py --pipeline DIR --input in.json --output out.json
+  The whole text-to-image (or image-to-image) pipeline on a diffusers FLUX folder, as diffusers'
+  FluxPipeline / FluxImg2ImgPipeline run it: CLIP pooled and T5 hidden states
+  (text_encoder_reference.py) of the given padded ids, the scheduler's sigmas, the 2x2-packed
+  noise, the Euler loop over the transformer above, unpacking and the VAE decode
+  (vae_reference.py), then diffusers' postprocess (x / 2 + 0.5 clamped, * 255, rounded half to
+  even). Image-to-image: sigmas from t_start = int(max(steps - steps * strength, 0)) on, and the
+  start latent sigma_0 * noise + (1 - sigma_0) * encode(image) (the encoder's mean).
+  in.json: {"clip_ids", "t5_ids", "noise": NPY [16, H/8, W/8], "steps", "guidance"?,
+  "init_image"?: NPY [H, W, 3] in [-1, 1], "strength"?}
+  -> {"image": [H * W * 3 uint8, HWC], "sigmas": [...]}
 """
 
 import argparse
@@ -185,14 +196,64 @@ def sigmas(s):
     return list(sig) + [0.0]
 
 
+def pipeline(folder, inp):
+    import text_encoder_reference as te
+    import vae_reference as vr
+
+    def encoder(sub):
+        with open(os.path.join(folder, sub, "config.json")) as f:
+            cfg = json.load(f)
+        return cfg, read_safetensors(os.path.join(folder, sub, "model.safetensors"))
+
+    with torch.no_grad():
+        _, pooled = te.clip_text(*encoder("text_encoder"), inp["clip_ids"])
+        context = te.t5_encoder(*encoder("text_encoder_2"), inp["t5_ids"])
+        noise = torch.from_numpy(np.load(inp["noise"]).astype(np.float64))
+        c, h, w = noise.shape
+        with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
+            sc = json.load(f)
+        steps = inp["steps"]
+        sig = sigmas({"steps": steps, "tokens": (h // 2) * (w // 2),
+                      "dynamic": sc.get("use_dynamic_shifting", False),
+                      "shift": sc.get("shift", 1.0), "base_shift": sc.get("base_shift", 0.5),
+                      "max_shift": sc.get("max_shift", 1.15),
+                      "base_seq": sc.get("base_image_seq_len", 256),
+                      "max_seq": sc.get("max_image_seq_len", 4096)})
+        vae = vr.KL(os.path.join(folder, "vae"))
+        x = noise
+        if inp.get("init_image"):
+            init = min(steps * inp["strength"], steps)
+            t_start = int(max(steps - init, 0))
+            sig = sig[t_start:]
+            img = torch.from_numpy(np.load(inp["init_image"]).astype(np.float64))
+            z = vae.encode(img.permute(2, 0, 1)[None])[0]
+            x = sig[0] * noise + (1 - sig[0]) * z
+        packed = x.reshape(c, h // 2, 2, w // 2, 2).permute(1, 3, 0, 2, 4).reshape(-1, c * 4)
+        img_ids = torch.tensor([[0, r, q] for r in range(h // 2) for q in range(w // 2)],
+                               dtype=torch.float64)
+        txt_ids = torch.zeros(len(inp["t5_ids"]), 3, dtype=torch.float64)
+        m = Model(os.path.join(folder, "transformer"))
+        for i in range(len(sig) - 1):
+            v = m.forward(packed, img_ids, context, txt_ids, pooled, sig[i], inp.get("guidance"))
+            packed = packed + (sig[i + 1] - sig[i]) * v
+        lat = packed.reshape(h // 2, w // 2, c, 2, 2).permute(2, 0, 3, 1, 4).reshape(c, h, w)
+        out = vae.decode(lat[None])[0].permute(1, 2, 0)  # HWC in about [-1, 1]
+        u8 = np.round(np.clip(out.numpy() / 2 + 0.5, 0, 1) * 255).astype(np.uint8)
+    return {"image": u8.reshape(-1).tolist(), "sigmas": [float(v) for v in sig]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
     ap.add_argument("--input")
     ap.add_argument("--sigmas")
+    ap.add_argument("--pipeline")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
-    if args.sigmas:
+    if args.pipeline:
+        with open(args.input) as f:
+            out = pipeline(args.pipeline, json.load(f))
+    elif args.sigmas:
         with open(args.sigmas) as f:
             cases = json.load(f)["cases"]
         out = {"sigmas": [[float(v) for v in sigmas(c)] for c in cases]}

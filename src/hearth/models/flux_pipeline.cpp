@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <numbers>
 #include <random>
 #include <utility>
@@ -11,6 +13,7 @@
 #include "hearth/core/memory.hpp"
 #include "hearth/core/timer.hpp"
 #include "hearth/core/utf8.hpp"
+#include "hearth/formats/gguf.hpp"
 #include "hearth/formats/hf_cache.hpp"
 #include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/npy.hpp"
@@ -103,6 +106,80 @@ fs::path find_t5(const std::vector<fs::path>& dirs) {
   return {};
 }
 
+struct TransformerHeader {
+  Shape img_in, txt_in, vec_in;
+  bool guidance = false;
+};
+
+bool is_gguf(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+// A BFL transformer's input widths and guidance embedder from a safetensors or GGUF header
+// (also under ComfyUI's "model.diffusion_model." prefix).
+TransformerHeader read_header(const fs::path& path) {
+  std::function<Shape(const std::string&)> shape;
+  std::optional<formats::SafetensorsFile> st;
+  std::optional<formats::GGUFFile> gg;
+  if (is_gguf(path)) {
+    gg = formats::GGUFFile::open(path);
+    shape = [&](const std::string& n) {
+      const auto* t = gg->find_tensor(n);
+      return t != nullptr ? t->shape : Shape{};
+    };
+  } else {
+    st = formats::SafetensorsFile::open(path);
+    shape = [&](const std::string& n) { return header_shape(*st, n); };
+  }
+  std::string prefix;
+  if (shape("img_in.weight").empty() && !shape("model.diffusion_model.img_in.weight").empty()) {
+    prefix = "model.diffusion_model.";
+  }
+  TransformerHeader h{shape(prefix + "img_in.weight"), shape(prefix + "txt_in.weight"),
+                      shape(prefix + "vector_in.in_layer.weight"),
+                      !shape(prefix + "guidance_in.in_layer.weight").empty()};
+  if (h.img_in.size() != 2 || h.txt_in.size() != 2 || h.vec_in.size() != 2) {
+    throw Error(ErrorCode::kFormat,
+                "not a FLUX transformer in Black Forest Labs' layout (img_in, txt_in and "
+                "vector_in.in_layer weights expected)",
+                {.file = path.string(), .key = prefix + "img_in.weight"});
+  }
+  return h;
+}
+
+// The transformer file in a folder of single files: flux1-schnell.safetensors or
+// flux1-dev.safetensors, else the one flux1-*.safetensors or flux1-*.gguf.
+fs::path find_transformer(const fs::path& dir) {
+  if (fs::path p = find_in({dir}, {"flux1-schnell.safetensors", "flux1-dev.safetensors"});
+      !p.empty()) {
+    return p;
+  }
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.starts_with("flux1-") && (n.ends_with(".safetensors") || n.ends_with(".gguf"))) {
+      found.push_back(e.path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  if (found.size() == 1) return found.front();
+  if (found.empty()) {
+    throw Error(ErrorCode::kNotFound,
+                "neither a diffusers FLUX folder (no model_index.json) nor a folder holding "
+                "flux1-schnell.safetensors, flux1-dev.safetensors or one flux1-*.gguf; pass the "
+                "transformer file itself if it is named otherwise",
+                {.file = dir.string()});
+  }
+  std::string names;
+  for (const fs::path& f : found) names += (names.empty() ? "" : ", ") + f.filename().string();
+  throw Error(ErrorCode::kInvalidArgument,
+              "holds several FLUX transformers (" + names + "): pass the one to use",
+              {.file = dir.string()});
+}
+
 struct Rss {
   Rss() { reset_peak_rss(); }
   std::uint64_t peak() const {
@@ -165,20 +242,19 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     p.joint_dim_ = num("joint_attention_dim", 4096);
     p.pooled_dim_ = num("pooled_projection_dim", 768);
     p.in_channels_ = num("in_channels", 64);
-    p.dev_ = cfg.value("guidance_embeds", false);
+    if (const auto g = cfg.find("guidance_embeds"); g != cfg.end()) {
+      if (!g->is_boolean()) {
+        throw Error(ErrorCode::kFormat, "guidance_embeds must be true or false",
+                    {.file = cfg_file.string(), .key = "guidance_embeds"});
+      }
+      p.dev_ = g->get<bool>();
+    }
     p.schedule_ = FluxSchedule::load(f.scheduler);
   } else {
     // Black Forest Labs' single files.
     f.layout = FluxLayout::kBfl;
     if (fs::is_directory(root, ec)) {
-      f.transformer = find_in({root}, {"flux1-schnell.safetensors", "flux1-dev.safetensors"});
-      if (f.transformer.empty()) {
-        throw Error(ErrorCode::kNotFound,
-                    "neither a diffusers FLUX folder (no model_index.json) nor a folder holding "
-                    "flux1-schnell.safetensors or flux1-dev.safetensors; pass the transformer "
-                    "file itself if it is named otherwise",
-                    {.file = root.string()});
-      }
+      f.transformer = find_transformer(root);
     } else {
       f.transformer = root;
     }
@@ -247,25 +323,13 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
       m.need(f.t5_tokenizer, "the T5 tokenizer");
     }
     m.raise(model, f.transformer.string());
-    // The shape the transformer takes, from its header only.
-    const auto st = formats::SafetensorsFile::open(f.transformer);
-    std::string prefix;
-    if (!st.find_tensor("img_in.weight") && st.find_tensor("model.diffusion_model.img_in.weight")) {
-      prefix = "model.diffusion_model.";
-    }
-    const Shape img_in = header_shape(st, prefix + "img_in.weight");
-    const Shape txt_in = header_shape(st, prefix + "txt_in.weight");
-    const Shape vec_in = header_shape(st, prefix + "vector_in.in_layer.weight");
-    if (img_in.size() != 2 || txt_in.size() != 2 || vec_in.size() != 2) {
-      throw Error(ErrorCode::kFormat,
-                  "not a FLUX transformer in Black Forest Labs' layout (img_in, txt_in and "
-                  "vector_in.in_layer weights expected)",
-                  {.file = f.transformer.string(), .key = prefix + "img_in.weight"});
-    }
-    p.in_channels_ = img_in[1];
-    p.joint_dim_ = txt_in[1];
-    p.pooled_dim_ = vec_in[1];
-    p.dev_ = st.find_tensor(prefix + "guidance_in.in_layer.weight") != nullptr;
+    // The shape the transformer takes, from its header only (safetensors or GGUF: the same names
+    // and, outermost first, the same shapes).
+    const TransformerHeader h = read_header(f.transformer);
+    p.in_channels_ = h.img_in[1];
+    p.joint_dim_ = h.txt_in[1];
+    p.pooled_dim_ = h.vec_in[1];
+    p.dev_ = h.guidance;
     p.schedule_ = p.dev_ ? FluxSchedule::dev() : FluxSchedule::schnell();
   }
   if (p.in_channels_ != 4 * kLatentChannels) {

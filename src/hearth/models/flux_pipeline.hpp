@@ -8,12 +8,14 @@
 // Model layouts (FluxPipeline::open):
 //  * the diffusers folder of black-forest-labs/FLUX.1-schnell / -dev: model_index.json,
 //    transformer/, text_encoder/, text_encoder_2/, vae/, tokenizer/, tokenizer_2/, scheduler/;
-//  * Black Forest Labs' single files as ComfyUI users keep them: flux1-schnell.safetensors or
-//    flux1-dev.safetensors (the path given, or found in the folder given), with ae.safetensors,
-//    clip_l.safetensors and t5xxl_*.safetensors found beside it or in ComfyUI's sibling folders
-//    (../vae, ../clip, ../text_encoders); the tokenizer/ and tokenizer_2/ folders from
-//    FluxOpenOptions::tokenizers, else beside the file, else from a FLUX.1 snapshot in the local
-//    Hugging Face cache;
+//  * Black Forest Labs' single files as ComfyUI users keep them: the transformer
+//    flux1-schnell.safetensors or flux1-dev.safetensors, or a GGUF of the same tensors
+//    (flux1-*.gguf, read by a FluxRunOptions::load_transformer that takes GGUF), given as the
+//    path or found in the folder given; ae.safetensors, clip_l.safetensors and
+//    t5xxl_*.safetensors beside it or in ComfyUI's sibling folders (../vae, ../clip,
+//    ../text_encoders); the tokenizer/ and tokenizer_2/ folders from FluxOpenOptions::tokenizers,
+//    else beside the file or one folder up, else from a FLUX.1 snapshot in the local Hugging
+//    Face cache;
 //  * "schnell" / "dev" (or any repo id): the diffusers snapshot in the local Hugging Face cache
 //    (no network).
 #pragma once
