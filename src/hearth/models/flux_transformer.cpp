@@ -1,11 +1,18 @@
 #include "hearth/models/flux_transformer.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <map>
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/formats/gguf.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
+#include "hearth/tensor/half.hpp"
 
 namespace hearth::models {
 
@@ -136,6 +143,47 @@ BflRows bfl_rows(const std::string& n, i64 d) {
   throw Error(ErrorCode::kInternal, "no Black Forest Labs name for " + n);
 }
 
+// Drops the resident pages wholly inside [p, p + n) of a read-only file mapping (they would be
+// read again from the file if touched).
+void release_pages(const void* p, std::size_t n) {
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
+// v (f32, f16 or bf16 over a file mapping) quantized row by row to q into a buffer kept in
+// store; v's pages are released.
+kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, ThreadPool& pool,
+                                     std::vector<std::unique_ptr<std::byte[]>>& store) {
+  const i64 rb = ggml::row_bytes(q, v.cols);
+  const std::size_t src_row = *dtype_bytes(v.dtype, static_cast<std::uint64_t>(v.cols));
+  std::unique_ptr<std::byte[]> buf(new std::byte[static_cast<std::size_t>(v.rows * rb)]);
+  const auto* src = static_cast<const std::byte*>(v.data);
+  pool.parallel_for(static_cast<std::size_t>(v.rows), [&](std::size_t b, std::size_t e) {
+    const auto cols = static_cast<std::size_t>(v.cols);
+    std::vector<float> row(cols);
+    std::vector<std::uint16_t> half(v.dtype == DType::kF32 ? 0 : cols);
+    for (std::size_t r = b; r < e; ++r) {
+      const std::byte* s = src + r * src_row;
+      if (v.dtype == DType::kF32) {
+        std::memcpy(row.data(), s, cols * 4);
+      } else {
+        std::memcpy(half.data(), s, cols * 2);
+        if (v.dtype == DType::kF16) {
+          f16_to_f32(half.data(), row.data(), cols);
+        } else {
+          bf16_to_f32(half.data(), row.data(), cols);
+        }
+      }
+      ggml::quantize_row(q, row.data(), buf.get() + static_cast<i64>(r) * rb, v.cols);
+    }
+  });
+  release_pages(v.data, static_cast<std::size_t>(v.rows) * src_row);
+  store.push_back(std::move(buf));
+  return {q, store.back().get(), v.rows, v.cols};
+}
+
 }  // namespace
 
 std::vector<float> flux_timestep_embedding(double t, i64 dim) {
@@ -153,7 +201,18 @@ std::vector<float> flux_timestep_embedding(double t, i64 dim) {
 
 std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
                                                        const TextEncoderOptions& options) {
-  if (fs::exists(path) && !fs::is_directory(path)) return load_bfl(path, options);
+  FluxTransformerOptions o;
+  static_cast<TextEncoderOptions&>(o) = options;
+  return load(path, o);
+}
+
+std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
+                                                       const FluxTransformerOptions& options) {
+  if (options.quantize_bits != 0 && options.quantize_bits != 4 && options.quantize_bits != 8) {
+    throw Error(ErrorCode::kInvalidArgument, "quantize_bits is 4 or 8 (or 0: as stored), not " +
+                                                 std::to_string(options.quantize_bits));
+  }
+  if (fs::exists(path) && !fs::is_directory(path)) return load_single(path, options);
   const auto w = detail::EncoderWeights::open(path, "x_embedder.weight", {""});
   const std::string file = (path / "config.json").string();
   if (!w.config()) {
@@ -202,12 +261,25 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
   return m;
 }
 
-std::unique_ptr<FluxTransformer> FluxTransformer::load_bfl(const fs::path& path,
-                                                           const TextEncoderOptions& options) {
+std::unique_ptr<FluxTransformer> FluxTransformer::load_single(
+    const fs::path& path, const FluxTransformerOptions& options) {
   constexpr const char* kProbe = "double_blocks.0.img_attn.qkv.weight";
+  const std::vector<std::string> prefixes = {"", "model.diffusion_model."};
+  const bool gguf = [&] {
+    char magic[4] = {};
+    std::ifstream in(path, std::ios::binary);
+    return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+  }();
   const auto w = [&] {
     try {
-      return detail::EncoderWeights::open(path, kProbe, {"", "model.diffusion_model."});
+      if (!gguf) return detail::EncoderWeights::open(path, kProbe, prefixes);
+      auto f = std::make_shared<const formats::GGUFFile>(formats::GGUFFile::open(path));
+      if (const std::string arch = f->architecture(); arch != "flux") {
+        throw Error(ErrorCode::kUnsupported,
+                    "general.architecture is \"" + arch + "\", not a FLUX transformer (flux)",
+                    {.file = path.string(), .key = "general.architecture"});
+      }
+      return detail::EncoderWeights::gguf(std::move(f), kProbe, prefixes);
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kNotFound || e.where().key != kProbe) throw;
       throw Error(ErrorCode::kNotFound,
@@ -270,13 +342,15 @@ std::unique_ptr<FluxTransformer> FluxTransformer::random(const FluxTransformerCo
   check_config(config, "random weights");
   std::unique_ptr<FluxTransformer> m(new FluxTransformer());
   m->config_ = config;
-  TextEncoderOptions o = options;
+  FluxTransformerOptions o;
+  static_cast<TextEncoderOptions&>(o) = options;
   if (!o.pool) o.pool = std::make_shared<ThreadPool>(o.threads);
   m->build(detail::EncoderWeights::random(dtype, seed, *o.pool), o);
   return m;
 }
 
-void FluxTransformer::build(const detail::EncoderWeights& w, const TextEncoderOptions& options) {
+void FluxTransformer::build(const detail::EncoderWeights& w,
+                            const FluxTransformerOptions& options) {
   const FluxTransformerConfig& c = config_;
   const i64 d = c.inner(), hd = c.head_dim;
   source_ = w.source();
@@ -284,22 +358,34 @@ void FluxTransformer::build(const detail::EncoderWeights& w, const TextEncoderOp
   pool_ = options.pool ? options.pool : std::make_shared<ThreadPool>(options.threads);
   backend_ = kernels::make_cpu_backend(*pool_, options.level);
   kernels::Backend& be = *backend_;
+  // quantize_bits: f32/f16/bf16 matrices of whole 32-blocks become q4_0 / q8_0 copies.
+  const DType qtype = options.quantize_bits == 4 ? DType::kQ4_0 : DType::kQ8_0;
+  const auto make = [&](kernels::WeightView v, const float* bias) -> Linear {
+    if (options.quantize_bits != 0 && !ggml::supported(v.dtype) && v.cols % ggml::kQK == 0) {
+      v = quantize_at_load(v, qtype, *pool_, quantized_);
+    }
+    return be.make_linear_view(v, bias);
+  };
   // Fused BFL tensors are checked once and sliced by rows.
   std::map<std::string, std::pair<TensorView, std::vector<float>>> fused;
   const auto lin = [&](const std::string& name, i64 out, i64 in) -> Linear {
-    if (!bfl_) return w.linear(be, name, out, in, true);
+    if (!bfl_) {
+      const TensorView t = w.matrix(name + ".weight", out, in);
+      const std::vector<float> bias = w.vec(name + ".bias", out);
+      return make({t.dtype, t.data, out, in}, bias.data());
+    }
     const BflRows r = bfl_rows(name, d);
     const i64 total = r.total != 0 ? r.total : out;
     auto it = fused.find(r.name);
     if (it == fused.end()) {
       it = fused
-               .emplace(r.name, std::pair{w.need(r.name + ".weight", {total, in}),
+               .emplace(r.name, std::pair{w.matrix(r.name + ".weight", total, in),
                                           w.vec(r.name + ".bias", total)})
                .first;
     }
     const auto& [t, bias] = it->second;
     const std::size_t row_bytes = *dtype_bytes(t.dtype, static_cast<std::uint64_t>(in));
-    return be.make_linear_view(
+    return make(
         {t.dtype,
          static_cast<const std::byte*>(t.data) + static_cast<std::size_t>(r.first) * row_bytes, out,
          in},

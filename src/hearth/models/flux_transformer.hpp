@@ -6,7 +6,10 @@
 // `transformer/` folder (config.json + diffusion_pytorch_model*.safetensors, sharded with its
 // index or not) or Black Forest Labs' single file (flux1-schnell.safetensors / flux1-dev: fused
 // qkv and linear1 sliced by rows; also under ComfyUI's "model.diffusion_model." prefix) in f32,
-// f16 or bf16, and are read in place.
+// f16 or bf16, or a GGUF file of general.architecture "flux" (city96's FLUX GGUFs: the single
+// file's names and shapes, matrices in any block type of tensor/ggml_quant.hpp or f32/f16/bf16),
+// and are read in place. FluxTransformerOptions::quantize_bits quantizes f32/f16/bf16 matrices to
+// q4_0 / q8_0 at load (the file's pages dropped as each is done).
 #pragma once
 
 #include <array>
@@ -38,6 +41,14 @@ struct FluxTransformerConfig {
   std::int64_t inner() const { return heads * head_dim; }
 };
 
+// Load options: the text encoders' (threads, pool, SIMD level) and what FLUX adds.
+struct FluxTransformerOptions : TextEncoderOptions {
+  // 0: matrices as stored. 4 or 8: every f32/f16/bf16 matrix whose rows are whole blocks of 32 is
+  // quantized at load to q4_0 or q8_0 by hearth's quantizer (already-quantized GGUF matrices are
+  // kept); its file pages are released once its copy is made.
+  int quantize_bits = 0;
+};
+
 // One transformer call. Token ids are (axis 0, axis 1, axis 2) per token: zeros for text, (0,
 // row, column) of the 2x2-packed latent for the image (flux_image_ids).
 struct FluxTransformerInput {
@@ -56,8 +67,11 @@ class FluxTransformer {
   // (the shape read from the tensors; 128-wide heads, FLUX.1's rotary axes). Errors name the file
   // and the tensor or key.
   static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
-                                               const TextEncoderOptions& options = {});
-  // Random weights of the given shape in dtype (f32, f16, bf16), no file.
+                                               const FluxTransformerOptions& options = {});
+  static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
+                                               const TextEncoderOptions& options);
+  // Random weights of the given shape in dtype (f32, f16, bf16, or a ggml block type: matrices
+  // whose rows are whole blocks quantized by hearth's quantizer, the others f32), no file.
   static std::unique_ptr<FluxTransformer> random(const FluxTransformerConfig& config, DType dtype,
                                                  unsigned seed,
                                                  const TextEncoderOptions& options = {});
@@ -78,9 +92,9 @@ class FluxTransformer {
     std::unique_ptr<kernels::LinearWeights> fc1, fc2;
   };
   FluxTransformer() = default;
-  static std::unique_ptr<FluxTransformer> load_bfl(const std::filesystem::path& path,
-                                                   const TextEncoderOptions& options);
-  void build(const detail::EncoderWeights& w, const TextEncoderOptions& options);
+  static std::unique_ptr<FluxTransformer> load_single(const std::filesystem::path& path,
+                                                      const FluxTransformerOptions& options);
+  void build(const detail::EncoderWeights& w, const FluxTransformerOptions& options);
   void embed_mlp(const Mlp& m, const float* x, float* out, kernels::Activation act);
 
   FluxTransformerConfig config_;
@@ -90,6 +104,7 @@ class FluxTransformer {
   std::shared_ptr<ThreadPool> pool_;
   std::unique_ptr<kernels::Backend> backend_;
   std::vector<std::shared_ptr<const void>> keep_alive_;
+  std::vector<std::unique_ptr<std::byte[]>> quantized_;  // matrices quantized at load
   std::unique_ptr<kernels::LinearWeights> x_embedder_, context_embedder_, norm_out_, proj_out_;
   Mlp time_, guidance_, text_;
   std::vector<Double> doubles_;
