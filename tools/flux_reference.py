@@ -36,7 +36,9 @@ Sampler (FlowMatchEulerDiscreteScheduler as the FLUX pipelines call it):
   base_shift) and (max_seq, max_shift), sigma = e^mu / (e^mu + 1 / sigma - 1); static:
   shift sigma / (1 + (shift - 1) sigma); then 0 appended.
 
-Usage: flux_reference.py --model DIR_OR_FILE [--quantize q4_0|q8_0] --input in.json --output out.json
+Usage: flux_reference.py --model DIR_OR_FILE [--quantize q4_0|q8_0] [--lora PATH[:SCALE]]...
+  --input in.json --output out.json
+  LoRA adapters add scale * s * B (A x) to each layer they name (s = alpha / rank with alpha).
   in.json: {"calls": [{"image", "img_ids", "context", "txt_ids", "pooled", "timestep",
   "guidance"?}, ...]} (flattened arrays) -> {"velocity": [[...], ...]}; --q8-activations adds
   "velocity_q8", computed with the inputs of the block-quantized products (the GGUF's quantized
@@ -210,8 +212,96 @@ def q8_activations(x):
     return (q * d).to(torch.float64).reshape(shape)
 
 
+BFL_DOUBLE = {"img_mod.lin": ["norm1.linear"], "txt_mod.lin": ["norm1_context.linear"],
+              "img_attn.qkv": ["attn.to_q", "attn.to_k", "attn.to_v"],
+              "txt_attn.qkv": ["attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"],
+              "img_attn.proj": ["attn.to_out.0"], "txt_attn.proj": ["attn.to_add_out"],
+              "img_mlp.0": ["ff.net.0.proj"], "img_mlp.2": ["ff.net.2"],
+              "txt_mlp.0": ["ff_context.net.0.proj"], "txt_mlp.2": ["ff_context.net.2"]}
+BFL_SINGLE = {"modulation.lin": ["norm.linear"],
+              "linear1": ["attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"],
+              "linear2": ["proj_out"]}
+BFL_TOP = {"img_in": "x_embedder", "txt_in": "context_embedder",
+           "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+           "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+           "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+           "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+           "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+           "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+           "final_layer.linear": "proj_out"}
+
+
+def lora_names(t, cfg):
+    """LoRA module name (diffusers or BFL) -> [(diffusers linear, its rows in the module's up
+    matrix)], and whether the module's rows are BFL's final (shift, scale) order."""
+    out = {}
+    for n, w in t.items():
+        if n.endswith(".weight") and w.dim() == 2:
+            out[n[: -len(".weight")]] = ([n[: -len(".weight")]], False)
+    for i in range(cfg["num_layers"]):
+        for b, ds in BFL_DOUBLE.items():
+            out[f"double_blocks.{i}.{b}"] = ([f"transformer_blocks.{i}.{x}" for x in ds], False)
+    for i in range(cfg["num_single_layers"]):
+        for b, ds in BFL_SINGLE.items():
+            out[f"single_blocks.{i}.{b}"] = ([f"single_transformer_blocks.{i}.{x}" for x in ds],
+                                             False)
+    for b, x in BFL_TOP.items():
+        out[b] = ([x], False)
+    out["final_layer.adaLN_modulation.1"] = (["norm_out.linear"], True)
+    return out
+
+
+def read_lora(spec, t, cfg):
+    """PATH[:SCALE] -> {diffusers linear: [(A, B, scale)]}: lora_A/lora_B or lora_down/lora_up
+    (+ alpha: scale * alpha / rank), names as diffusers, BFL or kohya (lora_unet_ + the name with
+    '_' for '.') give them; BFL's fused up matrices split by the rows of the parts."""
+    path, scale = spec, 1.0
+    if ":" in spec:
+        head, tail = spec.rsplit(":", 1)
+        try:
+            path, scale = head, float(tail)
+        except ValueError:
+            pass
+    names = lora_names(t, cfg)
+    kohya = {n.replace(".", "_"): n for n in names}
+    groups = {}
+    for n, v in read_safetensors(path).items():
+        for sfx, part in ((".lora_A.weight", "A"), (".lora_B.weight", "B"),
+                          (".lora_down.weight", "A"), (".lora_up.weight", "B"), (".alpha", "alpha")):
+            if n.endswith(sfx):
+                groups.setdefault(n[: -len(sfx)], {})[part] = v
+                break
+        else:
+            raise SystemExit(f"{path}: {n} is not a LoRA tensor")
+    result = {}
+    for module, g in groups.items():
+        if module.startswith(("lora_te", "text_encoder")):
+            continue
+        m = module
+        for p in ("base_model.model.", "model.diffusion_model.", "diffusion_model.", "transformer."):
+            if m.startswith(p):
+                m = m[len(p):]
+        for p in ("lora_unet_", "lora_transformer_"):
+            if m not in names and m.startswith(p) and m[len(p):] in kohya:
+                m = kohya[m[len(p):]]
+        if m not in names:
+            raise SystemExit(f"{path}: {module} names no layer")
+        parts, bfl_final = names[m]
+        a, b = g["A"], g["B"]
+        s = scale * (float(g["alpha"].reshape(-1)[0]) / a.shape[0] if "alpha" in g else 1.0)
+        first = 0
+        for part in parts:
+            rows = t[part + ".weight"].shape[0]
+            bs = b[first : first + rows]
+            if bfl_final:  # (shift, scale) -> diffusers' (scale, shift)
+                bs = torch.cat([bs[rows // 2 :], bs[: rows // 2]])
+            result.setdefault(part, []).append((a, bs, s))
+            first += rows
+    return result
+
+
 class Model:
-    def __init__(self, path, quantize=None, q8=False):
+    def __init__(self, path, quantize=None, q8=False, loras=()):
         self.quantized = set()  # diffusers names of block-quantized weights
         if os.path.isdir(path):
             with open(os.path.join(path, "config.json")) as f:
@@ -227,15 +317,23 @@ class Model:
                     self.t[n] = quantize_dequantize(w, quantize)
                     self.quantized.add(n)
         self.q8 = q8
+        self.lora = {}
+        for spec in loras:
+            for n, paths in read_lora(spec, self.t, self.cfg).items():
+                self.lora.setdefault(n, []).extend(paths)
         c = self.cfg
         self.heads = c["num_attention_heads"]
         self.hd = c["attention_head_dim"]
         self.axes = c.get("axes_dims_rope", [16, 56, 56])
 
     def lin(self, name, x):
+        x_in = x
         if self.q8 and name + ".weight" in self.quantized:
             x = q8_activations(x)
-        return x @ self.t[name + ".weight"].T + self.t[name + ".bias"]
+        y = x @ self.t[name + ".weight"].T + self.t[name + ".bias"]
+        for a, b, s in self.lora.get(name, []):  # the unrounded input
+            y = y + s * ((x_in @ a.T) @ b.T)
+        return y
 
     def mlp(self, base, a, b, x, act):
         return self.lin(base + b, act(self.lin(base + a, x)))
@@ -338,6 +436,8 @@ def main():
                          "hearth rounds them")
     ap.add_argument("--quantize", choices=["q4_0", "q8_0"],
                     help="quantize every matrix of whole 32-blocks first (hearth's --quantize)")
+    ap.add_argument("--lora", action="append", default=[],
+                    help="PATH[:SCALE] of a LoRA adapter (several allowed)")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
     if args.sigmas:
@@ -345,7 +445,7 @@ def main():
             cases = json.load(f)["cases"]
         out = {"sigmas": [[float(v) for v in sigmas(c)] for c in cases]}
     else:
-        m = Model(args.model, args.quantize, args.q8_activations)
+        m = Model(args.model, args.quantize, args.q8_activations, args.lora)
         with open(args.input) as f:
             inp = json.load(f)
         c = m.cfg

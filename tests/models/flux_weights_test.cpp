@@ -8,11 +8,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
+#include "hearth/formats/safetensors.hpp"
 #include "hearth/models/flux_transformer.hpp"
 #include "support/fixtures.hpp"
 #include "support/flux.hpp"
@@ -93,10 +96,12 @@ constexpr double kActivationBound = 0.1;
 constexpr double kEmulatedBound = 0.01;
 
 // hearth's outputs for the calls against the reference (plain, and rounding activations as
-// hearth does), each within its bound; returns the largest plain difference over RMS.
+// hearth does), each within its bound (the plain one only when plain_bound: its estimate assumes
+// the tiny model's own activations); returns the largest plain difference over RMS.
 double expect_quantized_matches(FluxTransformer& m, const fs::path& file,
                                 const std::vector<Call>& calls, const testing::TempDir& tmp,
-                                const std::string& label, const std::string& extra = "") {
+                                const std::string& label, const std::string& extra = "",
+                                bool plain_bound = true) {
   std::vector<std::vector<double>> emulated;
   const auto ref =
       testing::reference_velocities(file, calls, tmp, extra + " --q8-activations", &emulated);
@@ -112,7 +117,7 @@ double expect_quantized_matches(FluxTransformer& m, const fs::path& file,
         "%s call %zu: max |hearth - torch| / RMS %.4f (bound %.2f), with hearth's "
         "activation rounding %.5f (bound %.2f)\n",
         label.c_str(), i, plain, kActivationBound, tight, kEmulatedBound);
-    EXPECT_LT(plain, kActivationBound) << label << " call " << i;
+    if (plain_bound) EXPECT_LT(plain, kActivationBound) << label << " call " << i;
     EXPECT_LT(tight, kEmulatedBound) << label << " call " << i;
     EXPECT_GT(r, 0.1) << "a degenerate output cannot test anything";
     worst = std::max(worst, plain);
@@ -143,7 +148,6 @@ INSTANTIATE_TEST_SUITE_P(Types, FluxGgufQuant,
                          ::testing::Values(QuantCase{"q4_0", 1}, QuantCase{"q5_0", 1},
                                            QuantCase{"q8_0", 1}, QuantCase{"q4_k", 2}),
                          [](const auto& info) { return std::string(info.param.dtype); });
-});
 
 // quantize_bits 4 / 8 on a bf16 single file: the matrices become q4_0 / q8_0 copies. The
 // reference quantizes the same matrices with its own numpy q4_0 / q8_0 quantizer (ggml's
@@ -205,6 +209,196 @@ TEST(FluxGguf, MalformedFilesAreErrorsNamingTheFile) {
     ADD_FAILURE() << "a truncated GGUF was accepted";
   } catch (const Error& e) {
     EXPECT_NE(e.where().file.find("short.gguf"), std::string::npos) << e.what();
+  }
+}
+
+// ---- LoRA ----
+
+struct LoraTensor {
+  std::string name;
+  Shape shape;
+  float std = 0.0f;  // normal values of this deviation; 0: the value 2 (an alpha)
+};
+
+void write_lora(const fs::path& path, const std::vector<LoraTensor>& tensors, unsigned seed) {
+  formats::SafetensorsWriter w;
+  std::vector<std::vector<float>> keep;
+  for (const LoraTensor& t : tensors) {
+    auto& v = keep.emplace_back(
+        t.std > 0.0f ? testing::normal(static_cast<std::size_t>(numel(t.shape)), seed++)
+                     : std::vector<float>{2.0f});
+    if (t.std > 0.0f) {
+      for (float& x : v) x *= t.std;
+    }
+    w.add_tensor(t.name, DType::kF32, t.shape,
+                 std::span(reinterpret_cast<const std::byte*>(v.data()), v.size() * 4));
+  }
+  w.write(path);
+}
+
+// The three naming schemes for a transformer of inner width d (rank 4), each touching layers with
+// and without a following activation, fused BFL layers and the final modulation (whose halves the
+// two namings order differently).
+std::vector<fs::path> write_loras(const fs::path& dir, std::int64_t d) {
+  const float a = 0.3f, b = 0.3f;
+  const fs::path peft = dir / "peft.safetensors", kohya = dir / "kohya.safetensors",
+                 bfl = dir / "bfl.safetensors";
+  std::vector<LoraTensor> p;
+  for (const auto& [m, out, in] : std::vector<std::tuple<std::string, std::int64_t, std::int64_t>>{
+           {"transformer_blocks.0.attn.to_q", d, d},
+           {"transformer_blocks.0.ff.net.0.proj", 4 * d, d},
+           {"single_transformer_blocks.0.proj_mlp", 4 * d, d},
+           {"time_text_embed.timestep_embedder.linear_1", d, 256},
+           {"norm_out.linear", 2 * d, d}}) {
+    p.push_back({"transformer." + m + ".lora_A.weight", {4, in}, a});
+    p.push_back({"transformer." + m + ".lora_B.weight", {out, 4}, b});
+  }
+  write_lora(peft, p, 100);
+  std::vector<LoraTensor> k;
+  for (const auto& [m, out] : std::vector<std::pair<std::string, std::int64_t>>{
+           {"double_blocks_0_img_attn_qkv", 3 * d},
+           {"single_blocks_0_linear1", 7 * d},
+           {"final_layer_adaLN_modulation_1", 2 * d}}) {
+    k.push_back({"lora_unet_" + m + ".lora_down.weight", {4, d}, a});
+    k.push_back({"lora_unet_" + m + ".lora_up.weight", {out, 4}, b});
+    k.push_back({"lora_unet_" + m + ".alpha", {}, 0.0f});
+  }
+  k.push_back({"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", {4, 8}, a});
+  write_lora(kohya, k, 200);
+  std::vector<LoraTensor> f;
+  for (const auto& [m, out] :
+       std::vector<std::pair<std::string, std::int64_t>>{{"double_blocks.0.txt_attn.qkv", 3 * d},
+                                                         {"double_blocks.0.txt_mlp.2", d},
+                                                         {"single_blocks.0.linear2", d}}) {
+    const std::int64_t in = m.ends_with("mlp.2") ? 4 * d : m.ends_with("linear2") ? 5 * d : d;
+    f.push_back({"diffusion_model." + m + ".lora_A.weight", {4, in}, a});
+    f.push_back({"diffusion_model." + m + ".lora_B.weight", {out, 4}, b});
+  }
+  write_lora(bfl, f, 300);
+  return {peft, kohya, bfl};
+}
+
+std::string lora_args(const std::vector<std::string>& specs) {
+  std::string s;
+  for (const std::string& spec : specs) s += " --lora " + testing::quote(spec);
+  return s;
+}
+
+// Each naming scheme alone and all three together on the diffusers folder (f32): as the reference
+// to f32 rounding, and each visibly changes the output.
+TEST(FluxLora, EachNamingMatchesTorch) {
+  HEARTH_REQUIRE_TORCH();
+  testing::TempDir tmp;
+  const fs::path dir = tmp / "transformer";
+  testing::make_model("--arch flux-transformer --seed 7 --out " + testing::quote(dir));
+  ASSERT_FALSE(HasFatalFailure());
+  const auto files = write_loras(tmp.path(), 32);
+  FluxTransformerOptions o = two_threads();
+  const auto base = FluxTransformer::load(dir, o);
+  const auto calls = make_calls(base->config());
+  const auto plain = base->forward(calls[0].input());
+  std::vector<std::vector<std::string>> cases;
+  for (const fs::path& f : files) cases.push_back({f.string()});
+  cases.push_back(std::vector<std::string>{files[0].string() + ":0.8", files[1].string(),
+                                           files[2].string() + ":-1.5"});
+  for (const auto& specs : cases) {
+    o.loras.clear();
+    for (const std::string& spec : specs) o.loras.push_back(parse_flux_lora(spec));
+    const auto m = FluxTransformer::load(dir, o);
+    const auto ref = testing::reference_velocities(dir, calls, tmp, lora_args(specs));
+    ASSERT_EQ(ref.size(), calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      const auto v = m->forward(calls[i].input());
+      const double diff = max_abs_diff(v, ref[i]);
+      std::printf("%s call %zu: max |hearth - torch| %.2e\n", fs::path(specs[0]).filename().c_str(),
+                  i, diff);
+      EXPECT_LT(diff, testing::kTolerance) << specs[0] << " call " << i;
+    }
+    double changed = 0.0;
+    const auto v0 = m->forward(calls[0].input());
+    for (std::size_t j = 0; j < v0.size(); ++j) {
+      changed = std::max(changed, static_cast<double>(std::abs(v0[j] - plain[j])));
+    }
+    EXPECT_GT(changed, 0.05) << specs[0] << " had no visible effect";
+  }
+}
+
+// On a q4_0 GGUF base the low-rank paths run beside the quantized products (the base is never
+// dequantized): against the reference rounding the base's inputs as hearth does. (The adapters
+// move the activations away from the tiny model's, so the plain bound's estimate does not hold
+// and is only printed: 0.034 and 0.090 x RMS when this was written.)
+TEST(FluxLora, OnQuantizedGgufBase) {
+  HEARTH_REQUIRE_TORCH();
+  testing::TempDir tmp;
+  const fs::path file = tmp / "flux1-dev-q4_0.gguf";
+  testing::make_model(shape_args(1) + " --format gguf --dtype q4_0 --out " + testing::quote(file));
+  ASSERT_FALSE(HasFatalFailure());
+  const auto files = write_loras(tmp.path(), 128);
+  FluxTransformerOptions o = two_threads();
+  std::vector<std::string> specs;
+  for (const fs::path& f : files) {
+    specs.push_back(f.string() + ":0.7");
+    o.loras.push_back(parse_flux_lora(specs.back()));
+  }
+  const auto m = FluxTransformer::load(file, o);
+  expect_quantized_matches(*m, file, make_calls(m->config()), tmp, "q4_0 + 3 LoRAs",
+                           lora_args(specs), false);
+}
+
+TEST(FluxLora, AdaptersThatFitNothingAreErrors) {
+  EXPECT_EQ(parse_flux_lora("a/b.safetensors:0.5").scale, 0.5f);
+  EXPECT_EQ(parse_flux_lora("a/b.safetensors:0.5").path, fs::path("a/b.safetensors"));
+  EXPECT_EQ(parse_flux_lora("dir:x/b.safetensors").path, fs::path("dir:x/b.safetensors"));
+  EXPECT_EQ(parse_flux_lora("b.safetensors").scale, 1.0f);
+  testing::TempDir tmp;
+  const fs::path dir = tmp / "transformer";
+  testing::make_model("--arch flux-transformer --out " + testing::quote(dir));
+  ASSERT_FALSE(HasFatalFailure());
+  struct Bad {
+    std::vector<LoraTensor> tensors;
+    ErrorCode code;
+    std::string key;
+  };
+  const std::string q = "transformer.transformer_blocks.0.attn.to_q";
+  const std::vector<Bad> bad = {
+      // A block the model lacks.
+      {{{"transformer.transformer_blocks.7.attn.to_q.lora_A.weight", {4, 32}, 0.1f},
+        {"transformer.transformer_blocks.7.attn.to_q.lora_B.weight", {32, 4}, 0.1f}},
+       ErrorCode::kNotFound,
+       "transformer_blocks.7"},
+      // The down matrix of the wrong input width.
+      {{{q + ".lora_A.weight", {4, 48}, 0.1f}, {q + ".lora_B.weight", {32, 4}, 0.1f}},
+       ErrorCode::kFormat,
+       q},
+      // Ranks that disagree.
+      {{{q + ".lora_A.weight", {4, 32}, 0.1f}, {q + ".lora_B.weight", {32, 2}, 0.1f}},
+       ErrorCode::kFormat,
+       q},
+      // An up matrix without its down matrix.
+      {{{q + ".lora_B.weight", {32, 4}, 0.1f}}, ErrorCode::kFormat, q},
+      // Not a LoRA tensor at all.
+      {{{"transformer_blocks.0.attn.to_q.weight", {32, 32}, 0.1f}},
+       ErrorCode::kFormat,
+       "to_q.weight"},
+      // Only text-encoder tensors.
+      {{{"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", {4, 8}, 0.1f},
+        {"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight", {8, 4}, 0.1f}},
+       ErrorCode::kNotFound,
+       ""}};
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    const fs::path f = tmp / ("bad" + std::to_string(i) + ".safetensors");
+    write_lora(f, bad[i].tensors, 1);
+    FluxTransformerOptions o;
+    o.threads = 1;
+    o.loras = {{f, 1.0f}};
+    try {
+      FluxTransformer::load(dir, o);
+      ADD_FAILURE() << "case " << i << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), bad[i].code) << i << ": " << e.what();
+      EXPECT_NE(e.where().file.find(f.filename().string()), std::string::npos) << e.what();
+      EXPECT_NE(e.where().key.find(bad[i].key), std::string::npos) << i << ": " << e.what();
+    }
   }
 }
 
