@@ -5,7 +5,13 @@ python3-torch, in float64.
 Written from the architecture description of FLUX.1 (Black Forest Labs' flux repository's model
 description, as diffusers' FluxTransformer2DModel lays out the weights), not from hearth's C++
 and without diffusers. Reads a diffusers transformer/ folder (config.json, the safetensors shards,
-parsed by text_encoder_reference.read_safetensors).
+parsed by text_encoder_reference.read_safetensors), or a single file in Black Forest Labs' layout:
+flux1-*.safetensors or a GGUF of general.architecture "flux" (city96's files: the same names,
+shapes outermost first once GGUF's dims are reversed), whose block-quantized matrices are
+dequantized by llm_reference.GGUFReader (written from ggml's block layouts). The BFL names are
+unfused into diffusers' (qkv -> to_q/k/v; linear1 -> to_q/k/v and proj_mlp; final_layer's
+(shift, scale) -> norm_out's (scale, shift)); the shape comes from the tensors (128-wide heads,
+axes 16/56/56).
 
   temb = time(sinus(1000 t)) [+ guidance(sinus(1000 g))] + text(pooled)
          sinus(s) = [cos(s f_i), sin(s f_i)], f_i = 10000^(-i / 128), i < 128
@@ -30,9 +36,14 @@ Sampler (FlowMatchEulerDiscreteScheduler as the FLUX pipelines call it):
   base_shift) and (max_seq, max_shift), sigma = e^mu / (e^mu + 1 / sigma - 1); static:
   shift sigma / (1 + (shift - 1) sigma); then 0 appended.
 
-Usage: flux_reference.py --model DIR --input in.json --output out.json
+Usage: flux_reference.py --model DIR_OR_FILE [--quantize q4_0|q8_0] [--lora PATH[:SCALE]]...
+  --input in.json --output out.json
+  LoRA adapters add scale * s * B (A x) to each layer they name (s = alpha / rank with alpha).
   in.json: {"calls": [{"image", "img_ids", "context", "txt_ids", "pooled", "timestep",
-  "guidance"?}, ...]} (flattened arrays) -> {"velocity": [[...], ...]}
+  "guidance"?}, ...]} (flattened arrays) -> {"velocity": [[...], ...]}; --q8-activations adds
+  "velocity_q8", computed with the inputs of the block-quantized products (the GGUF's quantized
+  tensors, or all matrices with --quantize) rounded to 8 bits per block of 32 as hearth's
+  quantized kernels round them, which leaves only f32-versus-float64 differences.
 flux_reference.py --sigmas in.json --output out.json
   in.json: {"cases": [{"steps", "tokens", "dynamic", "shift", "base_shift", "max_shift",
   "base_seq", "max_seq"}, ...]} -> {"sigmas": [[...], ...]}
@@ -60,6 +71,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llm_reference import GGUFReader  # noqa: E402
 from text_encoder_reference import read_safetensors  # noqa: E402
 
 EPS = 1e-6
@@ -90,20 +102,249 @@ def sinus(s, dim=256):
     return torch.cat([torch.cos(a), torch.sin(a)])
 
 
+def from_bfl(t, quantized=()):
+    """Black Forest Labs' tensors (prefix removed) under diffusers' names, the config, and the
+    diffusers names of the weights whose BFL tensors are in quantized."""
+    d, in_ch = t["img_in.weight"].shape
+    hd = t["double_blocks.0.img_attn.norm.query_norm.scale"].shape[0]
+    layers = sum(1 for n in t if n.startswith("double_blocks.") and n.endswith("img_mod.lin.weight"))
+    singles = sum(1 for n in t if n.startswith("single_blocks.") and n.endswith("linear1.weight"))
+    guidance = "guidance_in.in_layer.weight" in t
+    out = {}
+    qnames = set()
+
+    def lin(dst, src, sizes=None, part=0):
+        if f"{src}.weight" in quantized:
+            qnames.add(f"{dst}.weight")
+        for s in ("weight", "bias"):
+            x = t[f"{src}.{s}"]
+            if sizes is not None:
+                x = torch.split(x, sizes, dim=0)[part]
+            out[f"{dst}.{s}"] = x
+
+    lin("x_embedder", "img_in")
+    lin("context_embedder", "txt_in")
+    emb = [("timestep_embedder", "time_in"), ("text_embedder", "vector_in")]
+    if guidance:
+        emb.append(("guidance_embedder", "guidance_in"))
+    for dst, src in emb:
+        lin(f"time_text_embed.{dst}.linear_1", f"{src}.in_layer")
+        lin(f"time_text_embed.{dst}.linear_2", f"{src}.out_layer")
+    for i in range(layers):
+        p, q = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        lin(p + "norm1.linear", q + "img_mod.lin")
+        lin(p + "norm1_context.linear", q + "txt_mod.lin")
+        for j, n in enumerate(["to_q", "to_k", "to_v"]):
+            lin(p + "attn." + n, q + "img_attn.qkv", [d, d, d], j)
+        for j, n in enumerate(["add_q_proj", "add_k_proj", "add_v_proj"]):
+            lin(p + "attn." + n, q + "txt_attn.qkv", [d, d, d], j)
+        for dst, src in [("norm_q", "img_attn.norm.query_norm"), ("norm_k", "img_attn.norm.key_norm"),
+                         ("norm_added_q", "txt_attn.norm.query_norm"),
+                         ("norm_added_k", "txt_attn.norm.key_norm")]:
+            out[p + "attn." + dst + ".weight"] = t[q + src + ".scale"]
+        lin(p + "attn.to_out.0", q + "img_attn.proj")
+        lin(p + "attn.to_add_out", q + "txt_attn.proj")
+        lin(p + "ff.net.0.proj", q + "img_mlp.0")
+        lin(p + "ff.net.2", q + "img_mlp.2")
+        lin(p + "ff_context.net.0.proj", q + "txt_mlp.0")
+        lin(p + "ff_context.net.2", q + "txt_mlp.2")
+    for i in range(singles):
+        p, q = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        lin(p + "norm.linear", q + "modulation.lin")
+        for j, n in enumerate(["attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"]):
+            lin(p + n, q + "linear1", [d, d, d, 4 * d], j)
+        out[p + "attn.norm_q.weight"] = t[q + "norm.query_norm.scale"]
+        out[p + "attn.norm_k.weight"] = t[q + "norm.key_norm.scale"]
+        lin(p + "proj_out", q + "linear2")
+    for s in ("weight", "bias"):
+        shift, scale = torch.split(t[f"final_layer.adaLN_modulation.1.{s}"], [d, d], dim=0)
+        out[f"norm_out.linear.{s}"] = torch.cat([scale, shift])
+    lin("proj_out", "final_layer.linear")
+    if "final_layer.adaLN_modulation.1.weight" in quantized:
+        qnames.add("norm_out.linear.weight")
+    cfg = {"num_attention_heads": d // hd, "attention_head_dim": hd, "axes_dims_rope": [16, 56, 56],
+           "in_channels": in_ch, "joint_attention_dim": t["txt_in.weight"].shape[1],
+           "pooled_projection_dim": t["vector_in.in_layer.weight"].shape[1],
+           "guidance_embeds": guidance, "num_layers": layers, "num_single_layers": singles}
+    return out, cfg, qnames
+
+
+def read_single_file(path):
+    """A BFL .safetensors or a flux GGUF as float64 tensors, ComfyUI's prefix removed, and the
+    names of the block-quantized ones."""
+    quantized = set()
+    if path.endswith(".gguf"):
+        g = GGUFReader(path)
+        if g.kv.get("general.architecture") != "flux":
+            raise SystemExit(f"{path}: not a flux GGUF")
+        t = {n: torch.tensor(np.asarray(a, dtype=np.float64).reshape(shape))
+             for n, (a, shape) in g.tensors.items()}
+        quantized = {n for n, ty in g.types.items() if ty not in (0, 1, 30)}
+    else:
+        t = {n: v.to(torch.float64) for n, v in read_safetensors(path).items()}
+    prefix = "model.diffusion_model."
+
+    def strip(n):
+        return n[len(prefix):] if n.startswith(prefix) else n
+
+    return {strip(n): v for n, v in t.items()}, {strip(n) for n in quantized}
+
+
+def quantize_dequantize(w, qtype):
+    """w [rows, cols] through ggml's q4_0 or q8_0 reference quantizer and back, per block of 32
+    consecutive inputs (from ggml's block description): q4_0 takes the value of largest magnitude
+    m, d = m / -8, q = min(15, trunc(x / d + 8.5)), w = f16(d) (q - 8); q8_0 d = max|x| / 127,
+    q = x / d rounded half away from zero, w = f16(d) q; x / d is x times the f32 inverse of the
+    unrounded f32 d. The weights are f32 values, as the quantizer sees them."""
+    x = w.to(torch.float32).numpy().reshape(-1, 32)
+    if qtype == "q4_0":
+        m = x[np.arange(x.shape[0]), np.abs(x).argmax(axis=1)]
+        d = (m / np.float32(-8.0)).astype(np.float32)
+        inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d != 0)
+        q = np.minimum(15, np.trunc(x * inv[:, None] + np.float32(8.5))) - 8
+    else:
+        d = (np.abs(x).max(axis=1) / np.float32(127.0)).astype(np.float32)
+        inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d != 0)
+        y = x * inv[:, None]
+        q = np.sign(y) * np.floor(np.abs(y) + np.float32(0.5))
+    d16 = d.astype(np.float16).astype(np.float64)
+    return torch.from_numpy((d16[:, None] * q).reshape(w.shape))
+
+
+def q8_activations(x):
+    """x rounded as hearth's quantized products round their input (kernels/quant_ggml.hpp): per
+    block of 32 consecutive values, d = max|x| / 127 (f32), x = d round(x / d), x / d as x times
+    the f32 inverse of d, rounded half to even."""
+    shape = x.shape
+    b = x.reshape(-1, 32).to(torch.float32)
+    d = b.abs().amax(dim=1, keepdim=True) / 127.0
+    inv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), torch.zeros_like(d))
+    q = torch.round(b * inv)
+    return (q * d).to(torch.float64).reshape(shape)
+
+
+BFL_DOUBLE = {"img_mod.lin": ["norm1.linear"], "txt_mod.lin": ["norm1_context.linear"],
+              "img_attn.qkv": ["attn.to_q", "attn.to_k", "attn.to_v"],
+              "txt_attn.qkv": ["attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"],
+              "img_attn.proj": ["attn.to_out.0"], "txt_attn.proj": ["attn.to_add_out"],
+              "img_mlp.0": ["ff.net.0.proj"], "img_mlp.2": ["ff.net.2"],
+              "txt_mlp.0": ["ff_context.net.0.proj"], "txt_mlp.2": ["ff_context.net.2"]}
+BFL_SINGLE = {"modulation.lin": ["norm.linear"],
+              "linear1": ["attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"],
+              "linear2": ["proj_out"]}
+BFL_TOP = {"img_in": "x_embedder", "txt_in": "context_embedder",
+           "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+           "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+           "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+           "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+           "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+           "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+           "final_layer.linear": "proj_out"}
+
+
+def lora_names(t, cfg):
+    """LoRA module name (diffusers or BFL) -> [(diffusers linear, its rows in the module's up
+    matrix)], and whether the module's rows are BFL's final (shift, scale) order."""
+    out = {}
+    for n, w in t.items():
+        if n.endswith(".weight") and w.dim() == 2:
+            out[n[: -len(".weight")]] = ([n[: -len(".weight")]], False)
+    for i in range(cfg["num_layers"]):
+        for b, ds in BFL_DOUBLE.items():
+            out[f"double_blocks.{i}.{b}"] = ([f"transformer_blocks.{i}.{x}" for x in ds], False)
+    for i in range(cfg["num_single_layers"]):
+        for b, ds in BFL_SINGLE.items():
+            out[f"single_blocks.{i}.{b}"] = ([f"single_transformer_blocks.{i}.{x}" for x in ds],
+                                             False)
+    for b, x in BFL_TOP.items():
+        out[b] = ([x], False)
+    out["final_layer.adaLN_modulation.1"] = (["norm_out.linear"], True)
+    return out
+
+
+def read_lora(spec, t, cfg):
+    """PATH[:SCALE] -> {diffusers linear: [(A, B, scale)]}: lora_A/lora_B or lora_down/lora_up
+    (+ alpha: scale * alpha / rank), names as diffusers, BFL or kohya (lora_unet_ + the name with
+    '_' for '.') give them; BFL's fused up matrices split by the rows of the parts."""
+    path, scale = spec, 1.0
+    if ":" in spec:
+        head, tail = spec.rsplit(":", 1)
+        try:
+            path, scale = head, float(tail)
+        except ValueError:
+            pass
+    names = lora_names(t, cfg)
+    kohya = {n.replace(".", "_"): n for n in names}
+    groups = {}
+    for n, v in read_safetensors(path).items():
+        for sfx, part in ((".lora_A.weight", "A"), (".lora_B.weight", "B"),
+                          (".lora_down.weight", "A"), (".lora_up.weight", "B"), (".alpha", "alpha")):
+            if n.endswith(sfx):
+                groups.setdefault(n[: -len(sfx)], {})[part] = v
+                break
+        else:
+            raise SystemExit(f"{path}: {n} is not a LoRA tensor")
+    result = {}
+    for module, g in groups.items():
+        if module.startswith(("lora_te", "text_encoder")):
+            continue
+        m = module
+        for p in ("base_model.model.", "model.diffusion_model.", "diffusion_model.", "transformer."):
+            if m.startswith(p):
+                m = m[len(p):]
+        for p in ("lora_unet_", "lora_transformer_"):
+            if m not in names and m.startswith(p) and m[len(p):] in kohya:
+                m = kohya[m[len(p):]]
+        if m not in names:
+            raise SystemExit(f"{path}: {module} names no layer")
+        parts, bfl_final = names[m]
+        a, b = g["A"], g["B"]
+        s = scale * (float(g["alpha"].reshape(-1)[0]) / a.shape[0] if "alpha" in g else 1.0)
+        first = 0
+        for part in parts:
+            rows = t[part + ".weight"].shape[0]
+            bs = b[first : first + rows]
+            if bfl_final:  # (shift, scale) -> diffusers' (scale, shift)
+                bs = torch.cat([bs[rows // 2 :], bs[: rows // 2]])
+            result.setdefault(part, []).append((a, bs, s))
+            first += rows
+    return result
+
+
 class Model:
-    def __init__(self, folder):
-        with open(os.path.join(folder, "config.json")) as f:
-            self.cfg = json.load(f)
-        self.t = {}
-        for path in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
-            self.t.update(read_safetensors(path))
+    def __init__(self, path, quantize=None, q8=False, loras=()):
+        self.quantized = set()  # diffusers names of block-quantized weights
+        if os.path.isdir(path):
+            with open(os.path.join(path, "config.json")) as f:
+                self.cfg = json.load(f)
+            self.t = {}
+            for shard in sorted(glob.glob(os.path.join(path, "*.safetensors"))):
+                self.t.update(read_safetensors(shard))
+        else:
+            self.t, self.cfg, self.quantized = from_bfl(*read_single_file(path))
+        if quantize:  # as hearth's quantize_bits: every matrix of whole 32-blocks
+            for n, w in self.t.items():
+                if w.dim() == 2 and w.shape[1] % 32 == 0:
+                    self.t[n] = quantize_dequantize(w, quantize)
+                    self.quantized.add(n)
+        self.q8 = q8
+        self.lora = {}
+        for spec in loras:
+            for n, paths in read_lora(spec, self.t, self.cfg).items():
+                self.lora.setdefault(n, []).extend(paths)
         c = self.cfg
         self.heads = c["num_attention_heads"]
         self.hd = c["attention_head_dim"]
         self.axes = c.get("axes_dims_rope", [16, 56, 56])
 
     def lin(self, name, x):
-        return x @ self.t[name + ".weight"].T + self.t[name + ".bias"]
+        x_in = x
+        if self.q8 and name + ".weight" in self.quantized:
+            x = q8_activations(x)
+        y = x @ self.t[name + ".weight"].T + self.t[name + ".bias"]
+        for a, b, s in self.lora.get(name, []):  # the unrounded input
+            y = y + s * ((x_in @ a.T) @ b.T)
+        return y
 
     def mlp(self, base, a, b, x, act):
         return self.lin(base + b, act(self.lin(base + a, x)))
@@ -248,6 +489,13 @@ def main():
     ap.add_argument("--input")
     ap.add_argument("--sigmas")
     ap.add_argument("--pipeline")
+    ap.add_argument("--q8-activations", action="store_true",
+                    help="also velocity_q8: the inputs of block-quantized products rounded as "
+                         "hearth rounds them")
+    ap.add_argument("--quantize", choices=["q4_0", "q8_0"],
+                    help="quantize every matrix of whole 32-blocks first (hearth's --quantize)")
+    ap.add_argument("--lora", action="append", default=[],
+                    help="PATH[:SCALE] of a LoRA adapter (several allowed)")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
     if args.pipeline:
@@ -258,7 +506,7 @@ def main():
             cases = json.load(f)["cases"]
         out = {"sigmas": [[float(v) for v in sigmas(c)] for c in cases]}
     else:
-        m = Model(args.model)
+        m = Model(args.model, args.quantize, args.q8_activations, args.lora)
         with open(args.input) as f:
             inp = json.load(f)
         c = m.cfg
@@ -267,14 +515,18 @@ def main():
             return torch.tensor(call[name], dtype=torch.float64).reshape(-1, cols)
 
         out = {"velocity": []}
+        if args.q8_activations:
+            out["velocity_q8"] = []
         with torch.no_grad():
             for call in inp["calls"]:
-                v = m.forward(t(call, "image", c["in_channels"]), t(call, "img_ids", 3),
-                              t(call, "context", c["joint_attention_dim"]),
-                              t(call, "txt_ids", 3),
-                              torch.tensor(call["pooled"], dtype=torch.float64),
-                              call["timestep"], call.get("guidance"))
-                out["velocity"].append(v.reshape(-1).tolist())
+                for key in out:
+                    m.q8 = key == "velocity_q8"
+                    v = m.forward(t(call, "image", c["in_channels"]), t(call, "img_ids", 3),
+                                  t(call, "context", c["joint_attention_dim"]),
+                                  t(call, "txt_ids", 3),
+                                  torch.tensor(call["pooled"], dtype=torch.float64),
+                                  call["timestep"], call.get("guidance"))
+                    out[key].append(v.reshape(-1).tolist())
     with open(args.output, "w") as f:
         json.dump(out, f)
 

@@ -221,6 +221,7 @@ class GGUFReader:
         align = self.kv.get("general.alignment", 32)
         data_start = (self.pos + align - 1) // align * align
         self.tensors = {}
+        self.types = {name: ggml_type for name, _, ggml_type, _ in infos}  # ggml type ids
         for name, dims, ggml_type, offset in infos:
             n = int(np.prod(dims))
             begin = data_start + offset

@@ -25,7 +25,9 @@
 //    copied into the folder (make_text_encoder.cpp).
 //  --arch flux-transformer: FLUX.1's FluxTransformer2DModel as a diffusers transformer/ folder
 //    (config.json, two shards and their index) or, with --format safetensors, the same weights
-//    as Black Forest Labs' single file; tiny, --guidance-embeds for dev's shape.
+//    as Black Forest Labs' single file, or with --format gguf as city96's FLUX GGUFs (general.
+//    architecture flux, the single file's names; --dtype f32/f16/bf16 or a ggml block type by
+//    hearth's quantizer, the embedders and final layer f32); tiny, --guidance-embeds for dev.
 //  --arch flux-pipeline: a whole tiny FLUX.1 pipeline, OUT/diffusers and OUT/bfl from the same
 //    weights, tokenizers from --tokenizer-dir (a folder holding tokenizer/ and tokenizer_2/)
 //    or small stand-ins (make_flux_pipeline.cpp); --guidance-embeds for dev.
@@ -1279,10 +1281,14 @@ int main(int argc, char** argv) {
                "bert: BertForSequenceClassification with one label (a cross-encoder)");
   app.add_flag("--no-normalize", no_normalize, "bert embeddings: leave out 2_Normalize");
   app.add_option("--out", out, "Output file (gguf) or folder (hf)")->required();
-  app.add_option("--format", format, "gguf or hf (text encoders: hf or safetensors)")
-      ->check(CLI::IsMember({"gguf", "hf", "safetensors"}));
+  auto* format_option =
+      app.add_option("--format", format,
+                     "gguf or hf (text encoders: hf or safetensors; flux-transformer: hf unless "
+                     "given, safetensors or gguf)")
+          ->check(CLI::IsMember({"gguf", "hf", "safetensors"}));
   app.add_option("--dtype", dtype_name,
-                 "Weight dtype: f32, f16 or bf16; gguf decoders also q4_0, q4_1, q5_0, q5_1, "
+                 "Weight dtype: f32, f16 or bf16; gguf decoders and flux-transformer also q4_0, "
+                 "q4_1, q5_0, q5_1, "
                  "q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs (hearth's quantizer, "
                  "llama-quantize's per-tensor rules) and the mixes q4_k_m, q5_k_m")
       ->check(
@@ -1336,7 +1342,16 @@ int main(int argc, char** argv) {
   return hearth::cli::run(app, argc, argv, [&] {
     const std::optional<QuantMix> mix = QuantMix::parse(dtype_name);
     const DType dtype = mix ? DType::kF32 : *hearth::dtype_from_name(dtype_name);
-    if (mix && (arch == "bert" || format != "gguf")) {
+    if (arch == "flux-transformer" && !(mix && mix->medium)) {
+      // One block type for every quantized matrix (city96's files), not llama.cpp's mixes.
+      const DType flux_dtype = *hearth::dtype_from_name(dtype_name);
+      make_flux_transformer(
+          out, format == "gguf" && format_option->count() == 0 ? "hf" : format, flux_dtype, seed,
+          {heads, head_dim, layers, single_layers, joint_dim, pooled_dim, guidance_embeds});
+      std::printf("wrote %s\n", out.c_str());
+      return 0;
+    }
+    if (mix && (arch == "bert" || arch == "flux-transformer" || format != "gguf")) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                           "--dtype " + dtype_name + " is for --format gguf decoders");
     }
@@ -1348,13 +1363,6 @@ int main(int argc, char** argv) {
     }
     if (arch == "flux-pipeline") {
       make_flux_pipeline(out, dtype, seed, tokenizer_dir, guidance_embeds);
-      std::printf("wrote %s\n", out.c_str());
-      return 0;
-    }
-    if (arch == "flux-transformer") {
-      make_flux_transformer(
-          out, format == "gguf" ? "hf" : format, dtype, seed,
-          {heads, head_dim, layers, single_layers, joint_dim, pooled_dim, guidance_embeds});
       std::printf("wrote %s\n", out.c_str());
       return 0;
     }

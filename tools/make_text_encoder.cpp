@@ -9,9 +9,13 @@
 #include <vector>
 
 #include "hearth/core/error.hpp"
+#include "hearth/formats/gguf.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tokenize/tokenizer.hpp"
+
+#include "encode_values.hpp"
 
 namespace fs = std::filesystem;
 using hearth::DType;
@@ -94,6 +98,44 @@ class Maker {
     hearth::formats::SafetensorsWriter w;
     w.set_metadata("format", "pt");
     for (const Tensor& t : tensors_) w.add_tensor(t.name, dtype_, t.shape, t.bytes);
+    w.write(path);
+  }
+  // A GGUF file of general.architecture arch as city96's convert.py writes FLUX transformers (the
+  // maker's f32 values; shapes outermost first): vectors, the matrices whose names start with one
+  // of keep_f32, and those whose rows are not whole blocks stay f32; the other matrices are
+  // stored as dtype (f16, bf16 or a ggml block type, quantized row by row by hearth's quantizer).
+  void write_gguf(const fs::path& path, const std::string& arch, DType dtype,
+                  const std::vector<std::string>& keep_f32) const {
+    if (dtype_ != DType::kF32) {
+      throw hearth::Error(hearth::ErrorCode::kInternal, "GGUF files are made from f32 values");
+    }
+    hearth::formats::GGUFWriter w;
+    w.set("general.architecture", arch);
+    w.set("general.quantization_version", std::uint32_t{2});
+    w.set("general.file_type", *hearth::ggml_type_of(dtype));
+    std::vector<std::vector<std::byte>> stored;
+    stored.reserve(tensors_.size());
+    for (const Tensor& t : tensors_) {
+      const std::int64_t cols = t.shape.back();
+      const bool keep = t.shape.size() != 2 ||
+                        std::any_of(keep_f32.begin(), keep_f32.end(),
+                                    [&](const std::string& p) { return t.name.starts_with(p); }) ||
+                        cols % hearth::dtype_info(dtype).block_size != 0;
+      const DType dt = keep ? DType::kF32 : dtype;
+      std::vector<float> v(t.bytes.size() / 4);
+      std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+      std::vector<std::byte>& out = stored.emplace_back();
+      if (hearth::ggml::supported(dt)) {
+        const std::int64_t rb = hearth::ggml::row_bytes(dt, cols);
+        out.resize(static_cast<std::size_t>(t.shape[0] * rb));
+        for (std::int64_t r = 0; r < t.shape[0]; ++r) {
+          hearth::ggml::quantize_row(dt, v.data() + r * cols, out.data() + r * rb, cols);
+        }
+      } else {
+        out = encode(v, dt);
+      }
+      w.add_tensor(t.name, dt, t.shape, out);
+    }
     w.write(path);
   }
   // Two shards <stem>-0000{1,2}-of-00002.safetensors (the tensors split in half, in order) and
@@ -305,10 +347,14 @@ std::vector<std::pair<std::string, std::vector<std::string>>> bfl_layout(std::in
 
 void make_flux_transformer(const std::string& out, const std::string& format, DType dtype,
                            unsigned seed, const FluxTransformerShape& shape) {
-  if (format != "hf" && format != "safetensors") {
+  if (format != "hf" && format != "safetensors" && format != "gguf") {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                        "FLUX transformers are written as --format hf (diffusers) or safetensors "
-                        "(Black Forest Labs' single file)");
+                        "FLUX transformers are written as --format hf (diffusers), safetensors "
+                        "(Black Forest Labs' single file) or gguf (city96's layout)");
+  }
+  if (hearth::dtype_info(dtype).quantized && format != "gguf") {
+    throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                        "quantized FLUX transformers are written as --format gguf");
   }
   const std::int64_t hd = shape.head_dim.value_or(16);
   if (hd != 16 && hd != 128) {
@@ -319,7 +365,7 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
                      layers = shape.layers.value_or(2), singles = shape.single_layers.value_or(2),
                      in = 64, joint = shape.joint_dim.value_or(32),
                      pooled = shape.pooled_dim.value_or(32);
-  Maker m(dtype, seed);
+  Maker m(format == "gguf" ? DType::kF32 : dtype, seed);
   const auto linear = [&](const std::string& name, std::int64_t o, std::int64_t i) {
     m.matrix(name + ".weight", o, i);
     m.add(name + ".bias", {o}, 0.0f, 0.1f);
@@ -366,6 +412,14 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
   linear("proj_out", in, d);
   if (format == "safetensors") {
     m.fused(bfl_layout(layers, singles, shape.guidance)).write(out);
+    return;
+  }
+  if (format == "gguf") {
+    // city96's convert.py keeps the embedders and the final layer at full precision.
+    m.fused(bfl_layout(layers, singles, shape.guidance))
+        .write_gguf(
+            out, "flux", dtype,
+            {"time_in.", "txt_in.", "vector_in.", "img_in.", "guidance_in.", "final_layer."});
     return;
   }
   // FLUX.1's transformer/config.json, with the tiny shape (axes_dims_rope sums to 16).

@@ -28,7 +28,10 @@ struct FluxTransformerShape {
 // Format "hf": a diffusers transformer/ folder, config.json as diffusers writes it for
 // FluxTransformer2DModel and the weights in two shards with
 // diffusion_pytorch_model.safetensors.index.json. Format "safetensors": the same weights in
-// Black Forest Labs' single file (flux1-schnell.safetensors names, fused). 64 input channels;
+// Black Forest Labs' single file (flux1-schnell.safetensors names, fused). Format "gguf": those
+// names and shapes in a GGUF file of general.architecture "flux" as city96's convert.py writes
+// them, matrices in dtype (f32, f16, bf16 or a ggml block type by hearth's quantizer) except the
+// embedders, the final layer and rows that are not whole blocks (f32). 64 input channels;
 // head_dim 16 (axes_dims_rope [4, 6, 6]; default) or 128 ([16, 56, 56], which single files need);
 // by default 2 heads, 2 double and 2 single blocks, text widths 32. The seed gives the same
 // weights in both formats.

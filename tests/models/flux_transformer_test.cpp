@@ -19,116 +19,22 @@
 #include "hearth/models/flux_sampler.hpp"
 #include "hearth/models/flux_transformer.hpp"
 #include "support/fixtures.hpp"
+#include "support/flux.hpp"
 
 namespace hearth::models {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::Call;
+using testing::expect_matches_torch;
+using testing::kTolerance;
+using testing::make_calls;
+using testing::normal;
+using testing::run_reference;
+using testing::write_text;
 
-// f32 arithmetic against a float64 reference over the same stored values; velocities are O(1)
-// (at most about 4 here).
-constexpr double kTolerance = 5e-5;
 // Sigmas are computed in double on both sides.
 constexpr double kSigmaTolerance = 1e-12;
-
-void write_text(const fs::path& path, const std::string& text) {
-  testing::write_bytes(
-      path, std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
-                                   reinterpret_cast<const std::byte*>(text.data()) + text.size()));
-}
-
-nlohmann::json run_reference(const std::string& args, const testing::TempDir& tmp) {
-  std::string log;
-  const int rc = testing::run_command(
-      testing::cat({testing::kSystemPython, " ",
-                    testing::quote(testing::source_dir() / "tools/flux_reference.py"), " ", args,
-                    " --output ", testing::quote(tmp / "ref.json")}),
-      &log);
-  EXPECT_EQ(rc, 0) << log;
-  return rc == 0 ? nlohmann::json::parse(formats::read_text_file(tmp / "ref.json"))
-                 : nlohmann::json();
-}
-
-std::vector<float> normal(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-struct Call {
-  std::vector<float> image, context, pooled;
-  std::vector<std::int64_t> img_ids, txt_ids;
-  float timestep = 1.0f;
-  std::optional<float> guidance;
-  FluxTransformerInput input() const {
-    return {image, img_ids, context, txt_ids, pooled, timestep, guidance};
-  }
-  nlohmann::json json() const {
-    nlohmann::json j = {{"image", image},     {"img_ids", img_ids}, {"context", context},
-                        {"txt_ids", txt_ids}, {"pooled", pooled},   {"timestep", timestep}};
-    if (guidance) j["guidance"] = *guidance;
-    return j;
-  }
-};
-
-double max_diff(const std::vector<float>& got, const nlohmann::json& want, double* peak) {
-  const auto w = want.get<std::vector<double>>();
-  EXPECT_EQ(got.size(), w.size());
-  double m = 0.0;
-  for (std::size_t i = 0; i < std::min(got.size(), w.size()); ++i) {
-    m = std::max(m, std::abs(got[i] - w[i]));
-    *peak = std::max(*peak, std::abs(w[i]));
-  }
-  return m;
-}
-
-// Two calls on a [16, 4, 6] latent (2 x 3 packed tokens of 64) and 5 text tokens: FLUX's ids at
-// timestep 0.75, then ids on every axis (the text axis too) at 0.3.
-std::vector<Call> make_calls(const FluxTransformerConfig& c) {
-  std::vector<Call> calls(2);
-  calls[0].image = normal(6 * 64, 1);
-  calls[0].img_ids = flux_image_ids(4, 6);
-  calls[0].context = normal(5 * static_cast<std::size_t>(c.joint_dim), 2);
-  calls[0].txt_ids = flux_text_ids(5);
-  calls[0].pooled = normal(static_cast<std::size_t>(c.pooled_dim), 3);
-  calls[0].timestep = 0.75f;
-  calls[1] = calls[0];
-  calls[1].timestep = 0.3f;
-  std::mt19937 rng(9);
-  for (auto* ids : {&calls[1].img_ids, &calls[1].txt_ids}) {
-    for (auto& id : *ids) id = static_cast<std::int64_t>(rng() % 12);
-  }
-  if (c.guidance_embeds) {
-    calls[0].guidance = 3.5f;
-    calls[1].guidance = 1.0f;
-  }
-  return calls;
-}
-
-// Runs the calls through m and the torch reference on the folder; returns hearth's outputs.
-std::vector<std::vector<float>> expect_matches_torch(FluxTransformer& m, const fs::path& folder,
-                                                     const std::vector<Call>& calls,
-                                                     const testing::TempDir& tmp) {
-  nlohmann::json in = {{"calls", nlohmann::json::array()}};
-  for (const Call& call : calls) in["calls"].push_back(call.json());
-  write_text(tmp / "in.json", in.dump());
-  const auto ref = run_reference(
-      "--model " + testing::quote(folder) + " --input " + testing::quote(tmp / "in.json"), tmp);
-  std::vector<std::vector<float>> outs;
-  if (ref.is_null()) return outs;
-  for (std::size_t i = 0; i < calls.size(); ++i) {
-    outs.push_back(m.forward(calls[i].input()));
-    EXPECT_EQ(outs.back().size(), 6u * 64u);
-    double peak = 0.0;
-    const double diff = max_diff(outs.back(), ref["velocity"][i], &peak);
-    EXPECT_LT(diff, kTolerance) << "call " << i;
-    EXPECT_GT(peak, 0.1) << "a degenerate output cannot test anything";
-    std::printf("call %zu: max |hearth - torch| %.2e, max |v| %.2f\n", i, diff, peak);
-  }
-  return outs;
-}
 
 class FluxTransformerReference : public ::testing::TestWithParam<bool> {};
 

@@ -1,11 +1,13 @@
 #include "hearth/models/encoder_common.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 
 namespace hearth::models::detail {
@@ -56,9 +58,30 @@ EncoderWeights EncoderWeights::open(const fs::path& path, const std::string& pro
   return w;
 }
 
+EncoderWeights EncoderWeights::gguf(std::shared_ptr<const formats::GGUFFile> file,
+                                    const std::string& probe,
+                                    const std::vector<std::string>& prefixes) {
+  const auto prefix = std::find_if(prefixes.begin(), prefixes.end(), [&](const std::string& p) {
+    return file->find_tensor(p + probe) != nullptr;
+  });
+  if (prefix == prefixes.end()) {
+    throw Error(ErrorCode::kNotFound, "no tensor " + probe, {.file = file->source(), .key = probe});
+  }
+  EncoderWeights w(
+      file->source(),
+      [file, p = *prefix](const std::string& name, const Shape&) -> std::optional<TensorView> {
+        if (const auto* info = file->find_tensor(p + name)) return file->view(*info);
+        return std::nullopt;
+      });
+  w.keep_alive.push_back(file);
+  return w;
+}
+
 EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& pool) {
-  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
-    throw Error(ErrorCode::kInvalidArgument, "random weights are f32, f16 or bf16");
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16 &&
+      !ggml::supported(dtype)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "random weights are f32, f16, bf16 or a ggml block type (q4_0 ... iq4_xs)");
   }
   auto store = std::make_shared<std::vector<std::unique_ptr<std::byte[]>>>();
   auto index = std::make_shared<std::uint64_t>(0);
@@ -69,23 +92,30 @@ EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& po
                                      const Shape& shape) -> std::optional<TensorView> {
         if (shape.empty()) return std::nullopt;
         const bool vector = shape.size() == 1;
-        const DType dt = vector ? DType::kF32 : dtype;
+        // Block types: matrices of whole-block rows only (the others f32), a row per unit.
+        const bool quant =
+            !vector && ggml::supported(dtype) && shape.back() % dtype_info(dtype).block_size == 0;
+        const DType dt = vector || (ggml::supported(dtype) && !quant) ? DType::kF32 : dtype;
         const auto n = static_cast<std::size_t>(numel(shape));
         const std::size_t es = dt == DType::kF32 ? 4 : 2;
-        auto& buf = store->emplace_back(new std::byte[n * es]);
+        const auto cols = static_cast<std::size_t>(shape.back());
+        const std::size_t row_bytes =
+            quant ? static_cast<std::size_t>(ggml::row_bytes(dt, shape.back())) : 0;
+        const std::size_t nbytes = quant ? n / cols * row_bytes : n * es;
+        auto& buf = store->emplace_back(new std::byte[nbytes]);
         const bool embedding = name.find("embed") != std::string::npos || name == "shared.weight";
         const float scale = vector      ? 0.1f
                             : embedding ? 1.7f
                                         : 1.7f / std::sqrt(static_cast<float>(shape.back()));
         const float mean = vector && name.find("norm") != std::string::npos ? 1.0f : 0.0f;
         const std::uint64_t base = (static_cast<std::uint64_t>(seed) << 40) ^ (++*index << 32);
-        constexpr std::size_t kBlock = 4096;
-        p->parallel_for((n + kBlock - 1) / kBlock, [&](std::size_t b, std::size_t e) {
-          std::vector<float> block(kBlock);
-          std::vector<std::uint16_t> half(kBlock);
+        const std::size_t unit = quant ? cols : 4096;
+        p->parallel_for((n + unit - 1) / unit, [&](std::size_t b, std::size_t e) {
+          std::vector<float> block(unit);
+          std::vector<std::uint16_t> half(unit);
           for (std::size_t blk = b; blk < e; ++blk) {
-            const std::size_t i = blk * kBlock;
-            const std::size_t len = std::min(kBlock, n - i);
+            const std::size_t i = blk * unit;
+            const std::size_t len = std::min(unit, n - i);
             for (std::size_t j = 0; j < len; ++j) {
               std::uint64_t z = (base + i + j + 1) * 0x9E3779B97F4A7C15ull;
               z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -93,19 +123,22 @@ EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& po
               z ^= z >> 31;
               block[j] = mean + scale * (static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
             }
-            if (dt == DType::kF32) {
+            if (quant) {
+              ggml::quantize_row(dt, block.data(), buf.get() + blk * row_bytes,
+                                 static_cast<std::int64_t>(cols));
+            } else if (dt == DType::kF32) {
               std::memcpy(buf.get() + i * 4, block.data(), len * 4);
-              continue;
-            }
-            if (dt == DType::kF16) {
-              f32_to_f16(block.data(), half.data(), len);
             } else {
-              f32_to_bf16(block.data(), half.data(), len);
+              if (dt == DType::kF16) {
+                f32_to_f16(block.data(), half.data(), len);
+              } else {
+                f32_to_bf16(block.data(), half.data(), len);
+              }
+              std::memcpy(buf.get() + i * 2, half.data(), len * 2);
             }
-            std::memcpy(buf.get() + i * 2, half.data(), len * 2);
           }
         });
-        return TensorView::contiguous(dt, shape, buf.get(), n * es);
+        return TensorView::contiguous(dt, shape, buf.get(), nbytes);
       });
   w.keep_alive.push_back(store);
   return w;
@@ -132,6 +165,32 @@ TensorView EncoderWeights::need(const std::string& name, const Shape& shape) con
   return *view;
 }
 
+TensorView EncoderWeights::matrix(const std::string& name, i64 rows, i64 cols) const {
+  const auto view = find_(name, {rows, cols});
+  if (view && dtype_info(view->dtype).quantized && !ggml::supported(view->dtype)) {
+    throw Error(ErrorCode::kUnsupported,
+                "matrix type " + std::string(dtype_name(view->dtype)) +
+                    " is not supported (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, "
+                    "q4_K, q5_K, q6_K, iq4_nl, iq4_xs are)",
+                {.file = source_, .key = name});
+  }
+  if (!view || !ggml::supported(view->dtype)) return need(name, {rows, cols});
+  if (view->shape != Shape{rows, cols}) {
+    throw Error(ErrorCode::kFormat,
+                "weight has shape " + shape_string(view->shape) + ", the config needs " +
+                    shape_string({rows, cols}),
+                {.file = source_, .key = name});
+  }
+  if (cols % dtype_info(view->dtype).block_size != 0) {
+    throw Error(ErrorCode::kFormat,
+                "rows of " + std::to_string(cols) + " elements are not whole " +
+                    std::string(dtype_name(view->dtype)) + " blocks",
+                {.file = source_, .key = name});
+  }
+  parameters_ += rows * cols;
+  return *view;
+}
+
 std::vector<float> EncoderWeights::vec(const std::string& name, i64 n) const {
   const TensorView v = need(name, {n});
   std::vector<float> out(static_cast<std::size_t>(n));
@@ -152,7 +211,7 @@ std::vector<float> EncoderWeights::vec(const std::string& name, i64 n) const {
 std::unique_ptr<kernels::LinearWeights> EncoderWeights::linear(kernels::Backend& be,
                                                                const std::string& base, i64 out,
                                                                i64 in, bool bias) const {
-  const TensorView w = need(base + ".weight", {out, in});
+  const TensorView w = matrix(base + ".weight", out, in);
   std::vector<float> b;
   if (bias) b = vec(base + ".bias", out);
   return be.make_linear_view({w.dtype, w.data, out, in}, bias ? b.data() : nullptr);

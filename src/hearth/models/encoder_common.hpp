@@ -17,6 +17,7 @@
 
 #include "hearth/core/cpu.hpp"
 #include "hearth/core/thread_pool.hpp"
+#include "hearth/formats/gguf.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/tensor/tensor.hpp"
 
@@ -41,8 +42,14 @@ class EncoderWeights {
   // file, names are looked up under the first of prefixes whose probe tensor exists.
   static EncoderWeights open(const std::filesystem::path& path, const std::string& probe,
                              const std::vector<std::string>& prefixes);
+  // The tensors of a GGUF file by their stored names (shapes outermost first, as PyTorch's), under
+  // the first of prefixes whose probe tensor exists.
+  static EncoderWeights gguf(std::shared_ptr<const formats::GGUFFile> file,
+                             const std::string& probe, const std::vector<std::string>& prefixes);
   // Uniform random weights of the requested shapes (matrices 1/sqrt(cols) scaled, embeddings of
-  // standard deviation 1, norm gains near 1) in dtype; vectors f32. Made on pool.
+  // standard deviation 1, norm gains near 1) in dtype; vectors f32. dtype may be a ggml block
+  // type (ggml::supported): every matrix whose rows are whole blocks is quantized row by row by
+  // hearth's quantizer, the others stay f32. Made on pool.
   static EncoderWeights random(DType dtype, unsigned seed, ThreadPool& pool);
 
   const std::string& source() const { return source_; }
@@ -52,6 +59,9 @@ class EncoderWeights {
   }
   // The tensor, which must exist with this shape in f32, f16 or bf16, contiguous.
   TensorView need(const std::string& name, const Shape& shape) const;
+  // A matrix [rows, cols] as need() gives it, or in a ggml block type (ggml::supported) whose
+  // rows are whole blocks.
+  TensorView matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
   std::vector<float> vec(const std::string& name, std::int64_t n) const;
   std::unique_ptr<kernels::LinearWeights> linear(kernels::Backend& be, const std::string& base,
                                                  std::int64_t out, std::int64_t in,

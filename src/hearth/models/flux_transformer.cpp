@@ -1,11 +1,21 @@
 #include "hearth/models/flux_transformer.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/formats/gguf.hpp"
+#include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/ggml_quant.hpp"
+#include "hearth/tensor/half.hpp"
 
 namespace hearth::models {
 
@@ -136,6 +146,47 @@ BflRows bfl_rows(const std::string& n, i64 d) {
   throw Error(ErrorCode::kInternal, "no Black Forest Labs name for " + n);
 }
 
+// Drops the resident pages wholly inside [p, p + n) of a read-only file mapping (they would be
+// read again from the file if touched).
+void release_pages(const void* p, std::size_t n) {
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
+// v (f32, f16 or bf16 over a file mapping) quantized row by row to q into a buffer kept in
+// store; v's pages are released.
+kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, ThreadPool& pool,
+                                     std::vector<std::unique_ptr<std::byte[]>>& store) {
+  const i64 rb = ggml::row_bytes(q, v.cols);
+  const std::size_t src_row = *dtype_bytes(v.dtype, static_cast<std::uint64_t>(v.cols));
+  std::unique_ptr<std::byte[]> buf(new std::byte[static_cast<std::size_t>(v.rows * rb)]);
+  const auto* src = static_cast<const std::byte*>(v.data);
+  pool.parallel_for(static_cast<std::size_t>(v.rows), [&](std::size_t b, std::size_t e) {
+    const auto cols = static_cast<std::size_t>(v.cols);
+    std::vector<float> row(cols);
+    std::vector<std::uint16_t> half(v.dtype == DType::kF32 ? 0 : cols);
+    for (std::size_t r = b; r < e; ++r) {
+      const std::byte* s = src + r * src_row;
+      if (v.dtype == DType::kF32) {
+        std::memcpy(row.data(), s, cols * 4);
+      } else {
+        std::memcpy(half.data(), s, cols * 2);
+        if (v.dtype == DType::kF16) {
+          f16_to_f32(half.data(), row.data(), cols);
+        } else {
+          bf16_to_f32(half.data(), row.data(), cols);
+        }
+      }
+      ggml::quantize_row(q, row.data(), buf.get() + static_cast<i64>(r) * rb, v.cols);
+    }
+  });
+  release_pages(v.data, static_cast<std::size_t>(v.rows) * src_row);
+  store.push_back(std::move(buf));
+  return {q, store.back().get(), v.rows, v.cols};
+}
+
 }  // namespace
 
 std::vector<float> flux_timestep_embedding(double t, i64 dim) {
@@ -153,7 +204,18 @@ std::vector<float> flux_timestep_embedding(double t, i64 dim) {
 
 std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
                                                        const TextEncoderOptions& options) {
-  if (fs::exists(path) && !fs::is_directory(path)) return load_bfl(path, options);
+  FluxTransformerOptions o;
+  static_cast<TextEncoderOptions&>(o) = options;
+  return load(path, o);
+}
+
+std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
+                                                       const FluxTransformerOptions& options) {
+  if (options.quantize_bits != 0 && options.quantize_bits != 4 && options.quantize_bits != 8) {
+    throw Error(ErrorCode::kInvalidArgument, "quantize_bits is 4 or 8 (or 0: as stored), not " +
+                                                 std::to_string(options.quantize_bits));
+  }
+  if (fs::exists(path) && !fs::is_directory(path)) return load_single(path, options);
   const auto w = detail::EncoderWeights::open(path, "x_embedder.weight", {""});
   const std::string file = (path / "config.json").string();
   if (!w.config()) {
@@ -202,12 +264,25 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
   return m;
 }
 
-std::unique_ptr<FluxTransformer> FluxTransformer::load_bfl(const fs::path& path,
-                                                           const TextEncoderOptions& options) {
+std::unique_ptr<FluxTransformer> FluxTransformer::load_single(
+    const fs::path& path, const FluxTransformerOptions& options) {
   constexpr const char* kProbe = "double_blocks.0.img_attn.qkv.weight";
+  const std::vector<std::string> prefixes = {"", "model.diffusion_model."};
+  const bool gguf = [&] {
+    char magic[4] = {};
+    std::ifstream in(path, std::ios::binary);
+    return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+  }();
   const auto w = [&] {
     try {
-      return detail::EncoderWeights::open(path, kProbe, {"", "model.diffusion_model."});
+      if (!gguf) return detail::EncoderWeights::open(path, kProbe, prefixes);
+      auto f = std::make_shared<const formats::GGUFFile>(formats::GGUFFile::open(path));
+      if (const std::string arch = f->architecture(); arch != "flux") {
+        throw Error(ErrorCode::kUnsupported,
+                    "general.architecture is \"" + arch + "\", not a FLUX transformer (flux)",
+                    {.file = path.string(), .key = "general.architecture"});
+      }
+      return detail::EncoderWeights::gguf(std::move(f), kProbe, prefixes);
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kNotFound || e.where().key != kProbe) throw;
       throw Error(ErrorCode::kNotFound,
@@ -270,13 +345,15 @@ std::unique_ptr<FluxTransformer> FluxTransformer::random(const FluxTransformerCo
   check_config(config, "random weights");
   std::unique_ptr<FluxTransformer> m(new FluxTransformer());
   m->config_ = config;
-  TextEncoderOptions o = options;
+  FluxTransformerOptions o;
+  static_cast<TextEncoderOptions&>(o) = options;
   if (!o.pool) o.pool = std::make_shared<ThreadPool>(o.threads);
   m->build(detail::EncoderWeights::random(dtype, seed, *o.pool), o);
   return m;
 }
 
-void FluxTransformer::build(const detail::EncoderWeights& w, const TextEncoderOptions& options) {
+void FluxTransformer::build(const detail::EncoderWeights& w,
+                            const FluxTransformerOptions& options) {
   const FluxTransformerConfig& c = config_;
   const i64 d = c.inner(), hd = c.head_dim;
   source_ = w.source();
@@ -284,26 +361,48 @@ void FluxTransformer::build(const detail::EncoderWeights& w, const TextEncoderOp
   pool_ = options.pool ? options.pool : std::make_shared<ThreadPool>(options.threads);
   backend_ = kernels::make_cpu_backend(*pool_, options.level);
   kernels::Backend& be = *backend_;
+  // quantize_bits: f32/f16/bf16 matrices of whole 32-blocks become q4_0 / q8_0 copies.
+  const DType qtype = options.quantize_bits == 4 ? DType::kQ4_0 : DType::kQ8_0;
+  const auto make = [&](kernels::WeightView v, const float* bias) -> Linear {
+    if (options.quantize_bits != 0 && !ggml::supported(v.dtype) && v.cols % ggml::kQK == 0) {
+      v = quantize_at_load(v, qtype, *pool_, quantized_);
+    }
+    return be.make_linear_view(v, bias);
+  };
   // Fused BFL tensors are checked once and sliced by rows.
   std::map<std::string, std::pair<TensorView, std::vector<float>>> fused;
-  const auto lin = [&](const std::string& name, i64 out, i64 in) -> Linear {
-    if (!bfl_) return w.linear(be, name, out, in, true);
+  const auto lin_base = [&](const std::string& name, i64 out, i64 in) -> Linear {
+    if (!bfl_) {
+      const TensorView t = w.matrix(name + ".weight", out, in);
+      const std::vector<float> bias = w.vec(name + ".bias", out);
+      return make({t.dtype, t.data, out, in}, bias.data());
+    }
     const BflRows r = bfl_rows(name, d);
     const i64 total = r.total != 0 ? r.total : out;
     auto it = fused.find(r.name);
     if (it == fused.end()) {
       it = fused
-               .emplace(r.name, std::pair{w.need(r.name + ".weight", {total, in}),
+               .emplace(r.name, std::pair{w.matrix(r.name + ".weight", total, in),
                                           w.vec(r.name + ".bias", total)})
                .first;
     }
     const auto& [t, bias] = it->second;
     const std::size_t row_bytes = *dtype_bytes(t.dtype, static_cast<std::uint64_t>(in));
-    return be.make_linear_view(
+    return make(
         {t.dtype,
          static_cast<const std::byte*>(t.data) + static_cast<std::size_t>(r.first) * row_bytes, out,
          in},
         bias.data() + r.first);
+  };
+  // LoRA module names (diffusers' and BFL's) -> the layers they reach.
+  std::map<std::string, std::vector<LoraTarget>> targets;
+  const auto lin = [&](const std::string& name, i64 out, i64 in) -> Linear {
+    Linear l = lin_base(name, out, in);
+    const BflRows r = bfl_rows(name, d);
+    const bool final_mod = name == "norm_out.linear";
+    targets[name].push_back({l.get(), 0, final_mod && bfl_});
+    targets[r.name].push_back({l.get(), r.first, final_mod && !bfl_});
+    return l;
   };
   const auto gain = [&](const std::string& name) {
     return w.vec(bfl_ ? bfl_rows(name, d).name : name, hd);
@@ -358,12 +457,181 @@ void FluxTransformer::build(const detail::EncoderWeights& w, const TextEncoderOp
     }
   }
   parameters_ = w.parameters();
+  for (const FluxLora& l : options.loras) add_lora(l, targets);
+}
+
+FluxLora parse_flux_lora(const std::string& arg) {
+  FluxLora l{arg, 1.0f};
+  const std::size_t colon = arg.rfind(':');
+  if (colon != std::string::npos && colon > 0 && colon + 1 < arg.size()) {
+    const std::string tail = arg.substr(colon + 1);
+    char* end = nullptr;
+    const float v = std::strtof(tail.c_str(), &end);
+    if (end == tail.c_str() + tail.size() && std::isfinite(v)) l = {arg.substr(0, colon), v};
+  }
+  if (l.path.empty()) throw Error(ErrorCode::kInvalidArgument, "--lora needs PATH[:SCALE]");
+  return l;
+}
+
+namespace {
+
+// A LoRA tensor (f32, f16 or bf16, any alignment) as f32 rows [first, first + rows) of cols.
+std::vector<float> lora_rows(const TensorView& t, i64 first, i64 rows, i64 cols) {
+  std::vector<float> out(static_cast<std::size_t>(rows * cols));
+  const std::size_t es = t.dtype == DType::kF32 ? 4 : 2;
+  const auto* src =
+      static_cast<const std::byte*>(t.data) + static_cast<std::size_t>(first * cols) * es;
+  if (t.dtype == DType::kF32) {
+    std::memcpy(out.data(), src, out.size() * 4);
+    return out;
+  }
+  std::vector<std::uint16_t> h(out.size());
+  std::memcpy(h.data(), src, h.size() * 2);
+  if (t.dtype == DType::kF16) {
+    f16_to_f32(h.data(), out.data(), h.size());
+  } else {
+    bf16_to_f32(h.data(), out.data(), h.size());
+  }
+  return out;
+}
+
+}  // namespace
+
+void FluxTransformer::add_lora(const FluxLora& lora,
+                               const std::map<std::string, std::vector<LoraTarget>>& targets) {
+  const auto file = formats::SafetensorsFile::open(lora.path);
+  const std::string& src = file.source();
+  // kohya's names are the module paths with '_' for '.': look those up too.
+  std::map<std::string, const std::vector<LoraTarget>*> underscored;
+  for (const auto& [name, t] : targets) {
+    std::string u = name;
+    std::replace(u.begin(), u.end(), '.', '_');
+    underscored.emplace(u, &t);
+  }
+  struct Parts {
+    const formats::SafetensorsTensorInfo *down = nullptr, *up = nullptr, *alpha = nullptr;
+  };
+  std::map<std::string, Parts> modules;
+  for (const auto& info : file.tensors()) {
+    const std::string& n = info.name;
+    static const std::pair<const char*, int> kSuffixes[] = {{".lora_A.weight", 0},
+                                                            {".lora_B.weight", 1},
+                                                            {".lora_down.weight", 0},
+                                                            {".lora_up.weight", 1},
+                                                            {".alpha", 2}};
+    const auto* hit = std::find_if(std::begin(kSuffixes), std::end(kSuffixes),
+                                   [&](const auto& sfx) { return n.ends_with(sfx.first); });
+    if (hit == std::end(kSuffixes)) {
+      throw Error(ErrorCode::kFormat,
+                  "not a LoRA tensor (.lora_A/.lora_B, .lora_down/.lora_up .weight or .alpha)",
+                  {.file = src, .key = n});
+    }
+    Parts& p = modules[n.substr(0, n.size() - std::strlen(hit->first))];
+    (hit->second == 0 ? p.down : hit->second == 1 ? p.up : p.alpha) = &info;
+  }
+  std::size_t applied = 0;
+  for (const auto& [module, parts] : modules) {
+    if (module.starts_with("lora_te") || module.starts_with("text_encoder")) continue;
+    const std::string key = (parts.down ? parts.down : parts.up ? parts.up : parts.alpha)->name;
+    if (parts.down == nullptr || parts.up == nullptr) {
+      throw Error(ErrorCode::kFormat, "a LoRA module needs both its down (A) and up (B) matrices",
+                  {.file = src, .key = key});
+    }
+    const std::vector<LoraTarget>* found = nullptr;
+    std::string m = module;
+    for (const char* p :
+         {"base_model.model.", "model.diffusion_model.", "diffusion_model.", "transformer."}) {
+      if (m.starts_with(p)) m = m.substr(std::strlen(p));
+    }
+    if (const auto it = targets.find(m); it != targets.end()) found = &it->second;
+    for (const char* p : {"lora_unet_", "lora_transformer_"}) {
+      if (found == nullptr && module.starts_with(p)) {
+        if (const auto it = underscored.find(module.substr(std::strlen(p)));
+            it != underscored.end()) {
+          found = it->second;
+        }
+      }
+    }
+    if (found == nullptr) {
+      throw Error(ErrorCode::kNotFound, "the LoRA names a layer this FLUX transformer lacks",
+                  {.file = src, .key = key});
+    }
+    const TensorView down = file.view(*parts.down), up = file.view(*parts.up);
+    const i64 in = found->front().layer->in_features();
+    i64 rows = 0;
+    for (const LoraTarget& t : *found) rows = std::max(rows, t.first + t.layer->out_features());
+    const auto plain = [](DType t) {
+      return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
+    };
+    if (down.rank() != 2 || up.rank() != 2 || down.shape[1] != in || up.shape[0] != rows ||
+        up.shape[1] != down.shape[0] || down.shape[0] < 1 || !plain(down.dtype) ||
+        !plain(up.dtype)) {
+      throw Error(ErrorCode::kFormat,
+                  "LoRA matrices " + shape_string(down.shape) + " / " + shape_string(up.shape) +
+                      " do not fit the layer [" + std::to_string(rows) + ", " + std::to_string(in) +
+                      "] (f32, f16 or bf16, [rank, in] and [out, rank])",
+                  {.file = src, .key = key});
+    }
+    const i64 rank = down.shape[0];
+    float scale = lora.scale;
+    if (parts.alpha != nullptr) {
+      const TensorView a = file.view(*parts.alpha);
+      if (a.numel() != 1 || !plain(a.dtype)) {
+        throw Error(ErrorCode::kFormat, "alpha must be one number",
+                    {.file = src, .key = parts.alpha->name});
+      }
+      scale *= lora_rows(a, 0, 1, 1)[0] / static_cast<float>(rank);
+    }
+    const std::vector<float> a = lora_rows(down, 0, rank, in);
+    for (const LoraTarget& t : *found) {
+      const i64 out = t.layer->out_features();
+      std::vector<float> b = lora_rows(up, t.first, out, rank);
+      if (t.swap_halves) {
+        std::rotate(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(b.size() / 2), b.end());
+      }
+      lora_[t.layer].push_back({backend_->make_linear(a.data(), nullptr, rank, in),
+                                backend_->make_linear(b.data(), nullptr, out, rank), scale});
+    }
+    ++applied;
+  }
+  if (applied == 0) {
+    throw Error(ErrorCode::kNotFound, "the LoRA file has no tensors for the FLUX transformer",
+                {.file = src});
+  }
+}
+
+void FluxTransformer::run(const kernels::LinearWeights& w, const float* x, i64 rows, float* y,
+                          Activation act) {
+  const auto it = lora_.find(&w);
+  if (it == lora_.end()) {
+    backend_->linear(w, x, rows, y, act);
+    return;
+  }
+  backend_->linear(w, x, rows, y);
+  const i64 out = w.out_features();
+  std::vector<float> h, z(static_cast<std::size_t>(rows * out));
+  for (const LoraPath& l : it->second) {
+    h.resize(static_cast<std::size_t>(rows * l.down->out_features()));
+    backend_->linear(*l.down, x, rows, h.data());
+    backend_->linear(*l.up, h.data(), rows, z.data());
+    const float s = l.scale;
+    pool_->parallel_for(
+        static_cast<std::size_t>(rows),
+        [&](std::size_t b, std::size_t e) {
+          for (std::size_t i = b * static_cast<std::size_t>(out);
+               i < e * static_cast<std::size_t>(out); ++i) {
+            y[i] += s * z[i];
+          }
+        },
+        16);
+  }
+  if (act != Activation::kNone) backend_->activation(act, y, y, rows * out);
 }
 
 void FluxTransformer::embed_mlp(const Mlp& m, const float* x, float* out, Activation act) {
   std::vector<float> h(static_cast<std::size_t>(m.fc1->out_features()));
-  backend_->linear(*m.fc1, x, 1, h.data(), act);
-  backend_->linear(*m.fc2, h.data(), 1, out);
+  run(*m.fc1, x, 1, h.data(), act);
+  run(*m.fc2, h.data(), 1, out);
 }
 
 namespace {
@@ -450,8 +718,8 @@ std::vector<float> FluxTransformer::forward(const FluxTransformerInput& in) {
     be.add(temb.data(), e.data(), temb.data(), d);
     be.activation(Activation::kSilu, temb.data(), temb.data(), d);
   }
-  be.linear(*context_embedder_, in.context.data(), txt, w.x.data());
-  be.linear(*x_embedder_, in.image.data(), img, w.x.data() + txt * d);
+  run(*context_embedder_, in.context.data(), txt, w.x.data());
+  run(*x_embedder_, in.image.data(), img, w.x.data() + txt * d);
 
   // Per-axis positions of the joint sequence, text first.
   std::array<std::vector<i64>, 3> pos;
@@ -477,9 +745,9 @@ std::vector<float> FluxTransformer::forward(const FluxTransformerInput& in) {
   };
   const auto project = [&](const StreamAttention& s, const float* src, i64 first, i64 rows) {
     const i64 o = first * d;
-    be.linear(*s.q, src, rows, w.q.data() + o);
-    be.linear(*s.k, src, rows, w.k.data() + o);
-    be.linear(*s.v, src, rows, w.v.data() + o);
+    run(*s.q, src, rows, w.q.data() + o);
+    run(*s.k, src, rows, w.k.data() + o);
+    run(*s.v, src, rows, w.v.data() + o);
     be.rms_norm(w.q.data() + o, w.q.data() + o, rows * c.heads, hd, s.q_norm.data(), kEps);
     be.rms_norm(w.k.data() + o, w.k.data() + o, rows * c.heads, hd, s.k_norm.data(), kEps);
   };
@@ -489,8 +757,8 @@ std::vector<float> FluxTransformer::forward(const FluxTransformerInput& in) {
   for (const Double& B : doubles_) {
     throw_if_cancelled();
     // AdaLayerNormZero chunks: shift, scale, gate (attention); shift, scale, gate (MLP).
-    be.linear(*B.img_mod, temb.data(), 1, mod_img.data());
-    be.linear(*B.txt_mod, temb.data(), 1, mod_txt.data());
+    run(*B.img_mod, temb.data(), 1, mod_img.data());
+    run(*B.txt_mod, temb.data(), 1, mod_txt.data());
     struct Stream {
       i64 first, rows;
       const float* mod;
@@ -509,11 +777,11 @@ std::vector<float> FluxTransformer::forward(const FluxTransformerInput& in) {
     for (const Stream& s : streams) {
       float* xs = w.x.data() + s.first * d;
       float* ys = w.y.data() + s.first * d;
-      be.linear(*s.out, w.a.data() + s.first * d, s.rows, ys);
+      run(*s.out, w.a.data() + s.first * d, s.rows, ys);
       gated_add(*pool_, xs, ys, s.mod + 2 * d, s.rows, d);
       modulated_norm(be, xs, ys, s.rows, d, s.mod + 3 * d, s.mod + 4 * d, gain);
-      be.linear(*s.ff->fc1, ys, s.rows, w.f.data(), Activation::kGeluTanh);
-      be.linear(*s.ff->fc2, w.f.data(), s.rows, ys);
+      run(*s.ff->fc1, ys, s.rows, w.f.data(), Activation::kGeluTanh);
+      run(*s.ff->fc2, w.f.data(), s.rows, ys);
       gated_add(*pool_, xs, ys, s.mod + 5 * d, s.rows, d);
     }
   }
@@ -526,9 +794,9 @@ std::vector<float> FluxTransformer::forward(const FluxTransformerInput& in) {
   for (const Single& S : singles_) {
     throw_if_cancelled();
     // AdaLayerNormZeroSingle chunks: shift, scale, gate.
-    be.linear(*S.mod, temb.data(), 1, mod.data());
+    run(*S.mod, temb.data(), 1, mod.data());
     modulated_norm(be, w.x.data(), w.y.data(), n, d, mod.data(), mod.data() + d, gain);
-    be.linear(*S.mlp, w.y.data(), n, w.f.data(), Activation::kGeluTanh);
+    run(*S.mlp, w.y.data(), n, w.f.data(), Activation::kGeluTanh);
     project(S.attn, w.y.data(), 0, n);
     // proj_out reads [attention (d) | MLP (4 d)] per row.
     attend(w.cat.data(), 5 * d);
@@ -541,18 +809,18 @@ std::vector<float> FluxTransformer::forward(const FluxTransformerInput& in) {
           }
         },
         16);
-    be.linear(*S.out, w.cat.data(), n, w.y.data());
+    run(*S.out, w.cat.data(), n, w.y.data());
     gated_add(*pool_, w.x.data(), w.y.data(), mod.data() + 2 * d, n, d);
   }
 
   // AdaLayerNormContinuous: scale first, then shift (BFL's final layer: shift, then scale).
   std::vector<float> fin(sz(2 * d));
-  be.linear(*norm_out_, temb.data(), 1, fin.data());
+  run(*norm_out_, temb.data(), 1, fin.data());
   const float* shift = bfl_ ? fin.data() : fin.data() + d;
   const float* scale_out = bfl_ ? fin.data() + d : fin.data();
   modulated_norm(be, w.x.data() + txt * d, w.y.data(), img, d, shift, scale_out, gain);
   std::vector<float> out(sz(img * c.out_channels));
-  be.linear(*proj_out_, w.y.data(), img, out.data());
+  run(*proj_out_, w.y.data(), img, out.data());
   return out;
 }
 

@@ -6,17 +6,22 @@
 // `transformer/` folder (config.json + diffusion_pytorch_model*.safetensors, sharded with its
 // index or not) or Black Forest Labs' single file (flux1-schnell.safetensors / flux1-dev: fused
 // qkv and linear1 sliced by rows; also under ComfyUI's "model.diffusion_model." prefix) in f32,
-// f16 or bf16, and are read in place.
+// f16 or bf16, or a GGUF file of general.architecture "flux" (city96's FLUX GGUFs: the single
+// file's names and shapes, matrices in any block type of tensor/ggml_quant.hpp or f32/f16/bf16),
+// and are read in place. FluxTransformerOptions::quantize_bits quantizes f32/f16/bf16 matrices to
+// q4_0 / q8_0 at load (the file's pages dropped as each is done).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "hearth/models/encoder_common.hpp"
@@ -38,6 +43,30 @@ struct FluxTransformerConfig {
   std::int64_t inner() const { return heads * head_dim; }
 };
 
+// A LoRA adapter (a .safetensors file) and its strength: y = W x + b + scale * s * B (A x) for
+// every layer it names, s = alpha / rank when the file stores alpha, else 1.
+struct FluxLora {
+  std::filesystem::path path;
+  float scale = 1.0f;
+};
+// "PATH" or "PATH:SCALE" (--lora): the scale is what follows the last ':' when that is a number.
+FluxLora parse_flux_lora(const std::string& arg);
+
+// Load options: the text encoders' (threads, pool, SIMD level) and what FLUX adds.
+struct FluxTransformerOptions : TextEncoderOptions {
+  // 0: matrices as stored. 4 or 8: every f32/f16/bf16 matrix whose rows are whole blocks of 32 is
+  // quantized at load to q4_0 or q8_0 by hearth's quantizer (already-quantized GGUF matrices are
+  // kept); its file pages are released once its copy is made.
+  int quantize_bits = 0;
+  // LoRA adapters, applied as extra low-rank products beside the (possibly quantized) base
+  // weights, which are never dequantized. Names: diffusers / PEFT (`transformer.<module>.lora_A`
+  // / `lora_B`), kohya (`lora_unet_<module with _>.lora_down` / `lora_up` / `alpha`) and Black
+  // Forest Labs' modules (`double_blocks.N.img_attn.qkv`, under `diffusion_model.` or not; fused
+  // layers' up matrices are split by rows). Text-encoder tensors (`lora_te*`, `text_encoder*`)
+  // are skipped; any other name or shape that fits no layer is an Error naming file and tensor.
+  std::vector<FluxLora> loras;
+};
+
 // One transformer call. Token ids are (axis 0, axis 1, axis 2) per token: zeros for text, (0,
 // row, column) of the 2x2-packed latent for the image (flux_image_ids).
 struct FluxTransformerInput {
@@ -56,8 +85,11 @@ class FluxTransformer {
   // (the shape read from the tensors; 128-wide heads, FLUX.1's rotary axes). Errors name the file
   // and the tensor or key.
   static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
-                                               const TextEncoderOptions& options = {});
-  // Random weights of the given shape in dtype (f32, f16, bf16), no file.
+                                               const FluxTransformerOptions& options = {});
+  static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
+                                               const TextEncoderOptions& options);
+  // Random weights of the given shape in dtype (f32, f16, bf16, or a ggml block type: matrices
+  // whose rows are whole blocks quantized by hearth's quantizer, the others f32), no file.
   static std::unique_ptr<FluxTransformer> random(const FluxTransformerConfig& config, DType dtype,
                                                  unsigned seed,
                                                  const TextEncoderOptions& options = {});
@@ -77,11 +109,27 @@ class FluxTransformer {
   struct Mlp {
     std::unique_ptr<kernels::LinearWeights> fc1, fc2;
   };
+  struct LoraPath {
+    std::unique_ptr<kernels::LinearWeights> down, up;  // A [rank, in], B [out, rank]
+    float scale = 1.0f;
+  };
+  // Where a LoRA module name lands: hearth layers and the first row of each in the module's rows.
+  struct LoraTarget {
+    const kernels::LinearWeights* layer;
+    std::int64_t first;
+    bool swap_halves;  // the final modulation: (shift, scale) in one naming, (scale, shift) in the
+                       // other
+  };
   FluxTransformer() = default;
-  static std::unique_ptr<FluxTransformer> load_bfl(const std::filesystem::path& path,
-                                                   const TextEncoderOptions& options);
-  void build(const detail::EncoderWeights& w, const TextEncoderOptions& options);
+  static std::unique_ptr<FluxTransformer> load_single(const std::filesystem::path& path,
+                                                      const FluxTransformerOptions& options);
+  void build(const detail::EncoderWeights& w, const FluxTransformerOptions& options);
   void embed_mlp(const Mlp& m, const float* x, float* out, kernels::Activation act);
+  void add_lora(const FluxLora& lora,
+                const std::map<std::string, std::vector<LoraTarget>>& targets);
+  // backend_->linear plus the layer's LoRA paths (before the activation).
+  void run(const kernels::LinearWeights& w, const float* x, std::int64_t rows, float* y,
+           kernels::Activation act = kernels::Activation::kNone);
 
   FluxTransformerConfig config_;
   std::string source_;
@@ -90,6 +138,8 @@ class FluxTransformer {
   std::shared_ptr<ThreadPool> pool_;
   std::unique_ptr<kernels::Backend> backend_;
   std::vector<std::shared_ptr<const void>> keep_alive_;
+  std::vector<std::unique_ptr<std::byte[]>> quantized_;  // matrices quantized at load
+  std::unordered_map<const kernels::LinearWeights*, std::vector<LoraPath>> lora_;
   std::unique_ptr<kernels::LinearWeights> x_embedder_, context_embedder_, norm_out_, proj_out_;
   Mlp time_, guidance_, text_;
   std::vector<Double> doubles_;

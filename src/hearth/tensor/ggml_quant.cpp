@@ -227,14 +227,19 @@ void deq_iq4_xs(const BlockIQ4_XS& b, float* y) {
 
 // ---- quantizers ----
 
+// q4_0, q5_0 and q8_0 as ggml's reference quantizers (what llama-quantize writes without an
+// importance matrix): the inverse scale from the unrounded d, halves rounded up (q4_0 / q5_0:
+// trunc(x / d + offset + 0.5)) or away from zero (q8_0: roundf), so ties, common in bf16 weights,
+// land where ggml puts them.
 void qz_q4_0(const float* x, BlockQ4_0& b) {
   const float vmax = signed_absmax(x, 32);
-  float d;
-  b.d = f2h(vmax / -8.0f, d);
+  const float d = vmax / -8.0f;
+  float rounded;
+  b.d = f2h(d, rounded);
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   std::uint8_t q[32];
   for (int j = 0; j < 32; ++j)
-    q[j] = static_cast<std::uint8_t>(std::clamp(nearest_int(x[j] * id) + 8, 0, 15));
+    q[j] = static_cast<std::uint8_t>(std::min(15, static_cast<int>(x[j] * id + 8.5f)));
   pack_nibbles(q, b.qs);
 }
 
@@ -268,12 +273,13 @@ void qz_q4_1(const float* x, BlockQ4_1& b) {
 
 void qz_q5_0(const float* x, BlockQ5_0& b) {
   const float vmax = signed_absmax(x, 32);
-  float d;
-  b.d = f2h(vmax / -16.0f, d);
+  const float d = vmax / -16.0f;
+  float rounded;
+  b.d = f2h(d, rounded);
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   std::uint8_t q[32];
   for (int j = 0; j < 32; ++j)
-    q[j] = static_cast<std::uint8_t>(std::clamp(nearest_int(x[j] * id) + 16, 0, 31));
+    q[j] = static_cast<std::uint8_t>(std::min(31, static_cast<int>(x[j] * id + 16.5f)));
   store_q5(q, b);
 }
 
@@ -286,11 +292,11 @@ void qz_q5_1(const float* x, BlockQ5_1& b) {
 void qz_q8_0(const float* x, BlockQ8_0& b) {
   float amax = 0.0f;
   for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-  float d;
-  b.d = f2h(amax / 127.0f, d);
+  const float d = amax / 127.0f;
+  float rounded;
+  b.d = f2h(d, rounded);
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  for (int j = 0; j < 32; ++j)
-    b.qs[j] = static_cast<std::int8_t>(std::clamp(nearest_int(x[j] * id), -127, 127));
+  for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<std::int8_t>(std::roundf(x[j] * id));
 }
 
 // w ~ scale q - min (min >= 0, q in [0, levels]) for x[0:n]: the min/max fit and fits over
