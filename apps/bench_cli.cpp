@@ -147,7 +147,6 @@ int main(int argc, char** argv) {
       ->expected(1, 64);
   add_report_flags(*compare, compare_out, false);
   hearth::bench::FluxBenchOptions flux_opts;
-  std::vector<int> flux_quantize;
   std::vector<std::string> flux_loras;
   ReportFlags flux_out, prompt_out;
   CLI::App* flux = app.add_subcommand(
@@ -166,10 +165,12 @@ int main(int argc, char** argv) {
   flux->add_option("--warmup", flux_opts.warmup, "Untimed runs per size first")
       ->capture_default_str();
   flux->add_option("-r,--runs", flux_opts.runs, "Timed runs per size")->capture_default_str();
-  flux->add_option("--quantize", flux_quantize,
-                   "Transformer weight bits to sweep (not offered by this build's pipeline)")
-      ->delimiter(',');
-  flux->add_option("--lora", flux_loras, "LoRA adapters (not offered by this build's pipeline)");
+  flux->add_option("--quantize", flux_opts.quantize,
+                   "Transformer weight bits to sweep: 0 (as stored), 4 (q4_0) or 8 (q8_0) "
+                   "quantized at load, e.g. 4,8")
+      ->delimiter(',')
+      ->capture_default_str();
+  flux->add_option("--lora", flux_loras, "A LoRA adapter PATH[:SCALE] for every run; repeatable");
   add_report_flags(*flux, flux_out);
 
   hearth::bench::PromptMatrixOptions prompt_opts;
@@ -217,11 +218,8 @@ int main(int argc, char** argv) {
             rag_out);
     }
     if (flux->parsed()) {
-      if (!flux_quantize.empty() || !flux_loras.empty()) {
-        throw hearth::Error(hearth::ErrorCode::kUnsupported,
-                            std::string(flux_quantize.empty() ? "--lora" : "--quantize") +
-                                ": this build's FLUX pipeline has no option for it "
-                                "(FluxRunOptions offers neither quantization nor LoRA)");
+      for (const std::string& l : flux_loras) {
+        flux_opts.loras.push_back(hearth::models::parse_flux_lora(l));
       }
       flux_opts.threads = common.threads;
       hearth::cli::Progress progress("bench-cli");

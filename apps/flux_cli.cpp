@@ -67,6 +67,8 @@ struct Options {
   std::string output = "flux.png";
   bool metadata = false;
   bool json = false;
+  int quantize = 0;
+  std::vector<std::string> loras;
   models::FluxOpenOptions open;
 };
 
@@ -141,6 +143,8 @@ int generate(const Options& o, const hearth::cli::CommonOptions& common) {
   };
   models::FluxRunOptions run;
   run.threads = common.threads;
+  run.quantize_bits = o.quantize;
+  for (const std::string& l : o.loras) run.loras.push_back(models::parse_flux_lora(l));
   const models::FluxResult r = pipe.generate(req, run, on_progress);
   bar.clear();
 
@@ -153,6 +157,7 @@ int generate(const Options& o, const hearth::cli::CommonOptions& common) {
   meta.model = o.model;
   meta.guidance = r.guidance;
   meta.t5_max_length = r.t5_max_length;
+  meta.loras = o.loras;
   if (req.init_image) {
     meta.init_image = o.init_image;
     meta.strength = req.strength;
@@ -258,6 +263,12 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", o.output,
                  "PNG to write (prompt, seed, steps, size and model in its text chunks)")
       ->capture_default_str();
+  app.add_option("--quantize", o.quantize,
+                 "Quantize the transformer's f32/f16/bf16 matrices at load to 4 (q4_0) or 8 "
+                 "(q8_0) bits, for machines without the memory for bf16 (default: as stored)")
+      ->check(CLI::IsMember({4, 8}));
+  app.add_option("--lora", o.loras,
+                 "A LoRA adapter PATH[:SCALE] (diffusers/PEFT, kohya or BFL names); repeatable");
   app.add_flag("--metadata", o.metadata, "Also write the metadata as JSON beside each image");
   app.add_flag("--json", o.json, "Print the run's figures (stages, steps, memory) as JSON");
   app.add_option("--clip", o.open.clip, "BFL layout: the clip_l.safetensors to use");

@@ -195,14 +195,28 @@ TEST(BenchCliFlux, TimesEverySizeAndWritesTheReport) {
   EXPECT_EQ(j["details"]["sizes"][1]["runs"].size(), 2u);
   EXPECT_EQ(j["details"]["sizes"][1]["runs"][0]["step_seconds"].size(), 3u);
   EXPECT_TRUE(fs::exists(tmp / "f" / "flux-steps-32.svg"));
-  EXPECT_EQ(testing::run_command(
-                cat({quote(testing::tools_dir() / "bench-cli"), " flux -m ", quote(tiny_pipeline()),
-                     " --quantize 4,8 --out ", quote(tmp / "q")}),
+  // A sweep over the transformer's bits: one row per size and setting, each with its figures.
+  ASSERT_EQ(testing::run_command(
+                cat({quote(testing::tools_dir() / "bench-cli"), " --threads 1 flux -m ",
+                     quote(tiny_pipeline()), " --sizes 16 --steps 2 -r 1 --warmup 0 --quantize 0,4",
+                     " --probe-mib 4 --out ", quote(tmp / "q")}),
                 &out),
-            2);
-  EXPECT_NE(out.find("--quantize: this build's FLUX pipeline has no option for it"),
-            std::string::npos)
+            0)
       << out;
+  std::ifstream fq(tmp / "q" / "results.json");
+  const auto jq = nlohmann::json::parse(fq);
+  std::map<std::string, double> figq;
+  for (const auto& x : jq["figures"]) figq[x["id"]] = x["value"];
+  EXPECT_GT(figq["16.total_seconds"], 0.0);
+  EXPECT_GT(figq["16-q4.total_seconds"], 0.0);
+  ASSERT_EQ(jq["details"]["sizes"].size(), 2u);
+  EXPECT_EQ(jq["details"]["sizes"][1]["quantize"], 4);
+  EXPECT_NE(testing::run_command(
+                cat({quote(testing::tools_dir() / "bench-cli"), " flux -m ", quote(tiny_pipeline()),
+                     " --quantize 5 --out ", quote(tmp / "bad")}),
+                &out),
+            0);
+  EXPECT_NE(out.find("--quantize 5: 0 (as stored), 4 or 8"), std::string::npos) << out;
 }
 
 }  // namespace

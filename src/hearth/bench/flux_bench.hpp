@@ -30,6 +30,10 @@ struct FluxBenchOptions {
   int warmup = 1;  // untimed generations per size before the timed ones
   int runs = 3;    // timed generations per size
   std::size_t threads = 0;
+  // Transformer weight bits to sweep (0: as stored; 4, 8: quantized at load) and the LoRA
+  // adapters of every run.
+  std::vector<int> quantize = {0};
+  std::vector<models::FluxLora> loras;
   FluxProgressFn progress;
 };
 
@@ -42,6 +46,7 @@ struct FluxBenchRun {
 
 struct FluxBenchSize {
   std::int64_t size = 0;
+  int quantize = 0;  // the transformer's bits quantized at load, 0: as stored
   int steps = 0;
   std::vector<FluxBenchRun> runs;
 };

@@ -524,9 +524,11 @@ FluxResult FluxPipeline::generate(
     stage("transformer load");
     Timer t;
     Rss rss;
-    const std::unique_ptr<FluxTransformer> dit =
-        run.load_transformer ? run.load_transformer(files_.transformer, topts)
-                             : FluxTransformer::load(files_.transformer, topts);
+    FluxTransformerOptions dopts;
+    static_cast<TextEncoderOptions&>(dopts) = topts;
+    dopts.quantize_bits = run.quantize_bits;
+    dopts.loras = run.loras;
+    const std::unique_ptr<FluxTransformer> dit = FluxTransformer::load(files_.transformer, dopts);
     if (dit->config().joint_dim != joint_dim_ || dit->config().pooled_dim != pooled_dim_ ||
         dit->config().in_channels != in_channels_) {
       throw Error(ErrorCode::kInternal, "the transformer loaded differs from its header",

@@ -10,7 +10,7 @@
 //    transformer/, text_encoder/, text_encoder_2/, vae/, tokenizer/, tokenizer_2/, scheduler/;
 //  * Black Forest Labs' single files as ComfyUI users keep them: the transformer
 //    flux1-schnell.safetensors or flux1-dev.safetensors, or a GGUF of the same tensors
-//    (flux1-*.gguf, read by a FluxRunOptions::load_transformer that takes GGUF), given as the
+//    (flux1-*.gguf), given as the
 //    path or found in the folder given; ae.safetensors, clip_l.safetensors and
 //    t5xxl_*.safetensors beside it or in ComfyUI's sibling folders (../vae, ../clip,
 //    ../text_encoders); the tokenizer/ and tokenizer_2/ folders from FluxOpenOptions::tokenizers,
@@ -67,11 +67,11 @@ struct FluxOpenOptions {
 struct FluxRunOptions {
   std::size_t threads = 0;  // 0: every core
   SimdLevel level = simd_level();
-  // Loads the transformer; empty: FluxTransformer::load(path, options). The seam for load-time
-  // options the plain loader does not take (quantization, LoRA adapters).
-  std::function<std::unique_ptr<FluxTransformer>(const std::filesystem::path& path,
-                                                 const TextEncoderOptions& options)>
-      load_transformer;
+  // The transformer's load-time options (FluxTransformerOptions): 4 or 8 quantizes its
+  // f32/f16/bf16 matrices to q4_0 / q8_0 at load (0: as stored), and LoRA adapters applied
+  // beside the (possibly quantized) base weights.
+  int quantize_bits = 0;
+  std::vector<FluxLora> loras;
 };
 
 // The limits FluxRequest is checked against.
