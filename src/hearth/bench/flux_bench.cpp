@@ -19,12 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string fixed(double v, int digits) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
-}
-
 struct Spread {
   double mean = 0, stddev = 0, min = 0, max = 0;
 };

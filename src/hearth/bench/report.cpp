@@ -20,12 +20,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string fixed(double v, int digits) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
-}
-
 std::string gib(std::uint64_t bytes) {
   return fixed(static_cast<double>(bytes) / double(1 << 30), 1) + " GiB";
 }
@@ -92,6 +86,12 @@ void probe_machine(Machine& m, std::uint64_t probe_bytes) {
       m.peak_gflops = std::max(m.peak_gflops, kernels::measure_fma_peak_gflops(pool, 0.1));
     }
   }
+}
+
+std::string fixed(double v, int digits) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
 }
 
 std::string utc_timestamp() {

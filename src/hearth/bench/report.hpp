@@ -74,6 +74,8 @@ struct Report {
 
 // "2026-12-02T02:30:11Z"
 std::string utc_timestamp();
+// v with `digits` decimals (printf %.*f), as the reports print figures.
+std::string fixed(double v, int digits);
 
 // The folder a run writes into: `requested` (created when absent, kept when present), or when
 // empty a new folder `bench-<subcommand>-YYYYMMDD-HHMMSS` (a -2, -3 ... suffix when taken) under

@@ -14,12 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string fixed(double v, int digits) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
-}
-
 std::string join(const std::vector<int>& v) {
   std::string out;
   for (const int x : v) out += (out.empty() ? "" : ",") + std::to_string(x);
