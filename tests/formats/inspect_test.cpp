@@ -119,7 +119,7 @@ TEST(Inspect, DecodersShowContextLayersAndTemplate) {
   EXPECT_FALSE(nlohmann::json::parse(out).contains("decoder"));
 }
 
-TEST(Cli, HelpVersionAndPlannedCommands) {
+TEST(Cli, HelpVersionAndSubcommands) {
   std::string out;
   for (const char* app : {"rag-cli", "flux-cli", "bench-cli"}) {
     SCOPED_TRACE(app);

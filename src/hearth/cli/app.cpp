@@ -8,15 +8,6 @@
 #include "hearth/core/version.hpp"
 
 namespace hearth::cli {
-namespace {
-
-struct PlannedCommand : std::exception {
-  std::string message;
-  explicit PlannedCommand(std::string m) : message(std::move(m)) {}
-};
-
-}  // namespace
-
 void add_common_options(CLI::App& app, CommonOptions& options) {
   app.set_version_flag("--version", std::string(app.get_name()) + " (hearth) " + kVersion +
                                         " (commit " + build_commit() + ")");
@@ -51,9 +42,6 @@ int run(CLI::App& app, int argc, char** argv, const std::string& hint,
       return 2;
     }
     return body();
-  } catch (const PlannedCommand& e) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.message.c_str());
-    return 2;
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
     return exit_code_for(e.code());
@@ -64,15 +52,6 @@ int run(CLI::App& app, int argc, char** argv, const std::string& hint,
     std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
     return 1;
   }
-}
-
-CLI::App* add_planned(CLI::App& app, const std::string& name, const std::string& description,
-                      const std::string& planned_in) {
-  CLI::App* sub = app.add_subcommand(name, description + " [not implemented yet]");
-  sub->allow_extras();
-  const std::string message = "'" + name + "' is not implemented yet (planned: " + planned_in + ")";
-  sub->callback([message] { throw PlannedCommand(message); });
-  return sub;
 }
 
 }  // namespace hearth::cli

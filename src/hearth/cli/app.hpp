@@ -1,5 +1,5 @@
 // What every hearth executable shares: one-line errors with a meaningful exit status, the
-// --version and --threads flags, Ctrl+C handling, and the answer for planned subcommands.
+// --version and --threads flags and Ctrl+C handling.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -23,10 +23,5 @@ void add_common_options(CLI::App& app, CommonOptions& options);
 int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
 int run(CLI::App& app, int argc, char** argv, const std::string& hint,
         const std::function<int()>& body);
-
-// Registers a subcommand that is designed but not built yet: --help describes it, running it
-// says so on stderr and exits 2.
-CLI::App* add_planned(CLI::App& app, const std::string& name, const std::string& description,
-                      const std::string& planned_in);
 
 }  // namespace hearth::cli
