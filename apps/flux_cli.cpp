@@ -148,15 +148,8 @@ int generate(const Options& o, const hearth::cli::CommonOptions& common) {
   const models::FluxResult r = pipe.generate(req, run, on_progress);
   bar.clear();
 
-  models::FluxImageMetadata meta;
-  meta.prompt = req.prompt;
+  models::FluxImageMetadata meta = models::flux_metadata(r, req.prompt, o.model);
   meta.noise = o.noise;
-  meta.steps = r.steps;
-  meta.width = r.width;
-  meta.height = r.height;
-  meta.model = o.model;
-  meta.guidance = r.guidance;
-  meta.t5_max_length = r.t5_max_length;
   meta.loras = o.loras;
   if (req.init_image) {
     meta.init_image = o.init_image;

@@ -423,15 +423,8 @@ PromptMatrixResult run_prompt_matrix(const PromptMatrixOptions& o) {
     cell.seconds = t.seconds();
     cell.stages = r.stages;
     cell.rendered = true;
-    models::FluxImageMetadata meta;
-    meta.prompt = cell.prompt;
+    models::FluxImageMetadata meta = models::flux_metadata(r, cell.prompt, o.model);
     meta.seed = o.seed;
-    meta.steps = r.steps;
-    meta.width = r.width;
-    meta.height = r.height;
-    meta.model = o.model;
-    meta.guidance = r.guidance;
-    meta.t5_max_length = r.t5_max_length;
     image::PngText text = models::to_png_text(meta);
     text.emplace_back(kKeyKeyword, key);
     image::write_png(path, r.images.front(), text);

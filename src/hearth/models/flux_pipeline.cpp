@@ -672,6 +672,18 @@ std::string number(float v) {
 
 }  // namespace
 
+FluxImageMetadata flux_metadata(const FluxResult& r, std::string prompt, std::string model) {
+  FluxImageMetadata m;
+  m.prompt = std::move(prompt);
+  m.steps = r.steps;
+  m.width = r.width;
+  m.height = r.height;
+  m.model = std::move(model);
+  m.guidance = r.guidance;
+  m.t5_max_length = r.t5_max_length;
+  return m;
+}
+
 image::PngText to_png_text(const FluxImageMetadata& m) {
   image::PngText t = {{"prompt", m.prompt}};
   if (m.seed) t.emplace_back("seed", std::to_string(*m.seed));

@@ -199,6 +199,9 @@ struct FluxImageMetadata {
 };
 // Keywords: prompt, seed, steps, size ("WxH"), model, and where they apply guidance,
 // t5_max_length, noise, init_image, strength, loras; "Software" "hearth flux-cli".
+// The metadata of an image of r: prompt and model as given, steps, size, guidance and T5 length
+// from the result; the caller adds the seed or noise, init image and LoRAs.
+FluxImageMetadata flux_metadata(const FluxResult& r, std::string prompt, std::string model);
 image::PngText to_png_text(const FluxImageMetadata& m);
 nlohmann::json to_json(const FluxImageMetadata& m);
 // The run's figures: size, steps, seeds, sigmas, stages (seconds, peak RSS), step times, peak
