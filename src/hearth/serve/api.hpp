@@ -45,16 +45,18 @@ ApiError internal_error(std::string message);
 
 // What a request may ask for.
 struct Limits {
-  std::size_t max_depth = 64;          // JSON nesting
-  std::int64_t max_tokens = 4096;      // max_tokens / max_completion_tokens ceiling
-  std::size_t max_messages = 1024;     // chat messages
-  std::size_t max_stop = 4;            // stop strings (OpenAI's limit)
-  std::size_t max_stop_bytes = 256;    // each
-  std::size_t max_inputs = 512;        // embedding inputs, rerank documents
-  std::size_t max_top_k = 100;         // bank search results
-  std::size_t max_files = 64;          // documents in one upload
-  std::size_t max_name_bytes = 200;    // a document's file name
-  std::int64_t max_images = 4;         // images in one /v1/images/generations request ("n")
+  std::size_t max_depth = 64;        // JSON nesting
+  std::int64_t max_tokens = 4096;    // max_tokens / max_completion_tokens ceiling
+  std::size_t max_messages = 1024;   // chat messages
+  std::size_t max_stop = 4;          // stop strings (OpenAI's limit)
+  std::size_t max_stop_bytes = 256;  // each
+  std::size_t max_inputs = 512;      // embedding inputs, rerank documents
+  std::size_t max_top_k = 100;       // bank search results
+  std::size_t max_files = 64;        // documents in one upload
+  std::size_t max_name_bytes = 200;  // a document's file name
+
+  // POST /v1/images/generations
+  std::int64_t max_images = 4;         // images in one request ("n")
   std::int64_t max_image_steps = 100;  // its "steps"
 };
 
