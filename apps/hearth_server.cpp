@@ -62,7 +62,8 @@ bool is_loopback(const std::string& host) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"hearth-server: an OpenAI-compatible HTTP server for hearth's models and banks"};
+  CLI::App app{"hearth-server: an OpenAI-compatible HTTP server for hearth's models and banks",
+               "hearth-server"};
   hearth::cli::CommonOptions common;
   hearth::cli::add_common_options(app, common);
   hearth::serve::ServerOptions o;
