@@ -45,9 +45,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (image.ok()) {
     const auto& r = *image.value;
     // What the server hands the pipeline must be inside its limits.
-    if (r.prompt.empty() || r.n < 1 || r.n > s::Limits{}.max_images || r.width % 16 != 0 ||
-        r.height % 16 != 0 || r.width < 16 || r.height < 16 ||
-        r.width * r.height > hearth::models::kFluxMaxPixels) {
+    if (r.prompt.empty() || r.prompt.size() > s::Limits{}.max_prompt_bytes || r.n < 1 ||
+        r.n > s::Limits{}.max_images || r.width % 16 != 0 || r.height % 16 != 0 || r.width < 16 ||
+        r.height < 16 || r.width * r.height > hearth::models::kFluxMaxPixels) {
       std::abort();
     }
   }

@@ -246,7 +246,7 @@ TEST(ServeApi, ImageRequestTakesOpenAIsFieldsAndHearths) {
   const auto p = parse_image_request(R"({
     "model": "dall-e-3", "prompt": "a lighthouse at dawn", "n": 3, "size": "1024x768",
     "response_format": "b64_json", "quality": "hd", "style": "vivid", "user": "u",
-    "seed": 7, "steps": 2, "guidance": 3.5, "output_format": "png"})");
+    "seed": 7, "steps": 2, "guidance": 3.5, "t5_max_length": 16, "output_format": "png"})");
   ASSERT_TRUE(p.ok()) << p.error.message;
   const ImageRequest& r = *p.value;
   EXPECT_EQ(r.model, "dall-e-3");
@@ -258,6 +258,7 @@ TEST(ServeApi, ImageRequestTakesOpenAIsFieldsAndHearths) {
   EXPECT_EQ(r.steps, 2);
   ASSERT_TRUE(r.guidance.has_value());
   EXPECT_FLOAT_EQ(*r.guidance, 3.5f);
+  EXPECT_EQ(r.t5_max_length, 16U);
 
   // The defaults: one 512x512 image, b64_json, the pipeline's steps, a drawn seed.
   for (const char* body : {R"({"prompt": "x"})", R"({"prompt": "x", "size": "auto", "n": null})"}) {
@@ -269,6 +270,7 @@ TEST(ServeApi, ImageRequestTakesOpenAIsFieldsAndHearths) {
     EXPECT_FALSE(d.value->seed.has_value());
     EXPECT_FALSE(d.value->steps.has_value());
     EXPECT_FALSE(d.value->guidance.has_value());
+    EXPECT_FALSE(d.value->t5_max_length.has_value());
   }
   // OpenAI's sizes are all multiples of 16.
   for (const char* size : {"256x256", "512x512", "1024x1024", "1792x1024", "1024x1536"}) {
@@ -325,7 +327,12 @@ TEST(ServeApi, HostileImageBodiesAreRefusedNamingTheField) {
       {R"({"prompt": "x", "steps": 101})", "steps"},
       {R"({"prompt": "x", "guidance": -1})", "guidance"},
       {R"({"prompt": "x", "guidance": "high"})", "guidance"},
+      {R"({"prompt": "x", "t5_max_length": 1})", "t5_max_length"},
+      {R"({"prompt": "x", "t5_max_length": 513})", "t5_max_length"},
   };
+  const std::string long_prompt = R"({"prompt": ")" + std::string(32001, 'a') + "\"}";
+  EXPECT_EQ(parse_image_request(long_prompt).error.param, "prompt");
+  EXPECT_TRUE(parse_image_request(R"({"prompt": ")" + std::string(32000, 'a') + "\"}").ok());
   for (const Case& c : cases) {
     const auto p = parse_image_request(c.body);
     ASSERT_FALSE(p.ok()) << c.body;

@@ -74,6 +74,7 @@ try {
     response_format: 'b64_json',
     seed: 9,
     steps: 1,
+    t5_max_length: 8,
   });
   out.images = {
     created: images.created,

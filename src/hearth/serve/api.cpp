@@ -487,6 +487,9 @@ Parsed<ImageRequest> parse_image_request(std::string_view body, const Limits& li
     r.model = get_string(j, "model");
     r.prompt = required_string(j, "prompt");
     if (r.prompt.empty()) refuse("'prompt' must not be empty", "prompt");
+    if (r.prompt.size() > limits.max_prompt_bytes) {
+      refuse("'prompt' is at most " + std::to_string(limits.max_prompt_bytes) + " bytes", "prompt");
+    }
     r.n = static_cast<int>(get_int(j, "n", 1, limits.max_images).value_or(1));
     const std::string size = get_string(j, "size", "auto");
     if (size != "auto") {
@@ -533,6 +536,9 @@ Parsed<ImageRequest> parse_image_request(std::string_view body, const Limits& li
       r.steps = static_cast<int>(*steps);
     }
     if (const auto g = get_number(j, "guidance", 0.0, 100.0)) r.guidance = static_cast<float>(*g);
+    if (const auto t5 = get_int(j, "t5_max_length", 2, 512)) {
+      r.t5_max_length = static_cast<std::size_t>(*t5);
+    }
     return r;
   });
 }

@@ -56,8 +56,9 @@ struct Limits {
   std::size_t max_name_bytes = 200;  // a document's file name
 
   // POST /v1/images/generations
-  std::int64_t max_images = 4;         // images in one request ("n")
-  std::int64_t max_image_steps = 100;  // its "steps"
+  std::int64_t max_images = 4;           // images in one request ("n")
+  std::int64_t max_image_steps = 100;    // its "steps"
+  std::size_t max_prompt_bytes = 32000;  // its "prompt" (OpenAI's gpt-image-1 limit, in bytes)
 };
 
 // The parsed request, or the error to answer with.
@@ -123,18 +124,20 @@ struct RemoveRequest {
 };
 
 // POST /v1/images/generations: OpenAI's fields (prompt, model, n, size, response_format) and
-// hearth's (seed, steps, guidance). size is "WxH" (or "auto": the default), each side a multiple
-// of 16 from 16 to models::kFluxMaxSide, at most models::kFluxMaxPixels in all; response_format
-// only "b64_json" (nothing is hosted for "url"); output_format only "png"; no streaming.
+// hearth's (seed, steps, guidance, t5_max_length). size is "WxH" (or "auto": the default), each
+// side a multiple of 16 from 16 to models::kFluxMaxSide, at most models::kFluxMaxPixels in all;
+// response_format only "b64_json" (nothing is hosted for "url"); output_format only "png"; no
+// streaming.
 inline constexpr std::int64_t kDefaultImageSide = 512;
 struct ImageRequest {
   std::string model;
   std::string prompt;
   int n = 1;
   std::int64_t width = kDefaultImageSide, height = kDefaultImageSide;
-  std::optional<std::uint64_t> seed;  // image k gets seed + k; absent: the server draws one
-  std::optional<int> steps;           // absent: the pipeline's default (4 schnell, 28 dev)
-  std::optional<float> guidance;      // FLUX.1-dev only
+  std::optional<std::uint64_t> seed;         // image k gets seed + k; absent: the server draws one
+  std::optional<int> steps;                  // absent: the pipeline's default (4 schnell, 28 dev)
+  std::optional<float> guidance;             // FLUX.1-dev only
+  std::optional<std::size_t> t5_max_length;  // T5 prompt tokens, 2..512 (as flux-cli's)
 };
 
 Parsed<ChatRequest> parse_chat_request(std::string_view body, const Limits& limits = {});

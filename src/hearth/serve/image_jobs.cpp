@@ -88,23 +88,26 @@ void ImageQueue::work() {
       queue_.pop_front();
       running_ = true;
     }
-    run(*job);
+    ApiError error;
+    const bool ok = run(*job, &error);
     {
+      // Counted before the job is answered, so /health agrees with what its client got.
       std::lock_guard lock(mutex_);
       running_ = false;
-      if (job->ok()) {
-        counts_.completed += job->b64_png().size();
-      } else if (job->error().code == "cancelled" || job->error().code == "timeout") {
+      if (ok) {
+        counts_.completed += job->b64_png_.size();
+      } else if (error.code == "cancelled" || error.code == "timeout") {
         ++counts_.cancelled;
       } else {
         ++counts_.failed;
       }
     }
+    job->finish(ok, std::move(error));
     idle_cv_.notify_all();
   }
 }
 
-void ImageQueue::run(ImageJob& job) {
+bool ImageQueue::run(ImageJob& job, ApiError* error) {
   const auto started = ImageJob::Clock::now();
   const auto stop_check = [&] {
     if (job.cancelled()) throw Stopped{};
@@ -131,20 +134,20 @@ void ImageQueue::run(ImageJob& job) {
     job.b64_png_ = std::move(pngs);
     job.seeds_ = r.seeds;
     job.timings_ = {seconds_between(job.submitted_, started), seconds_between(started, ended)};
-    job.finish(true, {});
+    return true;
   } catch (const Stopped& s) {
-    job.finish(false, s.timed_out ? ApiError{504, "the image took longer than the server's timeout",
-                                             "server_error", "", "timeout"}
-                                  : ApiError{499, "the request was cancelled", "server_error", "",
-                                             "cancelled"});
+    *error = s.timed_out
+                 ? ApiError{504, "the image took longer than the server's timeout", "server_error",
+                            "", "timeout"}
+                 : ApiError{499, "the request was cancelled", "server_error", "", "cancelled"};
   } catch (const Error& e) {
-    job.finish(false,
-               e.code() == ErrorCode::kCancelled
-                   ? ApiError{503, "the server was interrupted", "server_error", "", "cancelled"}
-                   : internal_error(std::string("image generation failed: ") + e.what()));
+    *error = e.code() == ErrorCode::kCancelled
+                 ? ApiError{503, "the server was interrupted", "server_error", "", "cancelled"}
+                 : internal_error(std::string("image generation failed: ") + e.what());
   } catch (const std::exception& e) {
-    job.finish(false, internal_error(std::string("image generation failed: ") + e.what()));
+    *error = internal_error(std::string("image generation failed: ") + e.what());
   }
+  return false;
 }
 
 }  // namespace hearth::serve

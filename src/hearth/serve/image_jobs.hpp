@@ -50,7 +50,7 @@ class ImageJob {
 
  private:
   friend class ImageQueue;
-  void finish(bool ok, ApiError error);
+  void finish(bool ok, ApiError error);  // wakes wait()
 
   const models::FluxRequest request_;  // resolved (size, steps, seed filled in)
   const std::string model_;            // the name the PNG's "model" chunk gives
@@ -94,7 +94,8 @@ class ImageQueue {
 
  private:
   void work();
-  void run(ImageJob& job);
+  // Makes the job's images; false with *error when it failed or was stopped.
+  bool run(ImageJob& job, ApiError* error);
 
   const models::FluxPipeline& pipeline_;
   const models::FluxRunOptions run_;

@@ -668,6 +668,7 @@ void Server::State::generate_images(const httplib::Request& req, httplib::Respon
   fr.steps = r.steps;
   fr.seed = r.seed;
   fr.guidance = r.guidance;
+  fr.t5_max_length = r.t5_max_length;
   try {
     fr = flux->resolve(fr);  // the defaults (steps, seed) filled in; every field checked
   } catch (const Error& e) {
