@@ -15,6 +15,7 @@
 #include "hearth/cli/app.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/formats/hf_cache.hpp"
+#include "hearth/models/flux_pipeline.hpp"
 #include "hearth/serve/server.hpp"
 #include "hearth/serve/web_assets.hpp"
 
@@ -22,15 +23,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A model named on the command line: its folder or file name (an HF id as given), or the alias.
-hearth::serve::ModelSpec model_spec(const std::string& spec, const std::string& alias) {
-  hearth::serve::ModelSpec m;
-  if (spec.empty()) return m;
-  m.path = hearth::formats::resolve_model(spec);
+// A model's name: the alias, else its folder or file name (an HF id as given).
+std::string model_name(const std::string& spec, const std::string& alias) {
   fs::path given = fs::path(spec).lexically_normal();
   if (given.filename().empty()) given = given.parent_path();
-  m.name = !alias.empty() ? alias : fs::exists(spec) ? given.filename().string() : spec;
-  return m;
+  return !alias.empty() ? alias : fs::exists(spec) ? given.filename().string() : spec;
+}
+
+// A model named on the command line, resolved (a folder, a file or a cached HF id).
+hearth::serve::ModelSpec model_spec(const std::string& spec, const std::string& alias) {
+  if (spec.empty()) return {};
+  return {hearth::formats::resolve_model(spec), model_name(spec, alias)};
+}
+
+// The FLUX model as given: FluxPipeline::open resolves it (a folder, a file, or schnell / dev /
+// a repo id in the local Hugging Face cache). Named by its folder or file name, else as given.
+hearth::serve::ModelSpec flux_spec(const std::string& spec, const std::string& alias) {
+  if (spec.empty()) return {};
+  return {spec, model_name(spec, alias)};
 }
 
 int g_signal_pipe[2] = {-1, -1};
@@ -52,11 +62,13 @@ bool is_loopback(const std::string& host) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"hearth-server: an OpenAI-compatible HTTP server for hearth's models and banks"};
+  CLI::App app{"hearth-server: an OpenAI-compatible HTTP server for hearth's models and banks",
+               "hearth-server"};
   hearth::cli::CommonOptions common;
   hearth::cli::add_common_options(app, common);
   hearth::serve::ServerOptions o;
   std::string model_id, embedding_model, reranker, model_alias, embedding_alias, reranker_alias;
+  std::string flux_model, flux_alias;
   std::vector<std::string> banks;
   auto* host = app.add_option("--host", o.host,
                               "address to listen on (default 127.0.0.1; without --api-key a "
@@ -74,6 +86,19 @@ int main(int argc, char** argv) {
   app.add_option("--embedding-alias", embedding_alias, "the embedding model's name");
   app.add_option("--reranker", reranker, "cross-encoder (rerank, bank search reranking)");
   app.add_option("--reranker-alias", reranker_alias, "the reranker's name");
+  app.add_option("--flux-model", flux_model,
+                 "FLUX.1 model (images): diffusers folder, flux1-*.safetensors / .gguf file, or "
+                 "schnell / dev / a repo id in the local Hugging Face cache");
+  app.add_option("--flux-alias", flux_alias, "the FLUX model's name");
+  app.add_option("--max-images", o.limits.max_images,
+                 "the most images one request may ask for (\"n\", default 4)")
+      ->check(CLI::Range(1, hearth::models::kFluxMaxImages));
+  app.add_option("--image-queue", o.image_queue,
+                 "image requests waiting beyond the one running before 429 (default 4)")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--image-timeout", o.image_timeout_seconds,
+                 "seconds an image request may take, queue included (default 3600)")
+      ->check(CLI::Range(1.0, 86400.0));
   app.add_option("--bank", banks,
                  "NAME=FOLDER: a knowledge bank served as NAME (repeatable; created when missing)");
   app.add_option("--parallel", o.parallel, "generations at once (default 1)")
@@ -99,6 +124,7 @@ int main(int argc, char** argv) {
     o.model = model_spec(model_id, model_alias);
     o.embedding = model_spec(embedding_model, embedding_alias);
     o.reranker = model_spec(reranker, reranker_alias);
+    o.flux = flux_spec(flux_model, flux_alias);
     // The web page at / (src/hearth/serve/web, embedded at build time).
     o.assets = [](std::string_view path) -> std::optional<hearth::serve::StaticAsset> {
       const auto asset = hearth::serve::web_asset(path);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "fuzz/touch.hpp"
+#include "hearth/models/flux_pipeline.hpp"
 #include "hearth/serve/api.hpp"
 
 namespace {
@@ -39,6 +40,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   check(s::parse_remove_request(body));
+  const auto image = s::parse_image_request(body);
+  check(image);
+  if (image.ok()) {
+    const auto& r = *image.value;
+    // What the server hands the pipeline must be inside its limits.
+    if (r.prompt.empty() || r.prompt.size() > s::Limits{}.max_prompt_bytes || r.n < 1 ||
+        r.n > s::Limits{}.max_images || r.width % 16 != 0 || r.height % 16 != 0 || r.width < 16 ||
+        r.height < 16 || r.width * r.height > hearth::models::kFluxMaxPixels) {
+      std::abort();
+    }
+  }
   if (const auto decoded = s::base64_decode(body)) {
     if (s::base64_encode(*decoded) != body) std::abort();
   }

@@ -242,5 +242,119 @@ TEST(ServeApi, ResponseObjects) {
   EXPECT_STREQ(finish_reason(models::FinishReason::kContext), "length");
 }
 
+TEST(ServeApi, ImageRequestTakesOpenAIsFieldsAndHearths) {
+  const auto p = parse_image_request(R"({
+    "model": "dall-e-3", "prompt": "a lighthouse at dawn", "n": 3, "size": "1024x768",
+    "response_format": "b64_json", "quality": "hd", "style": "vivid", "user": "u",
+    "seed": 7, "steps": 2, "guidance": 3.5, "t5_max_length": 16, "output_format": "png"})");
+  ASSERT_TRUE(p.ok()) << p.error.message;
+  const ImageRequest& r = *p.value;
+  EXPECT_EQ(r.model, "dall-e-3");
+  EXPECT_EQ(r.prompt, "a lighthouse at dawn");
+  EXPECT_EQ(r.n, 3);
+  EXPECT_EQ(r.width, 1024);
+  EXPECT_EQ(r.height, 768);
+  EXPECT_EQ(r.seed, 7U);
+  EXPECT_EQ(r.steps, 2);
+  ASSERT_TRUE(r.guidance.has_value());
+  EXPECT_FLOAT_EQ(*r.guidance, 3.5f);
+  EXPECT_EQ(r.t5_max_length, 16U);
+
+  // The defaults: one 512x512 image, b64_json, the pipeline's steps, a drawn seed.
+  for (const char* body : {R"({"prompt": "x"})", R"({"prompt": "x", "size": "auto", "n": null})"}) {
+    const auto d = parse_image_request(body);
+    ASSERT_TRUE(d.ok()) << d.error.message;
+    EXPECT_EQ(d.value->n, 1);
+    EXPECT_EQ(d.value->width, kDefaultImageSide);
+    EXPECT_EQ(d.value->height, kDefaultImageSide);
+    EXPECT_FALSE(d.value->seed.has_value());
+    EXPECT_FALSE(d.value->steps.has_value());
+    EXPECT_FALSE(d.value->guidance.has_value());
+    EXPECT_FALSE(d.value->t5_max_length.has_value());
+  }
+  // OpenAI's sizes are all multiples of 16.
+  for (const char* size : {"256x256", "512x512", "1024x1024", "1792x1024", "1024x1536"}) {
+    EXPECT_TRUE(parse_image_request(std::string(R"({"prompt":"x","size":")") + size + "\"}").ok())
+        << size;
+  }
+  Limits more;
+  more.max_images = 10;
+  EXPECT_EQ(parse_image_request(R"({"prompt": "x", "n": 10})", more).value->n, 10);
+}
+
+TEST(ServeApi, HostileImageBodiesAreRefusedNamingTheField) {
+  struct Case {
+    std::string body;
+    std::string param;
+  };
+  const Case cases[] = {
+      {"", ""},
+      {"[]", ""},
+      {R"({})", "prompt"},
+      {R"({"prompt": null})", "prompt"},
+      {R"({"prompt": 7})", "prompt"},
+      {R"({"prompt": ["a"]})", "prompt"},
+      {R"({"prompt": ""})", "prompt"},
+      {R"({"prompt": "x", "model": 3})", "model"},
+      {R"({"prompt": "x", "n": 0})", "n"},
+      {R"({"prompt": "x", "n": -1})", "n"},
+      {R"({"prompt": "x", "n": 5})", "n"},
+      {R"({"prompt": "x", "n": 99999999999999999999})", "n"},
+      {R"({"prompt": "x", "n": 1.5})", "n"},
+      {R"({"prompt": "x", "n": "2"})", "n"},
+      {R"({"prompt": "x", "size": 512})", "size"},
+      {R"({"prompt": "x", "size": "512"})", "size"},
+      {R"({"prompt": "x", "size": "512x"})", "size"},
+      {R"({"prompt": "x", "size": "x512"})", "size"},
+      {R"({"prompt": "x", "size": "100x100"})", "size"},
+      {R"({"prompt": "x", "size": "0x0"})", "size"},
+      {R"({"prompt": "x", "size": "8x8"})", "size"},
+      {R"({"prompt": "x", "size": "-16x16"})", "size"},
+      {R"({"prompt": "x", "size": "512X512"})", "size"},
+      {R"({"prompt": "x", "size": " 512x512"})", "size"},
+      {R"({"prompt": "x", "size": "512x512x512"})", "size"},
+      {R"({"prompt": "x", "size": "4112x16"})", "size"},
+      {R"({"prompt": "x", "size": "99999999999999999999x16"})", "size"},
+      {R"({"prompt": "x", "size": "4096x4096"})", "size"},  // 16 MP: over the 4 MP limit
+      {R"({"prompt": "x", "response_format": "url"})", "response_format"},
+      {R"({"prompt": "x", "response_format": "json"})", "response_format"},
+      {R"({"prompt": "x", "response_format": true})", "response_format"},
+      {R"({"prompt": "x", "output_format": "jpeg"})", "output_format"},
+      {R"({"prompt": "x", "stream": true})", "stream"},
+      {R"({"prompt": "x", "seed": -1})", "seed"},
+      {R"({"prompt": "x", "seed": "7"})", "seed"},
+      {R"({"prompt": "x", "steps": 0})", "steps"},
+      {R"({"prompt": "x", "steps": 101})", "steps"},
+      {R"({"prompt": "x", "guidance": -1})", "guidance"},
+      {R"({"prompt": "x", "guidance": "high"})", "guidance"},
+      {R"({"prompt": "x", "t5_max_length": 1})", "t5_max_length"},
+      {R"({"prompt": "x", "t5_max_length": 513})", "t5_max_length"},
+  };
+  const std::string long_prompt = R"({"prompt": ")" + std::string(32001, 'a') + "\"}";
+  EXPECT_EQ(parse_image_request(long_prompt).error.param, "prompt");
+  EXPECT_TRUE(parse_image_request(R"({"prompt": ")" + std::string(32000, 'a') + "\"}").ok());
+  for (const Case& c : cases) {
+    const auto p = parse_image_request(c.body);
+    ASSERT_FALSE(p.ok()) << c.body;
+    EXPECT_EQ(p.error.status, 400) << c.body;
+    EXPECT_FALSE(p.error.message.empty()) << c.body;
+    EXPECT_EQ(p.error.param, c.param) << c.body << ": " << p.error.message;
+  }
+  const auto url = parse_image_request(R"({"prompt": "x", "response_format": "url"})");
+  EXPECT_NE(url.error.message.find("b64_json"), std::string::npos) << url.error.message;
+}
+
+TEST(ServeApi, ImagesResponseIsOpenAIsShape) {
+  const auto j = images_json(1700000000, {"AAAA", "BBBB"}, {7, 8}, 64, 32, {0.5, 3.0});
+  EXPECT_EQ(j["created"], 1700000000);
+  ASSERT_EQ(j["data"].size(), 2U);
+  EXPECT_EQ(j["data"][0]["b64_json"], "AAAA");
+  EXPECT_EQ(j["data"][1]["seed"], 8);
+  EXPECT_EQ(j["size"], "64x32");
+  EXPECT_EQ(j["output_format"], "png");
+  EXPECT_DOUBLE_EQ(j["timings"]["per_image_seconds"].get<double>(), 1.5);
+  EXPECT_DOUBLE_EQ(j["timings"]["queue_seconds"].get<double>(), 0.5);
+}
+
 }  // namespace
 }  // namespace hearth::serve

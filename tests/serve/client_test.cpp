@@ -1,6 +1,7 @@
-// hearth-server against real clients: the official `openai` npm package, unmodified (installed
-// into <build>/node on first use; skipped, saying why, without node, npm or the registry), and a
-// bounded load of 8 concurrent clients x 25 chat requests (latency and throughput printed).
+// hearth-server against real clients: the official `openai` npm package, unmodified (chat,
+// embeddings, models and images; installed into <build>/node on first use; skipped, saying why,
+// without node, npm or the registry), and a bounded load of 8 concurrent clients x 25 chat
+// requests (latency and throughput printed).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,7 +42,7 @@ std::string ensure_openai() {
   return "";
 }
 
-TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsAndModels) {
+TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsModelsAndImages) {
   HEARTH_REQUIRE_TINY_MODELS();
   if (const std::string why = ensure_openai(); !why.empty()) {
     GTEST_SKIP() << "the openai npm package is unavailable: " << why;
@@ -49,6 +50,7 @@ TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsAndModels) {
   ServerOptions o = testing::tiny_options();
   o.context = 512;
   o.api_key = "test-key";
+  o.flux = {testing::tiny_flux(), "tiny-flux"};
   RunningServer srv(o);
   const fs::path script = hearth::testing::source_dir() / "tests/serve/openai_client.mjs";
   std::string out;
@@ -59,7 +61,7 @@ TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsAndModels) {
       &out);
   ASSERT_EQ(rc, 0) << out;
   const json j = json::parse(out.substr(out.find('{')));
-  EXPECT_EQ(j["models"], (json{"tiny-phi3.gguf", "tiny-bert", "tiny-ce"}));
+  EXPECT_EQ(j["models"], (json{"tiny-phi3.gguf", "tiny-bert", "tiny-ce", "tiny-flux"}));
   EXPECT_EQ(j["chat"]["object"], "chat.completion");
   EXPECT_EQ(j["chat"]["role"], "assistant");
   EXPECT_FALSE(j["chat"]["content"].get<std::string>().empty());
@@ -72,6 +74,18 @@ TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsAndModels) {
   // The package's default (base64, decoded by it) gives the floats that "float" gives.
   EXPECT_EQ(j["embeddings"]["first"], j["float_first"]);
   EXPECT_EQ(j["bad_request"]["status"], 400);
+  // images.generate: two PNGs of the size asked for, seeds 9 and 10; "url" refused naming it.
+  EXPECT_GT(j["images"]["created"].get<std::int64_t>(), 0);
+  ASSERT_EQ(j["images"]["pngs"].size(), 2U);
+  for (std::size_t k = 0; k < 2; ++k) {
+    const json& png = j["images"]["pngs"][k];
+    EXPECT_EQ(png["signature"], "89504e470d0a1a0a");
+    EXPECT_EQ(png["width"], 64);
+    EXPECT_EQ(png["height"], 48);
+    EXPECT_EQ(png["seed"], 9 + k);
+  }
+  EXPECT_EQ(j["image_url"]["status"], 400);
+  EXPECT_EQ(j["image_url"]["param"], "response_format");
 }
 
 double percentile(std::vector<double> v, double p) {

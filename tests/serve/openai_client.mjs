@@ -1,6 +1,7 @@
 // Drives hearth-server with the official `openai` npm package, unmodified: model listing, chat
-// (whole and streamed, with usage), embeddings (the package asks for base64 and decodes it) and
-// float embeddings. Prints one JSON object with what it saw; exits 1 on any failure.
+// (whole and streamed, with usage), embeddings (the package asks for base64 and decodes it),
+// float embeddings and FLUX images (b64_json PNGs). Prints one JSON object with what it saw;
+// exits 1 on any failure.
 //   node openai_client.mjs <node_modules dir> <base url> <api key>
 import {createRequire} from 'node:module';
 import path from 'node:path';
@@ -64,6 +65,35 @@ try {
   const floats =
       await client.embeddings.create({model: 'x', input: 'owls hunt', encoding_format: 'float'});
   out.float_first = floats.data[0].embedding.slice(0, 4);
+
+  const images = await client.images.generate({
+    model: 'any-name',
+    prompt: 'a lighthouse at dawn',
+    n: 2,
+    size: '64x48',
+    response_format: 'b64_json',
+    seed: 9,
+    steps: 1,
+    t5_max_length: 8,
+  });
+  out.images = {
+    created: images.created,
+    pngs: images.data.map((d) => {
+      const png = Buffer.from(d.b64_json, 'base64');
+      return {
+        signature: png.subarray(0, 8).toString('hex'),
+        width: png.readUInt32BE(16),
+        height: png.readUInt32BE(20),
+        seed: d.seed,
+      };
+    }),
+  };
+  try {
+    await client.images.generate({model: 'x', prompt: 'x', response_format: 'url'});
+    out.image_url = 'accepted';
+  } catch (e) {
+    out.image_url = {status: e.status, param: e.param};
+  }
 
   try {
     await client.chat.completions.create({model: 'x', messages: []});

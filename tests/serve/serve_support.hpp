@@ -1,5 +1,6 @@
 // Test support for hearth-server: tiny random models from hearth-make-model (a Phi-3 with the
-// real Phi-3 vocabulary and chat template, a BERT embedder, a BERT cross-encoder), a Server run
+// real Phi-3 vocabulary and chat template, a BERT embedder, a BERT cross-encoder, a FLUX.1
+// pipeline), a Server run
 // in this process on a free loopback port, and raw-socket requests for what an HTTP client
 // library hides (partial requests, disconnects, byte-exact bodies).
 #pragma once
@@ -48,6 +49,19 @@ inline const TinyModels& tiny_models() {
     models = {dir / "tiny-phi3.gguf", dir / "tiny-bert", dir / "tiny-ce"};
   }
   return models;
+}
+
+// A tiny random FLUX.1 pipeline (hearth-make-model --arch flux-pipeline; its own small
+// tokenizers, so no fixture is needed): the diffusers folder. Made once per test program.
+inline const fs::path& tiny_flux() {
+  static hearth::testing::TempDir dir;
+  static fs::path folder;
+  if (folder.empty()) {
+    hearth::testing::make_model(hearth::testing::cat(
+        {"--arch flux-pipeline --out ", hearth::testing::quote(dir / "tiny-flux")}));
+    folder = dir / "tiny-flux" / "diffusers";
+  }
+  return folder;
 }
 
 // Options for a server with every tiny model, on a free loopback port, 2 compute threads.

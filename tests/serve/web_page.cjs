@@ -1,11 +1,13 @@
 // Drives hearth-server's web page in headless Chromium (puppeteer-core) as a user would, by
 // keyboard: picks the bank, asks a question with Enter, records the answer as it streams, opens a
-// cited passage, asks over a bank that does not exist (the server's error must show), and takes
+// cited passage, uploads a file, generates an image (with --image-size, when the server has a FLUX
+// model), asks over a bank that does not exist (the server's error must show), and takes
 // screenshots at desktop and phone widths. Writes what it saw to OUT/result.json; the C++ test
 // (web_page_test.cpp) makes the assertions.
 //
 //   node web_page.cjs --url http://127.0.0.1:PORT/ --chromium /usr/bin/chromium
 //                     --question TEXT --out DIR [--upload FILE] [--key API_KEY]
+//                     [--image-size WxH]
 "use strict";
 
 const fs = require("fs");
@@ -185,6 +187,42 @@ async function main() {
         banks: Array.from(document.querySelectorAll("#bank option")).map((x) => x.textContent),
       }));
       result.steps.push("upload");
+    }
+
+    // An image, when the server has a FLUX model: the prompt by keyboard (Enter), at the size
+    // given (added to the size list: the tiny test pipeline is quick at a tiny size), until the
+    // <img> has loaded.
+    if (o["image-size"] && result.image_panel) {
+      await page.evaluate((size) => {
+        const option = document.createElement("option");
+        option.value = option.textContent = size;
+        document.querySelector("#image-size").append(option);
+        document.querySelector("#image-size").value = size;
+      }, o["image-size"]);
+      await page.focus("#image-prompt");
+      await page.keyboard.type("a lighthouse at dawn");
+      await page.keyboard.press("Enter");
+      await page.waitForFunction(() => {
+        const img = document.querySelector("#images figure img");
+        return (img && img.complete && img.naturalWidth > 0) ||
+               !document.querySelector("#image-error").hidden;
+      }, { timeout: 60000 });
+      result.image = await page.evaluate(() => {
+        const img = document.querySelector("#images figure img");
+        return {
+          width: img ? img.naturalWidth : 0,
+          height: img ? img.naturalHeight : 0,
+          alt: img ? img.alt : "",
+          src_prefix: img ? img.src.slice(0, 22) : "",
+          caption: img ? document.querySelector("#images figcaption").textContent : "",
+          state: document.querySelector("#image-state").textContent,
+          error: document.querySelector("#image-error").hidden
+                     ? ""
+                     : document.querySelector("#image-error").textContent,
+        };
+      });
+      await (await page.$("#image-panel")).screenshot({ path: path.join(o.out, "image.png") });
+      result.steps.push("image");
     }
 
     // Phone width: one column, nothing wider than the screen. (Not isMobile: puppeteer reloads

@@ -1,8 +1,8 @@
 // hearth-server's web page in a real browser: headless Chromium (Debian's chromium) driven by
 // puppeteer-core (npm, installed into the build folder on first use) through web_page.cjs, against
 // a real hearth-server with a tiny random Phi-3 (the real Phi-3 vocabulary and chat template; its
-// text is noise) and a bank of the sample corpus. Skips, saying why, without chromium, node, npm,
-// the registry or the Phi-3 vocabulary fixture.
+// text is noise), a tiny random FLUX pipeline and a bank of the sample corpus. Skips, saying why,
+// without chromium, node, npm, the registry or the Phi-3 vocabulary fixture.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -191,6 +191,11 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
                 &out),
             0)
       << out;
+  ASSERT_EQ(testing::run_command(cat({quote(testing::tools_dir() / "hearth-make-model"),
+                                      " --arch flux-pipeline --out ", quote(dir / "flux")}),
+                                 &out),
+            0)
+      << out;
   const fs::path upload = dir / "hearth-upload-note.md";
   std::ofstream(upload) << "# Upload note\n\nThe web page added this note to the bank.\n";
   const fs::path shots = std::getenv("HEARTH_WEB_SCREENSHOTS")
@@ -202,7 +207,8 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   ServerProcess server(
       {server_bin.string(), "--port", "0", "--model-id", (dir / "phi3.gguf").string(), "--ctx",
        "1024", "--max-tokens", "24", "--threads", "2", "--api-key", "web-test-key", "--bank",
-       "guide=" + (dir / "bank").string()},
+       "guide=" + (dir / "bank").string(), "--flux-model", (dir / "flux" / "diffusers").string(),
+       "--flux-alias", "tiny-flux"},
       dir / "server.log");
   ASSERT_TRUE(server.started());
   const std::string url = server.url(std::chrono::seconds(30));
@@ -211,7 +217,8 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
       cat({"NODE_PATH=", quote(browser_node_dir() / "node_modules"), " timeout 120 node ",
            quote(testing::source_dir() / "tests/serve/web_page.cjs"), " --url ", url,
            " --chromium ", quote(browser), " --question 'How do I keep a bank up to date?'",
-           " --upload ", quote(upload), " --key web-test-key --out ", quote(shots), " 2>&1"}),
+           " --upload ", quote(upload), " --image-size 64x48 --key web-test-key --out ",
+           quote(shots), " 2>&1"}),
       &out);
   const int server_rc = server.stop();
   ASSERT_EQ(rc, 0) << out << "\nserver log:\n" << server.log();
@@ -228,11 +235,11 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   EXPECT_EQ(r["wrong_key_panel"], true);
   EXPECT_EQ(r["steps"][0], "key");
 
-  // Connected: the bank and the model are listed; no FLUX model, so no image panel.
+  // Connected: the bank and the chat model are listed; the FLUX model shows the image panel.
   EXPECT_EQ(r["title"], "hearth");
   EXPECT_EQ(r["banks"], nlohmann::json::array({"guide"}));
   EXPECT_EQ(r["models"].size(), 1u);
-  EXPECT_EQ(r["image_panel"], false);
+  EXPECT_EQ(r["image_panel"], true);
 
   // Keyboard: Tab reaches the bank, the question and the send button in that order.
   const std::vector<std::string> tabs = r["tab_order"];
@@ -281,6 +288,18 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   EXPECT_EQ(r["upload"]["status"].get<std::string>().rfind("1 added; ", 0), 0u);
   EXPECT_EQ(r["upload"]["error"], "");
   EXPECT_EQ(r["upload"]["progress"], 1);
+
+  // An image from the real endpoint, loaded in the page at the size asked for.
+  ASSERT_TRUE(r.contains("image"));
+  EXPECT_EQ(r["image"]["error"], "");
+  EXPECT_EQ(r["image"]["width"], 64);
+  EXPECT_EQ(r["image"]["height"], 48);
+  EXPECT_EQ(r["image"]["src_prefix"], "data:image/png;base64,");
+  EXPECT_EQ(r["image"]["alt"], "a lighthouse at dawn");
+  EXPECT_EQ(r["image"]["caption"].get<std::string>().rfind("a lighthouse at dawn (64x48, seed ", 0),
+            0u);
+  EXPECT_EQ(r["image"]["state"].get<std::string>().rfind("done in ", 0), 0u);
+  EXPECT_GT(png_size(shots / "image.png").first, 64);  // the panel, image included
 
   // The server's error object, shown as it came, and no other console error.
   const std::string bad = r["bad_bank_error"];

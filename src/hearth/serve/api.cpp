@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "hearth/core/utf8.hpp"
+#include "hearth/models/flux_pipeline.hpp"
 
 namespace hearth::serve {
 namespace {
@@ -479,6 +480,69 @@ Parsed<RemoveRequest> parse_remove_request(std::string_view body, const Limits& 
   });
 }
 
+Parsed<ImageRequest> parse_image_request(std::string_view body, const Limits& limits) {
+  return guarded<ImageRequest>([&] {
+    const json j = parse_object(body, limits);
+    ImageRequest r;
+    r.model = get_string(j, "model");
+    r.prompt = required_string(j, "prompt");
+    if (r.prompt.empty()) refuse("'prompt' must not be empty", "prompt");
+    if (r.prompt.size() > limits.max_prompt_bytes) {
+      refuse("'prompt' is at most " + std::to_string(limits.max_prompt_bytes) + " bytes", "prompt");
+    }
+    r.n = static_cast<int>(get_int(j, "n", 1, limits.max_images).value_or(1));
+    const std::string size = get_string(j, "size", "auto");
+    if (size != "auto") {
+      // "WxH": two decimal numbers of at most 5 digits around one 'x'.
+      const auto x = size.find('x');
+      const auto digits = [](std::string_view t) {
+        return !t.empty() && t.size() <= 5 && t.find_first_not_of("0123456789") == t.npos;
+      };
+      if (x == std::string::npos || !digits(std::string_view(size).substr(0, x)) ||
+          !digits(std::string_view(size).substr(x + 1))) {
+        refuse("'size' must be \"WIDTHxHEIGHT\" (e.g. \"512x512\") or \"auto\"", "size");
+      }
+      r.width = std::stoll(size.substr(0, x));
+      r.height = std::stoll(size.substr(x + 1));
+      for (const std::int64_t side : {r.width, r.height}) {
+        if (side < 16 || side > models::kFluxMaxSide || side % 16 != 0) {
+          refuse("'size' " + size + ": each side must be a multiple of 16 from 16 to " +
+                     std::to_string(models::kFluxMaxSide),
+                 "size");
+        }
+      }
+      if (r.width * r.height > models::kFluxMaxPixels) {
+        refuse("'size' " + size + " is more than " + std::to_string(models::kFluxMaxPixels >> 20) +
+                   " megapixels",
+               "size");
+      }
+    }
+    const std::string format = get_string(j, "response_format", "b64_json");
+    if (format == "url") {
+      refuse(
+          "'response_format' 'url' is not supported: hearth-server hosts no image files; use "
+          "'b64_json'",
+          "response_format");
+    }
+    if (format != "b64_json") refuse("'response_format' must be 'b64_json'", "response_format");
+    if (get_string(j, "output_format", "png") != "png") {
+      refuse("'output_format' must be 'png'", "output_format");
+    }
+    if (get_bool(j, "stream", false)) refuse("streamed images are not supported", "stream");
+    if (const auto seed = get_int(j, "seed", 0, std::numeric_limits<std::int64_t>::max())) {
+      r.seed = static_cast<std::uint64_t>(*seed);
+    }
+    if (const auto steps = get_int(j, "steps", 1, limits.max_image_steps)) {
+      r.steps = static_cast<int>(*steps);
+    }
+    if (const auto g = get_number(j, "guidance", 0.0, 100.0)) r.guidance = static_cast<float>(*g);
+    if (const auto t5 = get_int(j, "t5_max_length", 2, 512)) {
+      r.t5_max_length = static_cast<std::size_t>(*t5);
+    }
+    return r;
+  });
+}
+
 bool is_safe_name(std::string_view name, std::size_t max_bytes) {
   if (name.empty() || name.size() > max_bytes || name.front() == '.') return false;
   if (!is_valid_utf8(name)) return false;
@@ -632,6 +696,26 @@ nlohmann::json usage_chunk_json(const std::string& id, const char* object, std::
                                 const std::string& model, const Usage& usage) {
   return {{"id", id},       {"object", object},         {"created", created},
           {"model", model}, {"choices", json::array()}, {"usage", usage_json(usage)}};
+}
+
+nlohmann::json images_json(std::int64_t created, const std::vector<std::string>& b64_png,
+                           const std::vector<std::uint64_t>& seeds, std::int64_t width,
+                           std::int64_t height, const ImageTimings& timings) {
+  json data = json::array();
+  for (std::size_t i = 0; i < b64_png.size(); ++i) {
+    json item = {{"b64_json", b64_png[i]}};
+    if (i < seeds.size()) item["seed"] = seeds[i];
+    data.push_back(std::move(item));
+  }
+  const double per = b64_png.empty() ? 0.0 : timings.generate_seconds / b64_png.size();
+  return {{"created", created},
+          {"data", data},
+          {"size", std::to_string(width) + "x" + std::to_string(height)},
+          {"output_format", "png"},
+          {"timings",
+           {{"queue_seconds", timings.queue_seconds},
+            {"generate_seconds", timings.generate_seconds},
+            {"per_image_seconds", per}}}};
 }
 
 std::string sse(const nlohmann::json& j) {

@@ -54,6 +54,11 @@ struct Limits {
   std::size_t max_top_k = 100;       // bank search results
   std::size_t max_files = 64;        // documents in one upload
   std::size_t max_name_bytes = 200;  // a document's file name
+
+  // POST /v1/images/generations
+  std::int64_t max_images = 4;           // images in one request ("n")
+  std::int64_t max_image_steps = 100;    // its "steps"
+  std::size_t max_prompt_bytes = 32000;  // its "prompt" (OpenAI's gpt-image-1 limit, in bytes)
 };
 
 // The parsed request, or the error to answer with.
@@ -118,6 +123,23 @@ struct RemoveRequest {
   std::vector<std::string> paths;  // document paths exactly as GET .../documents lists them
 };
 
+// POST /v1/images/generations: OpenAI's fields (prompt, model, n, size, response_format) and
+// hearth's (seed, steps, guidance, t5_max_length). size is "WxH" (or "auto": the default), each
+// side a multiple of 16 from 16 to models::kFluxMaxSide, at most models::kFluxMaxPixels in all;
+// response_format only "b64_json" (nothing is hosted for "url"); output_format only "png"; no
+// streaming.
+inline constexpr std::int64_t kDefaultImageSide = 512;
+struct ImageRequest {
+  std::string model;
+  std::string prompt;
+  int n = 1;
+  std::int64_t width = kDefaultImageSide, height = kDefaultImageSide;
+  std::optional<std::uint64_t> seed;         // image k gets seed + k; absent: the server draws one
+  std::optional<int> steps;                  // absent: the pipeline's default (4 schnell, 28 dev)
+  std::optional<float> guidance;             // FLUX.1-dev only
+  std::optional<std::size_t> t5_max_length;  // T5 prompt tokens, 2..512 (as flux-cli's)
+};
+
 Parsed<ChatRequest> parse_chat_request(std::string_view body, const Limits& limits = {});
 Parsed<CompletionRequest> parse_completion_request(std::string_view body,
                                                    const Limits& limits = {});
@@ -127,6 +149,7 @@ Parsed<BankSearchRequest> parse_bank_search_request(std::string_view body,
                                                     const Limits& limits = {});
 Parsed<UploadRequest> parse_upload_request(std::string_view body, const Limits& limits = {});
 Parsed<RemoveRequest> parse_remove_request(std::string_view body, const Limits& limits = {});
+Parsed<ImageRequest> parse_image_request(std::string_view body, const Limits& limits = {});
 
 // A bank or document name that cannot leave its folder: 1..max bytes of valid UTF-8, no '/',
 // '\\', NUL or other control characters, not "." or ".." or starting with '.', no glob
@@ -163,6 +186,16 @@ nlohmann::json completion_chunk_json(const std::string& id, std::int64_t created
 // The last chunk of a stream with stream_options.include_usage: no choices, the usage.
 nlohmann::json usage_chunk_json(const std::string& id, const char* object, std::int64_t created,
                                 const std::string& model, const Usage& usage);
+// The images.generate response: {"created", "data": [{"b64_json", "seed"}], "size",
+// "output_format": "png", "timings": {"queue_seconds", "generate_seconds", "per_image_seconds"}}
+// ("seed" and "timings" are hearth's; OpenAI clients ignore them).
+struct ImageTimings {
+  double queue_seconds = 0.0;
+  double generate_seconds = 0.0;
+};
+nlohmann::json images_json(std::int64_t created, const std::vector<std::string>& b64_png,
+                           const std::vector<std::uint64_t>& seeds, std::int64_t width,
+                           std::int64_t height, const ImageTimings& timings);
 // One server-sent event: "data: <json>\n\n".
 std::string sse(const nlohmann::json& j);
 

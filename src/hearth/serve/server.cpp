@@ -18,10 +18,12 @@
 #include "hearth/core/error.hpp"
 #include "hearth/core/utf8.hpp"
 #include "hearth/models/decoder.hpp"
+#include "hearth/models/flux_pipeline.hpp"
 #include "hearth/rag/answer.hpp"
 #include "hearth/rag/bank.hpp"
 #include "hearth/rag/neural.hpp"
 #include "hearth/rag/search.hpp"
+#include "hearth/serve/image_jobs.hpp"
 #include "hearth/serve/scheduler.hpp"
 
 namespace hearth::serve {
@@ -161,6 +163,8 @@ struct Server::State {
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<rag::BertEmbedding> embedding;
   std::unique_ptr<rag::CrossEncoderReranker> reranker;
+  std::unique_ptr<models::FluxPipeline> flux;
+  std::unique_ptr<ImageQueue> images;
   std::map<std::string, std::unique_ptr<BankEntry>> banks;
 
   std::mutex uploads_mutex;
@@ -194,6 +198,7 @@ struct Server::State {
                 httplib::Response& res);
   void embeddings(const httplib::Request& req, httplib::Response& res);
   void rerank(const httplib::Request& req, httplib::Response& res);
+  void generate_images(const httplib::Request& req, httplib::Response& res);
   void models(httplib::Response& res) const;
   void list_banks(httplib::Response& res);
   void search(const httplib::Request& req, httplib::Response& res, BankEntry& bank);
@@ -644,6 +649,72 @@ void Server::State::rerank(const httplib::Request& req, httplib::Response& res) 
                   {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}});
 }
 
+void Server::State::generate_images(const httplib::Request& req, httplib::Response& res) {
+  if (!admit(req, res, options.max_body_bytes)) return;
+  Parsed<ImageRequest> p = parse_image_request(req.body, options.limits);
+  if (!p.ok()) return send_error(res, p.error);
+  const ImageRequest& r = *p.value;
+  if (!pick(r.model, flux != nullptr, "image", "--flux-model", res)) return;
+  if (r.guidance && !flux->dev()) {
+    return send_error(res, bad_request("'guidance' is for FLUX.1-dev; '" + options.flux.name +
+                                           "' (schnell) has no guidance embedding",
+                                       "guidance"));
+  }
+  models::FluxRequest fr;
+  fr.prompt = r.prompt;
+  fr.width = r.width;
+  fr.height = r.height;
+  fr.n_images = r.n;
+  fr.steps = r.steps;
+  fr.seed = r.seed;
+  fr.guidance = r.guidance;
+  fr.t5_max_length = r.t5_max_length;
+  try {
+    fr = flux->resolve(fr);  // the defaults (steps, seed) filled in; every field checked
+  } catch (const Error& e) {
+    return send_error(res, from_hearth_error(e));
+  }
+  if (stopping) return send_error(res, unavailable("the server is shutting down"));
+  const auto deadline =
+      Clock::now() +
+      std::chrono::milliseconds(static_cast<std::int64_t>(options.image_timeout_seconds * 1000.0));
+  std::shared_ptr<ImageJob> job = images->submit(std::move(fr), options.flux.name, deadline);
+  if (!job) {
+    return send_error(
+        res, busy("an image is being generated and " + std::to_string(images->queue_limit()) +
+                  " more wait; retry when one has finished"));
+  }
+  const std::int64_t created = unix_now();
+  // As a non-streamed completion: the answer is written once the images are made; while they
+  // are, a newline every second (JSON allows leading whitespace) notices a client that went away
+  // and cancels its job.
+  res.set_chunked_content_provider(
+      "application/json",
+      [job, created](std::size_t, httplib::DataSink& sink) {
+        auto last_write = Clock::now();
+        while (!job->wait(std::chrono::milliseconds(250))) {
+          if (Clock::now() - last_write >= std::chrono::seconds(1)) {
+            if (!sink.write("\n", 1)) {
+              job->cancel();
+              return false;
+            }
+            last_write = Clock::now();
+          }
+        }
+        const models::FluxRequest& q = job->request();
+        const std::string body = job->ok() ? images_json(created, job->b64_png(), job->seeds(),
+                                                         q.width, q.height, job->timings())
+                                                 .dump()
+                                           : error_body(job->error());
+        if (!sink.write(body.data(), body.size())) return false;
+        sink.done();
+        return true;
+      },
+      [job](bool success) {
+        if (!success) job->cancel();
+      });
+}
+
 void Server::State::models(httplib::Response& res) const {
   json data = json::array();
   const auto add = [&](const ModelSpec& spec, bool loaded, const char* kind) {
@@ -657,6 +728,7 @@ void Server::State::models(httplib::Response& res) const {
   add(options.model, llm != nullptr, "chat");
   add(options.embedding, embedding != nullptr, "embedding");
   add(options.reranker, reranker != nullptr, "rerank");
+  add(options.flux, flux != nullptr, "image");
   send_json(res, {{"object", "list"}, {"data", data}});
 }
 
@@ -883,6 +955,14 @@ void Server::State::routes() {
                     {"prompt_tokens", c.prompt_tokens},
                     {"reused_tokens", c.reused_tokens}};
     }
+    if (images) {
+      const ImageQueue::Counts c = images->counts();
+      j["images"] = {{"processing", c.running},
+                     {"queued", c.queued},
+                     {"completed", c.completed},
+                     {"cancelled", c.cancelled},
+                     {"failed", c.failed}};
+    }
     send_json(res, j);
   });
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
@@ -895,6 +975,9 @@ void Server::State::routes() {
          [this](const httplib::Request& req, httplib::Response& res) { completion(req, res); });
   s.Post("/v1/embeddings",
          [this](const httplib::Request& req, httplib::Response& res) { embeddings(req, res); });
+  s.Post("/v1/images/generations", [this](const httplib::Request& req, httplib::Response& res) {
+    generate_images(req, res);
+  });
   for (const char* path : {"/v1/rerank", "/v1/reranking", "/rerank"}) {
     s.Post(path, [this](const httplib::Request& req, httplib::Response& res) { rerank(req, res); });
   }
@@ -963,7 +1046,10 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
   char salt[16];
   std::snprintf(salt, sizeof salt, "%08x-", rd());
   state_->id_salt = salt;
-  const std::size_t threads = o.http_threads > 0 ? o.http_threads : o.parallel + o.queue + 8;
+  // Every waiting image request holds a connection thread too.
+  const std::size_t image_waiters = o.flux.path.empty() ? 0 : o.image_queue + 1;
+  const std::size_t threads =
+      o.http_threads > 0 ? o.http_threads : o.parallel + o.queue + image_waiters + 8;
   state_->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   state_->http.set_payload_max_length(std::max(o.max_body_bytes, o.max_upload_bytes));
   state_->http.set_read_timeout(10, 0);
@@ -1009,6 +1095,12 @@ void Server::load() {
     bo.threads = o.threads;
     if (!o.embedding.path.empty()) s.embedding = rag::BertEmbedding::load(o.embedding.path, bo);
     if (!o.reranker.path.empty()) s.reranker = rag::CrossEncoderReranker::load(o.reranker.path, bo);
+    if (!o.flux.path.empty()) {
+      s.flux = std::make_unique<models::FluxPipeline>(models::FluxPipeline::open(o.flux.path));
+      models::FluxRunOptions run;
+      run.threads = o.threads;
+      s.images = std::make_unique<ImageQueue>(*s.flux, run, o.image_queue);
+    }
     for (const BankSpec& b : o.banks) {
       if (!is_safe_name(b.name)) {
         throw Error(ErrorCode::kInvalidArgument, "--bank " + printable(b.name, 60) +
@@ -1039,6 +1131,7 @@ void Server::run() {
   if (state_->bound_port <= 0) bind();
   if (!state_->stopping) state_->http.listen_after_bind();
   if (state_->scheduler) state_->scheduler->drain();
+  if (state_->images) state_->images->drain();
 }
 
 void Server::stop() {

@@ -8,6 +8,7 @@
 //   POST /v1/completions              OpenAI text completion
 //   POST /v1/embeddings               string or list input, float or base64
 //   POST /v1/rerank (/v1/reranking)   llama-server / Jina / Cohere rerank
+//   POST /v1/images/generations       OpenAI images (FLUX; b64_json PNGs), one at a time
 //   GET  /v1/banks                    the banks given with --bank
 //   POST /v1/banks/{name}/search      retrieval (bm25, dense, hybrid; reranked with --reranker)
 //   GET  /v1/banks/{name}/documents   the bank's documents
@@ -60,6 +61,11 @@ struct ServerOptions {
   ModelSpec model;      // decoder (chat, completions)
   ModelSpec embedding;  // embeddings, dense bank search
   ModelSpec reranker;   // rerank, bank search reranking
+  // FLUX (images): path is what models::FluxPipeline::open takes (a folder, a file, or
+  // "schnell" / "dev" / a repo id in the local Hugging Face cache).
+  ModelSpec flux;
+  std::size_t image_queue = 4;          // image requests waiting beyond the one running (429 past)
+  double image_timeout_seconds = 3600;  // an image request's whole time (queue + generation)
   std::vector<BankSpec> banks;
   std::size_t parallel = 1;                           // generation slots
   std::size_t queue = 16;                             // requests waiting beyond them (429 past it)

@@ -157,8 +157,10 @@ async function connect() {
     await Promise.all([loadModels(), loadBanks()]);
     $("key-panel").hidden = true;
     const n = state.banks.length;
+    const image = state.models.find(isImageModel);
     $("server-state").textContent =
-        `connected: ${n} bank${n === 1 ? "" : "s"}, model ${$("model").value || "none"}`;
+        `connected: ${n} bank${n === 1 ? "" : "s"}, model ${$("model").value || "none"}` +
+        (image ? `, images ${image.id}` : "");
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return;
     const origin = e instanceof ApiError ? e.origin() : "";
@@ -486,13 +488,17 @@ async function generateImage(prompt, size) {
         "/v1/images/generations",
         { model: model.id, prompt, n: 1, size, response_format: "b64_json" });
     const body = await response.json();
+    // The server answers once the image is made; a failure while it ran comes as an error object
+    // in that answer.
+    if (body.error) throw new ApiError(0, body.error.message, body.error.type || body.error.code);
     for (const item of body.data || []) {
       const figure = document.createElement("figure");
       const img = document.createElement("img");
       img.src = `data:image/png;base64,${item.b64_json}`;
       img.alt = prompt;
       const caption = document.createElement("figcaption");
-      caption.textContent = prompt;
+      caption.textContent = item.seed === undefined ? prompt
+                                                    : `${prompt} (${body.size}, seed ${item.seed})`;
       figure.append(img, caption);
       $("images").prepend(figure);
     }
