@@ -93,6 +93,29 @@ inline __m512i words(std::initializer_list<int> w) {
   return _mm512_load_si512(v);
 }
 
+// The 16 blocks' integer sums of one x row's group against the weights' (from p, the offset
+// term): two dependency chains for one or two rows, one each from three rows on (enough chains
+// already, one add less).
+template <int R>
+inline __m512i block_sums(__m512i p, const __m512i* lo, const __m512i* hi, const Group* x) {
+  if constexpr (R <= 2) {
+    __m512i p2 = _mm512_setzero_si512();
+    for (int j = 0; j < 4; j += 2) {
+      p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
+      p2 = _mm512_dpbusd_epi32(p2, lo[j + 1], _mm512_load_si512(x->q[j + 1]));
+      p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
+      p2 = _mm512_dpbusd_epi32(p2, hi[j + 1], _mm512_load_si512(x->q[5 + j]));
+    }
+    return _mm512_add_epi32(p, p2);
+  } else {
+    for (int j = 0; j < 4; ++j) {
+      p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
+      p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
+    }
+    return p;
+  }
+}
+
 template <int R>
 void gemv_q4_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const float* bias,
                float* y, i64 ldy) {
@@ -146,16 +169,9 @@ void gemv_q4_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const Group* x = reinterpret_cast<const Group*>(xp + r * xrb) + g;
-        // Two dependency chains per row.
-        __m512i p = _mm512_load_si512(x->bias), p2 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; j += 2) {
-          p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
-          p2 = _mm512_dpbusd_epi32(p2, lo[j + 1], _mm512_load_si512(x->q[j + 1]));
-          p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
-          p2 = _mm512_dpbusd_epi32(p2, hi[j + 1], _mm512_load_si512(x->q[5 + j]));
-        }
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p, p2)),
-                                 _mm512_mul_ps(dw, _mm512_load_ps(x->dl)), acc[r]);
+        const __m512i p = block_sums<R>(_mm512_load_si512(x->bias), lo, hi, x);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_load_ps(x->dl)),
+                                 acc[r]);
       }
     }
     const float bv = bias != nullptr ? bias[n] : 0.0f;

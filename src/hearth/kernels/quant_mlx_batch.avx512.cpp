@@ -114,6 +114,28 @@ inline __m512 load_scales(const u8* p, i64 n) {
   }
 }
 
+// The 16 blocks' integer sums of one x row's group against the weights' (from p): two dependency
+// chains for one or two rows, one each from three rows on (enough chains already, one add less).
+template <int R>
+inline __m512i block_sums(__m512i p, const __m512i* lo, const __m512i* hi, const Group* x) {
+  if constexpr (R <= 2) {
+    __m512i p2 = _mm512_setzero_si512();
+    for (int j = 0; j < 4; j += 2) {
+      p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
+      p2 = _mm512_dpbusd_epi32(p2, lo[j + 1], _mm512_load_si512(x->q[j + 1]));
+      p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
+      p2 = _mm512_dpbusd_epi32(p2, hi[j + 1], _mm512_load_si512(x->q[5 + j]));
+    }
+    return _mm512_add_epi32(p, p2);
+  } else {
+    for (int j = 0; j < 4; ++j) {
+      p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
+      p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
+    }
+    return p;
+  }
+}
+
 template <int R, bool kBf16>
 void gemv_rows(const AffineMatrix& w, const u8* xp, i64 xrb, i64 n0, i64 n1, const float* bias,
                float* y, i64 ldy) {
@@ -162,16 +184,9 @@ void gemv_rows(const AffineMatrix& w, const u8* xp, i64 xrb, i64 n0, i64 n1, con
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const Group* x = reinterpret_cast<const Group*>(xp + r * xrb) + g;
-        // Two dependency chains per row.
-        __m512i p = _mm512_setzero_si512(), p2 = p;
-        for (int j = 0; j < 4; j += 2) {
-          p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
-          p2 = _mm512_dpbusd_epi32(p2, lo[j + 1], _mm512_load_si512(x->q[j + 1]));
-          p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
-          p2 = _mm512_dpbusd_epi32(p2, hi[j + 1], _mm512_load_si512(x->q[5 + j]));
-        }
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p, p2)),
-                                 _mm512_mul_ps(sv, _mm512_load_ps(x->dl)), acc[r]);
+        acc[r] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums<R>(_mm512_setzero_si512(), lo, hi, x)),
+                            _mm512_mul_ps(sv, _mm512_load_ps(x->dl)), acc[r]);
       }
     }
     for (i64 g = 0; g < groups; g += 16) {
