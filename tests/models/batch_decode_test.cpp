@@ -139,12 +139,13 @@ TEST_P(BatchDecode, EachSessionMatchesItsselfAlone) {
   for (std::size_t i = 0; i < batched.size(); ++i) {
     EXPECT_EQ(batched[i]->timings().decode_tokens, i == 0 ? 5 : i == 2 ? 6 : 8);
   }
-  // The batched sessions go on alone: their caches hold what their twins' hold.
+  // The batched sessions go on alone: their caches hold what their twins' hold (up to the same
+  // tolerance: the batched kernels wrote them).
   for (std::size_t i = 0; i < batched.size(); ++i) {
     const std::int32_t next = argmax(last[i]);
     EXPECT_LE(
         max_abs_diff(batched[i]->feed(std::span(&next, 1)), alone[i]->feed(std::span(&next, 1))),
-        1e-4f * spread);
+        tolerance(format) * spread);
   }
 }
 
