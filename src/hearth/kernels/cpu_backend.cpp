@@ -11,6 +11,7 @@
 #include "hearth/core/timer.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/kernel_table.hpp"
+#include "hearth/kernels/quant_batch.hpp"
 #include "hearth/kernels/quant_gemm.hpp"
 #include "hearth/kernels/quant_ggml.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
@@ -154,7 +155,9 @@ class CpuBackend final : public Backend {
         qgemm_(quant_gemm(level)),
         gemm_(gemm),
         dq_(decode_kernels(level)),
-        ad_(affine_decode(level)) {}
+        ad_(affine_decode(level)),
+        batch_dq_(batch_decode_kernels(level)),
+        batch_ad_(batch_affine_decode(level)) {}
 
   std::string name() const override {
     return std::string("cpu-") + to_string(k_.level) + "-gemm-" + to_string(gemm_);
@@ -294,8 +297,11 @@ class CpuBackend final : public Backend {
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
+    if (rows >= 2 && rows <= kGemvMaxRows && batch_ad_ != nullptr && batch_ad_->handles(m)) {
+      return run_affine_decode(*batch_ad_, m, x, rows, y, bias);
+    }
     if (rows <= kGemvMaxRows && ad_ != nullptr && ad_->handles(m)) {
-      return run_affine_decode(m, x, rows, y, bias);
+      return run_affine_decode(*ad_, m, x, rows, y, bias);
     }
     acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
@@ -320,8 +326,11 @@ class CpuBackend final : public Backend {
   void run_quant(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
+    if (rows >= 2 && rows <= kGemvMaxRows && batch_dq_ != nullptr && batch_dq_->handles(w.quant)) {
+      return run_decode(*batch_dq_, w, x, rows, y, bias);
+    }
     if (rows <= kGemvMaxRows && dq_ != nullptr && dq_->handles(w.quant)) {
-      return run_decode(w, x, rows, y, bias);
+      return run_decode(*dq_, w, x, rows, y, bias);
     }
     const i64 nb = k / 32;
     if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
@@ -372,30 +381,31 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // The affine decode kernels: as run_decode.
-  void run_affine_decode(const AffineMatrix& m, const float* x, i64 rows, float* y,
-                         const float* bias) {
+  // The affine decode kernels (ad_ or batch_ad_): as run_decode.
+  void run_affine_decode(const AffineDecode& ad, const AffineMatrix& m, const float* x, i64 rows,
+                         float* y, const float* bias) {
     const i64 n = m.rows;
-    const auto lines = static_cast<std::size_t>((rows * ad_->row_bytes(m) + 63) / 64);
+    const auto lines = static_cast<std::size_t>((rows * ad.row_bytes(m) + 63) / 64);
     if (decode_acts_.size() < lines) decode_acts_.resize(lines);
-    ad_->prepare(m, x, rows, m.cols, decode_acts_.data());
+    ad.prepare(m, x, rows, m.cols, decode_acts_.data());
     pool_.parallel_for(static_cast<std::size_t>((n + 3) / 4), [&](std::size_t b, std::size_t e) {
-      ad_->gemv(m, decode_acts_.data(), rows, static_cast<i64>(b) * 4,
-                std::min(n, static_cast<i64>(e) * 4), bias, y, n);
+      ad.gemv(m, decode_acts_.data(), rows, static_cast<i64>(b) * 4,
+              std::min(n, static_cast<i64>(e) * 4), bias, y, n);
     });
   }
 
-  // The decode kernels: x prepared in their layout on the calling thread, then the weight rows
-  // split over the pool in blocks of 4.
-  void run_decode(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
+  // The decode kernels (dq_ or batch_dq_): x prepared in their layout on the calling thread, then
+  // the weight rows split over the pool in blocks of 4.
+  void run_decode(const DecodeKernels& dq, const CpuLinear& w, const float* x, i64 rows, float* y,
+                  const float* bias) {
     const i64 n = w.out_features();
     const i64 k = w.in_features();
-    const auto lines = static_cast<std::size_t>((rows * dq_->row_bytes(w.quant, k) + 63) / 64);
+    const auto lines = static_cast<std::size_t>((rows * dq.row_bytes(w.quant, k) + 63) / 64);
     if (decode_acts_.size() < lines) decode_acts_.resize(lines);
-    dq_->prepare(w.quant, x, rows, k, k, decode_acts_.data());
+    dq.prepare(w.quant, x, rows, k, k, decode_acts_.data());
     pool_.parallel_for(static_cast<std::size_t>((n + 3) / 4), [&](std::size_t b, std::size_t e) {
-      dq_->gemv(w.quant, w.view, k, static_cast<i64>(b) * 4, std::min(n, static_cast<i64>(e) * 4),
-                decode_acts_.data(), rows, bias, y, n);
+      dq.gemv(w.quant, w.view, k, static_cast<i64>(b) * 4, std::min(n, static_cast<i64>(e) * 4),
+              decode_acts_.data(), rows, bias, y, n);
     });
   }
 
@@ -877,6 +887,8 @@ class CpuBackend final : public Backend {
   };
   const DecodeKernels* dq_;             // null where the level has no decode kernels
   const AffineDecode* ad_;              // likewise for mlx affine weights
+  const DecodeKernels* batch_dq_;       // 2 to kGemvMaxRows rows (quant_batch.hpp); may be null
+  const AffineDecode* batch_ad_;        // likewise for mlx affine weights
   std::vector<CacheLine> decode_acts_;  // run_decode's / run_affine_decode's prepared x
 };
 
