@@ -14,6 +14,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 
@@ -155,9 +156,32 @@ void release_pages(const void* p, std::size_t n) {
   if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
-// v (f32, f16 or bf16 over a file mapping) quantized row by row to q into a buffer kept in
-// store; v's pages are released.
-kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, ThreadPool& pool,
+// n elements of a plain type (f32, f16, bf16, f8_e4m3, f8_e5m2) at any address as f32.
+void to_f32(DType t, const std::byte* src, std::size_t n, float* out) {
+  if (t == DType::kF32) {
+    std::memcpy(out, src, n * 4);
+    return;
+  }
+  if (t == DType::kF8E4M3 || t == DType::kF8E5M2) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto b = static_cast<std::uint8_t>(src[i]);
+      out[i] = t == DType::kF8E4M3 ? f8e4m3_to_f32(b) : f8e5m2_to_f32(b);
+    }
+    return;
+  }
+  std::vector<std::uint16_t> half(n);
+  std::memcpy(half.data(), src, n * 2);
+  if (t == DType::kF16) {
+    f16_to_f32(half.data(), out, n);
+  } else {
+    bf16_to_f32(half.data(), out, n);
+  }
+}
+
+// v (f32, f16, bf16 or float8 over a file mapping; times scale, one value or one per row, when
+// given) quantized row by row to q into a buffer kept in store; v's pages are released.
+kernels::WeightView quantize_at_load(const kernels::WeightView& v, std::span<const float> scale,
+                                     DType q, ThreadPool& pool,
                                      std::vector<std::unique_ptr<std::byte[]>>& store) {
   const i64 rb = ggml::row_bytes(q, v.cols);
   const std::size_t src_row = *dtype_bytes(v.dtype, static_cast<std::uint64_t>(v.cols));
@@ -166,18 +190,11 @@ kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, Thre
   pool.parallel_for(static_cast<std::size_t>(v.rows), [&](std::size_t b, std::size_t e) {
     const auto cols = static_cast<std::size_t>(v.cols);
     std::vector<float> row(cols);
-    std::vector<std::uint16_t> half(v.dtype == DType::kF32 ? 0 : cols);
     for (std::size_t r = b; r < e; ++r) {
-      const std::byte* s = src + r * src_row;
-      if (v.dtype == DType::kF32) {
-        std::memcpy(row.data(), s, cols * 4);
-      } else {
-        std::memcpy(half.data(), s, cols * 2);
-        if (v.dtype == DType::kF16) {
-          f16_to_f32(half.data(), row.data(), cols);
-        } else {
-          bf16_to_f32(half.data(), row.data(), cols);
-        }
+      to_f32(v.dtype, src + r * src_row, cols, row.data());
+      if (!scale.empty()) {
+        const float s = scale[scale.size() == 1 ? 0 : r];
+        for (float& x : row) x *= s;
       }
       ggml::quantize_row(q, row.data(), buf.get() + static_cast<i64>(r) * rb, v.cols);
     }
@@ -185,6 +202,41 @@ kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, Thre
   release_pages(v.data, static_cast<std::size_t>(v.rows) * src_row);
   store.push_back(std::move(buf));
   return {q, store.back().get(), v.rows, v.cols};
+}
+
+// The scale of a float8 matrix (base + ".weight") of rows rows in a scaled fp8 file: ComfyUI's
+// "scaled_fp8" files store <base>.scale_weight, later converters <base>.weight_scale; one value
+// (shape [] or [1]) or one per row ([rows] or [rows, 1]), f32, f16 or bf16. Empty when the
+// matrix is not float8 or has none. (Input scales, scale_input / input_scale, matter only to
+// float8 arithmetic, which hearth does not do: they are ignored.)
+std::vector<float> f8_scale(const detail::EncoderWeights& w, const std::string& base,
+                            const TensorView& m, i64 rows) {
+  if (m.dtype != DType::kF8E4M3 && m.dtype != DType::kF8E5M2) return {};
+  for (const char* suffix : {".scale_weight", ".weight_scale"}) {
+    const std::string name = base + suffix;
+    const auto t = w.find(name);
+    if (!t) continue;
+    const i64 n = t->numel();
+    const bool per_row = n == rows && (t->shape == Shape{rows} || t->shape == Shape{rows, 1});
+    if ((n != 1 && !per_row) ||
+        (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16)) {
+      throw Error(ErrorCode::kFormat,
+                  "a float8 weight scale is one f32/f16/bf16 value or one per row (" +
+                      std::to_string(rows) + "), not " + std::string(dtype_name(t->dtype)) + " " +
+                      shape_string(t->shape),
+                  {.file = w.source(), .key = name});
+    }
+    std::vector<float> s(static_cast<std::size_t>(n));
+    to_f32(t->dtype, static_cast<const std::byte*>(t->data), s.size(), s.data());
+    for (const float v : s) {
+      if (!std::isfinite(v)) {
+        throw Error(ErrorCode::kFormat, "a float8 weight scale is not finite",
+                    {.file = w.source(), .key = name});
+      }
+    }
+    return s;
+  }
+  return {};
 }
 
 }  // namespace
@@ -363,36 +415,53 @@ void FluxTransformer::build(const detail::EncoderWeights& w,
   kernels::Backend& be = *backend_;
   // quantize_bits: f32/f16/bf16 matrices of whole 32-blocks become q4_0 / q8_0 copies.
   const DType qtype = options.quantize_bits == 4 ? DType::kQ4_0 : DType::kQ8_0;
-  const auto make = [&](kernels::WeightView v, const float* bias) -> Linear {
+  // A float8 matrix's scale (one value, or one per row of v) is applied by run() to the outputs,
+  // or folded into the quantized copy.
+  const auto make = [&](kernels::WeightView v, const float* bias,
+                        std::span<const float> scale) -> Linear {
     if (options.quantize_bits != 0 && !ggml::supported(v.dtype) && v.cols % ggml::kQK == 0) {
-      v = quantize_at_load(v, qtype, *pool_, quantized_);
+      v = quantize_at_load(v, scale, qtype, *pool_, quantized_);
+      scale = {};
     }
-    return be.make_linear_view(v, bias);
+    if (scale.empty()) return be.make_linear_view(v, bias);
+    Linear l = be.make_linear_view(v, nullptr);
+    scaled_[l.get()] = {std::vector<float>(scale.begin(), scale.end()),
+                        std::vector<float>(bias, bias + v.rows)};
+    return l;
   };
   // Fused BFL tensors are checked once and sliced by rows.
-  std::map<std::string, std::pair<TensorView, std::vector<float>>> fused;
+  struct Fused {
+    TensorView t;
+    std::vector<float> bias, scale;
+  };
+  std::map<std::string, Fused> fused;
   const auto lin_base = [&](const std::string& name, i64 out, i64 in) -> Linear {
     if (!bfl_) {
-      const TensorView t = w.matrix(name + ".weight", out, in);
+      const TensorView t = w.matrix(name + ".weight", out, in, true);
       const std::vector<float> bias = w.vec(name + ".bias", out);
-      return make({t.dtype, t.data, out, in}, bias.data());
+      const std::vector<float> scale = f8_scale(w, name, t, out);
+      return make({t.dtype, t.data, out, in}, bias.data(), scale);
     }
     const BflRows r = bfl_rows(name, d);
     const i64 total = r.total != 0 ? r.total : out;
     auto it = fused.find(r.name);
     if (it == fused.end()) {
+      const TensorView t = w.matrix(r.name + ".weight", total, in, true);
       it = fused
-               .emplace(r.name, std::pair{w.matrix(r.name + ".weight", total, in),
-                                          w.vec(r.name + ".bias", total)})
+               .emplace(r.name,
+                        Fused{t, w.vec(r.name + ".bias", total), f8_scale(w, r.name, t, total)})
                .first;
     }
-    const auto& [t, bias] = it->second;
-    const std::size_t row_bytes = *dtype_bytes(t.dtype, static_cast<std::uint64_t>(in));
+    const Fused& f = it->second;
+    const std::size_t row_bytes = *dtype_bytes(f.t.dtype, static_cast<std::uint64_t>(in));
+    std::span<const float> scale = f.scale;
+    if (scale.size() > 1)
+      scale = scale.subspan(static_cast<std::size_t>(r.first), static_cast<std::size_t>(out));
     return make(
-        {t.dtype,
-         static_cast<const std::byte*>(t.data) + static_cast<std::size_t>(r.first) * row_bytes, out,
-         in},
-        bias.data() + r.first);
+        {f.t.dtype,
+         static_cast<const std::byte*>(f.t.data) + static_cast<std::size_t>(r.first) * row_bytes,
+         out, in},
+        f.bias.data() + r.first, scale);
   };
   // LoRA module names (diffusers' and BFL's) -> the layers they reach.
   std::map<std::string, std::vector<LoraTarget>> targets;
@@ -603,14 +672,32 @@ void FluxTransformer::add_lora(const FluxLora& lora,
 void FluxTransformer::run(const kernels::LinearWeights& w, const float* x, i64 rows, float* y,
                           Activation act) {
   const auto it = lora_.find(&w);
-  if (it == lora_.end()) {
+  const auto sc = scaled_.find(&w);
+  if (it == lora_.end() && sc == scaled_.end()) {
     backend_->linear(w, x, rows, y, act);
     return;
   }
   backend_->linear(w, x, rows, y);
   const i64 out = w.out_features();
-  std::vector<float> h, z(static_cast<std::size_t>(rows * out));
-  for (const LoraPath& l : it->second) {
+  if (sc != scaled_.end()) {  // y = scale * (W x) + bias
+    const std::vector<float>& s = sc->second.scale;
+    const std::vector<float>& b = sc->second.bias;
+    pool_->parallel_for(
+        static_cast<std::size_t>(rows),
+        [&](std::size_t r0, std::size_t r1) {
+          for (std::size_t r = r0; r < r1; ++r) {
+            float* yr = y + r * static_cast<std::size_t>(out);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(out); ++j) {
+              yr[j] = yr[j] * s[s.size() == 1 ? 0 : j] + b[j];
+            }
+          }
+        },
+        16);
+  }
+  static const std::vector<LoraPath> kNone;
+  const std::vector<LoraPath>& paths = it == lora_.end() ? kNone : it->second;
+  std::vector<float> h, z(paths.empty() ? 0 : static_cast<std::size_t>(rows * out));
+  for (const LoraPath& l : paths) {
     h.resize(static_cast<std::size_t>(rows * l.down->out_features()));
     backend_->linear(*l.down, x, rows, h.data());
     backend_->linear(*l.up, h.data(), rows, z.data());

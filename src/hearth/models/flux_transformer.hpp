@@ -6,10 +6,12 @@
 // `transformer/` folder (config.json + diffusion_pytorch_model*.safetensors, sharded with its
 // index or not) or Black Forest Labs' single file (flux1-schnell.safetensors / flux1-dev: fused
 // qkv and linear1 sliced by rows; also under ComfyUI's "model.diffusion_model." prefix) in f32,
-// f16 or bf16, or a GGUF file of general.architecture "flux" (city96's FLUX GGUFs: the single
-// file's names and shapes, matrices in any block type of tensor/ggml_quant.hpp or f32/f16/bf16),
-// and are read in place. FluxTransformerOptions::quantize_bits quantizes f32/f16/bf16 matrices to
-// q4_0 / q8_0 at load (the file's pages dropped as each is done).
+// f16, bf16 or float8 (e4m3fn / e5m2 matrices, with or without the per-tensor or per-row scales
+// of "scaled fp8" files, read in place by the f8 kernels), or a GGUF file of general.architecture
+// "flux" (city96's FLUX GGUFs: the single file's names and shapes, matrices in any block type of
+// tensor/ggml_quant.hpp or f32/f16/bf16), and are read in place.
+// FluxTransformerOptions::quantize_bits quantizes f32/f16/bf16/float8 matrices (scales folded in)
+// to q4_0 / q8_0 at load (the file's pages dropped as each is done).
 #pragma once
 
 #include <array>
@@ -54,9 +56,9 @@ FluxLora parse_flux_lora(const std::string& arg);
 
 // Load options: the text encoders' (threads, pool, SIMD level) and what FLUX adds.
 struct FluxTransformerOptions : TextEncoderOptions {
-  // 0: matrices as stored. 4 or 8: every f32/f16/bf16 matrix whose rows are whole blocks of 32 is
-  // quantized at load to q4_0 or q8_0 by hearth's quantizer (already-quantized GGUF matrices are
-  // kept); its file pages are released once its copy is made.
+  // 0: matrices as stored. 4 or 8: every f32/f16/bf16/float8 matrix whose rows are whole blocks
+  // of 32 is quantized at load to q4_0 or q8_0 by hearth's quantizer (already-quantized GGUF
+  // matrices are kept); its file pages are released once its copy is made.
   int quantize_bits = 0;
   // LoRA adapters, applied as extra low-rank products beside the (possibly quantized) base
   // weights, which are never dequantized. Names: diffusers / PEFT (`transformer.<module>.lora_A`
@@ -140,6 +142,12 @@ class FluxTransformer {
   std::vector<std::shared_ptr<const void>> keep_alive_;
   std::vector<std::unique_ptr<std::byte[]>> quantized_;  // matrices quantized at load
   std::unordered_map<const kernels::LinearWeights*, std::vector<LoraPath>> lora_;
+  // Scaled float8 layers (made without their bias): y = scale * (W x) + bias, scale one value or
+  // one per output.
+  struct Scaled {
+    std::vector<float> scale, bias;
+  };
+  std::unordered_map<const kernels::LinearWeights*, Scaled> scaled_;
   std::unique_ptr<kernels::LinearWeights> x_embedder_, context_embedder_, norm_out_, proj_out_;
   Mlp time_, guidance_, text_;
   std::vector<Double> doubles_;
