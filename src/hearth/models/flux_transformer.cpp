@@ -13,6 +13,7 @@
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
+#include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
 #include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
@@ -268,6 +269,7 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
                                                  std::to_string(options.quantize_bits));
   }
   if (fs::exists(path) && !fs::is_directory(path)) return load_single(path, options);
+  if (is_mflux_folder(path)) return load_mflux(path, options);
   const auto w = detail::EncoderWeights::open(path, "x_embedder.weight", {""});
   const std::string file = (path / "config.json").string();
   if (!w.config()) {
@@ -391,6 +393,125 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load_single(
   return m;
 }
 
+bool is_mflux_folder(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  std::vector<fs::path> shards;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_regular_file() && e.path().extension() == ".safetensors" &&
+        !e.path().filename().string().starts_with("._")) {
+      shards.push_back(e.path());
+    }
+  }
+  if (shards.empty()) return false;
+  const auto f = formats::SafetensorsFile::open(*std::min_element(shards.begin(), shards.end()));
+  return f.find_metadata("quantization_level") != nullptr ||
+         f.find_metadata("mflux_version") != nullptr;
+}
+
+namespace {
+
+// A diffusers name as mflux's transformer names it.
+std::string mflux_name(std::string n) {
+  for (const auto& [from, to] :
+       {std::pair{".ff.net.0.proj", ".ff.linear1"}, std::pair{".ff.net.2", ".ff.linear2"},
+        std::pair{".ff_context.net.0.proj", ".ff_context.linear1"},
+        std::pair{".ff_context.net.2", ".ff_context.linear2"}}) {
+    if (const std::size_t at = n.find(from); at != std::string::npos) {
+      n.replace(at, std::strlen(from), to);
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+std::unique_ptr<FluxTransformer> FluxTransformer::load_mflux(
+    const fs::path& path, const FluxTransformerOptions& options) {
+  auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(path));
+  detail::EncoderWeights w(
+      path.string(), [folder](const std::string& name, const Shape&) -> std::optional<TensorView> {
+        if (const auto ref = folder->find_tensor(mflux_name(name))) {
+          return formats::ModelFolder::view(*ref);
+        }
+        return std::nullopt;
+      });
+  w.keep_alive.push_back(folder);
+  const std::string& file = w.source();
+  const FindAffine affine = [folder](const std::string& base, i64 out,
+                                     i64 in) -> std::optional<kernels::WeightView> {
+    const formats::QuantizedWeight* q = folder->find_quantized(mflux_name(base));
+    if (q == nullptr) return std::nullopt;
+    if (q->out_features != out || q->in_features != in) {
+      throw Error(ErrorCode::kFormat,
+                  "packed weight " + shape_string(q->weight.info->shape) + " holds [" +
+                      std::to_string(q->out_features) + ", " + std::to_string(q->in_features) +
+                      "] at " + std::to_string(q->spec.bits) + " bits, the model needs [" +
+                      std::to_string(out) + ", " + std::to_string(in) + "]",
+                  {.file = q->weight.file->source(), .key = q->weight.info->name});
+    }
+    const TensorView s = formats::ModelFolder::view(q->scales);
+    kernels::WeightView v{DType::kU32, formats::ModelFolder::view(q->weight).data, out, in};
+    v.affine = {q->spec.bits, q->spec.group_size, s.dtype, s.data,
+                formats::ModelFolder::view(q->biases).data};
+    return v;
+  };
+  // [out, in] of a layer, quantized or not.
+  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
+    if (const auto* q = folder->find_quantized(mflux_name(base))) {
+      return {q->out_features, q->in_features};
+    }
+    const auto t = w.find(base + ".weight");
+    if (!t || t->rank() != 2) {
+      throw Error(ErrorCode::kFormat, "mflux transformer: tensor missing or not a matrix",
+                  {.file = file, .key = mflux_name(base) + ".weight"});
+    }
+    return {t->shape[0], t->shape[1]};
+  };
+  std::unique_ptr<FluxTransformer> m(new FluxTransformer());
+  FluxTransformerConfig& c = m->config_;
+  const auto [d, in_ch] = dims("x_embedder");
+  c.in_channels = in_ch;
+  c.out_channels = dims("proj_out").first;
+  c.joint_dim = dims("context_embedder").second;
+  c.pooled_dim = dims("time_text_embed.text_embedder.linear_1").second;
+  const char* norm = "transformer_blocks.0.attn.norm_q.weight";
+  const auto q_norm = w.find(norm);
+  if (!q_norm || q_norm->rank() != 1 || q_norm->shape[0] <= 0 || d % q_norm->shape[0] != 0) {
+    throw Error(ErrorCode::kFormat,
+                "mflux transformer: the first block's q norm is missing or does not divide the "
+                "width",
+                {.file = file, .key = norm});
+  }
+  c.head_dim = q_norm->shape[0];
+  c.heads = d / c.head_dim;
+  // mflux implements FLUX.1, whose rotary axes (16, 56, 56) need 128-wide heads.
+  if (c.head_dim != 128) {
+    throw Error(ErrorCode::kUnsupported,
+                "heads of " + std::to_string(c.head_dim) +
+                    " values: mflux's FLUX.1 has rotary axes (16, 56, 56), for 128",
+                {.file = file, .key = norm});
+  }
+  c.axes_dims = {16, 56, 56};
+  const auto has = [&](const std::string& base) {
+    return folder->find_quantized(mflux_name(base)) != nullptr || w.find(base + ".weight");
+  };
+  c.guidance_embeds = has("time_text_embed.guidance_embedder.linear_1");
+  c.layers = 0;
+  while (c.layers < 256 &&
+         has("transformer_blocks." + std::to_string(c.layers) + ".norm1.linear")) {
+    ++c.layers;
+  }
+  c.single_layers = 0;
+  while (c.single_layers < 256 &&
+         has("single_transformer_blocks." + std::to_string(c.single_layers) + ".norm.linear")) {
+    ++c.single_layers;
+  }
+  check_config(c, file);
+  m->build(w, options, affine);
+  return m;
+}
+
 std::unique_ptr<FluxTransformer> FluxTransformer::random(const FluxTransformerConfig& config,
                                                          DType dtype, unsigned seed,
                                                          const TextEncoderOptions& options) {
@@ -404,8 +525,8 @@ std::unique_ptr<FluxTransformer> FluxTransformer::random(const FluxTransformerCo
   return m;
 }
 
-void FluxTransformer::build(const detail::EncoderWeights& w,
-                            const FluxTransformerOptions& options) {
+void FluxTransformer::build(const detail::EncoderWeights& w, const FluxTransformerOptions& options,
+                            const FindAffine& affine) {
   const FluxTransformerConfig& c = config_;
   const i64 d = c.inner(), hd = c.head_dim;
   source_ = w.source();
@@ -419,7 +540,8 @@ void FluxTransformer::build(const detail::EncoderWeights& w,
   // or folded into the quantized copy.
   const auto make = [&](kernels::WeightView v, const float* bias,
                         std::span<const float> scale) -> Linear {
-    if (options.quantize_bits != 0 && !ggml::supported(v.dtype) && v.cols % ggml::kQK == 0) {
+    if (options.quantize_bits != 0 && !v.is_affine() && !ggml::supported(v.dtype) &&
+        v.cols % ggml::kQK == 0) {
       v = quantize_at_load(v, scale, qtype, *pool_, quantized_);
       scale = {};
     }
@@ -435,7 +557,14 @@ void FluxTransformer::build(const detail::EncoderWeights& w,
     std::vector<float> bias, scale;
   };
   std::map<std::string, Fused> fused;
+  i64 affine_parameters = 0;
   const auto lin_base = [&](const std::string& name, i64 out, i64 in) -> Linear {
+    if (affine) {
+      if (const auto a = affine(name, out, in)) {
+        affine_parameters += out * in;
+        return make(*a, w.vec(name + ".bias", out).data(), {});
+      }
+    }
     if (!bfl_) {
       const TensorView t = w.matrix(name + ".weight", out, in, true);
       const std::vector<float> bias = w.vec(name + ".bias", out);
@@ -525,7 +654,7 @@ void FluxTransformer::build(const detail::EncoderWeights& w,
           1.0 / std::pow(static_cast<double>(c.theta), static_cast<double>(2 * i) / n));
     }
   }
-  parameters_ = w.parameters();
+  parameters_ = w.parameters() + affine_parameters;
   for (const FluxLora& l : options.loras) add_lora(l, targets);
 }
 
