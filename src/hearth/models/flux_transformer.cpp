@@ -424,7 +424,72 @@ std::string mflux_name(std::string n) {
   return n;
 }
 
+// mflux's transformer shape from the tensors of its folder (headers only): [out, in] of each
+// layer, quantized or not.
+FluxTransformerConfig mflux_config(const formats::ModelFolder& folder, const std::string& file) {
+  const auto find = [&](const std::string& name) -> const formats::SafetensorsTensorInfo* {
+    const auto ref = folder.find_tensor(mflux_name(name));
+    return ref ? ref->info : nullptr;
+  };
+  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
+    if (const auto* q = folder.find_quantized(mflux_name(base))) {
+      return {q->out_features, q->in_features};
+    }
+    const auto* t = find(base + ".weight");
+    if (t == nullptr || t->shape.size() != 2) {
+      throw Error(ErrorCode::kFormat, "mflux transformer: tensor missing or not a matrix",
+                  {.file = file, .key = mflux_name(base) + ".weight"});
+    }
+    return {t->shape[0], t->shape[1]};
+  };
+  FluxTransformerConfig c;
+  const auto [d, in_ch] = dims("x_embedder");
+  c.in_channels = in_ch;
+  c.out_channels = dims("proj_out").first;
+  c.joint_dim = dims("context_embedder").second;
+  c.pooled_dim = dims("time_text_embed.text_embedder.linear_1").second;
+  const char* norm = "transformer_blocks.0.attn.norm_q.weight";
+  const auto* q_norm = find(norm);
+  if (q_norm == nullptr || q_norm->shape.size() != 1 || q_norm->shape[0] <= 0 ||
+      d % q_norm->shape[0] != 0) {
+    throw Error(ErrorCode::kFormat,
+                "mflux transformer: the first block's q norm is missing or does not divide the "
+                "width",
+                {.file = file, .key = norm});
+  }
+  c.head_dim = q_norm->shape[0];
+  c.heads = d / c.head_dim;
+  // mflux implements FLUX.1, whose rotary axes (16, 56, 56) need 128-wide heads.
+  if (c.head_dim != 128) {
+    throw Error(ErrorCode::kUnsupported,
+                "heads of " + std::to_string(c.head_dim) +
+                    " values: mflux's FLUX.1 has rotary axes (16, 56, 56), for 128",
+                {.file = file, .key = norm});
+  }
+  c.axes_dims = {16, 56, 56};
+  const auto has = [&](const std::string& base) {
+    return folder.find_quantized(mflux_name(base)) != nullptr || find(base + ".weight") != nullptr;
+  };
+  c.guidance_embeds = has("time_text_embed.guidance_embedder.linear_1");
+  c.layers = 0;
+  while (c.layers < 256 &&
+         has("transformer_blocks." + std::to_string(c.layers) + ".norm1.linear")) {
+    ++c.layers;
+  }
+  c.single_layers = 0;
+  while (c.single_layers < 256 &&
+         has("single_transformer_blocks." + std::to_string(c.single_layers) + ".norm.linear")) {
+    ++c.single_layers;
+  }
+  check_config(c, file);
+  return c;
+}
+
 }  // namespace
+
+FluxTransformerConfig mflux_transformer_config(const fs::path& dir) {
+  return mflux_config(formats::ModelFolder::open(dir), dir.string());
+}
 
 std::unique_ptr<FluxTransformer> FluxTransformer::load_mflux(
     const fs::path& path, const FluxTransformerOptions& options) {
@@ -437,7 +502,6 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load_mflux(
         return std::nullopt;
       });
   w.keep_alive.push_back(folder);
-  const std::string& file = w.source();
   const FindAffine affine = [folder](const std::string& base, i64 out,
                                      i64 in) -> std::optional<kernels::WeightView> {
     const formats::QuantizedWeight* q = folder->find_quantized(mflux_name(base));
@@ -456,58 +520,8 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load_mflux(
                 formats::ModelFolder::view(q->biases).data};
     return v;
   };
-  // [out, in] of a layer, quantized or not.
-  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
-    if (const auto* q = folder->find_quantized(mflux_name(base))) {
-      return {q->out_features, q->in_features};
-    }
-    const auto t = w.find(base + ".weight");
-    if (!t || t->rank() != 2) {
-      throw Error(ErrorCode::kFormat, "mflux transformer: tensor missing or not a matrix",
-                  {.file = file, .key = mflux_name(base) + ".weight"});
-    }
-    return {t->shape[0], t->shape[1]};
-  };
   std::unique_ptr<FluxTransformer> m(new FluxTransformer());
-  FluxTransformerConfig& c = m->config_;
-  const auto [d, in_ch] = dims("x_embedder");
-  c.in_channels = in_ch;
-  c.out_channels = dims("proj_out").first;
-  c.joint_dim = dims("context_embedder").second;
-  c.pooled_dim = dims("time_text_embed.text_embedder.linear_1").second;
-  const char* norm = "transformer_blocks.0.attn.norm_q.weight";
-  const auto q_norm = w.find(norm);
-  if (!q_norm || q_norm->rank() != 1 || q_norm->shape[0] <= 0 || d % q_norm->shape[0] != 0) {
-    throw Error(ErrorCode::kFormat,
-                "mflux transformer: the first block's q norm is missing or does not divide the "
-                "width",
-                {.file = file, .key = norm});
-  }
-  c.head_dim = q_norm->shape[0];
-  c.heads = d / c.head_dim;
-  // mflux implements FLUX.1, whose rotary axes (16, 56, 56) need 128-wide heads.
-  if (c.head_dim != 128) {
-    throw Error(ErrorCode::kUnsupported,
-                "heads of " + std::to_string(c.head_dim) +
-                    " values: mflux's FLUX.1 has rotary axes (16, 56, 56), for 128",
-                {.file = file, .key = norm});
-  }
-  c.axes_dims = {16, 56, 56};
-  const auto has = [&](const std::string& base) {
-    return folder->find_quantized(mflux_name(base)) != nullptr || w.find(base + ".weight");
-  };
-  c.guidance_embeds = has("time_text_embed.guidance_embedder.linear_1");
-  c.layers = 0;
-  while (c.layers < 256 &&
-         has("transformer_blocks." + std::to_string(c.layers) + ".norm1.linear")) {
-    ++c.layers;
-  }
-  c.single_layers = 0;
-  while (c.single_layers < 256 &&
-         has("single_transformer_blocks." + std::to_string(c.single_layers) + ".norm.linear")) {
-    ++c.single_layers;
-  }
-  check_config(c, file);
+  m->config_ = mflux_config(*folder, w.source());
   m->build(w, options, affine);
   return m;
 }

@@ -173,6 +173,8 @@ class FluxTransformer {
 // (<base>.weight U32 codes, <base>.scales, <base>.biases; quantization_level bits, group size
 // 64, the scales bf16) with its bias as is.
 bool is_mflux_folder(const std::filesystem::path& dir);
+// The shape of mflux's saved transformer in dir, from its tensors' headers (128-wide heads).
+FluxTransformerConfig mflux_transformer_config(const std::filesystem::path& dir);
 
 // The sinusoidal timestep embedding FLUX uses (diffusers Timesteps(dim, flip_sin_to_cos=True,
 // downscale_freq_shift=0)): [cos(t f_i), sin(t f_i)], f_i = 10000^(-i / (dim / 2)).
