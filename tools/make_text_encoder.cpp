@@ -94,9 +94,10 @@ class Maker {
   }
 
   // The matrices (2-D ".weight" tensors) as float8 codes of their values (round to nearest even,
-  // saturating at 448 for e4m3fn), the other tensors as they are. scaled: each matrix is divided
-  // by s = max|w| / 448 first and s stored beside it as <base>.scale_weight (f32 [1]), with
-  // ComfyUI's "scaled_fp8" marker tensor (an empty f8 tensor), as its scaled fp8 files have them.
+  // saturating at 448 for e4m3fn; e5m2 through the IEEE half), the other tensors as they are.
+  // scaled: each matrix is divided by s = max|w| / 448 first and s stored beside it as
+  // <base>.scale_weight (f32 [1]), with ComfyUI's "scaled_fp8" marker tensor (an empty f8 tensor),
+  // as its scaled fp8 files have them.
   Maker to_float8(DType f8, bool scaled) const {
     Maker out(dtype_, 0);
     for (const Tensor& t : tensors_) {
@@ -119,9 +120,14 @@ class Maker {
       Tensor q{t.name, t.shape, std::vector<std::byte>(v.size()), f8};
       for (std::size_t i = 0; i < v.size(); ++i) {
         const float x = v[i] / s;
-        q.bytes[i] = static_cast<std::byte>(
-            f8 == DType::kF8E4M3 ? hearth::f32_to_f8e4m3(x)
-                                 : static_cast<std::uint8_t>(hearth::f32_to_f16(x) >> 8));
+        if (f8 == DType::kF8E4M3) {
+          q.bytes[i] = static_cast<std::byte>(hearth::f32_to_f8e4m3(x));
+          continue;
+        }
+        // e5m2: the IEEE half's upper byte, rounded to nearest even on the lower one.
+        const std::uint16_t h = hearth::f32_to_f16(x);
+        const unsigned low = h & 0xFFu, high = h >> 8;
+        q.bytes[i] = static_cast<std::byte>(high + (low > 0x80u || (low == 0x80u && (high & 1u))));
       }
       out.tensors_.push_back(std::move(q));
     }
