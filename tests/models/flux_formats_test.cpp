@@ -371,7 +371,7 @@ TEST(FluxMfluxError, MalformedFoldersAreErrorsNamingFileAndTensor) {
   ASSERT_FALSE(HasFatalFailure());
   const auto src = formats::SafetensorsFile::open(good / "0.safetensors");
   const std::string base = "transformer_blocks.0.ff.linear1";
-  const std::vector<float> zeros(4 * 128 * 8, 0.0f);
+  const std::vector<float> zeros(512 * 32, 0.0f);  // the largest replacement
   const auto zero_bytes = std::as_bytes(std::span(zeros));
   struct Bad {
     std::string name;
