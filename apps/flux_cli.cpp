@@ -264,9 +264,9 @@ int main(int argc, char** argv) {
                  "A LoRA adapter PATH[:SCALE] (diffusers/PEFT, kohya or BFL names); repeatable");
   app.add_flag("--metadata", o.metadata, "Also write the metadata as JSON beside each image");
   app.add_flag("--json", o.json, "Print the run's figures (stages, steps, memory) as JSON");
-  app.add_option("--clip", o.open.clip, "BFL layout: the clip_l.safetensors to use");
-  app.add_option("--t5", o.open.t5, "BFL layout: the t5xxl_*.safetensors to use");
-  app.add_option("--vae", o.open.vae, "BFL layout: the ae.safetensors to use");
+  app.add_option("--clip", o.open.clip, "BFL / mflux layouts: the clip_l.safetensors to use");
+  app.add_option("--t5", o.open.t5, "BFL / mflux layouts: the t5xxl_*.safetensors to use");
+  app.add_option("--vae", o.open.vae, "BFL / mflux layouts: the ae.safetensors to use");
   app.add_option("--tokenizers", o.open.tokenizers,
                  "BFL layout: a folder holding FLUX.1's tokenizer/ and tokenizer_2/");
   return hearth::cli::run(app, argc, argv, [&] { return generate(o, common); });

@@ -44,6 +44,10 @@ Usage: flux_reference.py --model DIR_OR_FILE [--quantize q4_0|q8_0] [--lora PATH
   "velocity_q8", computed with the inputs of the block-quantized products (the GGUF's quantized
   tensors, or all matrices with --quantize) rounded to 8 bits per block of 32 as hearth's
   quantized kernels round them, which leaves only f32-versus-float64 differences.
+  Weights may also be float8 (F8_E4M3 / F8_E5M2, decoded by a table of all 256 values written
+  from the formats' definitions, times a scale_weight / weight_scale where one is stored), or an
+  mflux saved transformer/ folder (quantization_level / mflux_version metadata, no config.json:
+  MLX affine weights dequantized from MLX's description of the packing, ff.linear1/2 renamed).
 flux_reference.py --sigmas in.json --output out.json
   in.json: {"cases": [{"steps", "tokens", "dynamic", "shift", "base_shift", "max_shift",
   "base_seq", "max_seq"}, ...]} -> {"sigmas": [[...], ...]}
@@ -65,6 +69,7 @@ import glob
 import json
 import math
 import os
+import struct
 import sys
 
 import numpy as np
@@ -181,13 +186,128 @@ def read_single_file(path):
              for n, (a, shape) in g.tensors.items()}
         quantized = {n for n, ty in g.types.items() if ty not in (0, 1, 30)}
     else:
-        t = {n: v.to(torch.float64) for n, v in read_safetensors(path).items()}
+        t = apply_float8_scales(read_tensors(path)[0])
     prefix = "model.diffusion_model."
 
     def strip(n):
         return n[len(prefix):] if n.startswith(prefix) else n
 
     return {strip(n): v for n, v in t.items()}, {strip(n) for n in quantized}
+
+
+def float8_table(kind):
+    """The value of every byte of a float8 type, from the format's definition (PyTorch 1.13 has
+    no float8): e4m3fn is 1 sign, 4 exponent bits of bias 7, 3 mantissa bits, exponent 0
+    subnormal (m 2^-9), no infinities, 0x7F / 0xFF NaN; e5m2 is 1 sign, 5 exponent bits of bias
+    15, 2 mantissa bits, IEEE-style (exponent 31: infinity or NaN)."""
+    ebits, mbits, bias = (4, 3, 7) if kind == "F8_E4M3" else (5, 2, 15)
+    t = np.zeros(256, dtype=np.float64)
+    for b in range(256):
+        sign = -1.0 if b & 0x80 else 1.0
+        e, m = (b >> mbits) & ((1 << ebits) - 1), b & ((1 << mbits) - 1)
+        if kind == "F8_E4M3" and e == 15 and m == 7:
+            t[b] = np.nan
+        elif kind == "F8_E5M2" and e == 31:
+            t[b] = sign * np.inf if m == 0 else np.nan
+        elif e == 0:
+            t[b] = sign * m * 2.0 ** (1 - bias - mbits)
+        else:
+            t[b] = sign * (1 + m / 2.0 ** mbits) * 2.0 ** (e - bias)
+    return t
+
+
+def read_tensors(path):
+    """A safetensors file: {name: float64 tensor} for F32 / F16 / BF16 / F8_E4M3 / F8_E5M2, and
+    U32 tensors as numpy uint32 arrays (MLX's packed codes); and the metadata."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = data[base + begin : base + end]
+        dt, shape = info["dtype"], info["shape"]
+        if dt == "U32":
+            out[name] = np.frombuffer(raw, dtype="<u4").reshape(shape)
+            continue
+        if dt == "F32":
+            a = np.frombuffer(raw, dtype="<f4").astype(np.float64)
+        elif dt == "F16":
+            a = np.frombuffer(raw, dtype="<f2").astype(np.float64)
+        elif dt == "BF16":
+            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+            a = a.astype(np.float64)
+        elif dt in ("F8_E4M3", "F8_E5M2"):
+            a = float8_table(dt)[np.frombuffer(raw, dtype=np.uint8)]
+        else:
+            raise SystemExit(f"{path}: unsupported dtype {dt} for {name}")
+        out[name] = torch.from_numpy(a.reshape(shape).copy())
+    return out, header.get("__metadata__", {})
+
+
+def apply_float8_scales(t):
+    """Scaled fp8 files: weight * <base>.scale_weight (ComfyUI) or <base>.weight_scale (one value
+    or one per row); input scales and the scaled_fp8 marker dropped."""
+    for n in list(t):
+        for sfx in (".scale_weight", ".weight_scale"):
+            if n.endswith(sfx):
+                w = n[: -len(sfx)] + ".weight"
+                s = t.pop(n).reshape(-1)
+                t[w] = t[w] * (s.reshape(-1, 1) if s.numel() > 1 else s[0])
+        if n.endswith((".scale_input", ".input_scale")) or n == "scaled_fp8":
+            t.pop(n, None)
+    return t
+
+
+def mlx_dequantize(packed, scales, biases, bits, group):
+    """MLX affine codes (from MLX's description): each row of uint32 words is one little-endian
+    bit stream, code i in bits [i bits, (i + 1) bits); w = scale * q + bias per group of
+    group consecutive inputs."""
+    rows = packed.shape[0]
+    stream = np.unpackbits(packed.astype("<u4").view(np.uint8).reshape(rows, -1), axis=1,
+                           bitorder="little")
+    cols = stream.shape[1] // bits
+    q = (stream.reshape(rows, cols, bits).astype(np.int64) << np.arange(bits)).sum(axis=2)
+    s = scales.numpy().repeat(group, axis=1)
+    b = biases.numpy().repeat(group, axis=1)
+    return torch.from_numpy(s * q + b)
+
+
+MFLUX_RENAMES = [(".ff.linear1.", ".ff.net.0.proj."), (".ff.linear2.", ".ff.net.2."),
+                 (".ff_context.linear1.", ".ff_context.net.0.proj."),
+                 (".ff_context.linear2.", ".ff_context.net.2.")]
+
+
+def read_mflux(folder, metadata, raw):
+    """mflux's saved transformer/ (mflux-save): diffusers' names but ff.linear1 / ff.linear2,
+    quantized Linear layers as MLX affine (weight U32, scales, biases; quantization_level bits,
+    MLX's default group size 64), no config.json: the tensors (dequantized) under diffusers'
+    names and the config from their shapes."""
+    level = metadata.get("quantization_level", "None")
+    bits = None if level in ("None", "null", "") else int(level)
+    out = {}
+    for n, v in raw.items():
+        if n.endswith((".scales", ".biases")):
+            continue
+        if n.endswith(".weight") and n[:-7] + ".scales" in raw:
+            v = mlx_dequantize(v, raw[n[:-7] + ".scales"], raw[n[:-7] + ".biases"], bits, 64)
+        for a, b in MFLUX_RENAMES:
+            n = n.replace(a, b)
+        out[n] = v
+    d, in_ch = out["x_embedder.weight"].shape
+    hd = out["transformer_blocks.0.attn.norm_q.weight"].shape[0]
+    cfg = {"num_attention_heads": d // hd, "attention_head_dim": hd, "axes_dims_rope": [16, 56, 56],
+           "in_channels": in_ch, "joint_attention_dim": out["context_embedder.weight"].shape[1],
+           "pooled_projection_dim": out["time_text_embed.text_embedder.linear_1.weight"].shape[1],
+           "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in out,
+           "num_layers": sum(1 for n in out if n.endswith(".norm1.linear.weight")),
+           "num_single_layers": sum(1 for n in out if n.startswith("single_transformer_blocks.")
+                                    and n.endswith(".norm.linear.weight"))}
+    return out, cfg
 
 
 def quantize_dequantize(w, qtype):
@@ -315,11 +435,17 @@ class Model:
     def __init__(self, path, quantize=None, q8=False, loras=()):
         self.quantized = set()  # diffusers names of block-quantized weights
         if os.path.isdir(path):
-            with open(os.path.join(path, "config.json")) as f:
-                self.cfg = json.load(f)
-            self.t = {}
+            self.t, meta = {}, {}
             for shard in sorted(glob.glob(os.path.join(path, "*.safetensors"))):
-                self.t.update(read_safetensors(shard))
+                t, m = read_tensors(shard)
+                self.t.update(t)
+                meta = meta or m
+            if "mflux_version" in meta or "quantization_level" in meta:
+                self.t, self.cfg = read_mflux(path, meta, self.t)
+            else:
+                with open(os.path.join(path, "config.json")) as f:
+                    self.cfg = json.load(f)
+                self.t = apply_float8_scales(self.t)
         else:
             self.t, self.cfg, self.quantized = from_bfl(*read_single_file(path))
         if quantize:  # as hearth's quantize_bits: every matrix of whole 32-blocks

@@ -28,6 +28,9 @@
 //    as Black Forest Labs' single file, or with --format gguf as city96's FLUX GGUFs (general.
 //    architecture flux, the single file's names; --dtype f32/f16/bf16 or a ggml block type by
 //    hearth's quantizer, the embedders and final layer f32); tiny, --guidance-embeds for dev.
+//    --dtype f8_e4m3 / f8_e5m2 (hf, safetensors): float8 matrices made from the bf16 weights
+//    (--f8-scaled: with per-tensor scale_weight); --format mflux --mlx-bits 4|8: mflux's saved
+//    transformer/ folder.
 //  --arch flux-pipeline: a whole tiny FLUX.1 pipeline, OUT/diffusers and OUT/bfl from the same
 //    weights, tokenizers from --tokenizer-dir (a folder holding tokenizer/ and tokenizer_2/)
 //    or small stand-ins (make_flux_pipeline.cpp); --guidance-embeds for dev.
@@ -1284,16 +1287,16 @@ int main(int argc, char** argv) {
   auto* format_option =
       app.add_option("--format", format,
                      "gguf or hf (text encoders: hf or safetensors; flux-transformer: hf unless "
-                     "given, safetensors or gguf)")
-          ->check(CLI::IsMember({"gguf", "hf", "safetensors"}));
+                     "given, safetensors, gguf or mflux)")
+          ->check(CLI::IsMember({"gguf", "hf", "safetensors", "mflux"}));
   app.add_option("--dtype", dtype_name,
                  "Weight dtype: f32, f16 or bf16; gguf decoders and flux-transformer also q4_0, "
                  "q4_1, q5_0, q5_1, "
                  "q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs (hearth's quantizer, "
                  "llama-quantize's per-tensor rules) and the mixes q4_k_m, q5_k_m")
-      ->check(
-          CLI::IsMember({"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k",
-                         "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "q4_k_m", "q5_k_m"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k",
+                             "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "q4_k_m", "q5_k_m",
+                             "f8_e4m3", "f8_e5m2"}));
   app.add_option("--mlx-bits", mlx_bits,
                  "hf only: quantize the matrices mlx-style (2, 3, 4, 5, 6 or 8 bits; embeddings "
                  "and head included), scales and biases in --dtype")
@@ -1339,17 +1342,25 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 16));
   app.add_flag("--guidance-embeds", guidance_embeds,
                "flux-transformer: a guidance embedding (FLUX.1-dev)");
+  bool f8_scaled = false;
+  app.add_flag("--f8-scaled", f8_scaled,
+               "flux-transformer, --dtype f8_e4m3/f8_e5m2: per-tensor scale_weight (scaled fp8)");
   return hearth::cli::run(app, argc, argv, [&] {
     const std::optional<QuantMix> mix = QuantMix::parse(dtype_name);
     const DType dtype = mix ? DType::kF32 : *hearth::dtype_from_name(dtype_name);
     if (arch == "flux-transformer" && !(mix && mix->medium)) {
       // One block type for every quantized matrix (city96's files), not llama.cpp's mixes.
       const DType flux_dtype = *hearth::dtype_from_name(dtype_name);
-      make_flux_transformer(
-          out, format == "gguf" && format_option->count() == 0 ? "hf" : format, flux_dtype, seed,
-          {heads, head_dim, layers, single_layers, joint_dim, pooled_dim, guidance_embeds});
+      make_flux_transformer(out, format == "gguf" && format_option->count() == 0 ? "hf" : format,
+                            flux_dtype, seed,
+                            {heads, head_dim, layers, single_layers, joint_dim, pooled_dim,
+                             guidance_embeds, f8_scaled, format == "mflux" ? mlx_bits : 0});
       std::printf("wrote %s\n", out.c_str());
       return 0;
+    }
+    if (format == "mflux") {
+      throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                          "--format mflux is for --arch flux-transformer");
     }
     if (mix && (arch == "bert" || arch == "flux-transformer" || format != "gguf")) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,

@@ -1,18 +1,22 @@
 #include "make_text_encoder.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <vector>
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 #include "hearth/tokenize/tokenizer.hpp"
 
 #include "encode_values.hpp"
@@ -27,6 +31,7 @@ struct Tensor {
   std::string name;
   Shape shape;
   std::vector<std::byte> bytes;
+  std::optional<DType> dtype;  // when not the maker's
 };
 
 class Maker {
@@ -88,6 +93,105 @@ class Maker {
     return out;
   }
 
+  // The matrices (2-D ".weight" tensors) as float8 codes of their values (round to nearest even,
+  // saturating at 448 for e4m3fn; e5m2 through the IEEE half), the other tensors as they are.
+  // scaled: each matrix is divided by s = max|w| / 448 first and s stored beside it as
+  // <base>.scale_weight (f32 [1]), with ComfyUI's "scaled_fp8" marker tensor (an empty f8 tensor),
+  // as its scaled fp8 files have them.
+  Maker to_float8(DType f8, bool scaled) const {
+    Maker out(dtype_, 0);
+    for (const Tensor& t : tensors_) {
+      if (t.shape.size() != 2 || !t.name.ends_with(".weight")) {
+        out.tensors_.push_back(t);
+        continue;
+      }
+      std::vector<float> v = values(t);
+      float s = 1.0f;
+      if (scaled) {
+        float m = 0.0f;
+        for (const float x : v) m = std::max(m, std::fabs(x));
+        s = m > 0.0f ? m / 448.0f : 1.0f;
+        const std::vector<float> sv = {s};
+        out.tensors_.push_back({t.name.substr(0, t.name.size() - 7) + ".scale_weight",
+                                {1},
+                                encode(sv, DType::kF32),
+                                DType::kF32});
+      }
+      Tensor q{t.name, t.shape, std::vector<std::byte>(v.size()), f8};
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const float x = v[i] / s;
+        if (f8 == DType::kF8E4M3) {
+          q.bytes[i] = static_cast<std::byte>(hearth::f32_to_f8e4m3(x));
+          continue;
+        }
+        // e5m2: the IEEE half's upper byte, rounded to nearest even on the lower one.
+        const std::uint16_t h = hearth::f32_to_f16(x);
+        const unsigned low = h & 0xFFu, high = h >> 8;
+        q.bytes[i] = static_cast<std::byte>(high + (low > 0x80u || (low == 0x80u && (high & 1u))));
+      }
+      out.tensors_.push_back(std::move(q));
+    }
+    if (scaled) out.tensors_.push_back({"scaled_fp8", {0}, {}, f8});
+    return out;
+  }
+
+  // mflux's saved transformer/ (what mflux-save writes, models/flux_mlx.hpp): diffusers' names but
+  // the feed-forwards' (ff.linear1 / ff.linear2 for ff.net.0.proj / ff.net.2), every matrix
+  // whose rows are whole groups of 64 MLX-affine quantized at bits by hearth's quantizer
+  // (<base>.weight U32 [out, in * bits / 32], <base>.scales and <base>.biases [out, in / 64] in
+  // the maker's dtype), the rest as it is; one shard 0.safetensors with mflux's metadata
+  // (quantization_level, mflux_version) and model.safetensors.index.json.
+  void write_mflux(const fs::path& dir, int bits) const {
+    constexpr std::int64_t kGroup = 64;
+    hearth::formats::SafetensorsWriter w;
+    const std::string level = std::to_string(bits);
+    w.set_metadata("quantization_level", level);
+    w.set_metadata("mflux_version", "0.9.0");
+    std::vector<std::vector<std::byte>> stored;
+    stored.reserve(3 * tensors_.size());
+    nlohmann::json map = nlohmann::json::object();
+    for (const Tensor& t : tensors_) {
+      std::string name = t.name;
+      for (const auto& [from, to] :
+           {std::pair{".net.0.proj.", ".linear1."}, std::pair{".net.2.", ".linear2."}}) {
+        if (const std::size_t at = name.find(from); at != std::string::npos) {
+          name.replace(at, std::strlen(from), to);
+        }
+      }
+      const std::int64_t cols = t.shape.back();
+      if (t.shape.size() != 2 || !name.ends_with(".weight") || cols % kGroup != 0) {
+        w.add_tensor(name, t.dtype.value_or(dtype_), t.shape, t.bytes);
+        map[name] = "0.safetensors";
+        continue;
+      }
+      const std::string base = name.substr(0, name.size() - 7);
+      const std::vector<float> v = values(t);
+      const std::int64_t rows = t.shape[0], groups = cols / kGroup;
+      const std::int64_t rb = hearth::mlx::packed_row_bytes(cols, bits);
+      std::vector<std::byte>& packed = stored.emplace_back(static_cast<std::size_t>(rows * rb));
+      std::vector<float> sc(static_cast<std::size_t>(rows * groups)), bi(sc.size());
+      for (std::int64_t r = 0; r < rows; ++r) {
+        hearth::mlx::quantize_row(v.data() + r * cols, cols, bits, static_cast<int>(kGroup),
+                                  reinterpret_cast<std::uint8_t*>(packed.data()) + r * rb,
+                                  sc.data() + r * groups, bi.data() + r * groups);
+      }
+      w.add_tensor(base + ".weight", DType::kU32, {rows, rb / 4}, packed);
+      w.add_tensor(base + ".scales", dtype_, {rows, groups},
+                   stored.emplace_back(encode(sc, dtype_)));
+      w.add_tensor(base + ".biases", dtype_, {rows, groups},
+                   stored.emplace_back(encode(bi, dtype_)));
+      for (const char* sfx : {".weight", ".scales", ".biases"}) map[base + sfx] = "0.safetensors";
+    }
+    fs::create_directories(dir);
+    w.write(dir / "0.safetensors");
+    std::ofstream(dir / "model.safetensors.index.json")
+        << nlohmann::json(
+               {{"metadata", {{"quantization_level", level}, {"mflux_version", "0.9.0"}}},
+                {"weight_map", map}})
+               .dump(2)
+        << "\n";
+  }
+
   std::vector<std::string> names() const {
     std::vector<std::string> n;
     for (const Tensor& t : tensors_) n.push_back(t.name);
@@ -97,7 +201,8 @@ class Maker {
   void write(const fs::path& path) const {
     hearth::formats::SafetensorsWriter w;
     w.set_metadata("format", "pt");
-    for (const Tensor& t : tensors_) w.add_tensor(t.name, dtype_, t.shape, t.bytes);
+    for (const Tensor& t : tensors_)
+      w.add_tensor(t.name, t.dtype.value_or(dtype_), t.shape, t.bytes);
     w.write(path);
   }
   // A GGUF file of general.architecture arch as city96's convert.py writes FLUX transformers (the
@@ -148,7 +253,8 @@ class Maker {
       hearth::formats::SafetensorsWriter w;
       w.set_metadata("format", "pt");
       for (std::size_t i = s == 0 ? 0 : half; i < (s == 0 ? half : tensors_.size()); ++i) {
-        w.add_tensor(tensors_[i].name, dtype_, tensors_[i].shape, tensors_[i].bytes);
+        w.add_tensor(tensors_[i].name, tensors_[i].dtype.value_or(dtype_), tensors_[i].shape,
+                     tensors_[i].bytes);
         map[tensors_[i].name] = name;
       }
       w.write(dir / name);
@@ -159,6 +265,24 @@ class Maker {
   }
 
  private:
+  // A tensor's values (f32, f16 or bf16) as f32.
+  std::vector<float> values(const Tensor& t) const {
+    const DType dt = t.dtype.value_or(dtype_);
+    std::vector<float> v(static_cast<std::size_t>(hearth::numel(t.shape)));
+    if (dt == DType::kF32) {
+      std::memcpy(v.data(), t.bytes.data(), v.size() * 4);
+      return v;
+    }
+    std::vector<std::uint16_t> h(v.size());
+    std::memcpy(h.data(), t.bytes.data(), h.size() * 2);
+    if (dt == DType::kF16) {
+      hearth::f16_to_f32(h.data(), v.data(), v.size());
+    } else {
+      hearth::bf16_to_f32(h.data(), v.data(), v.size());
+    }
+    return v;
+  }
+
   DType dtype_;
   std::mt19937 rng_;
   std::vector<Tensor> tensors_;
@@ -347,14 +471,24 @@ std::vector<std::pair<std::string, std::vector<std::string>>> bfl_layout(std::in
 
 void make_flux_transformer(const std::string& out, const std::string& format, DType dtype,
                            unsigned seed, const FluxTransformerShape& shape) {
-  if (format != "hf" && format != "safetensors" && format != "gguf") {
+  if (format != "hf" && format != "safetensors" && format != "gguf" && format != "mflux") {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                         "FLUX transformers are written as --format hf (diffusers), safetensors "
-                        "(Black Forest Labs' single file) or gguf (city96's layout)");
+                        "(Black Forest Labs' single file), gguf (city96's layout) or mflux");
   }
   if (hearth::dtype_info(dtype).quantized && format != "gguf") {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                         "quantized FLUX transformers are written as --format gguf");
+  }
+  const bool f8 = dtype == DType::kF8E4M3 || dtype == DType::kF8E5M2;
+  if (f8 && format != "hf" && format != "safetensors") {
+    throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                        "float8 FLUX transformers are written as --format hf or safetensors");
+  }
+  if ((format == "mflux") != (shape.mlx_bits != 0) || (shape.f8_scaled && !f8)) {
+    throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
+                        "--format mflux goes with --mlx-bits 4 or 8, --f8-scaled with a float8 "
+                        "--dtype");
   }
   const std::int64_t hd = shape.head_dim.value_or(16);
   if (hd != 16 && hd != 128) {
@@ -365,7 +499,8 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
                      layers = shape.layers.value_or(2), singles = shape.single_layers.value_or(2),
                      in = 64, joint = shape.joint_dim.value_or(32),
                      pooled = shape.pooled_dim.value_or(32);
-  Maker m(format == "gguf" ? DType::kF32 : dtype, seed);
+  // float8 files are made from the bf16 values of the same seed (as people convert theirs).
+  Maker m(format == "gguf" ? DType::kF32 : f8 ? DType::kBF16 : dtype, seed);
   const auto linear = [&](const std::string& name, std::int64_t o, std::int64_t i) {
     m.matrix(name + ".weight", o, i);
     m.add(name + ".bias", {o}, 0.0f, 0.1f);
@@ -411,7 +546,8 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
   linear("norm_out.linear.shift", d, d);
   linear("proj_out", in, d);
   if (format == "safetensors") {
-    m.fused(bfl_layout(layers, singles, shape.guidance)).write(out);
+    const Maker bfl = m.fused(bfl_layout(layers, singles, shape.guidance));
+    (f8 ? bfl.to_float8(dtype, shape.f8_scaled) : bfl).write(out);
     return;
   }
   if (format == "gguf") {
@@ -453,6 +589,12 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
     }
     same.push_back({name, {name}});
   }
-  m.fused(same).write_sharded(out, "diffusion_pytorch_model");
+  const Maker folder = m.fused(same);
+  if (format == "mflux") {  // no config.json: mflux-save writes none
+    folder.write_mflux(out, shape.mlx_bits);
+    return;
+  }
+  (f8 ? folder.to_float8(dtype, shape.f8_scaled) : folder)
+      .write_sharded(out, "diffusion_pytorch_model");
   std::ofstream(fs::path(out) / "config.json") << config.dump(2) << "\n";
 }

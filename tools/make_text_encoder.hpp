@@ -22,7 +22,9 @@ void make_text_encoder(const std::string& arch, const std::string& out, const st
 
 struct FluxTransformerShape {
   std::optional<int> heads, head_dim, layers, single_layers, joint_dim, pooled_dim;
-  bool guidance = false;  // guidance_embeds (dev)
+  bool guidance = false;   // guidance_embeds (dev)
+  bool f8_scaled = false;  // float8 dtypes: per-tensor scale_weight (ComfyUI's scaled fp8)
+  int mlx_bits = 0;        // format mflux: 4 or 8
 };
 
 // Format "hf": a diffusers transformer/ folder, config.json as diffusers writes it for
@@ -31,7 +33,11 @@ struct FluxTransformerShape {
 // Black Forest Labs' single file (flux1-schnell.safetensors names, fused). Format "gguf": those
 // names and shapes in a GGUF file of general.architecture "flux" as city96's convert.py writes
 // them, matrices in dtype (f32, f16, bf16 or a ggml block type by hearth's quantizer) except the
-// embedders, the final layer and rows that are not whole blocks (f32). 64 input channels;
+// embedders, the final layer and rows that are not whole blocks (f32). dtype f8_e4m3 / f8_e5m2
+// (hf or safetensors): the bf16 weights of the seed with every matrix as float8 (scaled by
+// max|w| / 448 with scale_weight beside it when f8_scaled), vectors bf16. Format "mflux": mflux's
+// saved transformer/ folder, dtype's weights with every matrix of whole 64-groups MLX-affine
+// quantized to mlx_bits (scales and biases in dtype), no config.json. 64 input channels;
 // head_dim 16 (axes_dims_rope [4, 6, 6]; default) or 128 ([16, 56, 56], which single files need);
 // by default 2 heads, 2 double and 2 single blocks, text widths 32. The seed gives the same
 // weights in both formats.

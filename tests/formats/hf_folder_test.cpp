@@ -156,6 +156,50 @@ TEST(HFFolder, MlxQuantizationMismatchesAreErrors) {
   expect_open_error(tmp.path(), ErrorCode::kFormat, "unquantized (false) but it has scales");
 }
 
+// mflux's saved folders: no config.json; the bits in every shard's "quantization_level"
+// metadata, MLX's default group size 64.
+TEST(HFFolder, MfluxQuantizationLevelMetadata) {
+  testing::TempDir tmp;
+  const auto write = [&](const char* level, Shape weight, Shape scales) {
+    std::vector<std::uint32_t> w(static_cast<std::size_t>(numel(weight)));
+    std::vector<std::uint16_t> sc(static_cast<std::size_t>(numel(scales)));
+    SafetensorsWriter st;
+    if (level != nullptr) st.set_metadata("quantization_level", level);
+    st.set_metadata("mflux_version", "0.9.0");
+    st.add_tensor("proj.weight", DType::kU32, weight, std::as_bytes(std::span(w)));
+    st.add_tensor("proj.scales", DType::kBF16, scales, std::as_bytes(std::span(sc)));
+    st.add_tensor("proj.biases", DType::kBF16, scales, std::as_bytes(std::span(sc)));
+    fs::remove(tmp / "config.json");
+    st.write(tmp / "0.safetensors");
+  };
+  write("4", {3, 16}, {3, 2});  // 16 words x 32 / 4 bits = 128 inputs = 2 groups of 64
+  const ModelFolder f = ModelFolder::open(tmp.path());
+  ASSERT_TRUE(f.quantization().has_value());
+  EXPECT_EQ(f.quantization()->bits, 4);
+  EXPECT_EQ(f.quantization()->group_size, 64);
+  const QuantizedWeight* q = f.find_quantized("proj");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->in_features, 128);
+  EXPECT_EQ(q->out_features, 3);
+  write("8", {3, 16}, {3, 1});  // 64 inputs at 8 bits: one group
+  EXPECT_EQ(ModelFolder::open(tmp.path()).find_quantized("proj")->in_features, 64);
+  // Scales for groups of 32: the message names the group size and where it came from.
+  write("4", {3, 16}, {3, 4});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "quantization_level");
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "make 2 groups per row");
+  write("3", {3, 16}, {3, 2});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "whole 3-bit codes");
+  write("7", {3, 16}, {3, 2});
+  expect_open_error(tmp.path(), ErrorCode::kUnsupported, "quantization_level \"7\"");
+  write("four", {3, 16}, {3, 2});
+  expect_open_error(tmp.path(), ErrorCode::kUnsupported, "quantization_level \"four\"");
+  // Unquantized ("None") or no level at all, yet packed weights with scales.
+  write("None", {3, 16}, {3, 2});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "no \"quantization\" block");
+  write(nullptr, {3, 16}, {3, 2});
+  expect_open_error(tmp.path(), ErrorCode::kFormat, "no \"quantization\" block");
+}
+
 TEST(HFFolder, MlxQuantizationBlocksAndOverrides) {
   testing::TempDir tmp;
   // quantization_config (newer mlx-lm writes both), bf16 scales, f32 scales.

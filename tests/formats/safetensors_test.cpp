@@ -177,6 +177,33 @@ TEST(SafetensorsHostile, Entries) {
   EXPECT_ST_ERROR(with_header("{\"a\":" + std::string(100000, '[')), "nests deeper");
 }
 
+// float8 (FLUX fp8 files): one byte an element, read and written, sizes checked.
+TEST(Safetensors, Float8TensorsAreOneByteAnElement) {
+  SafetensorsWriter w;
+  const std::vector<std::byte> e4m3 = {std::byte{0x38}, std::byte{0x7E}, std::byte{0x01}};
+  const std::vector<std::byte> e5m2 = {std::byte{0x3C}, std::byte{0x7B}};
+  w.add_tensor("w", DType::kF8E4M3, {3}, e4m3);
+  w.add_tensor("v", DType::kF8E5M2, {1, 2}, e5m2);
+  const auto bytes = w.serialize();
+  const auto f = SafetensorsFile::parse(bytes, "f8.safetensors");
+  const TensorView a = f.view(*f.find_tensor("w"));
+  const TensorView b = f.view(*f.find_tensor("v"));
+  EXPECT_EQ(a.dtype, DType::kF8E4M3);
+  EXPECT_EQ(b.dtype, DType::kF8E5M2);
+  EXPECT_EQ(f.find_tensor("w")->nbytes, 3u);
+  EXPECT_EQ(std::memcmp(a.data, e4m3.data(), 3), 0);
+  EXPECT_EQ(std::memcmp(b.data, e5m2.data(), 2), 0);
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F8_E4M3", "shape": [3], "data_offsets": [0, 6]}})", 6),
+      "needs 3");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F8_E5M2", "shape": [2, 2], "data_offsets": [0, 2]}})", 2),
+      "needs 4");
+  EXPECT_ST_ERROR(
+      with_header(R"({"a": {"dtype": "F8_E4M3FNUZ", "shape": [1], "data_offsets": [0, 1]}})", 1),
+      "unknown dtype");
+}
+
 TEST(SafetensorsFixtures, Taef2) {
   for (const char* name : {"taef2_encoder.safetensors", "taef2_decoder.safetensors"}) {
     HEARTH_REQUIRE_FIXTURE(path, std::string("models/taef2/") + name);

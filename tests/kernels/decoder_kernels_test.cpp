@@ -11,6 +11,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/kernels/peak.hpp"
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/half.hpp"
 #include "support/levels.hpp"
 
@@ -31,11 +32,18 @@ struct StoredWeights {
   WeightView view;
   StoredWeights(const std::vector<float>& w, DType dtype, i64 rows, i64 cols, std::size_t offset) {
     const std::size_t n = w.size();
-    const std::size_t es = dtype == DType::kF32 ? 4 : 2;
+    const bool f8 = dtype == DType::kF8E4M3 || dtype == DType::kF8E5M2;
+    const std::size_t es = dtype == DType::kF32 ? 4 : f8 ? 1 : 2;
     bytes.resize(n * es + offset);
     values.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
-      if (dtype == DType::kF32) {
+      if (f8) {  // e5m2: the upper byte of the half, truncated (any code will do)
+        const std::uint8_t b = dtype == DType::kF8E4M3
+                                   ? f32_to_f8e4m3(w[i])
+                                   : static_cast<std::uint8_t>(f32_to_f16(w[i]) >> 8);
+        bytes[offset + i] = static_cast<std::byte>(b);
+        values[i] = dtype == DType::kF8E4M3 ? f8e4m3_to_f32(b) : f8e5m2_to_f32(b);
+      } else if (dtype == DType::kF32) {
         std::memcpy(bytes.data() + offset + i * 4, &w[i], 4);
         values[i] = w[i];
       } else {
@@ -52,7 +60,8 @@ TEST(LinearView, EveryDtypeShapeAndLevelMatchesDouble) {
   ThreadPool pool(2);
   for (const SimdLevel level : levels()) {
     auto be = make_cpu_backend(pool, level);
-    for (const DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (const DType dtype :
+         {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3, DType::kF8E5M2}) {
       for (const i64 m : {1, 3, 8, 9, 37}) {
         for (const i64 n : {1, 5, 33, 70}) {
           for (const i64 k : {1, 7, 16, 100, 131}) {
@@ -77,6 +86,66 @@ TEST(LinearView, EveryDtypeShapeAndLevelMatchesDouble) {
               }
             }
             EXPECT_LT(worst, 2e-6);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Every code of both float8 types, decoded in the SIMD loads (rows of 16 equal codes: whole
+// vectors at every level) and in the scalar tails (rows of 3), through the GEMV (1 row of x) and
+// the converting GEMM (9 rows), equals its definition (tensor/float8.hpp), NaNs included; and
+// the definition matches hand-picked values.
+TEST(LinearView, EveryFloat8CodeDecodesExactly) {
+  EXPECT_EQ(f8e4m3_to_f32(0x7E), 448.0f);
+  EXPECT_EQ(f8e4m3_to_f32(0x01), 0x1p-9f);  // smallest subnormal
+  EXPECT_EQ(f8e4m3_to_f32(0x08), 0x1p-6f);  // smallest normal
+  EXPECT_EQ(f8e4m3_to_f32(0xB9), -1.125f);  // 1 0111 001
+  EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0x7F)) && std::isnan(f8e4m3_to_f32(0xFF)));
+  EXPECT_EQ(f8e5m2_to_f32(0x7B), 57344.0f);
+  EXPECT_TRUE(std::isinf(f8e5m2_to_f32(0x7C)));
+  EXPECT_EQ(f32_to_f8e4m3(1000.0f), 0x7E);    // saturates
+  EXPECT_EQ(f32_to_f8e4m3(1.0625f), 0x38);    // a tie: to the even code (1.0)
+  EXPECT_EQ(f32_to_f8e4m3(1.1875f), 0x3A);    // a tie: to the even code (1.25)
+  EXPECT_EQ(f32_to_f8e4m3(-0x1p-10f), 0x80);  // half the smallest subnormal: to even (-0)
+  for (int c = 0; c < 255; ++c) {             // every value round-trips (0x7F is NaN)
+    if (c == 0x7F) continue;
+    EXPECT_EQ(f32_to_f8e4m3(f8e4m3_to_f32(static_cast<std::uint8_t>(c))), c) << c;
+  }
+  ThreadPool pool(2);
+  for (const SimdLevel level : levels()) {
+    auto be = make_cpu_backend(pool, level);
+    for (const DType dtype : {DType::kF8E4M3, DType::kF8E5M2}) {
+      for (const i64 k : {16, 3}) {
+        std::vector<std::byte> codes(256 * static_cast<std::size_t>(k));
+        for (std::size_t i = 0; i < codes.size(); ++i) {
+          codes[i] = static_cast<std::byte>(i / static_cast<std::size_t>(k));
+        }
+        const auto lin = be->make_linear_view({dtype, codes.data(), 256, k}, nullptr);
+        for (const i64 m : {1, 9}) {
+          SCOPED_TRACE(::testing::Message()
+                       << to_string(level) << " " << dtype_name(dtype) << " k=" << k << " m=" << m);
+          // Weights summing to 1 by powers of two: every partial sum stays exact (no zeros:
+          // e5m2's infinities times 0 would be NaN).
+          std::vector<float> x(static_cast<std::size_t>(m * k));
+          for (i64 r = 0; r < m; ++r) {
+            for (i64 p = 0; p < k; ++p)
+              x[r * k + p] = k == 16 ? 1.0f / 16.0f : p < 2 ? 0.25f : 0.5f;
+          }
+          std::vector<float> y(static_cast<std::size_t>(m * 256));
+          be->linear(*lin, x.data(), m, y.data());
+          for (int c = 0; c < 256; ++c) {
+            const auto b = static_cast<std::uint8_t>(c);
+            const float want = dtype == DType::kF8E4M3 ? f8e4m3_to_f32(b) : f8e5m2_to_f32(b);
+            for (i64 r = 0; r < m; ++r) {
+              const float got = y[r * 256 + c];
+              if (std::isnan(want)) {
+                EXPECT_TRUE(std::isnan(got)) << c;
+              } else {
+                EXPECT_EQ(got, want) << "code " << c;
+              }
+            }
           }
         }
       }

@@ -254,6 +254,85 @@ TEST_F(FluxPipelineTest, AGgufTransformerIsFoundAndReadFromItsHeader) {
                {"flux1-dev-F32.gguf, flux1-dev-Q8_0.gguf", "pass the one"});
 }
 
+// The dev pipeline's transformer (make_flux_pipeline: seed 1 + 3, FLUX.1's head shape, one
+// block of each kind, text widths 32 and 64) in another dtype or format.
+std::string dev_transformer_args() {
+  return "--arch flux-transformer --seed 4 --heads 1 --head-dim 128 --layers 1 --single-layers 1 "
+         "--joint-dim 32 --pooled-dim 64 --guidance-embeds";
+}
+
+// A float8 diffusers transformer (scaled e4m3fn) in the dev pipeline: the final image as the
+// torch reference decoding the same float8 file gives it, within 1 of 255.
+TEST_F(FluxPipelineTest, Float8TransformerMatchesTorch) {
+  HEARTH_REQUIRE_TORCH();
+  const testing::TempDir tmp;
+  fs::copy(model("dev", "diffusers"), tmp / "d", fs::copy_options::recursive);
+  fs::remove_all(tmp / "d" / "transformer");
+  testing::make_model(dev_transformer_args() + " --dtype f8_e4m3 --f8-scaled --out " +
+                      quote(tmp / "d" / "transformer"));
+  ASSERT_FALSE(HasFatalFailure());
+  save_noise(tmp / "noise.npy", 32, 32, 5);
+  FluxRequest r = small("a lighthouse at dawn");
+  r.guidance = 3.5f;
+  expect_matches_torch(tmp / "d", r, tmp / "noise.npy", tmp);
+}
+
+// The same weights as bf16, as float8 (e4m3fn, rounded from the bf16 values) and as mflux's
+// saved 8-bit MLX transformer (its folder beside the single files, found by its metadata) give
+// nearly the same image: the velocity moves by about 6% of its RMS in float8 and about 4% with
+// 8-bit MLX (flux_formats_test); over two steps and the VAE decode that moved the 8-bit pixels
+// by 13 / 10 of 255 at most and 2.3 / 1.5 on average when this was written. Bounds: about twice
+// that, 26 and 5 on average.
+TEST_F(FluxPipelineTest, Float8AndMfluxTransformersGiveNearlyTheBf16Image) {
+  const testing::TempDir tmp;
+  for (const char* d : {"bf16", "f8", "mflux"}) {
+    fs::copy(model("dev", "bfl"), tmp / d, fs::copy_options::recursive);
+  }
+  // The fixture's own transformer is what these arguments make: the weights are the same.
+  testing::make_model(dev_transformer_args() + " --format safetensors --out " +
+                      quote(tmp / "f32.safetensors"));
+  testing::make_model(dev_transformer_args() + " --format safetensors --dtype bf16 --out " +
+                      quote(tmp / "bf16" / "flux1-dev.safetensors"));
+  testing::make_model(dev_transformer_args() + " --format safetensors --dtype f8_e4m3 --out " +
+                      quote(tmp / "f8" / "flux1-dev.safetensors"));
+  fs::remove(tmp / "mflux" / "flux1-dev.safetensors");
+  testing::make_model(dev_transformer_args() + " --format mflux --mlx-bits 8 --dtype bf16 --out " +
+                      quote(tmp / "mflux" / "transformer"));
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(testing::read_bytes(tmp / "f32.safetensors"),
+            testing::read_bytes(model("dev", "bfl") / "flux1-dev.safetensors"));
+  const FluxPipeline base = FluxPipeline::open((tmp / "bf16").string());
+  const FluxResult want = base.generate(small(), two_threads());
+  ASSERT_EQ(want.images.size(), 1U);
+  for (const char* d : {"f8", "mflux"}) {
+    const FluxPipeline p = FluxPipeline::open((tmp / d).string());
+    EXPECT_EQ(p.files().layout, std::string(d) == "mflux" ? FluxLayout::kMflux : FluxLayout::kBfl);
+    EXPECT_TRUE(p.dev());
+    EXPECT_EQ(p.joint_dim(), 32);
+    EXPECT_EQ(p.pooled_dim(), 64);
+    const FluxResult got = p.generate(small(), two_threads());
+    ASSERT_EQ(got.images.size(), 1U);
+    const auto& a = got.images[0].rgb;
+    const auto& b = want.images[0].rgb;
+    ASSERT_EQ(a.size(), b.size());
+    int worst = 0;
+    double sum = 0.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const int diff = std::abs(static_cast<int>(a[i]) - static_cast<int>(b[i]));
+      worst = std::max(worst, diff);
+      sum += diff;
+    }
+    const double mean = sum / static_cast<double>(a.size());
+    std::printf("%s vs bf16 image: max |diff| %d of 255, mean %.2f\n", d, worst, mean);
+    EXPECT_LE(worst, 26) << d;
+    EXPECT_LT(mean, 5.0) << d;
+  }
+  // mflux's folder without the single files it needs: the message says why they are needed.
+  fs::remove(tmp / "mflux" / "ae.safetensors");
+  expect_error([&] { FluxPipeline::open((tmp / "mflux").string()); }, ErrorCode::kNotFound,
+               {"ae.safetensors", "mflux's own"});
+}
+
 TEST_F(FluxPipelineTest, SeedsAreRecordedAndReproduceTheImage) {
   const FluxPipeline p = FluxPipeline::open(model("schnell", "diffusers").string());
   FluxRequest r = small();

@@ -270,7 +270,26 @@ void ModelFolder::load_quantization() {
     block_key = "quantization_config";
     it = config_.find(block_key);
   }
-  if (it == config_.end() || !it->is_object()) {
+  // mflux's saved models (mflux-save) have no config.json: each shard's metadata holds
+  // "quantization_level" (the bits, or "None") beside "mflux_version", and MLX's nn.quantize
+  // used its default group size, 64.
+  std::optional<QuantSpec> mflux;
+  if ((it == config_.end() || !it->is_object()) && !shards_.empty()) {
+    if (const std::string* level = shards_.front()->find_metadata("quantization_level");
+        level != nullptr && *level != "None" && *level != "null" && !level->empty()) {
+      const bool digits =
+          level->size() <= 2 &&
+          std::all_of(level->begin(), level->end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!digits || !mlx::valid_bits(std::stoi(*level))) {
+        throw Error(ErrorCode::kUnsupported,
+                    "mflux quantization_level \"" + *level + "\" (mlx has 2, 3, 4, 5, 6, 8 bits)",
+                    {.file = shards_.front()->source(), .key = "quantization_level"});
+      }
+      mflux = QuantSpec{std::stoi(*level), 64};
+      block_key = "mflux's quantization_level metadata";
+    }
+  }
+  if ((it == config_.end() || !it->is_object()) && !mflux) {
     for (const auto& [name, ref] : index_) {
       if (!name.ends_with(".weight") || ref.info->dtype != DType::kU32) continue;
       if (index_.count(name.substr(0, name.size() - 7) + ".scales") != 0) {
@@ -282,8 +301,9 @@ void ModelFolder::load_quantization() {
     }
     return;
   }
-  const nlohmann::json& block = *it;
-  if (!block.contains("bits")) return;  // a quantization_config of another kind (GPTQ, AWQ...)
+  static const nlohmann::json kNoBlock = nlohmann::json::object();
+  const nlohmann::json& block = mflux ? kNoBlock : *it;
+  if (!mflux && !block.contains("bits")) return;  // a quantization_config of another kind (GPTQ...)
   if (const auto mode = block.find("mode");
       mode != block.end() && !(mode->is_string() && mode->get<std::string>() == "affine")) {
     throw Error(ErrorCode::kUnsupported,
@@ -311,7 +331,7 @@ void ModelFolder::load_quantization() {
     }
     return s;
   };
-  quantization_ = spec_of(block, block_key);
+  quantization_ = mflux ? *mflux : spec_of(block, block_key);
   // Per-module overrides: "model.layers.0.mlp.down_proj": {bits, group_size} or false.
   std::unordered_map<std::string, std::optional<QuantSpec>> overrides;
   for (const auto& [key, value] : block.items()) {

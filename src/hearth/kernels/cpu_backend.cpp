@@ -15,6 +15,7 @@
 #include "hearth/kernels/quant_gemm.hpp"
 #include "hearth/kernels/quant_ggml.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
@@ -78,9 +79,14 @@ WeightType weight_type(DType t) {
       return kWeightF16;
     case DType::kBF16:
       return kWeightBF16;
+    case DType::kF8E4M3:
+      return kWeightF8E4M3;
+    case DType::kF8E5M2:
+      return kWeightF8E5M2;
     default:
-      throw Error(ErrorCode::kUnsupported, "weights of type " + std::string(dtype_name(t)) +
-                                               " cannot be read in place (f32, f16, bf16 can)");
+      throw Error(ErrorCode::kUnsupported,
+                  "weights of type " + std::string(dtype_name(t)) +
+                      " cannot be read in place (f32, f16, bf16, f8_e4m3, f8_e5m2 can)");
   }
 }
 
@@ -466,6 +472,13 @@ class CpuBackend final : public Backend {
             f16_to_f32(half.data(), o, half.size());
           } else {
             bf16_to_f32(half.data(), o, half.size());
+          }
+          break;
+        case kWeightF8E4M3:
+        case kWeightF8E5M2:
+          for (i64 c = 0; c < dim; ++c) {
+            const auto b = static_cast<std::uint8_t>(base[row + static_cast<std::size_t>(c)]);
+            o[c] = table.dtype == DType::kF8E4M3 ? f8e4m3_to_f32(b) : f8e5m2_to_f32(b);
           }
           break;
         default:

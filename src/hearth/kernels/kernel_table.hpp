@@ -11,7 +11,14 @@
 namespace hearth::kernels {
 
 // Element types of weights read in place (WeightView): index into the per-type kernel arrays.
-enum WeightType : int { kWeightF32 = 0, kWeightF16 = 1, kWeightBF16 = 2, kWeightTypes = 3 };
+enum WeightType : int {
+  kWeightF32 = 0,
+  kWeightF16 = 1,
+  kWeightBF16 = 2,
+  kWeightF8E4M3 = 3,  // float8 e4m3fn (tensor/float8.hpp)
+  kWeightF8E5M2 = 4,
+  kWeightTypes = 5
+};
 
 // The activation fused into channel_affine (group norm's output).
 enum ChannelActivation : int { kChannelNone = 0, kChannelSilu = 1, kChannelRelu = 2 };

@@ -359,11 +359,11 @@ void attention_head_bias(const float* q, const float* k, const float* v, i64 ld,
   }
 }
 
-// ---- Weights read in place (f32, f16, bf16 at any byte address) ----
+// ---- Weights read in place (f32, f16, bf16, float8 at any byte address) ----
 
 template <int T>
 constexpr i64 weight_bytes() {
-  return T == kWeightF32 ? 4 : 2;
+  return T == kWeightF32 ? 4 : T == kWeightF8E4M3 || T == kWeightF8E5M2 ? 1 : 2;
 }
 
 template <int T>
@@ -371,6 +371,8 @@ inline Vec load_weights(const unsigned char* p) {
   if constexpr (T == kWeightF32) return Vec::load_f32u(p);
   if constexpr (T == kWeightF16) return Vec::load_f16(p);
   if constexpr (T == kWeightBF16) return Vec::load_bf16(p);
+  if constexpr (T == kWeightF8E4M3) return Vec::load_f8e4m3(p);
+  if constexpr (T == kWeightF8E5M2) return Vec::load_f8e5m2(p);
 }
 
 template <int T>
@@ -379,6 +381,10 @@ inline float read_weight(const unsigned char* p) {
     float x;
     __builtin_memcpy(&x, p, sizeof x);
     return x;
+  } else if constexpr (T == kWeightF8E4M3) {
+    return f8e4m3_to_f32(*p);
+  } else if constexpr (T == kWeightF8E5M2) {
+    return f8e5m2_to_f32(*p);
   } else {
     std::uint16_t h;
     __builtin_memcpy(&h, p, sizeof h);
@@ -603,32 +609,38 @@ void channel_affine(const float* x, float* out, i64 rows, i64 channels, const fl
   }
 }
 
+// The float8 entries of the table (short names keep its lines short).
+constexpr auto gemv_e4m3 = gemv<kWeightF8E4M3>;
+constexpr auto gemv_e5m2 = gemv<kWeightF8E5M2>;
+constexpr auto gc_e4m3 = gemm_convert<kWeightF8E4M3>;
+constexpr auto gc_e5m2 = gemm_convert<kWeightF8E5M2>;
+
 constexpr KernelTable make_table(SimdLevel level) {
-  return KernelTable{
-      level,
-      kNR,
-      kMR,
-      gemm_packed,
-      layer_norm,
-      rms_norm,
-      gelu_erf,
-      gelu_tanh,
-      silu,
-      tanh_op,
-      add,
-      mul,
-      softmax,
-      attention_head,
-      {gemv<kWeightF32>, gemv<kWeightF16>, gemv<kWeightBF16>},
-      {gemm_convert<kWeightF32>, gemm_convert<kWeightF16>, gemm_convert<kWeightBF16>},
-      attention_kv,
-      rope,
-      silu_mul,
-      attention_head_bias,
-      quick_gelu,
-      relu,
-      channel_moments,
-      channel_affine};
+  return KernelTable{level,
+                     kNR,
+                     kMR,
+                     gemm_packed,
+                     layer_norm,
+                     rms_norm,
+                     gelu_erf,
+                     gelu_tanh,
+                     silu,
+                     tanh_op,
+                     add,
+                     mul,
+                     softmax,
+                     attention_head,
+                     {gemv<kWeightF32>, gemv<kWeightF16>, gemv<kWeightBF16>, gemv_e4m3, gemv_e5m2},
+                     {gemm_convert<kWeightF32>, gemm_convert<kWeightF16>, gemm_convert<kWeightBF16>,
+                      gc_e4m3, gc_e5m2},
+                     attention_kv,
+                     rope,
+                     silu_mul,
+                     attention_head_bias,
+                     quick_gelu,
+                     relu,
+                     channel_moments,
+                     channel_affine};
 }
 
 }  // namespace

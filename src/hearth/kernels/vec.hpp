@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/half.hpp"
 
 namespace hearth::kernels {
@@ -41,6 +43,22 @@ struct Vec {
   static Vec load_bf16(const void* p) {
     const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
     return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
+  // float8 (tensor/float8.hpp) through IEEE half: e5m2 is a half's upper byte; e4m3fn's
+  // exponent and mantissa bits, placed in a half's, give its value / 2^8 (subnormals too), and
+  // 0x7F / 0xFF (480 after the scaling) are its NaNs.
+  static Vec load_f8e5m2(const void* p) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+    return {_mm512_cvtph_ps(_mm256_slli_epi16(b, 8))};
+  }
+  static Vec load_f8e4m3(const void* p) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+    const __m256i h =
+        _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                        _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+    const __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    const __mmask16 nan = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(480.0f), _CMP_EQ_OQ);
+    return {_mm512_mask_blend_ps(nan, v, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()))};
   }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_partial(float* p, int n) const {
@@ -120,6 +138,19 @@ struct Vec {
     const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
     return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
   }
+  static Vec load_f8e5m2(const void* p) {
+    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(static_cast<const __m128i*>(p)));
+    return {_mm256_cvtph_ps(_mm_slli_epi16(b, 8))};
+  }
+  static Vec load_f8e4m3(const void* p) {
+    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(static_cast<const __m128i*>(p)));
+    const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8),
+                                   _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7F)), 7));
+    const __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+    const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+    const __m256 nan = _mm256_cmp_ps(a, _mm256_set1_ps(480.0f), _CMP_EQ_OQ);
+    return {_mm256_blendv_ps(v, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), nan)};
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_partial(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
   float reduce_add() const {
@@ -194,6 +225,12 @@ struct Vec {
     float x;
     std::memcpy(&x, &bits, sizeof x);
     return {x};
+  }
+  static Vec load_f8e4m3(const void* p) {
+    return {f8e4m3_to_f32(*static_cast<const std::uint8_t*>(p))};
+  }
+  static Vec load_f8e5m2(const void* p) {
+    return {f8e5m2_to_f32(*static_cast<const std::uint8_t*>(p))};
   }
   void store(float* p) const { *p = v; }
   void store_partial(float* p, int n) const {

@@ -7,6 +7,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 
@@ -153,9 +154,11 @@ TensorView EncoderWeights::need(const std::string& name, const Shape& shape) con
                     shape_string(shape),
                 {.file = source_, .key = name});
   }
-  if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16) {
+  if (view->dtype != DType::kF32 && view->dtype != DType::kF16 && view->dtype != DType::kBF16 &&
+      view->dtype != DType::kF8E4M3 && view->dtype != DType::kF8E5M2) {
     throw Error(ErrorCode::kUnsupported,
-                "weights must be f32, f16 or bf16, not " + std::string(dtype_name(view->dtype)),
+                "weights must be f32, f16, bf16, f8_e4m3 or f8_e5m2, not " +
+                    std::string(dtype_name(view->dtype)),
                 {.file = source_, .key = name});
   }
   if (!view->is_contiguous()) {
@@ -165,8 +168,21 @@ TensorView EncoderWeights::need(const std::string& name, const Shape& shape) con
   return *view;
 }
 
-TensorView EncoderWeights::matrix(const std::string& name, i64 rows, i64 cols) const {
+TensorView EncoderWeights::matrix(const std::string& name, i64 rows, i64 cols,
+                                  bool scales_applied) const {
   const auto view = find_(name, {rows, cols});
+  if (view && !scales_applied && (view->dtype == DType::kF8E4M3 || view->dtype == DType::kF8E5M2) &&
+      name.ends_with(".weight")) {
+    const std::string base = name.substr(0, name.size() - 7);
+    for (const char* s : {".scale_weight", ".weight_scale"}) {
+      if (find_(base + s, {})) {
+        throw Error(ErrorCode::kUnsupported,
+                    "scaled float8 weights (" + base + s +
+                        "): only the FLUX transformer applies their scales",
+                    {.file = source_, .key = name});
+      }
+    }
+  }
   if (view && dtype_info(view->dtype).quantized && !ggml::supported(view->dtype)) {
     throw Error(ErrorCode::kUnsupported,
                 "matrix type " + std::string(dtype_name(view->dtype)) +
@@ -196,6 +212,11 @@ std::vector<float> EncoderWeights::vec(const std::string& name, i64 n) const {
   std::vector<float> out(static_cast<std::size_t>(n));
   if (v.dtype == DType::kF32) {
     std::memcpy(out.data(), v.data, out.size() * 4);
+  } else if (v.dtype == DType::kF8E4M3 || v.dtype == DType::kF8E5M2) {
+    const auto* b = reinterpret_cast<const std::uint8_t*>(v.data);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      out[i] = v.dtype == DType::kF8E4M3 ? f8e4m3_to_f32(b[i]) : f8e5m2_to_f32(b[i]);
+    }
   } else {
     std::vector<std::uint16_t> h(out.size());
     std::memcpy(h.data(), v.data, h.size() * 2);

@@ -1,8 +1,8 @@
 // What the FLUX text encoders (CLIP text, T5 encoder) share: run options and the weight reader
 // that finds tensors by Hugging Face name in a folder (config.json + safetensors, sharded or not),
-// a single .safetensors file (ComfyUI's clip_l / t5xxl files, possibly under a prefix), or random
-// in-memory weights, and hands matrices to the backend in their stored type (make_linear_view: no
-// f32 copies of big matrices).
+// a single .safetensors file (ComfyUI's clip_l / t5xxl files, possibly under a prefix; fp8 ones
+// too), or random in-memory weights, and hands matrices to the backend in their stored type
+// (make_linear_view: no f32 copies of big matrices).
 #pragma once
 
 #include <cstdint>
@@ -57,11 +57,15 @@ class EncoderWeights {
   std::optional<TensorView> find(const std::string& name, const Shape& shape = {}) const {
     return find_(name, shape);
   }
-  // The tensor, which must exist with this shape in f32, f16 or bf16, contiguous.
+  // The tensor, which must exist with this shape in f32, f16, bf16 or float8 (f8_e4m3 / f8_e5m2,
+  // read in place like the others), contiguous.
   TensorView need(const std::string& name, const Shape& shape) const;
   // A matrix [rows, cols] as need() gives it, or in a ggml block type (ggml::supported) whose
-  // rows are whole blocks.
-  TensorView matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
+  // rows are whole blocks. A float8 matrix with a scale beside it (<base>.scale_weight or
+  // <base>.weight_scale: scaled fp8 files) is refused unless the caller applies the scale
+  // (scales_applied).
+  TensorView matrix(const std::string& name, std::int64_t rows, std::int64_t cols,
+                    bool scales_applied = false) const;
   std::vector<float> vec(const std::string& name, std::int64_t n) const;
   std::unique_ptr<kernels::LinearWeights> linear(kernels::Backend& be, const std::string& base,
                                                  std::int64_t out, std::int64_t in,

@@ -195,7 +195,9 @@ std::string size_text(i64 w, i64 h) {
 }  // namespace
 
 const char* to_string(FluxLayout layout) {
-  return layout == FluxLayout::kDiffusers ? "diffusers" : "bfl";
+  return layout == FluxLayout::kDiffusers ? "diffusers"
+         : layout == FluxLayout::kBfl     ? "bfl"
+                                          : "mflux";
 }
 
 FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions& options) {
@@ -251,9 +253,15 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     }
     p.schedule_ = FluxSchedule::load(f.scheduler);
   } else {
-    // Black Forest Labs' single files.
+    // Black Forest Labs' single files, or mflux's saved transformer with them.
     f.layout = FluxLayout::kBfl;
-    if (fs::is_directory(root, ec)) {
+    if (is_mflux_folder(root)) {
+      f.layout = FluxLayout::kMflux;
+      f.transformer = root;
+    } else if (is_mflux_folder(root / "transformer")) {
+      f.layout = FluxLayout::kMflux;
+      f.transformer = root / "transformer";
+    } else if (fs::is_directory(root, ec)) {
       f.transformer = find_transformer(root);
     } else {
       f.transformer = root;
@@ -292,6 +300,11 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     }
     Missing m;
     m.need(f.transformer, "the transformer");
+    if (f.layout == FluxLayout::kMflux && (f.clip.empty() || f.t5.empty() || f.vae.empty())) {
+      m.lines.push_back(
+          "(mflux's own text_encoder/, text_encoder_2/ and vae/ are in MLX's layout, which is not "
+          "read: the single files below are needed beside its transformer)");
+    }
     if (f.clip.empty()) {
       m.lines.push_back("clip_l.safetensors (looked in " + list(dirs) + "; or pass its path)");
     } else {
@@ -325,11 +338,19 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     m.raise(model, f.transformer.string());
     // The shape the transformer takes, from its header only (safetensors or GGUF: the same names
     // and, outermost first, the same shapes).
-    const TransformerHeader h = read_header(f.transformer);
-    p.in_channels_ = h.img_in[1];
-    p.joint_dim_ = h.txt_in[1];
-    p.pooled_dim_ = h.vec_in[1];
-    p.dev_ = h.guidance;
+    if (f.layout == FluxLayout::kMflux) {
+      const FluxTransformerConfig c = mflux_transformer_config(f.transformer);
+      p.in_channels_ = c.in_channels;
+      p.joint_dim_ = c.joint_dim;
+      p.pooled_dim_ = c.pooled_dim;
+      p.dev_ = c.guidance_embeds;
+    } else {
+      const TransformerHeader h = read_header(f.transformer);
+      p.in_channels_ = h.img_in[1];
+      p.joint_dim_ = h.txt_in[1];
+      p.pooled_dim_ = h.vec_in[1];
+      p.dev_ = h.guidance;
+    }
     p.schedule_ = p.dev_ ? FluxSchedule::dev() : FluxSchedule::schnell();
   }
   if (p.in_channels_ != 4 * kLatentChannels) {

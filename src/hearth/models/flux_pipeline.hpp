@@ -16,6 +16,11 @@
 //    ../text_encoders); the tokenizer/ and tokenizer_2/ folders from FluxOpenOptions::tokenizers,
 //    else beside the file or one folder up, else from a FLUX.1 snapshot in the local Hugging
 //    Face cache;
+//  * mflux's saved model folder (mflux-save: transformer/ found by its shards' metadata, see
+//    is_mflux_folder; tokenizer/, tokenizer_2/), or its transformer/ itself: the 4- or 8-bit MLX
+//    transformer is read in place; mflux's MLX-layout text encoders and VAE are not read, so
+//    clip_l.safetensors, t5xxl_*.safetensors and ae.safetensors are looked for as for single
+//    files (beside the folder, ComfyUI's siblings, or FluxOpenOptions);
 //  * "schnell" / "dev" (or any repo id): the diffusers snapshot in the local Hugging Face cache
 //    (no network).
 #pragma once
@@ -40,10 +45,11 @@
 
 namespace hearth::models {
 
-enum class FluxLayout { kDiffusers, kBfl };
-const char* to_string(FluxLayout layout);  // "diffusers", "bfl"
+enum class FluxLayout { kDiffusers, kBfl, kMflux };
+const char* to_string(FluxLayout layout);  // "diffusers", "bfl", "mflux"
 
-// Where each part of a model is. Folders for the diffusers layout, files for BFL's.
+// Where each part of a model is. Folders for the diffusers layout, files for BFL's (mflux: the
+// transformer folder, the other parts files).
 struct FluxFiles {
   FluxLayout layout = FluxLayout::kDiffusers;
   std::filesystem::path transformer;     // transformer/ or flux1-*.safetensors
@@ -55,7 +61,7 @@ struct FluxFiles {
   std::filesystem::path scheduler;       // scheduler/scheduler_config.json; empty: by variant
 };
 
-// Explicit locations for the BFL layout's separate files (each overrides the search).
+// Explicit locations for the BFL and mflux layouts' separate files (each overrides the search).
 struct FluxOpenOptions {
   std::filesystem::path clip;        // clip_l.safetensors
   std::filesystem::path t5;          // t5xxl_*.safetensors

@@ -13,7 +13,9 @@
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/formats/gguf.hpp"
+#include "hearth/formats/hf_folder.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/float8.hpp"
 #include "hearth/tensor/ggml_quant.hpp"
 #include "hearth/tensor/half.hpp"
 
@@ -155,9 +157,32 @@ void release_pages(const void* p, std::size_t n) {
   if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
-// v (f32, f16 or bf16 over a file mapping) quantized row by row to q into a buffer kept in
-// store; v's pages are released.
-kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, ThreadPool& pool,
+// n elements of a plain type (f32, f16, bf16, f8_e4m3, f8_e5m2) at any address as f32.
+void to_f32(DType t, const std::byte* src, std::size_t n, float* out) {
+  if (t == DType::kF32) {
+    std::memcpy(out, src, n * 4);
+    return;
+  }
+  if (t == DType::kF8E4M3 || t == DType::kF8E5M2) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto b = static_cast<std::uint8_t>(src[i]);
+      out[i] = t == DType::kF8E4M3 ? f8e4m3_to_f32(b) : f8e5m2_to_f32(b);
+    }
+    return;
+  }
+  std::vector<std::uint16_t> half(n);
+  std::memcpy(half.data(), src, n * 2);
+  if (t == DType::kF16) {
+    f16_to_f32(half.data(), out, n);
+  } else {
+    bf16_to_f32(half.data(), out, n);
+  }
+}
+
+// v (f32, f16, bf16 or float8 over a file mapping; times scale, one value or one per row, when
+// given) quantized row by row to q into a buffer kept in store; v's pages are released.
+kernels::WeightView quantize_at_load(const kernels::WeightView& v, std::span<const float> scale,
+                                     DType q, ThreadPool& pool,
                                      std::vector<std::unique_ptr<std::byte[]>>& store) {
   const i64 rb = ggml::row_bytes(q, v.cols);
   const std::size_t src_row = *dtype_bytes(v.dtype, static_cast<std::uint64_t>(v.cols));
@@ -166,18 +191,11 @@ kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, Thre
   pool.parallel_for(static_cast<std::size_t>(v.rows), [&](std::size_t b, std::size_t e) {
     const auto cols = static_cast<std::size_t>(v.cols);
     std::vector<float> row(cols);
-    std::vector<std::uint16_t> half(v.dtype == DType::kF32 ? 0 : cols);
     for (std::size_t r = b; r < e; ++r) {
-      const std::byte* s = src + r * src_row;
-      if (v.dtype == DType::kF32) {
-        std::memcpy(row.data(), s, cols * 4);
-      } else {
-        std::memcpy(half.data(), s, cols * 2);
-        if (v.dtype == DType::kF16) {
-          f16_to_f32(half.data(), row.data(), cols);
-        } else {
-          bf16_to_f32(half.data(), row.data(), cols);
-        }
+      to_f32(v.dtype, src + r * src_row, cols, row.data());
+      if (!scale.empty()) {
+        const float s = scale[scale.size() == 1 ? 0 : r];
+        for (float& x : row) x *= s;
       }
       ggml::quantize_row(q, row.data(), buf.get() + static_cast<i64>(r) * rb, v.cols);
     }
@@ -185,6 +203,41 @@ kernels::WeightView quantize_at_load(const kernels::WeightView& v, DType q, Thre
   release_pages(v.data, static_cast<std::size_t>(v.rows) * src_row);
   store.push_back(std::move(buf));
   return {q, store.back().get(), v.rows, v.cols};
+}
+
+// The scale of a float8 matrix (base + ".weight") of rows rows in a scaled fp8 file: ComfyUI's
+// "scaled_fp8" files store <base>.scale_weight, later converters <base>.weight_scale; one value
+// (shape [] or [1]) or one per row ([rows] or [rows, 1]), f32, f16 or bf16. Empty when the
+// matrix is not float8 or has none. (Input scales, scale_input / input_scale, matter only to
+// float8 arithmetic, which hearth does not do: they are ignored.)
+std::vector<float> f8_scale(const detail::EncoderWeights& w, const std::string& base,
+                            const TensorView& m, i64 rows) {
+  if (m.dtype != DType::kF8E4M3 && m.dtype != DType::kF8E5M2) return {};
+  for (const char* suffix : {".scale_weight", ".weight_scale"}) {
+    const std::string name = base + suffix;
+    const auto t = w.find(name);
+    if (!t) continue;
+    const i64 n = t->numel();
+    const bool per_row = n == rows && (t->shape == Shape{rows} || t->shape == Shape{rows, 1});
+    if ((n != 1 && !per_row) ||
+        (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16)) {
+      throw Error(ErrorCode::kFormat,
+                  "a float8 weight scale is one f32/f16/bf16 value or one per row (" +
+                      std::to_string(rows) + "), not " + std::string(dtype_name(t->dtype)) + " " +
+                      shape_string(t->shape),
+                  {.file = w.source(), .key = name});
+    }
+    std::vector<float> s(static_cast<std::size_t>(n));
+    to_f32(t->dtype, static_cast<const std::byte*>(t->data), s.size(), s.data());
+    for (const float v : s) {
+      if (!std::isfinite(v)) {
+        throw Error(ErrorCode::kFormat, "a float8 weight scale is not finite",
+                    {.file = w.source(), .key = name});
+      }
+    }
+    return s;
+  }
+  return {};
 }
 
 }  // namespace
@@ -216,6 +269,7 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load(const fs::path& path,
                                                  std::to_string(options.quantize_bits));
   }
   if (fs::exists(path) && !fs::is_directory(path)) return load_single(path, options);
+  if (is_mflux_folder(path)) return load_mflux(path, options);
   const auto w = detail::EncoderWeights::open(path, "x_embedder.weight", {""});
   const std::string file = (path / "config.json").string();
   if (!w.config()) {
@@ -339,6 +393,139 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load_single(
   return m;
 }
 
+bool is_mflux_folder(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  std::vector<fs::path> shards;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_regular_file() && e.path().extension() == ".safetensors" &&
+        !e.path().filename().string().starts_with("._")) {
+      shards.push_back(e.path());
+    }
+  }
+  if (shards.empty()) return false;
+  const auto f = formats::SafetensorsFile::open(*std::min_element(shards.begin(), shards.end()));
+  return f.find_metadata("quantization_level") != nullptr ||
+         f.find_metadata("mflux_version") != nullptr;
+}
+
+namespace {
+
+// A diffusers name as mflux's transformer names it.
+std::string mflux_name(std::string n) {
+  for (const auto& [from, to] :
+       {std::pair{".ff.net.0.proj", ".ff.linear1"}, std::pair{".ff.net.2", ".ff.linear2"},
+        std::pair{".ff_context.net.0.proj", ".ff_context.linear1"},
+        std::pair{".ff_context.net.2", ".ff_context.linear2"}}) {
+    if (const std::size_t at = n.find(from); at != std::string::npos) {
+      n.replace(at, std::strlen(from), to);
+    }
+  }
+  return n;
+}
+
+// mflux's transformer shape from the tensors of its folder (headers only): [out, in] of each
+// layer, quantized or not.
+FluxTransformerConfig mflux_config(const formats::ModelFolder& folder, const std::string& file) {
+  const auto find = [&](const std::string& name) -> const formats::SafetensorsTensorInfo* {
+    const auto ref = folder.find_tensor(mflux_name(name));
+    return ref ? ref->info : nullptr;
+  };
+  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
+    if (const auto* q = folder.find_quantized(mflux_name(base))) {
+      return {q->out_features, q->in_features};
+    }
+    const auto* t = find(base + ".weight");
+    if (t == nullptr || t->shape.size() != 2) {
+      throw Error(ErrorCode::kFormat, "mflux transformer: tensor missing or not a matrix",
+                  {.file = file, .key = mflux_name(base) + ".weight"});
+    }
+    return {t->shape[0], t->shape[1]};
+  };
+  FluxTransformerConfig c;
+  const auto [d, in_ch] = dims("x_embedder");
+  c.in_channels = in_ch;
+  c.out_channels = dims("proj_out").first;
+  c.joint_dim = dims("context_embedder").second;
+  c.pooled_dim = dims("time_text_embed.text_embedder.linear_1").second;
+  const char* norm = "transformer_blocks.0.attn.norm_q.weight";
+  const auto* q_norm = find(norm);
+  if (q_norm == nullptr || q_norm->shape.size() != 1 || q_norm->shape[0] <= 0 ||
+      d % q_norm->shape[0] != 0) {
+    throw Error(ErrorCode::kFormat,
+                "mflux transformer: the first block's q norm is missing or does not divide the "
+                "width",
+                {.file = file, .key = norm});
+  }
+  c.head_dim = q_norm->shape[0];
+  c.heads = d / c.head_dim;
+  // mflux implements FLUX.1, whose rotary axes (16, 56, 56) need 128-wide heads.
+  if (c.head_dim != 128) {
+    throw Error(ErrorCode::kUnsupported,
+                "heads of " + std::to_string(c.head_dim) +
+                    " values: mflux's FLUX.1 has rotary axes (16, 56, 56), for 128",
+                {.file = file, .key = norm});
+  }
+  c.axes_dims = {16, 56, 56};
+  const auto has = [&](const std::string& base) {
+    return folder.find_quantized(mflux_name(base)) != nullptr || find(base + ".weight") != nullptr;
+  };
+  c.guidance_embeds = has("time_text_embed.guidance_embedder.linear_1");
+  c.layers = 0;
+  while (c.layers < 256 &&
+         has("transformer_blocks." + std::to_string(c.layers) + ".norm1.linear")) {
+    ++c.layers;
+  }
+  c.single_layers = 0;
+  while (c.single_layers < 256 &&
+         has("single_transformer_blocks." + std::to_string(c.single_layers) + ".norm.linear")) {
+    ++c.single_layers;
+  }
+  check_config(c, file);
+  return c;
+}
+
+}  // namespace
+
+FluxTransformerConfig mflux_transformer_config(const fs::path& dir) {
+  return mflux_config(formats::ModelFolder::open(dir), dir.string());
+}
+
+std::unique_ptr<FluxTransformer> FluxTransformer::load_mflux(
+    const fs::path& path, const FluxTransformerOptions& options) {
+  auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(path));
+  detail::EncoderWeights w(
+      path.string(), [folder](const std::string& name, const Shape&) -> std::optional<TensorView> {
+        if (const auto ref = folder->find_tensor(mflux_name(name))) {
+          return formats::ModelFolder::view(*ref);
+        }
+        return std::nullopt;
+      });
+  w.keep_alive.push_back(folder);
+  const FindAffine affine = [folder](const std::string& base, i64 out,
+                                     i64 in) -> std::optional<kernels::WeightView> {
+    const formats::QuantizedWeight* q = folder->find_quantized(mflux_name(base));
+    if (q == nullptr) return std::nullopt;
+    if (q->out_features != out || q->in_features != in) {
+      throw Error(ErrorCode::kFormat,
+                  "packed weight " + shape_string(q->weight.info->shape) + " holds [" +
+                      std::to_string(q->out_features) + ", " + std::to_string(q->in_features) +
+                      "] at " + std::to_string(q->spec.bits) + " bits, the model needs [" +
+                      std::to_string(out) + ", " + std::to_string(in) + "]",
+                  {.file = q->weight.file->source(), .key = q->weight.info->name});
+    }
+    const TensorView s = formats::ModelFolder::view(q->scales);
+    kernels::WeightView v{DType::kU32, formats::ModelFolder::view(q->weight).data, out, in};
+    v.affine = {q->spec.bits, q->spec.group_size, s.dtype, s.data,
+                formats::ModelFolder::view(q->biases).data};
+    return v;
+  };
+  std::unique_ptr<FluxTransformer> m(new FluxTransformer());
+  m->config_ = mflux_config(*folder, w.source());
+  m->build(w, options, affine);
+  return m;
+}
+
 std::unique_ptr<FluxTransformer> FluxTransformer::random(const FluxTransformerConfig& config,
                                                          DType dtype, unsigned seed,
                                                          const TextEncoderOptions& options) {
@@ -352,8 +539,8 @@ std::unique_ptr<FluxTransformer> FluxTransformer::random(const FluxTransformerCo
   return m;
 }
 
-void FluxTransformer::build(const detail::EncoderWeights& w,
-                            const FluxTransformerOptions& options) {
+void FluxTransformer::build(const detail::EncoderWeights& w, const FluxTransformerOptions& options,
+                            const FindAffine& affine) {
   const FluxTransformerConfig& c = config_;
   const i64 d = c.inner(), hd = c.head_dim;
   source_ = w.source();
@@ -363,36 +550,61 @@ void FluxTransformer::build(const detail::EncoderWeights& w,
   kernels::Backend& be = *backend_;
   // quantize_bits: f32/f16/bf16 matrices of whole 32-blocks become q4_0 / q8_0 copies.
   const DType qtype = options.quantize_bits == 4 ? DType::kQ4_0 : DType::kQ8_0;
-  const auto make = [&](kernels::WeightView v, const float* bias) -> Linear {
-    if (options.quantize_bits != 0 && !ggml::supported(v.dtype) && v.cols % ggml::kQK == 0) {
-      v = quantize_at_load(v, qtype, *pool_, quantized_);
+  // A float8 matrix's scale (one value, or one per row of v) is applied by run() to the outputs,
+  // or folded into the quantized copy.
+  const auto make = [&](kernels::WeightView v, const float* bias,
+                        std::span<const float> scale) -> Linear {
+    if (options.quantize_bits != 0 && !v.is_affine() && !ggml::supported(v.dtype) &&
+        v.cols % ggml::kQK == 0) {
+      v = quantize_at_load(v, scale, qtype, *pool_, quantized_);
+      scale = {};
     }
-    return be.make_linear_view(v, bias);
+    if (scale.empty()) return be.make_linear_view(v, bias);
+    Linear l = be.make_linear_view(v, nullptr);
+    scaled_[l.get()] = {std::vector<float>(scale.begin(), scale.end()),
+                        std::vector<float>(bias, bias + v.rows)};
+    return l;
   };
   // Fused BFL tensors are checked once and sliced by rows.
-  std::map<std::string, std::pair<TensorView, std::vector<float>>> fused;
+  struct Fused {
+    TensorView t;
+    std::vector<float> bias, scale;
+  };
+  std::map<std::string, Fused> fused;
+  i64 affine_parameters = 0;
   const auto lin_base = [&](const std::string& name, i64 out, i64 in) -> Linear {
+    if (affine) {
+      if (const auto a = affine(name, out, in)) {
+        affine_parameters += out * in;
+        return make(*a, w.vec(name + ".bias", out).data(), {});
+      }
+    }
     if (!bfl_) {
-      const TensorView t = w.matrix(name + ".weight", out, in);
+      const TensorView t = w.matrix(name + ".weight", out, in, true);
       const std::vector<float> bias = w.vec(name + ".bias", out);
-      return make({t.dtype, t.data, out, in}, bias.data());
+      const std::vector<float> scale = f8_scale(w, name, t, out);
+      return make({t.dtype, t.data, out, in}, bias.data(), scale);
     }
     const BflRows r = bfl_rows(name, d);
     const i64 total = r.total != 0 ? r.total : out;
     auto it = fused.find(r.name);
     if (it == fused.end()) {
+      const TensorView t = w.matrix(r.name + ".weight", total, in, true);
       it = fused
-               .emplace(r.name, std::pair{w.matrix(r.name + ".weight", total, in),
-                                          w.vec(r.name + ".bias", total)})
+               .emplace(r.name,
+                        Fused{t, w.vec(r.name + ".bias", total), f8_scale(w, r.name, t, total)})
                .first;
     }
-    const auto& [t, bias] = it->second;
-    const std::size_t row_bytes = *dtype_bytes(t.dtype, static_cast<std::uint64_t>(in));
+    const Fused& f = it->second;
+    const std::size_t row_bytes = *dtype_bytes(f.t.dtype, static_cast<std::uint64_t>(in));
+    std::span<const float> scale = f.scale;
+    if (scale.size() > 1)
+      scale = scale.subspan(static_cast<std::size_t>(r.first), static_cast<std::size_t>(out));
     return make(
-        {t.dtype,
-         static_cast<const std::byte*>(t.data) + static_cast<std::size_t>(r.first) * row_bytes, out,
-         in},
-        bias.data() + r.first);
+        {f.t.dtype,
+         static_cast<const std::byte*>(f.t.data) + static_cast<std::size_t>(r.first) * row_bytes,
+         out, in},
+        f.bias.data() + r.first, scale);
   };
   // LoRA module names (diffusers' and BFL's) -> the layers they reach.
   std::map<std::string, std::vector<LoraTarget>> targets;
@@ -456,7 +668,7 @@ void FluxTransformer::build(const detail::EncoderWeights& w,
           1.0 / std::pow(static_cast<double>(c.theta), static_cast<double>(2 * i) / n));
     }
   }
-  parameters_ = w.parameters();
+  parameters_ = w.parameters() + affine_parameters;
   for (const FluxLora& l : options.loras) add_lora(l, targets);
 }
 
@@ -603,14 +815,32 @@ void FluxTransformer::add_lora(const FluxLora& lora,
 void FluxTransformer::run(const kernels::LinearWeights& w, const float* x, i64 rows, float* y,
                           Activation act) {
   const auto it = lora_.find(&w);
-  if (it == lora_.end()) {
+  const auto sc = scaled_.find(&w);
+  if (it == lora_.end() && sc == scaled_.end()) {
     backend_->linear(w, x, rows, y, act);
     return;
   }
   backend_->linear(w, x, rows, y);
   const i64 out = w.out_features();
-  std::vector<float> h, z(static_cast<std::size_t>(rows * out));
-  for (const LoraPath& l : it->second) {
+  if (sc != scaled_.end()) {  // y = scale * (W x) + bias
+    const std::vector<float>& s = sc->second.scale;
+    const std::vector<float>& b = sc->second.bias;
+    pool_->parallel_for(
+        static_cast<std::size_t>(rows),
+        [&](std::size_t r0, std::size_t r1) {
+          for (std::size_t r = r0; r < r1; ++r) {
+            float* yr = y + r * static_cast<std::size_t>(out);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(out); ++j) {
+              yr[j] = yr[j] * s[s.size() == 1 ? 0 : j] + b[j];
+            }
+          }
+        },
+        16);
+  }
+  static const std::vector<LoraPath> kNone;
+  const std::vector<LoraPath>& paths = it == lora_.end() ? kNone : it->second;
+  std::vector<float> h, z(paths.empty() ? 0 : static_cast<std::size_t>(rows * out));
+  for (const LoraPath& l : paths) {
     h.resize(static_cast<std::size_t>(rows * l.down->out_features()));
     backend_->linear(*l.down, x, rows, h.data());
     backend_->linear(*l.up, h.data(), rows, z.data());

@@ -6,15 +6,19 @@
 // `transformer/` folder (config.json + diffusion_pytorch_model*.safetensors, sharded with its
 // index or not) or Black Forest Labs' single file (flux1-schnell.safetensors / flux1-dev: fused
 // qkv and linear1 sliced by rows; also under ComfyUI's "model.diffusion_model." prefix) in f32,
-// f16 or bf16, or a GGUF file of general.architecture "flux" (city96's FLUX GGUFs: the single
-// file's names and shapes, matrices in any block type of tensor/ggml_quant.hpp or f32/f16/bf16),
-// and are read in place. FluxTransformerOptions::quantize_bits quantizes f32/f16/bf16 matrices to
-// q4_0 / q8_0 at load (the file's pages dropped as each is done).
+// f16, bf16 or float8 (e4m3fn / e5m2 matrices, with or without the per-tensor or per-row scales
+// of "scaled fp8" files, read in place by the f8 kernels), mflux's saved (MLX affine 4- or 8-bit)
+// transformer/ folder, or a GGUF file of general.architecture
+// "flux" (city96's FLUX GGUFs: the single file's names and shapes, matrices in any block type of
+// tensor/ggml_quant.hpp or f32/f16/bf16), and are read in place.
+// FluxTransformerOptions::quantize_bits quantizes f32/f16/bf16/float8 matrices (scales folded in)
+// to q4_0 / q8_0 at load (the file's pages dropped as each is done).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,9 +58,9 @@ FluxLora parse_flux_lora(const std::string& arg);
 
 // Load options: the text encoders' (threads, pool, SIMD level) and what FLUX adds.
 struct FluxTransformerOptions : TextEncoderOptions {
-  // 0: matrices as stored. 4 or 8: every f32/f16/bf16 matrix whose rows are whole blocks of 32 is
-  // quantized at load to q4_0 or q8_0 by hearth's quantizer (already-quantized GGUF matrices are
-  // kept); its file pages are released once its copy is made.
+  // 0: matrices as stored. 4 or 8: every f32/f16/bf16/float8 matrix whose rows are whole blocks
+  // of 32 is quantized at load to q4_0 or q8_0 by hearth's quantizer (already-quantized GGUF
+  // matrices are kept); its file pages are released once its copy is made.
   int quantize_bits = 0;
   // LoRA adapters, applied as extra low-rank products beside the (possibly quantized) base
   // weights, which are never dequantized. Names: diffusers / PEFT (`transformer.<module>.lora_A`
@@ -81,9 +85,10 @@ struct FluxTransformerInput {
 
 class FluxTransformer {
  public:
-  // A diffusers transformer/ folder (config.json required) or a BFL single .safetensors file
-  // (the shape read from the tensors; 128-wide heads, FLUX.1's rotary axes). Errors name the file
-  // and the tensor or key.
+  // A diffusers transformer/ folder (config.json required), mflux's saved transformer/ folder
+  // (found by its shards' quantization_level / mflux_version metadata; see is_mflux_folder), or
+  // a BFL single .safetensors file (for the last two the shape is read from the tensors: 128-wide
+  // heads, FLUX.1's rotary axes). Errors name the file and the tensor or key.
   static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
                                                const FluxTransformerOptions& options = {});
   static std::unique_ptr<FluxTransformer> load(const std::filesystem::path& path,
@@ -123,7 +128,13 @@ class FluxTransformer {
   FluxTransformer() = default;
   static std::unique_ptr<FluxTransformer> load_single(const std::filesystem::path& path,
                                                       const FluxTransformerOptions& options);
-  void build(const detail::EncoderWeights& w, const FluxTransformerOptions& options);
+  static std::unique_ptr<FluxTransformer> load_mflux(const std::filesystem::path& path,
+                                                     const FluxTransformerOptions& options);
+  // An MLX affine matrix (base name without ".weight", diffusers' names) or none.
+  using FindAffine = std::function<std::optional<kernels::WeightView>(
+      const std::string& base, std::int64_t out, std::int64_t in)>;
+  void build(const detail::EncoderWeights& w, const FluxTransformerOptions& options,
+             const FindAffine& affine = {});
   void embed_mlp(const Mlp& m, const float* x, float* out, kernels::Activation act);
   void add_lora(const FluxLora& lora,
                 const std::map<std::string, std::vector<LoraTarget>>& targets);
@@ -140,6 +151,12 @@ class FluxTransformer {
   std::vector<std::shared_ptr<const void>> keep_alive_;
   std::vector<std::unique_ptr<std::byte[]>> quantized_;  // matrices quantized at load
   std::unordered_map<const kernels::LinearWeights*, std::vector<LoraPath>> lora_;
+  // Scaled float8 layers (made without their bias): y = scale * (W x) + bias, scale one value or
+  // one per output.
+  struct Scaled {
+    std::vector<float> scale, bias;
+  };
+  std::unordered_map<const kernels::LinearWeights*, Scaled> scaled_;
   std::unique_ptr<kernels::LinearWeights> x_embedder_, context_embedder_, norm_out_, proj_out_;
   Mlp time_, guidance_, text_;
   std::vector<Double> doubles_;
@@ -147,6 +164,17 @@ class FluxTransformer {
   std::array<std::vector<float>, 3> inv_freq_;
   std::mutex mutex_;
 };
+
+// Whether dir is a component folder saved by mflux (mflux-save / Flux1.save_model): its first
+// *.safetensors shard's metadata holds "quantization_level" or "mflux_version". mflux writes
+// shards 0.safetensors, 1.safetensors, ... with model.safetensors.index.json and no config.json;
+// the transformer keeps diffusers' names but ff.linear1 / ff.linear2 (for ff.net.0.proj /
+// ff.net.2, also in ff_context), and every Linear layer MLX nn.quantize reached is MLX affine
+// (<base>.weight U32 codes, <base>.scales, <base>.biases; quantization_level bits, group size
+// 64, the scales bf16) with its bias as is.
+bool is_mflux_folder(const std::filesystem::path& dir);
+// The shape of mflux's saved transformer in dir, from its tensors' headers (128-wide heads).
+FluxTransformerConfig mflux_transformer_config(const std::filesystem::path& dir);
 
 // The sinusoidal timestep embedding FLUX uses (diffusers Timesteps(dim, flip_sin_to_cos=True,
 // downscale_freq_shift=0)): [cos(t f_i), sin(t f_i)], f_i = 10000^(-i / (dim / 2)).
