@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
@@ -90,6 +92,32 @@ TEST(ThreadPool, RespectsMinChunkAndRethrows) {
     for (std::size_t i = b; i < e; ++i) sum += i;
   });
   EXPECT_EQ(sum.load(), 4950u);
+}
+
+// Jobs back to back (the workers still polling), jobs after a pause longer than the polling
+// (the workers asleep on the condition variable), and jobs of fewer chunks than threads (the
+// idle workers must skip them and still see the next job), each chunk run exactly once.
+TEST(ThreadPool, PollingAndSleepingWorkersRunEveryJobOnce) {
+  ThreadPool pool(4);
+  const auto pause = std::chrono::duration<double>(4 * ThreadPool::kSpinSeconds);
+  std::vector<std::size_t> sizes = {4, 2, 4, 3, 1000, 2, 4};
+  for (int round = 0; round < 3; ++round) {
+    for (const std::size_t n : sizes) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.parallel_for(n, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) hits[i]++;
+      });
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(hits[i].load(), 1) << "round " << round << " n=" << n << " i=" << i;
+      }
+      if (round == 1) std::this_thread::sleep_for(pause);
+    }
+  }
+  std::atomic<int> total{0};
+  for (int i = 0; i < 2000; ++i) {
+    pool.parallel_for(4, [&](std::size_t b, std::size_t e) { total += static_cast<int>(e - b); });
+  }
+  EXPECT_EQ(total.load(), 8000);
 }
 
 TEST(Utf8, FindsInvalidSequences) {

@@ -175,6 +175,7 @@ TEST(LlmBench, RunReportsConsistentFigures) {
   }
   const std::string text = to_text(r);
   EXPECT_NE(text.find("| pp8 |"), std::string::npos) << text;
+  EXPECT_NE(text.find("| open to first token s |"), std::string::npos) << text;
   EXPECT_EQ(text.find("llama-bench"), std::string::npos);
 }
 

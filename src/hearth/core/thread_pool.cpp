@@ -1,9 +1,33 @@
 #include "hearth/core/thread_pool.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 
 namespace hearth {
+
+namespace {
+
+// Polls done() for up to ThreadPool::kSpinSeconds, yielding the core between rounds of polls so
+// that a loaded machine's other threads (the caller's among them) lose no time to the spinning;
+// true when done() became true.
+template <class Done>
+bool spin_until(const Done& done) {
+  using Clock = std::chrono::steady_clock;
+  const auto limit = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(ThreadPool::kSpinSeconds));
+  const Clock::time_point start = Clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      __builtin_ia32_pause();
+    }
+    if (Clock::now() - start > limit) return done();
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace
 
 std::size_t ThreadPool::hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -12,6 +36,7 @@ std::size_t ThreadPool::hardware_threads() {
 
 ThreadPool::ThreadPool(std::size_t n_threads) {
   if (n_threads == 0) n_threads = hardware_threads();
+  n_threads = std::min<std::size_t>(n_threads, (std::size_t{1} << kChunkBits) - 1);
   workers_.reserve(n_threads - 1);
   for (std::size_t i = 1; i < n_threads; ++i) {
     workers_.emplace_back([this, i] { worker_loop(i); });
@@ -21,27 +46,31 @@ ThreadPool::ThreadPool(std::size_t n_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::worker_loop(std::size_t index) {
-  std::size_t seen = 0;
+  std::uint64_t seen = 0;  // the last job's number
+  std::uint64_t state = 0;
   for (;;) {
-    const std::function<void(std::size_t)>* job = nullptr;
-    {
+    const auto ready = [&] {
+      state = state_.load(std::memory_order_acquire);
+      return stop_.load(std::memory_order_acquire) || (state >> kChunkBits) != seen;
+    };
+    if (!spin_until(ready)) {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      if (index < n_chunks_) job = job_;
+      wake_.wait(lock, ready);
     }
-    if (job != nullptr) {
-      (*job)(index);
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = state >> kChunkBits;
+    if (index >= (state & ((std::uint64_t{1} << kChunkBits) - 1))) continue;
+    (*job_)(index);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mutex_);  // the caller may be about to sleep: it checks under the lock
+      done_.notify_one();
     }
   }
 }
@@ -71,17 +100,18 @@ void ThreadPool::parallel_for(std::size_t n,
   {
     std::lock_guard lock(mutex_);
     job_ = &job;
-    n_chunks_ = n_chunks;
-    pending_ = n_chunks - 1;  // chunk 0 runs on the caller
-    ++generation_;
+    pending_.store(n_chunks - 1, std::memory_order_relaxed);  // chunk 0 runs on the caller
+    const std::uint64_t number = (state_.load(std::memory_order_relaxed) >> kChunkBits) + 1;
+    state_.store(number << kChunkBits | n_chunks, std::memory_order_release);
   }
   wake_.notify_all();
   job(0);
-  {
+  const auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished)) {
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
-    job_ = nullptr;
+    done_.wait(lock, finished);
   }
+  job_ = nullptr;
   if (first_error) std::rethrow_exception(first_error);
 }
 

@@ -531,8 +531,11 @@ class CpuBackend final : public Backend {
       throw Error(ErrorCode::kInternal, "KV cache store out of range");
     }
     const bool half = cache.dtype() == DType::kF16;
+    // One decoded row is a few KB to convert: on this thread, without a dispatch.
+    const auto tasks = static_cast<std::size_t>(2 * cache.kv_heads());
     pool_.parallel_for(
-        static_cast<std::size_t>(2 * cache.kv_heads()), [&](std::size_t b, std::size_t e) {
+        tasks,
+        [&](std::size_t b, std::size_t e) {
           for (std::size_t t = b; t < e; ++t) {
             const int kind = static_cast<int>(t % 2);
             const i64 g = static_cast<i64>(t / 2);
@@ -549,7 +552,8 @@ class CpuBackend final : public Backend {
               }
             }
           }
-        });
+        },
+        rows == 1 ? tasks : 1);
   }
 
   void attention_cached(const KvCache& kv, i64 layer, const float* q, i64 ld_q, i64 rows,

@@ -512,7 +512,9 @@ std::string to_text(const LlmBenchReport& r) {
   if (r.peer) {
     out += "peer: " + r.peer->name + " " + r.peer->version + " (" + r.peer->path + ")\n";
   }
-  out += "\n| model | weights | load s | first token s | peak RSS |\n|---|---|---:|---:|---:|\n";
+  out +=
+      "\n| model | weights | load s | open to first token s | peak RSS |\n"
+      "|---|---|---:|---:|---:|\n";
   for (const LlmBenchModel& m : r.models) {
     out += "| " + m.name + " | " + m.weights + " | " + fixed(m.load_seconds, 2) + " | " +
            fixed(m.first_token_seconds, 2) + " | " + format_bytes(m.peak_rss) + " |\n";
