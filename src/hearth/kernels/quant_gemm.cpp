@@ -41,8 +41,8 @@ void affine_quantize_rows(const float* x, std::int64_t rows, std::int64_t ldx, s
         (i < 16 ? s0 : s1) += v;
       }
       o.d = amax / 127.0f;
-      o.sum[0] = o.d * static_cast<float>(s0);
-      o.sum[1] = o.d * static_cast<float>(s1);
+      o.sum[0] = static_cast<float>(s0);
+      o.sum[1] = static_cast<float>(s1);
       o.total = total;
     }
   }

@@ -5,8 +5,9 @@
 //   kMinRows      QuantGemm::min_rows;
 //   kOffsetSigned true: signed codes (Q8_0, IQ4) are stored + 128 with the offset in the min (the
 //                 kernels multiply unsigned codes only); false: stored signed (the kernels use the
-//                 sign trick: |q| * sign(x, q)), and 8-bit mlx codes are stored as q - 128;
-//   tile<H, R, Signed>(...): y for x rows r0..r0+R against the whole unpacked tile.
+//                 sign trick: |q| * sign(x, q)), and 8-bit mlx codes are stored as q - 128 with
+//                 128 * sum(xq) added back to each sub-block's integer sum (Codes::kShifted);
+//   tile<H, R, C>(...): y for x rows r0..r0+R against the whole unpacked tile of codes C.
 // The weight traits are quant_ggml_impl.hpp's (the including file sets HEARTH_QG_AVX2).
 //
 // A tile in memory (64-byte aligned, reused by the thread for every tile):
@@ -26,6 +27,13 @@
 
 namespace hearth::kernels {
 namespace {
+
+// How a tile's codes are stored. kUnsigned: bytes 0..255 as they are; kSigned: signed bytes (the
+// sign trick); kShifted: unsigned codes q stored as the signed byte q - 128, the kernel adding
+// 128 * sum(xq) of the x block (from Q8Block::sum, which affine_quantize_rows leaves as the
+// integer sums of the two halves) to each sub-block's integer sum, so that it equals sum(q xq)
+// exactly, as the unsigned product would.
+enum class Codes { kUnsigned, kSigned, kShifted };
 
 struct Packed {
   std::uint8_t* codes = nullptr;
@@ -73,24 +81,24 @@ inline void put_scale(const Packed& pk, int halves, int i, i64 j, int h, float s
 }
 
 // The last left < kMr x rows.
-template <class Isa, int H, int R, bool S>
+template <class Isa, int H, int R, Codes C>
 void tail(int left, const Packed& pk, i64 subs, const Q8Block* xq, i64 r0, const float* bias,
           int rows, float* y, i64 ldy) {
   if constexpr (R > 0) {
-    if (left == R) return Isa::template tile<H, R, S>(pk, subs, xq, r0, bias, rows, y, ldy);
-    tail<Isa, H, R - 1, S>(left, pk, subs, xq, r0, bias, rows, y, ldy);
+    if (left == R) return Isa::template tile<H, R, C>(pk, subs, xq, r0, bias, rows, y, ldy);
+    tail<Isa, H, R - 1, C>(left, pk, subs, xq, r0, bias, rows, y, ldy);
   }
 }
 
 // Every x row of [m0, m1) against one unpacked tile of rows valid weight rows.
-template <class Isa, int H, bool S>
+template <class Isa, int H, Codes C>
 void run_tile(const Packed& pk, i64 subs, const Q8Block* xq, i64 m0, i64 m1, const float* bias,
               int rows, float* y, i64 ldy) {
   i64 r = m0;
   for (; r + Isa::kMr <= m1; r += Isa::kMr) {
-    Isa::template tile<H, Isa::kMr, S>(pk, subs, xq, r, bias, rows, y, ldy);
+    Isa::template tile<H, Isa::kMr, C>(pk, subs, xq, r, bias, rows, y, ldy);
   }
-  tail<Isa, H, Isa::kMr - 1, S>(static_cast<int>(m1 - r), pk, subs, xq, r, bias, rows, y, ldy);
+  tail<Isa, H, Isa::kMr - 1, C>(static_cast<int>(m1 - r), pk, subs, xq, r, bias, rows, y, ldy);
 }
 
 template <class Isa, DType T>
@@ -127,8 +135,9 @@ void ggml_t(const void* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64
         }
       }
     }
-    run_tile<Isa, kH, W::kSigned && !Isa::kOffsetSigned>(
-        pk, subs, xq, m0, m1, bias != nullptr ? bias + tn : nullptr, rows, y + tn, ldy);
+    constexpr Codes kCodes = W::kSigned && !Isa::kOffsetSigned ? Codes::kSigned : Codes::kUnsigned;
+    run_tile<Isa, kH, kCodes>(pk, subs, xq, m0, m1, bias != nullptr ? bias + tn : nullptr, rows,
+                              y + tn, ldy);
   }
 }
 
@@ -167,8 +176,9 @@ inline __m256i affine_codes(const std::uint8_t* row, int bits, i64 j) {
   return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
 }
 
-// mlx: w = s q + b, so scale s and min -b; 8-bit codes stored signed (q - 128, min -b - 128 s)
-// where the Isa multiplies signed codes.
+// mlx: w = s q + b, so scale s and min -b: per sub-block j of group g and x row r the tile adds
+// s_g d_j sum(q xq) - (-b_g) sum(x over j), the integer sum exact at every level (8-bit codes go
+// in shifted where the Isa multiplies signed codes, Codes::kShifted).
 template <class Isa>
 void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64 m1,
             const float* bias, float* y, i64 ldy) {
@@ -194,20 +204,19 @@ void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i6
       for (i64 g = 0; g < groups; ++g) {
         const float s = mlx::read_scale(w.scale_dtype, scales + n * groups * es, g);
         const float b = mlx::read_scale(w.scale_dtype, biases + n * groups * es, g);
-        const float m = shift ? -b - 128.0f * s : -b;
         for (i64 j = g * per_group; j < (g + 1) * per_group; ++j) {
-          put_scale<Isa>(pk, 1, i, j, 0, s, m);
+          put_scale<Isa>(pk, 1, i, j, 0, s, -b);
         }
       }
     }
     const float* tb = bias != nullptr ? bias + tn : nullptr;
     if constexpr (!Isa::kOffsetSigned) {
       if (shift) {
-        run_tile<Isa, 1, true>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+        run_tile<Isa, 1, Codes::kShifted>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
         continue;
       }
     }
-    run_tile<Isa, 1, false>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+    run_tile<Isa, 1, Codes::kUnsigned>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
   }
 }
 
