@@ -174,6 +174,53 @@ TEST(QuantGemm, MlxAffineThroughTheBackendAtEveryLevel) {
   }
 }
 
+// QuantGemm::affine_quantize rounds exactly as the GEMV's AffineActs::fill (8 bits: the blocks in
+// input order): the same codes and scales bit for bit, ties to even included (a block whose
+// maximum is 127 maps x to itself: 0.5, 1.5, 2.5 round to 0, 2, 2), an all-zero block, and the
+// integer and f32 sums of each block.
+TEST(QuantGemm, MlxActivationsRoundAsTheGemvRoundsThem) {
+  constexpr i64 kR = 5, kK = 96;
+  auto x = testing::random_vector(static_cast<std::size_t>(kR * kK), 31, 3.0f);
+  for (int i = 0; i < 32; ++i) x[static_cast<std::size_t>(i)] = 0.5f * static_cast<float>(i % 8);
+  x[31] = -127.0f;
+  for (int i = 32; i < 64; ++i) x[static_cast<std::size_t>(i)] = 0.0f;
+  bool ran = false;
+  for (const SimdLevel level : testing::simd_levels()) {
+    const QuantGemm* g = quant_gemm(level);
+    if (g == nullptr) continue;
+    ran = true;
+    std::vector<Q8Block> xq(static_cast<std::size_t>(kR * kK / 32));
+    g->affine_quantize(x.data(), kR, kK, kK, xq.data());
+    AffineActs acts;
+    acts.reset(kR, kK, 8, 32, ActLayout::kBlocks);
+    acts.fill(x.data(), kK, 0, kR);
+    for (i64 r = 0; r < kR; ++r) {
+      for (i64 b = 0; b < kK / 32; ++b) {
+        const Q8Block& o = xq[static_cast<std::size_t>(r * kK / 32 + b)];
+        SCOPED_TRACE(::testing::Message() << to_string(level) << " row " << r << " block " << b);
+        ASSERT_EQ(o.d, acts.d[static_cast<std::size_t>(r * acts.blocks() + b)]);
+        int half[2] = {0, 0};
+        double sum = 0.0, mag = 0.0;
+        for (int i = 0; i < 32; ++i) {
+          ASSERT_EQ(o.q[i], acts.q[static_cast<std::size_t>(r * acts.padded_cols() + b * 32 + i)])
+              << i;
+          half[i / 16] += o.q[i];
+          sum += x[static_cast<std::size_t>(r * kK + b * 32 + i)];
+          mag += std::fabs(x[static_cast<std::size_t>(r * kK + b * 32 + i)]);
+        }
+        EXPECT_EQ(o.sum[0], static_cast<float>(half[0]));
+        EXPECT_EQ(o.sum[1], static_cast<float>(half[1]));
+        EXPECT_NEAR(o.total, sum, 32.0 * std::ldexp(1.0, -24) * mag);
+      }
+    }
+    EXPECT_EQ(xq[0].q[1], 0);  // 0.5
+    EXPECT_EQ(xq[0].q[3], 2);  // 1.5
+    EXPECT_EQ(xq[0].q[5], 2);  // 2.5
+    EXPECT_EQ(xq[1].d, 0.0f);
+  }
+  if (!ran) GTEST_SKIP() << "no level of this CPU has the tiled kernels (AVX2 or AVX-512)";
+}
+
 // The exact value both the tiles and the mlx GEMV kernels compute (quant_gemm.hpp), in double,
 // and the bound on how far apart f32 summation orders can put them: each kernel forms the same
 // terms s_g d_j I_j and b_g x_i (and 128 s_g d_j sum(xq_j), which the AVX2 8-bit GEMV subtracts
@@ -232,7 +279,7 @@ TEST(QuantGemm, MlxTilesMatchTheGemvKernels) {
         const AffineMatrix m{w.bytes.data(), kN, k, bits, group, DType::kF16, w.scales.data(),
                              w.biases.data()};
         std::vector<Q8Block> xq(static_cast<std::size_t>(kRows * k / 32));
-        affine_quantize_rows(x.data(), kRows, k, k, xq.data());
+        g->affine_quantize(x.data(), kRows, k, k, xq.data());
         std::vector<float> got(static_cast<std::size_t>(kRows * kN), -7.0f);
         g->affine(m, kN0, kN1, xq.data(), kM0, kM1, bias.data(), got.data(), kN);
         std::vector<std::vector<float>> others;
@@ -289,7 +336,7 @@ TEST(QuantGemm, MlxTilesOfBothLevelsAgreeBitForBit) {
                          w.biases.data()};
     const auto x = testing::random_vector(static_cast<std::size_t>(13 * 320), 22);
     std::vector<Q8Block> xq(static_cast<std::size_t>(13 * 10));
-    affine_quantize_rows(x.data(), 13, 320, 320, xq.data());
+    avx2.affine_quantize(x.data(), 13, 320, 320, xq.data());
     std::vector<float> a(static_cast<std::size_t>(13 * 70)), b(a.size());
     avx2.affine(m, 0, 70, xq.data(), 0, 13, nullptr, a.data(), 70);
     vnni.affine(m, 0, 70, xq.data(), 0, 13, nullptr, b.data(), 70);
@@ -339,10 +386,10 @@ TEST(QuantGemm, MlxExtremeCodesAndInputsDoNotSaturate) {
       }
     }
     std::vector<Q8Block> xq(static_cast<std::size_t>(kM * kK / 32));
-    affine_quantize_rows(x.data(), kM, kK, kK, xq.data());
     for (const SimdLevel level : testing::simd_levels()) {
       const QuantGemm* g = quant_gemm(level);
       if (g == nullptr) continue;
+      g->affine_quantize(x.data(), kM, kK, kK, xq.data());
       std::vector<float> y(static_cast<std::size_t>(kM * kN));
       g->affine(m, 0, kN, xq.data(), 0, kM, nullptr, y.data(), kN);
       for (i64 r = 0; r < kM; ++r) {
@@ -410,8 +457,11 @@ TEST(QuantGemm, ManyRowsEqualOneRowAtATime) {
         const auto lin = be->make_linear_view(w.view, nullptr);
         const i64 m = 37;
         const auto x = testing::random_vector(static_cast<std::size_t>(m * k), 9);
+        // mlx: the tiles' x blocks, for the bound (none at the scalar level, where every row count
+        // runs the same f32 kernels: bit-identical).
+        const QuantGemm* g = quant_gemm(level);
         std::vector<Q8Block> xq(static_cast<std::size_t>(m * k / 32));
-        affine_quantize_rows(x.data(), m, k, k, xq.data());
+        if (g != nullptr) g->affine_quantize(x.data(), m, k, k, xq.data());
         std::vector<float> all(static_cast<std::size_t>(m * 320)), one(320);
         be->linear(*lin, x.data(), m, all.data());
         for (i64 r = 0; r < m; ++r) {
@@ -419,9 +469,11 @@ TEST(QuantGemm, ManyRowsEqualOneRowAtATime) {
           for (i64 j = 0; j < 320; ++j) {
             // mlx: the same integer products, so within the f32-order bound of the two sums.
             const double tol =
-                bits != 0
-                    ? 2.0 * mlx_exact(w, xq.data() + r * k / 32, x.data() + r * k, j, nullptr).bound
-                    : 1e-4 * (std::fabs(one[j]) + 1.0);
+                bits == 0 ? 1e-4 * (std::fabs(one[j]) + 1.0)
+                : g == nullptr
+                    ? 0.0
+                    : 2.0 *
+                          mlx_exact(w, xq.data() + r * k / 32, x.data() + r * k, j, nullptr).bound;
             ASSERT_NEAR(all[r * 320 + j], one[j], tol)
                 << to_string(level) << " " << dtype_name(w.view.dtype) << " bits " << bits << " ["
                 << r << ", " << j << "]";

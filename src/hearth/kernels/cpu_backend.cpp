@@ -376,7 +376,7 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // x rows into affine_quantize_rows' blocks over the pool, then the affine tiles.
+  // x rows into QuantGemm::affine_quantize's blocks over the pool, then the affine tiles.
   void run_affine_tiled(const AffineMatrix& m, const float* x, i64 rows, float* y,
                         const float* bias) {
     const i64 nb = m.cols / 32;
@@ -384,7 +384,7 @@ class CpuBackend final : public Backend {
     Q8Block* xq = xq_.data();
     pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
       const i64 r = static_cast<i64>(b);
-      affine_quantize_rows(x + r * m.cols, static_cast<i64>(e - b), m.cols, m.cols, xq + r * nb);
+      qgemm_->affine_quantize(x + r * m.cols, static_cast<i64>(e - b), m.cols, m.cols, xq + r * nb);
     });
     run_tiled(m.rows, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
       qgemm_->affine(m, n0, n1, xq, m0, m1, bias, y, m.rows);

@@ -45,22 +45,22 @@ struct QuantGemm {
                const Q8Block* xq, std::int64_t m0, std::int64_t m1, const float* bias, float* y,
                std::int64_t ldy);
   // The same for 4- and 8-bit mlx affine weights (cols a multiple of 32, f16, bf16 or f32
-  // scales); xq from affine_quantize_rows (the bias term wants the exact sums of x). The other
+  // scales); xq from affine_quantize (the bias term wants the exact sums of x). The other
   // widths keep their exact f32 kernels (quant_mlx.hpp).
   void (*affine)(const AffineMatrix& w, std::int64_t n0, std::int64_t n1, const Q8Block* xq,
                  std::int64_t m0, std::int64_t m1, const float* bias, float* y, std::int64_t ldy);
+  // x (rows x k floats, ldx apart; k a multiple of 32) into blocks for affine: q and d bit for
+  // bit as AffineActs::fill rounds them for the mlx GEMV (so prefill and decode multiply the same
+  // integers), total the f32 sum of the block's 32 inputs (in some order), and sum[0], sum[1] the
+  // integer sums of q over inputs 0..15 and 16..31 (exact as floats; not scaled by d as the ggml
+  // kernels' are).
+  void (*affine_quantize)(const float* x, std::int64_t rows, std::int64_t ldx, std::int64_t k,
+                          Q8Block* xq);
 };
 
 // The tiled kernels for a level (AVX-512 means AVX-512 VNNI; the AVX2 ones where the CPU lacks
 // VNNI), or nullptr at the scalar level (the callers run the GEMV kernels a few x rows at a time).
 const QuantGemm* quant_gemm(SimdLevel level);
-
-// x (rows x k floats, ldx apart) into blocks for QuantGemm::affine: q and d exactly as
-// AffineActs::fill rounds them for the mlx GEMV (so prefill and decode multiply the same
-// integers), total the f32 sum of the block's 32 inputs, and sum[0], sum[1] the integer sums of
-// q over inputs 0..15 and 16..31 (exact as floats; not scaled by d as for the ggml kernels).
-void affine_quantize_rows(const float* x, std::int64_t rows, std::int64_t ldx, std::int64_t k,
-                          Q8Block* xq);
 
 namespace detail {
 const QuantGemm& quant_gemm_avx2();

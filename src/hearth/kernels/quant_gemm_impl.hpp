@@ -30,7 +30,7 @@ namespace {
 
 // How a tile's codes are stored. kUnsigned: bytes 0..255 as they are; kSigned: signed bytes (the
 // sign trick); kShifted: unsigned codes q stored as the signed byte q - 128, the kernel adding
-// 128 * sum(xq) of the x block (from Q8Block::sum, which affine_quantize_rows leaves as the
+// 128 * sum(xq) of the x block (from Q8Block::sum, which QuantGemm::affine_quantize leaves as the
 // integer sums of the two halves) to each sub-block's integer sum, so that it equals sum(q xq)
 // exactly, as the unsigned product would.
 enum class Codes { kUnsigned, kSigned, kShifted };
@@ -220,9 +220,55 @@ void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i6
   }
 }
 
+// QuantGemm::affine_quantize: per block of 32 the same f32 operations per input as
+// AffineActs::fill (|x|, their maximum, x * (127 / max) clamped to [-127, 127], rounded to nearest
+// even as nearbyint does under the default rounding mode), so q and d equal its bit for bit.
+void affine_quantize(const float* x, i64 rows, i64 ldx, i64 k, Q8Block* xq) {
+  const i64 nb = k / 32;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (i64 r = 0; r < rows; ++r) {
+    for (i64 b = 0; b < nb; ++b) {
+      const float* xb = x + r * ldx + b * 32;
+      Q8Block& o = xq[r * nb + b];
+      __m256 v[4];
+      for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(xb + 8 * i);
+      const __m256 m01 =
+          _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
+      const __m256 m23 =
+          _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
+      __m128 m = _mm_max_ps(_mm256_castps256_ps128(_mm256_max_ps(m01, m23)),
+                            _mm256_extractf128_ps(_mm256_max_ps(m01, m23), 1));
+      m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+      const float amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+      const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      __m256i q[4];
+      for (int i = 0; i < 4; ++i) {
+        q[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], inv), lo), hi));
+      }
+      const __m256i bytes = _mm256_permutevar8x32_epi32(
+          _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+          order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.q), bytes);
+      // [sum of inputs 0..15, of 16..31, the same again]
+      __m256i h = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      h = _mm256_hadd_epi32(h, h);
+      const __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      o.sum[0] = static_cast<float>(_mm_cvtsi128_si32(sums));
+      o.sum[1] = static_cast<float>(_mm_extract_epi32(sums, 1));
+      const __m256 t = _mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3]));
+      __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+      t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+      o.total = _mm_cvtss_f32(_mm_add_ss(t4, _mm_movehdup_ps(t4)));
+      o.d = amax / 127.0f;
+    }
+  }
+}
+
 template <class Isa>
 constexpr QuantGemm make_quant_gemm(const char* name) {
-  return QuantGemm{name, kTileRows<Isa>, Isa::kMinRows, ggml<Isa>, affine<Isa>};
+  return QuantGemm{name, kTileRows<Isa>, Isa::kMinRows, ggml<Isa>, affine<Isa>, affine_quantize};
 }
 
 }  // namespace
