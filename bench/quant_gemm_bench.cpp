@@ -133,7 +133,7 @@ void run_mlx(benchmark::State& state, int bits, bool tiled) {
   std::vector<float> y(static_cast<std::size_t>(m * kN));
   for (auto _ : state) {
     if (tiled) {
-      affine_quantize_rows(x.data(), m, kK, kK, xq.data());
+      g->affine_quantize(x.data(), m, kK, kK, xq.data());
       g->affine(w.affine, 0, kN, xq.data(), 0, m, nullptr, y.data(), kN);
     } else {
       acts.reset(m, kK, bits, 64, kern.layout);

@@ -8,7 +8,6 @@
 
 #include "hearth/core/error.hpp"
 #include "hearth/kernels/backend.hpp"
-#include "hearth/kernels/quant_gemm.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
 #include "hearth/tensor/half.hpp"
 #include "hearth/tensor/mlx_quant.hpp"
@@ -78,10 +77,9 @@ void check(const Quantized& q, SimdLevel level, i64 rows, unsigned seed) {
   const auto lin = be->make_linear_view(q.view(), bias.data());
   std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
   be->linear(*lin, x.data(), rows, y.data());
-  // Prefill rows run the tiled int8 kernels of every width where the level has them.
-  const QuantGemm* tiled = quant_gemm(level);
-  const bool int8 =
-      affine_kernels(level, q.bits).int8() || (tiled != nullptr && rows >= tiled->min_rows);
+  // 4 and 8 bits run int8 kernels (the GEMV ones, or the tiles from QuantGemm::min_rows rows) at
+  // every level that has them, the other widths the exact f32 ones at every level and row count.
+  const bool int8 = affine_kernels(level, q.bits).int8();
   const i64 groups = q.cols / q.group;
   const std::size_t es = q.sdt == DType::kF32 ? 4 : 2;
   for (i64 r = 0; r < rows; ++r) {
@@ -119,7 +117,8 @@ TEST(MlxAffineKernels, EveryWidthGroupAndLevel) {
         // kernels' single-block tail).
         const Quantized q = make_weights(13, 3 * group, bits, group, DType::kF16,
                                          static_cast<unsigned>(bits * 7 + group));
-        for (i64 rows : {1, 3, 9, 21}) check(q, level, rows, static_cast<unsigned>(rows));
+        // 9 and 21 rows: the AVX-512 VNNI tiles; 33: the AVX2 ones too.
+        for (i64 rows : {1, 3, 9, 21, 33}) check(q, level, rows, static_cast<unsigned>(rows));
       }
     }
   }
@@ -132,13 +131,15 @@ TEST(MlxAffineKernels, ScaleTypes) {
         const Quantized q = make_weights(7, 160, bits, 32, sdt, 3);
         check(q, level, 1, 9);
         check(q, level, 11, 10);
+        check(q, level, 35, 11);
       }
     }
   }
 }
 
-// Decode (up to 8 rows: AffineDecode on AVX-512 VNNI) and prefill (more rows) round each x row
-// alike, so a row gives the same output either way up to f32 summation order.
+// Decode (up to 8 rows: AffineDecode on AVX-512 VNNI) and prefill (more rows: the tiles) round
+// each x row alike and multiply the same integers, so a row gives the same output either way up to
+// f32 summation order (the derived bound: quant_gemm_test.cpp).
 TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
   ThreadPool pool(2);
   for (SimdLevel level : testing::simd_levels()) {
@@ -148,7 +149,7 @@ TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
         for (DType sdt : {DType::kF16, DType::kBF16}) {
           const Quantized q = make_weights(37, 4 * group + 128, bits, group, sdt, 5);
           const auto lin = be->make_linear_view(q.view(), nullptr);
-          const i64 many = 12;
+          const i64 many = 33;  // past every level's QuantGemm::min_rows: the tiles
           const auto x = testing::random_vector(static_cast<std::size_t>(many * q.cols), 8);
           std::vector<float> all(static_cast<std::size_t>(many * q.rows));
           be->linear(*lin, x.data(), many, all.data());

@@ -192,14 +192,25 @@ TEST(MlxDecoder, ModelMakerOverridesPerModule) {
   for (float v : session.feed(ids)) ASSERT_TRUE(std::isfinite(v));
 }
 
-// LanguageModel::random quantizes with hearth's quantizer; batched prefill (the GEMM path) and
-// token-by-token decode (GEMV) round each x row alike, but the AVX-512 decode kernels sum in
-// another order, so an activation within f32 rounding of a rounding boundary of its int8 block can
-// round the other way in a later layer (a step of d = max|x| / 127 of that block), and the KV
-// cache carries it to later positions. Measured on this model: max 0.018 / 0.024 and RMS 0.0022 /
-// 0.0035 (4 / 8 bits; logits of stddev about 3), against an RMS of 0.05-0.11 that the activation
-// rounding itself costs (docs/llm.md); bit-identical where both paths are the same kernels (5 bits,
-// and every width below AVX-512). A wrong kernel is off by far more than these bounds.
+// LanguageModel::random quantizes with hearth's quantizer. A 40-token prompt in one batch (4 and 8
+// bits: the tiled int8 GEMM from QuantGemm::min_rows rows, 9 on AVX-512 VNNI and 32 on AVX2)
+// against the same tokens one at a time (the GEMV / decode kernels), at each level with int8
+// kernels, and both against the same model at the scalar level (f32 kernels, exact activations).
+// Per linear layer the two paths multiply the same int8 activations by the same integers and
+// differ only in f32 summation order (tests/kernels/quant_gemm_test.cpp bounds that), but an
+// activation within that rounding of a rounding boundary of its int8 block rounds the other way
+// in a later layer (a step of d = max|x| / 127), and the KV cache carries it on to later positions:
+// after such a flip the two paths are two roundings of the same kind, each as far from the exact
+// logits as the other, and their difference tends to sqrt(2) times that distance in RMS. Measured
+// here (max / RMS of prefill - decode against decode - exact): 0.51 / 0.18 and 0.80 / 0.80 (4
+// bits, AVX2 / AVX-512), 0.49 / 0.22 and 0.19 / 0.06 (8 bits); over seeds 7-16 up to 1.03 / 0.90.
+// So the test asserts what holds whatever the flips: prefill is as close to the exact logits as
+// decode (RMS within 1.25x), the two differ by at most 1.2x decode's RMS error and 1.5x its max,
+// and decode's error is within the activation-rounding bound of the torch test above (3 eps
+// sqrt(4 L + 1) stddev). A wrong kernel is off by the logits' own scale. 5 bits runs the f32
+// kernels both ways: bit-identical. (The absolute bounds this replaced, max 0.06 and RMS 0.01,
+// held for 12 tokens only while the prefill GEMV shared the decode kernels' lane order; the
+// tiles' order differs, and 40 tokens, to reach the AVX2 tiles, reach 0.063 / 0.015.)
 TEST(MlxDecoder, RandomModelsPrefillEqualsDecode) {
   DecoderConfig c;
   c.architecture = "llama";
@@ -212,30 +223,66 @@ TEST(MlxDecoder, RandomModelsPrefillEqualsDecode) {
   c.ffn = 256;
   c.context = 64;
   c.rope.dims = 32;
+  const auto ids = testing::random_ids(40, 320, 4);
+  const auto logits = [&](const LanguageModel& model, bool one_by_one) {
+    Session s(model);
+    std::vector<float> out;
+    if (!one_by_one) {
+      s.feed(ids, &out);
+      return out;
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto row = s.feed(std::span(&ids[i], 1));
+      out.insert(out.end(), row.begin(), row.end());
+    }
+    return out;
+  };
+  struct Diff {
+    double max = 0.0, rms = 0.0;
+  };
+  const auto diff = [](const std::vector<float>& a, const std::vector<float>& b) {
+    Diff d;
+    for (std::size_t j = 0; j < a.size(); ++j) {
+      const double e = std::fabs(double{a[j]} - b[j]);
+      d.max = std::max(d.max, e);
+      d.rms += e * e;
+    }
+    d.rms = std::sqrt(d.rms / static_cast<double>(a.size()));
+    return d;
+  };
+  std::vector<SimdLevel> levels = {SimdLevel::kAvx2, SimdLevel::kAvx512};
+  std::erase_if(levels, [](SimdLevel l) { return l > simd_level(); });
   for (const int bits : {4, 8, 5}) {
     LlmOptions o;
     o.threads = 2;
     o.kv_dtype = DType::kF32;
-    const auto model = LanguageModel::random(c, WeightFormat::mlx(bits, 64), 7, o);
-    EXPECT_EQ(model->config().weight_bits, bits);
-    const auto ids = testing::random_ids(12, 320, 4);
-    Session batched(*model);
-    std::vector<float> all;
-    batched.feed(ids, &all);
-    Session single(*model);
-    double sq = 0.0, worst = 0.0;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto row = single.feed(std::span(&ids[i], 1));
-      for (std::size_t j = 0; j < row.size(); ++j) {
-        const double d = std::fabs(double{row[j]} - all[i * 320 + j]);
-        sq += d * d;
-        worst = std::max(worst, d);
+    o.level = SimdLevel::kScalar;  // f32 kernels: exact activations, prefill = decode bit for bit
+    const auto exact = logits(*LanguageModel::random(c, WeightFormat::mlx(bits, 64), 7, o), false);
+    double mean = 0.0, sq = 0.0;
+    for (const float v : exact) mean += v;
+    mean /= static_cast<double>(exact.size());
+    for (const float v : exact) sq += (v - mean) * (v - mean);
+    const double sd = std::sqrt(sq / static_cast<double>(exact.size()));
+    for (const SimdLevel level : levels) {
+      SCOPED_TRACE(::testing::Message() << to_string(level) << " " << bits << " bits");
+      o.level = level;
+      const auto model = LanguageModel::random(c, WeightFormat::mlx(bits, 64), 7, o);
+      EXPECT_EQ(model->config().weight_bits, bits);
+      const auto prefill = logits(*model, false), decode = logits(*model, true);
+      const Diff pd = diff(prefill, decode), pe = diff(prefill, exact), de = diff(decode, exact);
+      std::printf(
+          "[ mlx-pd  ] %-6s %d bits: prefill-decode max %.4f rms %.5f; against exact "
+          "activations: prefill max %.4f rms %.5f, decode max %.4f rms %.5f\n",
+          to_string(level), bits, pd.max, pd.rms, pe.max, pe.rms, de.max, de.rms);
+      if (bits == 5) {  // the f32 kernels at every level and row count
+        EXPECT_EQ(pd.max, 0.0);
+        continue;
       }
+      EXPECT_LE(de.rms, 3.0 * 0.0048 * std::sqrt(4.0 * c.layers + 1.0) * sd);
+      EXPECT_LE(pe.rms, 1.25 * de.rms);
+      EXPECT_LE(pd.rms, 1.2 * de.rms);
+      EXPECT_LE(pd.max, 1.5 * de.max);
     }
-    const double rms = std::sqrt(sq / static_cast<double>(ids.size() * 320));
-    std::printf("[ mlx-pd  ] %d bits: prefill vs decode max %.5f rms %.6f\n", bits, worst, rms);
-    EXPECT_LT(worst, 0.06) << bits << " bits";
-    EXPECT_LT(rms, 0.01) << bits << " bits";
   }
 }
 

@@ -299,7 +299,8 @@ class CpuBackend final : public Backend {
   }
 
   // x quantized (or summed) once per call, then weight rows split over the pool: blocks of 4 for
-  // decode, 16 for prefill (each task runs every x row against its weight rows).
+  // decode, 16 for prefill (each task runs every x row against its weight rows); 4- and 8-bit
+  // prefill from QuantGemm::min_rows rows through the tiles (the same integer products).
   void run_affine(const CpuLinear& w, const float* x, i64 rows, float* y, const float* bias) {
     const AffineMatrix& m = w.affine;
     const AffineKernels& kern = *w.affine_kernels;
@@ -308,6 +309,9 @@ class CpuBackend final : public Backend {
     }
     if (rows <= kGemvMaxRows && ad_ != nullptr && ad_->handles(m)) {
       return run_affine_decode(*ad_, m, x, rows, y, bias);
+    }
+    if (qgemm_ != nullptr && rows >= qgemm_->min_rows && (m.bits == 4 || m.bits == 8)) {
+      return run_affine_tiled(m, x, rows, y, bias);
     }
     acts_.reset(rows, m.cols, m.bits, m.group_size, kern.layout);
     if (rows <= kGemvMaxRows) {
@@ -384,6 +388,21 @@ class CpuBackend final : public Backend {
             std::min(rows, (c + 1) * kQuantGemmRows));
         t = last;
       }
+    });
+  }
+
+  // x rows into QuantGemm::affine_quantize's blocks over the pool, then the affine tiles.
+  void run_affine_tiled(const AffineMatrix& m, const float* x, i64 rows, float* y,
+                        const float* bias) {
+    const i64 nb = m.cols / 32;
+    if (static_cast<i64>(xq_.size()) < rows * nb) xq_.resize(static_cast<std::size_t>(rows * nb));
+    Q8Block* xq = xq_.data();
+    pool_.parallel_for(static_cast<std::size_t>(rows), [&](std::size_t b, std::size_t e) {
+      const i64 r = static_cast<i64>(b);
+      qgemm_->affine_quantize(x + r * m.cols, static_cast<i64>(e - b), m.cols, m.cols, xq + r * nb);
+    });
+    run_tiled(m.rows, rows, [&](i64 n0, i64 n1, i64 m0, i64 m1) {
+      qgemm_->affine(m, n0, n1, xq, m0, m1, bias, y, m.rows);
     });
   }
 

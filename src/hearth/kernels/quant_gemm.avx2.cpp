@@ -1,9 +1,13 @@
 // AVX2 tiled kernels of quant_gemm.hpp (the frame: quant_gemm_impl.hpp), also used by AVX-512
 // CPUs without VNNI: vectors of 8 weight rows, each int32 lane four of a row's codes, against four
-// int8 inputs of an x row broadcast: vpmaddubsw (unsigned code x signed input, pairs to int16),
-// vpmaddwd by ones to int32. Unsigned codes are at most 63 here (2 * 63 * 127 fits int16); signed
-// codes (Q8_0, IQ4, 8-bit mlx as q - 128) go through the sign trick, |q| * sign(x, q), whose pairs
-// stay within 2 * 128 * 127 < 2^15.
+// int8 inputs of an x row broadcast: vpmaddubsw (unsigned code x signed input, pairs to int16,
+// saturating), vpmaddwd by ones to int32. No pair saturates: the inputs are within [-127, 127]
+// (the quantizers clamp to 127 d), unsigned codes are at most 63 here (2 * 63 * 127 < 2^15); signed
+// codes c (Q8_0, IQ4, 8-bit mlx as c = q - 128, Codes::kShifted) go through the sign trick:
+// vpsignb(c, c) is |c| in [0, 128] read as unsigned (c = -128 gives the byte 0x80 = 128),
+// vpsignb(x, c) is x * sign(c) in [-127, 127], so each pair lies within 2 * 128 * 127 = 32512 <
+// 2^15. A sub-block's int32 sum is at most 32 * 128 * 127 in magnitude; kShifted adds 128 * sum(xq)
+// to it, giving sum(q xq) with |.| <= 32 * 255 * 127 < 2^24: exact, as an f32 too.
 #define HEARTH_QG_AVX2 1
 #include "hearth/kernels/quant_gemm_impl.hpp"
 
@@ -18,9 +22,11 @@ struct Avx2 {
   static constexpr std::int64_t kMinRows = 32;  // at 16 rows about the GEMV's rate, at 128 1.4x
   static constexpr int kTile = kLanes * kNp;
 
-  template <int H, int R, bool S>
+  template <int H, int R, Codes C>
   static void tile(const Packed& pk, i64 subs, const Q8Block* xq, i64 r0, const float* bias,
                    int rows, float* y, i64 ldy) {
+    constexpr bool S = C != Codes::kUnsigned;
+    static_assert(C != Codes::kShifted || H == 1, "shifted codes are mlx's, whole sub-blocks");
     __m256 f[kNp][R];
     for (int p = 0; p < kNp; ++p) {
       for (int r = 0; r < R; ++r) f[p][r] = _mm256_setzero_ps();
@@ -53,6 +59,13 @@ struct Avx2 {
               const __m256i pairs = _mm256_maddubs_epi16(u[p], xs);
               a[p][r] = _mm256_add_epi32(a[p][r], _mm256_madd_epi16(pairs, ones));
             }
+          }
+        }
+        if constexpr (C == Codes::kShifted) {
+          for (int r = 0; r < R; ++r) {
+            const int sum = static_cast<int>(xb[r][j].sum[0]) + static_cast<int>(xb[r][j].sum[1]);
+            const __m256i back = _mm256_set1_epi32(128 * sum);
+            for (int p = 0; p < kNp; ++p) a[p][r] = _mm256_add_epi32(a[p][r], back);
           }
         }
         const i64 at = (j * H + h) * kTile;

@@ -17,10 +17,10 @@ struct Vnni512 {
   static constexpr std::int64_t kMinRows = 9;  // at 16 rows already 1.3x the GEMV (Zen 4)
   static constexpr int kTile = kLanes * kNp;
 
-  template <int H, int R, bool S>
+  template <int H, int R, Codes C>
   static void tile(const Packed& pk, i64 subs, const Q8Block* xq, i64 r0, const float* bias,
                    int rows, float* y, i64 ldy) {
-    static_assert(!S, "signed codes are stored offset by 128");
+    static_assert(C == Codes::kUnsigned, "signed codes are stored offset by 128");
     __m512 f[kNp][R];
     for (int p = 0; p < kNp; ++p) {
       for (int r = 0; r < R; ++r) f[p][r] = _mm512_setzero_ps();

@@ -5,8 +5,9 @@
 //   kMinRows      QuantGemm::min_rows;
 //   kOffsetSigned true: signed codes (Q8_0, IQ4) are stored + 128 with the offset in the min (the
 //                 kernels multiply unsigned codes only); false: stored signed (the kernels use the
-//                 sign trick: |q| * sign(x, q)), and 8-bit mlx codes are stored as q - 128;
-//   tile<H, R, Signed>(...): y for x rows r0..r0+R against the whole unpacked tile.
+//                 sign trick: |q| * sign(x, q)), and 8-bit mlx codes are stored as q - 128 with
+//                 128 * sum(xq) added back to each sub-block's integer sum (Codes::kShifted);
+//   tile<H, R, C>(...): y for x rows r0..r0+R against the whole unpacked tile of codes C.
 // The weight traits are quant_ggml_impl.hpp's (the including file sets HEARTH_QG_AVX2).
 //
 // A tile in memory (64-byte aligned, reused by the thread for every tile):
@@ -26,6 +27,13 @@
 
 namespace hearth::kernels {
 namespace {
+
+// How a tile's codes are stored. kUnsigned: bytes 0..255 as they are; kSigned: signed bytes (the
+// sign trick); kShifted: unsigned codes q stored as the signed byte q - 128, the kernel adding
+// 128 * sum(xq) of the x block (from Q8Block::sum, which QuantGemm::affine_quantize leaves as the
+// integer sums of the two halves) to each sub-block's integer sum, so that it equals sum(q xq)
+// exactly, as the unsigned product would.
+enum class Codes { kUnsigned, kSigned, kShifted };
 
 struct Packed {
   std::uint8_t* codes = nullptr;
@@ -73,24 +81,24 @@ inline void put_scale(const Packed& pk, int halves, int i, i64 j, int h, float s
 }
 
 // The last left < kMr x rows.
-template <class Isa, int H, int R, bool S>
+template <class Isa, int H, int R, Codes C>
 void tail(int left, const Packed& pk, i64 subs, const Q8Block* xq, i64 r0, const float* bias,
           int rows, float* y, i64 ldy) {
   if constexpr (R > 0) {
-    if (left == R) return Isa::template tile<H, R, S>(pk, subs, xq, r0, bias, rows, y, ldy);
-    tail<Isa, H, R - 1, S>(left, pk, subs, xq, r0, bias, rows, y, ldy);
+    if (left == R) return Isa::template tile<H, R, C>(pk, subs, xq, r0, bias, rows, y, ldy);
+    tail<Isa, H, R - 1, C>(left, pk, subs, xq, r0, bias, rows, y, ldy);
   }
 }
 
 // Every x row of [m0, m1) against one unpacked tile of rows valid weight rows.
-template <class Isa, int H, bool S>
+template <class Isa, int H, Codes C>
 void run_tile(const Packed& pk, i64 subs, const Q8Block* xq, i64 m0, i64 m1, const float* bias,
               int rows, float* y, i64 ldy) {
   i64 r = m0;
   for (; r + Isa::kMr <= m1; r += Isa::kMr) {
-    Isa::template tile<H, Isa::kMr, S>(pk, subs, xq, r, bias, rows, y, ldy);
+    Isa::template tile<H, Isa::kMr, C>(pk, subs, xq, r, bias, rows, y, ldy);
   }
-  tail<Isa, H, Isa::kMr - 1, S>(static_cast<int>(m1 - r), pk, subs, xq, r, bias, rows, y, ldy);
+  tail<Isa, H, Isa::kMr - 1, C>(static_cast<int>(m1 - r), pk, subs, xq, r, bias, rows, y, ldy);
 }
 
 template <class Isa, DType T>
@@ -127,8 +135,9 @@ void ggml_t(const void* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64
         }
       }
     }
-    run_tile<Isa, kH, W::kSigned && !Isa::kOffsetSigned>(
-        pk, subs, xq, m0, m1, bias != nullptr ? bias + tn : nullptr, rows, y + tn, ldy);
+    constexpr Codes kCodes = W::kSigned && !Isa::kOffsetSigned ? Codes::kSigned : Codes::kUnsigned;
+    run_tile<Isa, kH, kCodes>(pk, subs, xq, m0, m1, bias != nullptr ? bias + tn : nullptr, rows,
+                              y + tn, ldy);
   }
 }
 
@@ -167,8 +176,9 @@ inline __m256i affine_codes(const std::uint8_t* row, int bits, i64 j) {
   return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
 }
 
-// mlx: w = s q + b, so scale s and min -b; 8-bit codes stored signed (q - 128, min -b - 128 s)
-// where the Isa multiplies signed codes.
+// mlx: w = s q + b, so scale s and min -b: per sub-block j of group g and x row r the tile adds
+// s_g d_j sum(q xq) - (-b_g) sum(x over j), the integer sum exact at every level (8-bit codes go
+// in shifted where the Isa multiplies signed codes, Codes::kShifted).
 template <class Isa>
 void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i64 m1,
             const float* bias, float* y, i64 ldy) {
@@ -194,26 +204,71 @@ void affine(const AffineMatrix& w, i64 n0, i64 n1, const Q8Block* xq, i64 m0, i6
       for (i64 g = 0; g < groups; ++g) {
         const float s = mlx::read_scale(w.scale_dtype, scales + n * groups * es, g);
         const float b = mlx::read_scale(w.scale_dtype, biases + n * groups * es, g);
-        const float m = shift ? -b - 128.0f * s : -b;
         for (i64 j = g * per_group; j < (g + 1) * per_group; ++j) {
-          put_scale<Isa>(pk, 1, i, j, 0, s, m);
+          put_scale<Isa>(pk, 1, i, j, 0, s, -b);
         }
       }
     }
     const float* tb = bias != nullptr ? bias + tn : nullptr;
     if constexpr (!Isa::kOffsetSigned) {
       if (shift) {
-        run_tile<Isa, 1, true>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+        run_tile<Isa, 1, Codes::kShifted>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
         continue;
       }
     }
-    run_tile<Isa, 1, false>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+    run_tile<Isa, 1, Codes::kUnsigned>(pk, subs, xq, m0, m1, tb, rows, y + tn, ldy);
+  }
+}
+
+// QuantGemm::affine_quantize: per block of 32 the same f32 operations per input as
+// AffineActs::fill (|x|, their maximum, x * (127 / max) clamped to [-127, 127], rounded to nearest
+// even as nearbyint does under the default rounding mode), so q and d equal its bit for bit.
+void affine_quantize(const float* x, i64 rows, i64 ldx, i64 k, Q8Block* xq) {
+  const i64 nb = k / 32;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (i64 r = 0; r < rows; ++r) {
+    for (i64 b = 0; b < nb; ++b) {
+      const float* xb = x + r * ldx + b * 32;
+      Q8Block& o = xq[r * nb + b];
+      __m256 v[4];
+      for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(xb + 8 * i);
+      const __m256 m01 =
+          _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
+      const __m256 m23 =
+          _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
+      __m128 m = _mm_max_ps(_mm256_castps256_ps128(_mm256_max_ps(m01, m23)),
+                            _mm256_extractf128_ps(_mm256_max_ps(m01, m23), 1));
+      m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+      const float amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+      const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      __m256i q[4];
+      for (int i = 0; i < 4; ++i) {
+        q[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], inv), lo), hi));
+      }
+      const __m256i bytes = _mm256_permutevar8x32_epi32(
+          _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+          order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.q), bytes);
+      // [sum of inputs 0..15, of 16..31, the same again]
+      __m256i h = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      h = _mm256_hadd_epi32(h, h);
+      const __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      o.sum[0] = static_cast<float>(_mm_cvtsi128_si32(sums));
+      o.sum[1] = static_cast<float>(_mm_extract_epi32(sums, 1));
+      const __m256 t = _mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3]));
+      __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+      t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+      o.total = _mm_cvtss_f32(_mm_add_ss(t4, _mm_movehdup_ps(t4)));
+      o.d = amax / 127.0f;
+    }
   }
 }
 
 template <class Isa>
 constexpr QuantGemm make_quant_gemm(const char* name) {
-  return QuantGemm{name, kTileRows<Isa>, Isa::kMinRows, ggml<Isa>, affine<Isa>};
+  return QuantGemm{name, kTileRows<Isa>, Isa::kMinRows, ggml<Isa>, affine<Isa>, affine_quantize};
 }
 
 }  // namespace
