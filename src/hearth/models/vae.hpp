@@ -33,7 +33,7 @@ struct VaeConfig {
   std::int64_t downscale() const { return std::int64_t{1} << (block_out_channels.size() - 1); }
 };
 
-enum class VaeLayout { kDiffusers, kBfl };
+enum class VaeLayout { kDiffusers, kBfl, kMflux };
 const char* to_string(VaeLayout layout);
 
 class Vae {
@@ -41,6 +41,10 @@ class Vae {
   // A diffusers AutoencoderKL folder (config.json + diffusion_pytorch_model.safetensors), a
   // pipeline folder holding one as vae/, or a BFL ae.safetensors file. kNotFound / kFormat /
   // kUnsupported errors name the file.
+  // mflux's saved vae/ folder (found by its shard's quantization_level / mflux_version
+  // metadata, no config.json) is read too: diffusers' names but conv_in.conv2d, conv_out.conv2d
+  // and conv_norm_out.norm, convolutions channels-last [out, kh, kw, in] (transposed at load),
+  // the attention's linears MLX affine when mflux quantized them (dequantized at load).
   static Vae load(const std::filesystem::path& path, kernels::Backend& backend);
 
   Vae(Vae&&) noexcept;
@@ -62,6 +66,7 @@ class Vae {
  private:
   struct Impl;
   explicit Vae(std::unique_ptr<Impl> impl);
+  static Vae load_mflux(const std::filesystem::path& dir, kernels::Backend& backend);
   std::unique_ptr<Impl> impl_;
 };
 
