@@ -9,13 +9,18 @@
 
 struct TextEncoderShape {
   std::optional<int> hidden, layers, heads, ffn;
+  int mlx_bits = 0;  // format mflux: 4 or 8, or 0 (quantization_level None)
 };
 
 // Writes a Hugging Face folder (format "hf": config.json as transformers writes it for
 // CLIPTextModel / T5EncoderModel, model.safetensors, and the tokenizer files of tokenizer_dir
 // when given) or a single safetensors file (format "safetensors": the same names, as ComfyUI's
 // clip_l.safetensors / t5xxl_*.safetensors). The vocabulary is the tokenizer's, rounded up to a
-// multiple of 128 (49,408 for CLIP, 32,128 for T5, as the real models), else 1,024.
+// multiple of 128 (49,408 for CLIP, 32,128 for T5, as the real models), else 1,024. Format
+// "mflux" (clip-text): mflux's saved text_encoder/ (the same names, no config.json, one shard
+// 0.safetensors with mflux's metadata and its index), every matrix and embedding table whose
+// rows are whole groups of 64 MLX-affine quantized to shape.mlx_bits when it is 4 or 8, as
+// mflux-save --quantize does (nn.Linear and nn.Embedding have quantized forms).
 void make_text_encoder(const std::string& arch, const std::string& out, const std::string& format,
                        hearth::DType dtype, unsigned seed, const std::string& tokenizer_dir,
                        const TextEncoderShape& shape);
