@@ -490,10 +490,10 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                         "float8 FLUX transformers are written as --format hf or safetensors");
   }
-  if ((format == "mflux") != (shape.mlx_bits != 0) || (shape.f8_scaled && !f8)) {
+  if ((format != "mflux" && shape.mlx_bits != 0) || (shape.f8_scaled && !f8)) {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                        "--format mflux goes with --mlx-bits 4 or 8, --f8-scaled with a float8 "
-                        "--dtype");
+                        "--mlx-bits goes with --format mflux (none: quantization_level None), "
+                        "--f8-scaled with a float8 --dtype");
   }
   const std::int64_t hd = shape.head_dim.value_or(16);
   if (hd != 16 && hd != 128) {

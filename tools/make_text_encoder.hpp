@@ -53,7 +53,10 @@ void make_flux_transformer(const std::string& out, const std::string& format, he
 //   OUT/diffusers/: model_index.json, transformer/, text_encoder/, text_encoder_2/, vae/,
 //                   tokenizer/, tokenizer_2/, scheduler/ (FLUX.1-schnell's or -dev's config);
 //   OUT/bfl/:       flux1-schnell.safetensors (or flux1-dev), ae.safetensors, clip_l.safetensors,
-//                   t5xxl_fp32/fp16/bf16.safetensors, tokenizer/, tokenizer_2/.
+//                   t5xxl_fp32/fp16/bf16.safetensors, tokenizer/, tokenizer_2/;
+//   OUT/mflux/:     mflux's saved layout, unquantized: transformer/, text_encoder/, vae/,
+//                   tokenizer/, tokenizer_2/, and the T5 single file (its text_encoder_2/ is
+//                   not written: hearth does not read mflux's T5).
 // Shapes: CLIP 64 wide (one head of 64, as single files imply), T5 32 wide (4 heads of 8), both
 // 2 layers; the transformer 1 head of 128 (FLUX.1's rotary axes, which BFL files need), 1 double
 // and 1 single block, text widths 32 (T5) and 64 (CLIP); the VAE 4 levels of 32 channels (8x
