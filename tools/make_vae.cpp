@@ -2,6 +2,8 @@
 // both layouts hearth reads:
 //   OUT/vae/config.json + OUT/vae/diffusion_pytorch_model.safetensors   (diffusers)
 //   OUT/ae.safetensors                                                  (Black Forest Labs)
+//   or, with --layout mflux [--mlx-bits 4|8]: OUT/mflux/vae/ (mflux's saved layout) and OUT/vae/
+//   (diffusers, exactly the weights the mflux folder holds)
 // The weights are vae_weights.hpp's.
 #include <CLI/CLI.hpp>
 #include <filesystem>

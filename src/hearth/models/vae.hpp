@@ -1,9 +1,10 @@
 // FLUX.1's 16-channel AutoencoderKL (the same graph as diffusers' AutoencoderKL and Black Forest
 // Labs' ae.safetensors): ResNet blocks of GroupNorm + SiLU + 3x3 convolutions, a mid block with
 // one single-head self-attention, stride-2 downsampling (zero padding after the image only) and
-// nearest 2x upsampling. Both weight layouts are read: a diffusers `vae/` folder (config.json +
-// diffusion_pytorch_model.safetensors) or BFL's single ae.safetensors, whose configuration is read
-// off its tensor shapes (32 groups, eps 1e-6, FLUX.1's scale and shift, as BFL's code fixes them).
+// nearest 2x upsampling. Three weight layouts are read: a diffusers `vae/` folder (config.json +
+// diffusion_pytorch_model.safetensors), mflux's saved vae/ (see load) or BFL's single
+// ae.safetensors, whose configuration is read off its tensor shapes (32 groups, eps 1e-6, FLUX.1's
+// scale and shift, as BFL's code fixes them).
 #pragma once
 
 #include <cstdint>
