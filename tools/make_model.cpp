@@ -22,7 +22,8 @@
 //  --arch clip-text, t5-encoder: FLUX's text encoders (CLIPTextModel, T5EncoderModel) as a
 //    Hugging Face folder or, with --format safetensors, a single file with the same names (as
 //    ComfyUI keeps clip_l / t5xxl); tiny by default, with the real tokenizers (--tokenizer-dir)
-//    copied into the folder (make_text_encoder.cpp).
+//    copied into the folder (make_text_encoder.cpp); --arch clip-text --format mflux
+//    [--mlx-bits 4|8]: mflux's saved text_encoder/ folder.
 //  --arch flux-transformer: FLUX.1's FluxTransformer2DModel as a diffusers transformer/ folder
 //    (config.json, two shards and their index) or, with --format safetensors, the same weights
 //    as Black Forest Labs' single file, or with --format gguf as city96's FLUX GGUFs (general.
@@ -1358,9 +1359,9 @@ int main(int argc, char** argv) {
       std::printf("wrote %s\n", out.c_str());
       return 0;
     }
-    if (format == "mflux") {
+    if (format == "mflux" && arch != "clip-text") {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                          "--format mflux is for --arch flux-transformer");
+                          "--format mflux is for --arch flux-transformer or clip-text");
     }
     if (mix && (arch == "bert" || arch == "flux-transformer" || format != "gguf")) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
@@ -1379,7 +1380,7 @@ int main(int argc, char** argv) {
     }
     if (arch == "clip-text" || arch == "t5-encoder") {
       make_text_encoder(arch, out, format == "gguf" ? "hf" : format, dtype, seed, tokenizer_dir,
-                        {hidden, layers, heads, ffn});
+                        {hidden, layers, heads, ffn, mlx_bits});
       std::printf("wrote %s\n", out.c_str());
       return 0;
     }

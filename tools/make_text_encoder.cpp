@@ -144,7 +144,7 @@ class Maker {
   void write_mflux(const fs::path& dir, int bits) const {
     constexpr std::int64_t kGroup = 64;
     hearth::formats::SafetensorsWriter w;
-    const std::string level = std::to_string(bits);
+    const std::string level = bits == 0 ? "None" : std::to_string(bits);
     w.set_metadata("quantization_level", level);
     w.set_metadata("mflux_version", "0.9.0");
     std::vector<std::vector<std::byte>> stored;
@@ -159,7 +159,7 @@ class Maker {
         }
       }
       const std::int64_t cols = t.shape.back();
-      if (t.shape.size() != 2 || !name.ends_with(".weight") || cols % kGroup != 0) {
+      if (bits == 0 || t.shape.size() != 2 || !name.ends_with(".weight") || cols % kGroup != 0) {
         w.add_tensor(name, t.dtype.value_or(dtype_), t.shape, t.bytes);
         map[name] = "0.safetensors";
         continue;
@@ -297,9 +297,10 @@ const char* torch_dtype(DType d) {
 void make_text_encoder(const std::string& arch, const std::string& out, const std::string& format,
                        DType dtype, unsigned seed, const std::string& tokenizer_dir,
                        const TextEncoderShape& shape) {
-  if (format != "hf" && format != "safetensors") {
+  if (format != "hf" && format != "safetensors" && (format != "mflux" || arch != "clip-text")) {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                        "text encoders are written as --format hf or safetensors");
+                        "text encoders are written as --format hf or safetensors (or mflux for "
+                        "clip-text)");
   }
   std::int64_t vocab = 1024;
   if (!tokenizer_dir.empty()) {
@@ -395,6 +396,10 @@ void make_text_encoder(const std::string& arch, const std::string& out, const st
     return;
   }
   fs::create_directories(out);
+  if (format == "mflux") {  // no config.json: mflux-save writes none
+    m.write_mflux(out, shape.mlx_bits);
+    return;
+  }
   m.write(fs::path(out) / "model.safetensors");
   std::ofstream(fs::path(out) / "config.json") << config.dump(2) << "\n";
   if (!tokenizer_dir.empty()) {
@@ -485,10 +490,10 @@ void make_flux_transformer(const std::string& out, const std::string& format, DT
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
                         "float8 FLUX transformers are written as --format hf or safetensors");
   }
-  if ((format == "mflux") != (shape.mlx_bits != 0) || (shape.f8_scaled && !f8)) {
+  if ((format != "mflux" && shape.mlx_bits != 0) || (shape.f8_scaled && !f8)) {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                        "--format mflux goes with --mlx-bits 4 or 8, --f8-scaled with a float8 "
-                        "--dtype");
+                        "--mlx-bits goes with --format mflux (none: quantization_level None), "
+                        "--f8-scaled with a float8 --dtype");
   }
   const std::int64_t hd = shape.head_dim.value_or(16);
   if (hd != 16 && hd != 128) {

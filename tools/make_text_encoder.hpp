@@ -9,13 +9,18 @@
 
 struct TextEncoderShape {
   std::optional<int> hidden, layers, heads, ffn;
+  int mlx_bits = 0;  // format mflux: 4 or 8, or 0 (quantization_level None)
 };
 
 // Writes a Hugging Face folder (format "hf": config.json as transformers writes it for
 // CLIPTextModel / T5EncoderModel, model.safetensors, and the tokenizer files of tokenizer_dir
 // when given) or a single safetensors file (format "safetensors": the same names, as ComfyUI's
 // clip_l.safetensors / t5xxl_*.safetensors). The vocabulary is the tokenizer's, rounded up to a
-// multiple of 128 (49,408 for CLIP, 32,128 for T5, as the real models), else 1,024.
+// multiple of 128 (49,408 for CLIP, 32,128 for T5, as the real models), else 1,024. Format
+// "mflux" (clip-text): mflux's saved text_encoder/ (the same names, no config.json, one shard
+// 0.safetensors with mflux's metadata and its index), every matrix and embedding table whose
+// rows are whole groups of 64 MLX-affine quantized to shape.mlx_bits when it is 4 or 8, as
+// mflux-save --quantize does (nn.Linear and nn.Embedding have quantized forms).
 void make_text_encoder(const std::string& arch, const std::string& out, const std::string& format,
                        hearth::DType dtype, unsigned seed, const std::string& tokenizer_dir,
                        const TextEncoderShape& shape);
@@ -48,7 +53,10 @@ void make_flux_transformer(const std::string& out, const std::string& format, he
 //   OUT/diffusers/: model_index.json, transformer/, text_encoder/, text_encoder_2/, vae/,
 //                   tokenizer/, tokenizer_2/, scheduler/ (FLUX.1-schnell's or -dev's config);
 //   OUT/bfl/:       flux1-schnell.safetensors (or flux1-dev), ae.safetensors, clip_l.safetensors,
-//                   t5xxl_fp32/fp16/bf16.safetensors, tokenizer/, tokenizer_2/.
+//                   t5xxl_fp32/fp16/bf16.safetensors, tokenizer/, tokenizer_2/;
+//   OUT/mflux/:     mflux's saved layout, unquantized: transformer/, text_encoder/, vae/,
+//                   tokenizer/, tokenizer_2/, and the T5 single file (its text_encoder_2/ is
+//                   not written: hearth does not read mflux's T5).
 // Shapes: CLIP 64 wide (one head of 64, as single files imply), T5 32 wide (4 heads of 8), both
 // 2 layers; the transformer 1 head of 128 (FLUX.1's rotary axes, which BFL files need), 1 double
 // and 1 single block, text widths 32 (T5) and 64 (CLIP); the VAE 4 levels of 32 channels (8x

@@ -2,6 +2,8 @@
 // both layouts hearth reads:
 //   OUT/vae/config.json + OUT/vae/diffusion_pytorch_model.safetensors   (diffusers)
 //   OUT/ae.safetensors                                                  (Black Forest Labs)
+//   or, with --layout mflux [--mlx-bits 4|8]: OUT/mflux/vae/ (mflux's saved layout) and OUT/vae/
+//   (diffusers, exactly the weights the mflux folder holds)
 // The weights are vae_weights.hpp's.
 #include <CLI/CLI.hpp>
 #include <filesystem>
@@ -32,8 +34,15 @@ int main(int argc, char** argv) {
   i64 groups = 32;
   unsigned seed = 1;
   app.add_option("--out", out, "Output folder")->required();
-  app.add_option("--layout", layout, "diffusers, bfl or both")
-      ->check(CLI::IsMember({"diffusers", "bfl", "both"}));
+  int mlx_bits = 0;
+  app.add_option("--layout", layout,
+                 "diffusers, bfl, both, or mflux (OUT/mflux/vae/ in mflux's saved layout, and "
+                 "OUT/vae/ in diffusers' holding exactly its weights)")
+      ->check(CLI::IsMember({"diffusers", "bfl", "both", "mflux"}));
+  app.add_option("--mlx-bits", mlx_bits,
+                 "mflux layout: 4 or 8 quantizes the attention's linears MLX-affine (group 64) "
+                 "as mflux-save --quantize does; 0 (default): quantization_level None")
+      ->check(CLI::IsMember({0, 4, 8}));
   app.add_option("--dtype", dtype_name, "f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   app.add_option("--channels", channels, "block_out_channels (FLUX.1: 128,256,512,512)")
@@ -53,10 +62,16 @@ int main(int argc, char** argv) {
     }
     if (groups != 32 && layout != "diffusers") {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                          "BFL's ae.safetensors implies 32 groups: use --layout diffusers");
+                          "BFL's ae.safetensors and mflux's VAE imply 32 groups: use --layout "
+                          "diffusers");
     }
     const DType dtype = *hearth::dtype_from_name(dtype_name);
     fs::create_directories(out);
+    if (layout == "mflux") {
+      write_random_vae_mflux(fs::path(out) / "mflux" / "vae", fs::path(out) / "vae", dtype,
+                             {channels, layers, latent, groups}, seed, mlx_bits);
+      return 0;
+    }
     write_random_vae(layout != "bfl" ? fs::path(out) / "vae" : fs::path(),
                      layout != "diffusers" ? fs::path(out) / "ae.safetensors" : fs::path(), dtype,
                      {channels, layers, latent, groups}, seed);

@@ -2,12 +2,15 @@
 
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string>
 
 #include "hearth/formats/file_io.hpp"
 #include "hearth/formats/safetensors.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 
 #include "encode_values.hpp"
 
@@ -124,6 +127,30 @@ void write_text(const fs::path& path, const std::string& text) {
   w.commit();
 }
 
+nlohmann::json diffusers_config(const VaeShape& shape) {
+  return {
+      {"_class_name", "AutoencoderKL"},
+      {"_diffusers_version", "0.30.0"},
+      {"act_fn", "silu"},
+      {"block_out_channels", shape.channels},
+      {"down_block_types", std::vector<std::string>(shape.channels.size(), "DownEncoderBlock2D")},
+      {"up_block_types", std::vector<std::string>(shape.channels.size(), "UpDecoderBlock2D")},
+      {"force_upcast", true},
+      {"in_channels", 3},
+      {"out_channels", 3},
+      {"latent_channels", shape.latent},
+      {"latents_mean", nullptr},
+      {"latents_std", nullptr},
+      {"layers_per_block", shape.layers},
+      {"mid_block_add_attention", true},
+      {"norm_num_groups", shape.groups},
+      {"sample_size", 1024},
+      {"scaling_factor", 0.3611},
+      {"shift_factor", 0.1159},
+      {"use_post_quant_conv", false},
+      {"use_quant_conv", false}};
+}
+
 }  // namespace
 
 void write_random_vae(const fs::path& vae_dir, const fs::path& ae_file, DType dtype,
@@ -134,28 +161,7 @@ void write_random_vae(const fs::path& vae_dir, const fs::path& ae_file, DType dt
   for (const Tensor& t : tensors) bytes.push_back(encode(t.values, dtype));
   if (!vae_dir.empty()) {
     fs::create_directories(vae_dir);
-    const nlohmann::json config = {
-        {"_class_name", "AutoencoderKL"},
-        {"_diffusers_version", "0.30.0"},
-        {"act_fn", "silu"},
-        {"block_out_channels", shape.channels},
-        {"down_block_types", std::vector<std::string>(shape.channels.size(), "DownEncoderBlock2D")},
-        {"up_block_types", std::vector<std::string>(shape.channels.size(), "UpDecoderBlock2D")},
-        {"force_upcast", true},
-        {"in_channels", 3},
-        {"out_channels", 3},
-        {"latent_channels", shape.latent},
-        {"latents_mean", nullptr},
-        {"latents_std", nullptr},
-        {"layers_per_block", shape.layers},
-        {"mid_block_add_attention", true},
-        {"norm_num_groups", shape.groups},
-        {"sample_size", 1024},
-        {"scaling_factor", 0.3611},
-        {"shift_factor", 0.1159},
-        {"use_post_quant_conv", false},
-        {"use_quant_conv", false}};
-    write_text(vae_dir / "config.json", config.dump(2) + "\n");
+    write_text(vae_dir / "config.json", diffusers_config(shape).dump(2) + "\n");
     hearth::formats::SafetensorsWriter w;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       w.add_tensor(tensors[i].diffusers, dtype, tensors[i].shape, bytes[i]);
@@ -168,5 +174,94 @@ void write_random_vae(const fs::path& vae_dir, const fs::path& ae_file, DType dt
       w.add_tensor(tensors[i].bfl, dtype, tensors[i].bfl_shape, bytes[i]);
     }
     w.write(ae_file);
+  }
+}
+
+void write_random_vae_mflux(const fs::path& dir, const fs::path& twin_vae_dir, DType dtype,
+                            const VaeShape& shape, unsigned seed, int bits) {
+  constexpr i64 kGroup = 64;
+  const std::vector<Tensor> tensors =
+      Maker(shape.channels, shape.layers, shape.latent, seed).make();
+  hearth::formats::SafetensorsWriter w, twin;  // they hold spans: the bytes live in kept
+  std::deque<std::vector<std::byte>> kept;
+  const auto keep = [&](std::vector<std::byte> b) -> std::span<const std::byte> {
+    return kept.emplace_back(std::move(b));
+  };
+  const DType st = dtype == DType::kF32 || dtype == DType::kF16 ? dtype : DType::kBF16;
+  const std::string level = bits == 0 ? "None" : std::to_string(bits);
+  w.set_metadata("quantization_level", level);
+  w.set_metadata("mflux_version", "0.9.0");
+  nlohmann::json map = nlohmann::json::object();
+  const auto put = [&](const std::string& name, DType t, const Shape& sh,
+                       std::span<const std::byte> b) {
+    w.add_tensor(name, t, sh, b);
+    map[name] = "0.safetensors";
+  };
+  for (const Tensor& t : tensors) {
+    std::string name = t.diffusers;
+    for (const auto& [from, to] :
+         {std::pair{".conv_in.", ".conv_in.conv2d."}, std::pair{".conv_out.", ".conv_out.conv2d."},
+          std::pair{".conv_norm_out.", ".conv_norm_out.norm."}}) {
+      if (const std::size_t at = name.find(from); at != std::string::npos) {
+        name.replace(at, std::strlen(from), to);
+      }
+    }
+    const Shape& sh = t.shape;
+    const bool linear = sh.size() == 2 && name.ends_with(".weight");
+    if (bits != 0 && linear && sh[1] % kGroup == 0) {
+      const i64 rows = sh[0], cols = sh[1], groups = cols / kGroup;
+      const i64 rb = hearth::mlx::packed_row_bytes(cols, bits);
+      std::vector<std::byte> packed(static_cast<std::size_t>(rows * rb));
+      std::vector<float> sc(static_cast<std::size_t>(rows * groups)), bi(sc.size());
+      for (i64 r = 0; r < rows; ++r) {
+        hearth::mlx::quantize_row(t.values.data() + r * cols, cols, bits, static_cast<int>(kGroup),
+                                  reinterpret_cast<std::uint8_t*>(packed.data()) + r * rb,
+                                  sc.data() + r * groups, bi.data() + r * groups);
+      }
+      const auto sb = keep(encode(sc, dtype)), bb = keep(encode(bi, dtype));
+      std::vector<float> deq(static_cast<std::size_t>(rows * cols));
+      const std::size_t srow = sb.size() / static_cast<std::size_t>(rows);
+      for (i64 r = 0; r < rows; ++r) {
+        hearth::mlx::dequantize_row(reinterpret_cast<const std::uint8_t*>(packed.data()) + r * rb,
+                                    cols, bits, static_cast<int>(kGroup), st, sb.data() + r * srow,
+                                    bb.data() + r * srow, deq.data() + r * cols);
+      }
+      const std::string base = name.substr(0, name.size() - 7);
+      put(name, DType::kU32, {rows, cols * bits / 32}, keep(std::move(packed)));
+      put(base + ".scales", st, {rows, groups}, sb);
+      put(base + ".biases", st, {rows, groups}, bb);
+      twin.add_tensor(t.diffusers, DType::kF32, sh, keep(encode(deq, DType::kF32)));
+      continue;
+    }
+    const std::span<const std::byte> bytes = keep(encode(t.values, dtype));
+    twin.add_tensor(t.diffusers, st, sh, bytes);
+    if (sh.size() == 4) {
+      // PyTorch's [out, in, kh, kw] to MLX's [out, kh, kw, in], element by element.
+      const i64 out = sh[0], in = sh[1], kk = sh[2] * sh[3];
+      const std::size_t es = bytes.size() / static_cast<std::size_t>(hearth::numel(sh));
+      std::vector<std::byte> cl(bytes.size());
+      for (i64 o = 0; o < out; ++o) {
+        for (i64 c = 0; c < in; ++c) {
+          for (i64 p = 0; p < kk; ++p) {
+            std::memcpy(cl.data() + ((o * kk + p) * in + c) * es,
+                        bytes.data() + ((o * in + c) * kk + p) * es, es);
+          }
+        }
+      }
+      put(name, st, {out, sh[2], sh[3], in}, keep(std::move(cl)));
+      continue;
+    }
+    put(name, st, sh, bytes);
+  }
+  fs::create_directories(dir);
+  w.write(dir / "0.safetensors");
+  const nlohmann::json index = {
+      {"metadata", {{"quantization_level", level}, {"mflux_version", "0.9.0"}}},
+      {"weight_map", map}};
+  write_text(dir / "model.safetensors.index.json", index.dump(2) + "\n");
+  if (!twin_vae_dir.empty()) {
+    fs::create_directories(twin_vae_dir);
+    write_text(twin_vae_dir / "config.json", diffusers_config(shape).dump(2) + "\n");
+    twin.write(twin_vae_dir / "diffusion_pytorch_model.safetensors");
   }
 }

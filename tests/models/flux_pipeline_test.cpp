@@ -226,6 +226,32 @@ TEST_F(FluxPipelineTest, DiffusersFolderAndBflFilesGiveTheSameImage) {
   }
 }
 
+// mflux's saved model of the same weights (unquantized; hearth-make-model writes it beside the
+// others): its own transformer/, text_encoder/ (CLIP) and vae/ are read, the T5 comes from the
+// single file beside it, and the image is the diffusers folder's exactly.
+TEST_F(FluxPipelineTest, MfluxFolderGivesTheDiffusersImage) {
+  for (const char* variant : {"schnell", "dev"}) {
+    const FluxPipeline a = FluxPipeline::open(model(variant, "diffusers").string());
+    const FluxPipeline m = FluxPipeline::open(model(variant, "mflux").string());
+    EXPECT_EQ(m.files().layout, FluxLayout::kMflux);
+    EXPECT_EQ(m.files().clip, model(variant, "mflux") / "text_encoder");
+    EXPECT_EQ(m.files().vae, model(variant, "mflux") / "vae");
+    EXPECT_EQ(m.dev(), a.dev());
+    const FluxResult ra = a.generate(small(), two_threads());
+    const FluxResult rm = m.generate(small(), two_threads());
+    ASSERT_EQ(rm.images.size(), 1U);
+    EXPECT_EQ(ra.images[0].rgb, rm.images[0].rgb) << variant;
+  }
+  // Without the T5 single file: the message says mflux's own T5 is not read.
+  const testing::TempDir tmp;
+  fs::copy(model("schnell", "mflux"), tmp / "m", fs::copy_options::recursive);
+  for (const auto& e : fs::directory_iterator(tmp / "m")) {
+    if (e.path().filename().string().starts_with("t5xxl_")) fs::remove(e.path());
+  }
+  expect_error([&] { FluxPipeline::open((tmp / "m").string()); }, ErrorCode::kNotFound,
+               {"t5xxl_", "text_encoder_2/ (T5"});
+}
+
 TEST_F(FluxPipelineTest, AGgufTransformerIsFoundAndReadFromItsHeader) {
   // The dev single file's tensors as a GGUF (city96's FLUX GGUFs keep BFL's names), beside the
   // other single files.

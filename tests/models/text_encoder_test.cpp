@@ -14,6 +14,7 @@
 
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
+#include "hearth/formats/safetensors.hpp"
 #include "hearth/models/clip_text.hpp"
 #include "hearth/models/flux_text.hpp"
 #include "hearth/models/t5_encoder.hpp"
@@ -196,6 +197,117 @@ TEST(TextEncoders, SingleFileLayoutGivesTheFolderResult) {
   EXPECT_EQ(t2->config().d_ff, 48);
   EXPECT_EQ(t2->config().layers, 2);
   EXPECT_EQ(t1->encode(ids), t2->encode(ids));
+}
+
+double rel_rms(const std::vector<float>& got, const std::vector<float>& want) {
+  double d = 0, r = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    r += double(want[i]) * want[i];
+  }
+  return std::sqrt(d / r);
+}
+
+// mflux's saved text_encoder/: unquantized, the folder result exactly; MLX-quantized (every
+// matrix and both embedding tables, as mflux-save --quantize), within a bound. An affine code's
+// rounding error is uniform over +-s/2 with s = range / (2^bits - 1); a group of 64 normal
+// weights spans about 4.8 sigma, so the weights move by 4.8 / (255 sqrt 12) = 0.5% of their RMS
+// at 8 bits and 4.8 / (15 sqrt 12) = 9% at 4 bits, and each product's output by about as much
+// (independent errors). On AVX2 / AVX-512 the affine kernels also round every activation row to
+// int8 (the transformer's mflux test measures that alone at about 10% max-abs / RMS, a few % in
+// RMS). Seven products in a row (embeddings, 2 x 3 per layer) compound those terms: measured
+// 2.9% (8-bit) and 19% (4-bit) of the hidden states' RMS here; the bounds are 8% and 40%.
+TEST(TextEncoders, MfluxClipFolderGivesTheFolderResult) {
+  testing::TempDir tmp;
+  const std::string shape =
+      " --arch clip-text --hidden 128 --heads 2 --ffn 128 --seed 7 --dtype bf16";
+  testing::make_model(shape + " --format hf --out " + testing::quote(tmp / "hf"));
+  for (const int bits : {0, 8, 4}) {
+    testing::make_model(shape + " --format mflux --mlx-bits " + std::to_string(bits) + " --out " +
+                        testing::quote(tmp / ("mflux" + std::to_string(bits))));
+  }
+  ASSERT_FALSE(HasFatalFailure());
+  const Ids ids = {5, 17, 900, 3, 1023, 0, 8};
+  TextEncoderOptions o;
+  o.threads = 1;
+  const auto ref = ClipTextModel::load(tmp / "hf", o);
+  const ClipTextOutput want = ref->encode(ids);
+  for (const auto& [bits, bound] : {std::pair{0, 0.0}, std::pair{8, 0.08}, std::pair{4, 0.4}}) {
+    const auto m = ClipTextModel::load(tmp / ("mflux" + std::to_string(bits)), o);
+    EXPECT_EQ(m->config().hidden, 128);
+    EXPECT_EQ(m->config().heads, 2);
+    EXPECT_EQ(m->config().layers, 2);
+    EXPECT_EQ(m->config().ffn, 128);
+    EXPECT_EQ(m->config().vocab, 1024);
+    EXPECT_EQ(m->config().max_positions, 77);
+    const ClipTextOutput got = m->encode(ids);
+    if (bits == 0) {
+      EXPECT_EQ(got.hidden, want.hidden);
+      EXPECT_EQ(got.pooled, want.pooled);
+      continue;
+    }
+    const double d = rel_rms(got.hidden, want.hidden);
+    std::printf("mflux CLIP %d-bit: hidden RMS difference / RMS %.4f (bound %.2f)\n", bits, d,
+                bound);
+    EXPECT_GT(d, 0.0);
+    EXPECT_LT(d, bound);
+    EXPECT_LT(rel_rms(got.pooled, want.pooled), bound);
+  }
+}
+
+// The shard rewritten with one tensor dropped or reshaped.
+void rewrite_shard(const fs::path& file, const std::string& name, const Shape* new_shape) {
+  const auto f = formats::SafetensorsFile::open(file);
+  formats::SafetensorsWriter w;
+  for (const auto& [k, v] : f.metadata()) w.set_metadata(k, v);
+  std::vector<std::vector<std::byte>> bytes;
+  bytes.reserve(f.tensors().size());
+  for (const auto& t : f.tensors()) {
+    if (t.name == name && new_shape == nullptr) continue;
+    const TensorView v = f.view(t);
+    const Shape& shape = t.name == name ? *new_shape : t.shape;
+    bytes.emplace_back(v.data,
+                       v.data + *dtype_bytes(t.dtype, static_cast<std::uint64_t>(numel(shape))));
+    w.add_tensor(t.name, t.dtype, shape, bytes.back());
+  }
+  w.write(file.string() + ".new");
+  fs::rename(file.string() + ".new", file);
+}
+
+TEST(TextEncoders, BrokenMfluxClipFoldersNameFileAndTensor) {
+  testing::TempDir tmp;
+  const auto make = [&] {
+    testing::make_model(
+        "--arch clip-text --hidden 128 --heads 2 --ffn 128 --format mflux --mlx-bits 8 --out " +
+        testing::quote(tmp / "m"));
+  };
+  const fs::path shard = tmp / "m" / "0.safetensors";
+  const auto error_of = [&]() -> Error {
+    try {
+      ClipTextModel::load(tmp / "m");
+    } catch (const Error& e) {
+      return e;
+    }
+    return Error(ErrorCode::kInternal, "(no error)");
+  };
+  make();
+  ASSERT_FALSE(HasFatalFailure());
+  rewrite_shard(shard, "text_model.encoder.layers.1.self_attn.v_proj.bias", nullptr);
+  Error e = error_of();
+  EXPECT_NE(std::string(e.what()).find("text_model.encoder.layers.1.self_attn.v_proj.bias"),
+            std::string::npos)
+      << e.what();
+  EXPECT_NE(std::string(e.what()).find("0.safetensors"), std::string::npos) << e.what();
+  // Codes for 64 inputs where the layer takes 128.
+  make();
+  ASSERT_FALSE(HasFatalFailure());
+  const Shape half{128, 16};
+  rewrite_shard(shard, "text_model.encoder.layers.0.mlp.fc2.weight", &half);
+  e = error_of();
+  EXPECT_EQ(e.code(), ErrorCode::kFormat) << e.what();
+  EXPECT_NE(std::string(e.what()).find("text_model.encoder.layers.0.mlp.fc2"), std::string::npos)
+      << e.what();
+  EXPECT_NE(std::string(e.what()).find("0.safetensors"), std::string::npos) << e.what();
 }
 
 // eos_token_id 2 (FLUX.1's config) pools at the argmax of the ids; any other value at its first

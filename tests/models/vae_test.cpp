@@ -1,6 +1,6 @@
 // The FLUX.1 AutoencoderKL: tiny random models from hearth-make-vae against the torch reference
 // (tools/vae_reference.py, float64), the diffusers and BFL layouts of the same weights, latent
-// packing, and broken inputs.
+// packing, mflux's saved layout, and broken inputs.
 #include "hearth/models/vae.hpp"
 
 #include <gtest/gtest.h>
@@ -14,6 +14,7 @@
 #include "hearth/core/error.hpp"
 #include "hearth/core/thread_pool.hpp"
 #include "hearth/formats/file_io.hpp"
+#include "hearth/formats/safetensors.hpp"
 #include "support/fixtures.hpp"
 #include "support/image_ref.hpp"
 #include "support/levels.hpp"
@@ -122,6 +123,98 @@ TEST(Vae, DiffusersAndBflLayoutsGiveIdenticalOutput) {
   const double diff = testing::max_abs_diff(h.decode(z).data, a.data);
   EXPECT_GT(diff, 0.0);
   EXPECT_LT(diff, 0.2);
+}
+
+// mflux's saved vae/ (channels-last convolutions, conv_in.conv2d names, no config): the same
+// weights as the diffusers twin hearth-make-vae writes beside it decode and encode bit for bit,
+// unquantized and with the attention's linears MLX-quantized (the twin holds their dequantized
+// values, so the comparison is exact there too).
+TEST(Vae, MfluxLayoutGivesIdenticalOutput) {
+  TempDir tmp;
+  ThreadPool pool(2);
+  auto be = kernels::make_cpu_backend(pool);
+  const Latent z = random_latent(16, 4, 4, 3);
+  const FloatImage img = random_image(16, 16, 4);
+  std::vector<float> plain;
+  for (const auto& [bits, dtype] : {std::pair{0, "bf16"}, std::pair{8, "f32"}, {4, "bf16"}}) {
+    const fs::path dir = tmp / (std::to_string(bits) + dtype);
+    make_tiny(dir, cat({"--layout mflux --dtype ", dtype, " --mlx-bits ", std::to_string(bits)}));
+    if (HasFatalFailure()) return;
+    const Vae m = Vae::load(dir / "mflux", *be);  // the model folder: finds vae/
+    const Vae d = Vae::load(dir / "vae", *be);
+    EXPECT_EQ(m.layout(), VaeLayout::kMflux);
+    EXPECT_EQ(std::string(to_string(m.layout())), "mflux");
+    EXPECT_EQ(m.config().block_out_channels, d.config().block_out_channels);
+    EXPECT_EQ(m.config().layers_per_block, 1);
+    EXPECT_EQ(m.config().latent_channels, 16);
+    EXPECT_FLOAT_EQ(m.config().scaling_factor, 0.3611f);
+    const FloatImage a = m.decode(z);
+    EXPECT_EQ(a.data, d.decode(z).data) << bits;
+    EXPECT_EQ(m.encode(img).data, d.encode(img).data) << bits;
+    if (bits == 0) plain = a.data;
+    if (bits == 4) {
+      // 4-bit attention weights move the image, but not far: the attention is one block of the
+      // decoder's mid section, behind a residual.
+      const double diff = testing::max_abs_diff(a.data, plain);
+      EXPECT_GT(diff, 0.0);
+      EXPECT_LT(diff, 0.5);
+    }
+  }
+}
+
+// The mflux shard rewritten with one tensor changed or dropped.
+void rewrite_shard(const fs::path& file, const std::string& name, const Shape* new_shape) {
+  const auto f = formats::SafetensorsFile::open(file);
+  formats::SafetensorsWriter w;
+  for (const auto& [k, v] : f.metadata()) w.set_metadata(k, v);
+  std::vector<std::vector<std::byte>> bytes;
+  bytes.reserve(f.tensors().size());
+  for (const auto& t : f.tensors()) {
+    if (t.name == name && new_shape == nullptr) continue;
+    const TensorView v = f.view(t);
+    bytes.emplace_back(v.data, v.data + v.nbytes);
+    w.add_tensor(t.name, t.dtype, t.name == name ? *new_shape : t.shape, bytes.back());
+  }
+  w.write(file.string() + ".new");
+  fs::rename(file.string() + ".new", file);
+}
+
+TEST(Vae, BrokenMfluxFoldersNameFileAndTensor) {
+  TempDir tmp;
+  make_tiny(tmp.path(), "--layout mflux --mlx-bits 8");
+  if (HasFatalFailure()) return;
+  ThreadPool pool(1);
+  auto be = kernels::make_cpu_backend(pool);
+  const fs::path shard = tmp / "mflux" / "vae" / "0.safetensors";
+  // A convolution in PyTorch's [out, in, kh, kw] order instead of MLX's [out, kh, kw, in].
+  const Shape torch_order{64, 64, 3, 3};
+  rewrite_shard(shard, "decoder.mid_block.resnets.0.conv1.weight", &torch_order);
+  std::string msg = error_of([&] { Vae::load(tmp / "mflux", *be); });
+  EXPECT_NE(msg.find("0.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("decoder.mid_block.resnets.0.conv1.weight has shape [64, 64, 3, 3], expected "
+                     "[64, 3, 3, 64]"),
+            std::string::npos)
+      << msg;
+  make_tiny(tmp.path(), "--layout mflux --mlx-bits 8");
+  if (HasFatalFailure()) return;
+  rewrite_shard(shard, "encoder.mid_block.attentions.0.to_k.scales", nullptr);
+  msg = error_of([&] { Vae::load(tmp / "mflux" / "vae", *be); });
+  EXPECT_NE(msg.find("0.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("encoder.mid_block.attentions.0.to_k.scales is missing"), std::string::npos)
+      << msg;
+  make_tiny(tmp.path(), "--layout mflux --mlx-bits 8");
+  if (HasFatalFailure()) return;
+  rewrite_shard(shard, "decoder.up_blocks.1.resnets.0.conv2.bias", nullptr);
+  msg = error_of([&] { Vae::load(tmp / "mflux", *be); });
+  EXPECT_NE(msg.find("0.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("missing tensor decoder.up_blocks.1.resnets.0.conv2.bias"), std::string::npos)
+      << msg;
+  fs::remove(shard);
+  fs::copy_file(tmp / "vae" / "diffusion_pytorch_model.safetensors",
+                tmp / "mflux" / "vae" / "x.safetensors");
+  // No mflux metadata in the remaining shard, and no config.json: not an mflux folder.
+  msg = error_of([&] { Vae::load(tmp / "mflux", *be); });
+  EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
 }
 
 TEST(Vae, PackingIsDiffusersPackLatents) {

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/formats/hf_folder.hpp"
+#include "hearth/models/flux_transformer.hpp"
 
 namespace hearth::models {
 
@@ -40,8 +43,43 @@ void check_config(const ClipTextConfig& c, const std::string& source) {
 
 }  // namespace
 
+// mflux's saved text_encoder/ (is_mflux_folder): transformers' names unchanged, no config.json;
+// when quantized, every linear and both embedding tables MLX affine. The shape from the tensors,
+// as for a single file; CLIP-L's quick-GELU and eps, as mflux's CLIP fixes them.
+std::unique_ptr<ClipTextModel> ClipTextModel::load_mflux(const fs::path& dir,
+                                                         const TextEncoderOptions& options) {
+  auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(dir));
+  const auto w = detail::EncoderWeights::mflux(folder, [](const std::string& n) { return n; });
+  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
+    if (const auto* q = folder->find_quantized(base)) return {q->out_features, q->in_features};
+    const auto t = folder->find_tensor(base + ".weight");
+    if (!t || t->info->shape.size() != 2) {
+      throw Error(ErrorCode::kFormat, "mflux CLIP text encoder: tensor missing or not a matrix",
+                  {.file = dir.string(), .key = base + ".weight"});
+    }
+    return {t->info->shape[0], t->info->shape[1]};
+  };
+  std::unique_ptr<ClipTextModel> m(new ClipTextModel());
+  ClipTextConfig& c = m->config_;
+  std::tie(c.vocab, c.hidden) = dims("text_model.embeddings.token_embedding");
+  c.max_positions = dims("text_model.embeddings.position_embedding").first;
+  c.ffn = dims("text_model.encoder.layers.0.mlp.fc1").first;
+  c.heads = std::max<i64>(c.hidden / 64, 1);
+  c.layers = 0;
+  while (c.layers < 256 && (folder->find_quantized("text_model.encoder.layers." +
+                                                   std::to_string(c.layers) + ".mlp.fc1") ||
+                            folder->find_tensor("text_model.encoder.layers." +
+                                                std::to_string(c.layers) + ".mlp.fc1.weight"))) {
+    ++c.layers;
+  }
+  check_config(c, w.source());
+  m->build(w, options);
+  return m;
+}
+
 std::unique_ptr<ClipTextModel> ClipTextModel::load(const fs::path& path,
                                                    const TextEncoderOptions& options) {
+  if (is_mflux_folder(path)) return load_mflux(path, options);
   const auto w = detail::EncoderWeights::open(
       path, kEmbedding,
       {"", "transformer.", "clip_l.transformer.", "cond_stage_model.transformer."});

@@ -44,7 +44,9 @@ class ClipTextModel {
  public:
   // A folder (config.json required) or a single .safetensors file (the shape is read from the
   // tensors: heads = hidden / 64, quick-GELU, eps 1e-5, argmax pooling). Errors name the file and
-  // the tensor or key.
+  // the tensor or key. mflux's saved text_encoder/ (found by its shards' metadata, see
+  // is_mflux_folder) is read too: the same names and shape rules, its MLX affine linears and
+  // embedding tables (mflux-save --quantize 4|8) read in place by the affine kernels.
   static std::unique_ptr<ClipTextModel> load(const std::filesystem::path& path,
                                              const TextEncoderOptions& options = {});
   // Random weights of the given shape in dtype (f32, f16, bf16), no file.
@@ -68,6 +70,8 @@ class ClipTextModel {
   struct Layer;
   ClipTextModel() = default;
   void build(const detail::EncoderWeights& w, const TextEncoderOptions& options);
+  static std::unique_ptr<ClipTextModel> load_mflux(const std::filesystem::path& dir,
+                                                   const TextEncoderOptions& options);
 
   ClipTextConfig config_;
   std::string source_;

@@ -232,15 +232,60 @@ std::vector<float> EncoderWeights::vec(const std::string& name, i64 n) const {
 std::unique_ptr<kernels::LinearWeights> EncoderWeights::linear(kernels::Backend& be,
                                                                const std::string& base, i64 out,
                                                                i64 in, bool bias) const {
-  const TensorView w = matrix(base + ".weight", out, in);
   std::vector<float> b;
+  if (affine) {
+    if (const auto a = affine(base, out, in)) {
+      parameters_ += out * in;
+      if (bias) b = vec(base + ".bias", out);
+      return be.make_linear_view(*a, bias ? b.data() : nullptr);
+    }
+  }
+  const TensorView w = matrix(base + ".weight", out, in);
   if (bias) b = vec(base + ".bias", out);
   return be.make_linear_view({w.dtype, w.data, out, in}, bias ? b.data() : nullptr);
 }
 
 kernels::WeightView EncoderWeights::table(const std::string& name, i64 rows, i64 cols) const {
+  if (affine && name.ends_with(".weight")) {
+    if (const auto a = affine(name.substr(0, name.size() - 7), rows, cols)) {
+      parameters_ += rows * cols;
+      return *a;
+    }
+  }
   const TensorView t = need(name, {rows, cols});
   return {t.dtype, t.data, rows, cols};
+}
+
+EncoderWeights EncoderWeights::mflux(std::shared_ptr<const formats::ModelFolder> folder,
+                                     std::function<std::string(const std::string&)> rename) {
+  EncoderWeights w(
+      folder->path().string(),
+      [folder, rename](const std::string& name, const Shape&) -> std::optional<TensorView> {
+        if (const auto ref = folder->find_tensor(rename(name))) {
+          return formats::ModelFolder::view(*ref);
+        }
+        return std::nullopt;
+      });
+  w.keep_alive.push_back(folder);
+  w.affine = [folder, rename](const std::string& base, i64 out,
+                              i64 in) -> std::optional<kernels::WeightView> {
+    const formats::QuantizedWeight* q = folder->find_quantized(rename(base));
+    if (q == nullptr) return std::nullopt;
+    if (q->out_features != out || q->in_features != in) {
+      throw Error(ErrorCode::kFormat,
+                  "packed weight " + shape_string(q->weight.info->shape) + " holds [" +
+                      std::to_string(q->out_features) + ", " + std::to_string(q->in_features) +
+                      "] at " + std::to_string(q->spec.bits) + " bits, the model needs [" +
+                      std::to_string(out) + ", " + std::to_string(in) + "]",
+                  {.file = q->weight.file->source(), .key = q->weight.info->name});
+    }
+    const TensorView s = formats::ModelFolder::view(q->scales);
+    kernels::WeightView v{DType::kU32, formats::ModelFolder::view(q->weight).data, out, in};
+    v.affine = {q->spec.bits, q->spec.group_size, s.dtype, s.data,
+                formats::ModelFolder::view(q->biases).data};
+    return v;
+  };
+  return w;
 }
 
 i64 config_int(const nlohmann::json& cfg, const char* key, std::optional<i64> fallback,

@@ -18,6 +18,7 @@
 #include "hearth/core/cpu.hpp"
 #include "hearth/core/thread_pool.hpp"
 #include "hearth/formats/gguf.hpp"
+#include "hearth/formats/hf_folder.hpp"
 #include "hearth/kernels/backend.hpp"
 #include "hearth/tensor/tensor.hpp"
 
@@ -51,6 +52,18 @@ class EncoderWeights {
   // type (ggml::supported): every matrix whose rows are whole blocks is quantized row by row by
   // hearth's quantizer, the others stay f32. Made on pool.
   static EncoderWeights random(DType dtype, unsigned seed, ThreadPool& pool);
+  // A component folder mflux saved (see is_mflux_folder): tensors by rename(name) (mflux's name
+  // for a Hugging Face one), and affine set: matrices and embedding tables MLX quantized
+  // (<base>.weight U32 + .scales + .biases, the folder's bits and group size) are found there.
+  static EncoderWeights mflux(std::shared_ptr<const formats::ModelFolder> folder,
+                              std::function<std::string(const std::string&)> rename);
+
+  // MLX affine weights: base's packed matrix as a WeightView of [rows, cols] (kFormat naming file
+  // and tensor when it holds another shape), or nullopt where base is not quantized. linear() and
+  // table() look here first when it is set.
+  using FindAffine = std::function<std::optional<kernels::WeightView>(
+      const std::string& base, std::int64_t rows, std::int64_t cols)>;
+  FindAffine affine;
 
   const std::string& source() const { return source_; }
   const nlohmann::json* config() const { return config_ ? &*config_ : nullptr; }

@@ -494,35 +494,10 @@ FluxTransformerConfig mflux_transformer_config(const fs::path& dir) {
 std::unique_ptr<FluxTransformer> FluxTransformer::load_mflux(
     const fs::path& path, const FluxTransformerOptions& options) {
   auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(path));
-  detail::EncoderWeights w(
-      path.string(), [folder](const std::string& name, const Shape&) -> std::optional<TensorView> {
-        if (const auto ref = folder->find_tensor(mflux_name(name))) {
-          return formats::ModelFolder::view(*ref);
-        }
-        return std::nullopt;
-      });
-  w.keep_alive.push_back(folder);
-  const FindAffine affine = [folder](const std::string& base, i64 out,
-                                     i64 in) -> std::optional<kernels::WeightView> {
-    const formats::QuantizedWeight* q = folder->find_quantized(mflux_name(base));
-    if (q == nullptr) return std::nullopt;
-    if (q->out_features != out || q->in_features != in) {
-      throw Error(ErrorCode::kFormat,
-                  "packed weight " + shape_string(q->weight.info->shape) + " holds [" +
-                      std::to_string(q->out_features) + ", " + std::to_string(q->in_features) +
-                      "] at " + std::to_string(q->spec.bits) + " bits, the model needs [" +
-                      std::to_string(out) + ", " + std::to_string(in) + "]",
-                  {.file = q->weight.file->source(), .key = q->weight.info->name});
-    }
-    const TensorView s = formats::ModelFolder::view(q->scales);
-    kernels::WeightView v{DType::kU32, formats::ModelFolder::view(q->weight).data, out, in};
-    v.affine = {q->spec.bits, q->spec.group_size, s.dtype, s.data,
-                formats::ModelFolder::view(q->biases).data};
-    return v;
-  };
+  const auto w = detail::EncoderWeights::mflux(folder, mflux_name);
   std::unique_ptr<FluxTransformer> m(new FluxTransformer());
   m->config_ = mflux_config(*folder, w.source());
-  m->build(w, options, affine);
+  m->build(w, options, w.affine);
   return m;
 }
 

@@ -76,9 +76,21 @@ std::vector<float> ImageNet::f32(const std::string& name, const Shape& expect) c
 ImageNet::Conv ImageNet::conv(const std::string& name, std::int64_t out, std::int64_t in,
                               kernels::ConvShape shape, bool bias) const {
   const std::string wname = name + ".weight";
-  Shape expect = {out, in, shape.kernel, shape.kernel};
-  if (shape.kernel == 1 && this->shape(wname).size() == 2) expect = {out, in};
-  const std::vector<float> w = f32(wname, expect);
+  const std::int64_t k = shape.kernel;
+  Shape expect = channels_last_ ? Shape{out, k, k, in} : Shape{out, in, k, k};
+  if (k == 1 && this->shape(wname).size() == 2) expect = {out, in};
+  std::vector<float> w = f32(wname, expect);
+  if (channels_last_ && expect.size() == 4) {
+    // [out, kh, kw, in] to [out, in, kh, kw], one output channel at a time.
+    std::vector<float> t(static_cast<std::size_t>(in * k * k));
+    for (std::int64_t o = 0; o < out; ++o) {
+      float* row = w.data() + o * in * k * k;
+      for (std::int64_t p = 0; p < k * k; ++p) {
+        for (std::int64_t c = 0; c < in; ++c) t[c * k * k + p] = row[p * in + c];
+      }
+      std::memcpy(row, t.data(), t.size() * sizeof(float));
+    }
+  }
   std::vector<float> b;
   if (bias) b = f32(name + ".bias", {out});
   return {backend_.make_conv2d(w.data(), bias ? b.data() : nullptr, out, in, shape)};

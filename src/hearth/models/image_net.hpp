@@ -65,7 +65,9 @@ class ImageNet {
   std::vector<float> f32(const std::string& name, const Shape& expect) const;
 
   // name.weight [out, in, k, k] (or [out, in] for a linear layer stored as a 1x1 conv's weight
-  // when k is 1) and name.bias [out] when bias.
+  // when k is 1) and name.bias [out] when bias. With channels_last (MLX's Conv2d, as mflux saves
+  // it) a 4-D weight is [out, k, k, in] and is transposed at load.
+  void set_channels_last(bool channels_last) { channels_last_ = channels_last; }
   Conv conv(const std::string& name, std::int64_t out, std::int64_t in, kernels::ConvShape shape,
             bool bias = true) const;
   Norm norm(const std::string& name, std::int64_t channels, std::int64_t groups, float eps) const;
@@ -82,6 +84,7 @@ class ImageNet {
  private:
   kernels::Backend& backend_;
   formats::SafetensorsFile file_;
+  bool channels_last_ = false;
 };
 
 }  // namespace hearth::models

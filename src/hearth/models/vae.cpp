@@ -6,6 +6,8 @@
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
 #include "hearth/formats/file_io.hpp"
+#include "hearth/models/flux_transformer.hpp"
+#include "hearth/tensor/mlx_quant.hpp"
 
 namespace hearth::models {
 
@@ -15,7 +17,15 @@ using kernels::ConvShape;
 using i64 = std::int64_t;
 
 const char* to_string(VaeLayout layout) {
-  return layout == VaeLayout::kDiffusers ? "diffusers" : "bfl";
+  switch (layout) {
+    case VaeLayout::kDiffusers:
+      return "diffusers";
+    case VaeLayout::kBfl:
+      return "bfl";
+    case VaeLayout::kMflux:
+      return "mflux";
+  }
+  return "?";
 }
 
 namespace {
@@ -29,44 +39,49 @@ struct Names {
   VaeLayout layout;
   i64 blocks;
   std::string down_resnet(i64 i, i64 j) const {
-    return layout == VaeLayout::kDiffusers
+    return layout != VaeLayout::kBfl
                ? "encoder.down_blocks." + std::to_string(i) + ".resnets." + std::to_string(j)
                : "encoder.down." + std::to_string(i) + ".block." + std::to_string(j);
   }
   std::string downsample(i64 i) const {
-    return layout == VaeLayout::kDiffusers
+    return layout != VaeLayout::kBfl
                ? "encoder.down_blocks." + std::to_string(i) + ".downsamplers.0.conv"
                : "encoder.down." + std::to_string(i) + ".downsample.conv";
   }
   // Up block i in the order the decoder runs them (BFL numbers them from the output end).
   std::string up_resnet(i64 i, i64 j) const {
-    return layout == VaeLayout::kDiffusers
+    return layout != VaeLayout::kBfl
                ? "decoder.up_blocks." + std::to_string(i) + ".resnets." + std::to_string(j)
                : "decoder.up." + std::to_string(blocks - 1 - i) + ".block." + std::to_string(j);
   }
   std::string upsample(i64 i) const {
-    return layout == VaeLayout::kDiffusers
+    return layout != VaeLayout::kBfl
                ? "decoder.up_blocks." + std::to_string(i) + ".upsamplers.0.conv"
                : "decoder.up." + std::to_string(blocks - 1 - i) + ".upsample.conv";
   }
   std::string mid_resnet(const std::string& part, int j) const {
-    return layout == VaeLayout::kDiffusers ? part + ".mid_block.resnets." + std::to_string(j)
-                                           : part + ".mid.block_" + std::to_string(j + 1);
+    return layout != VaeLayout::kBfl ? part + ".mid_block.resnets." + std::to_string(j)
+                                     : part + ".mid.block_" + std::to_string(j + 1);
   }
   std::string mid_attention(const std::string& part) const {
-    return part + (layout == VaeLayout::kDiffusers ? ".mid_block.attentions.0" : ".mid.attn_1");
+    return part + (layout != VaeLayout::kBfl ? ".mid_block.attentions.0" : ".mid.attn_1");
   }
   std::string norm_out(const std::string& part) const {
-    return part + (layout == VaeLayout::kDiffusers ? ".conv_norm_out" : ".norm_out");
+    if (layout == VaeLayout::kMflux) return part + ".conv_norm_out.norm";
+    return part + (layout != VaeLayout::kBfl ? ".conv_norm_out" : ".norm_out");
+  }
+  // conv_in / conv_out of part (mflux wraps them: conv_in.conv2d).
+  std::string conv_io(const std::string& part, const char* which) const {
+    return part + "." + which + (layout == VaeLayout::kMflux ? ".conv2d" : "");
   }
   const char* shortcut() const {
-    return layout == VaeLayout::kDiffusers ? ".conv_shortcut" : ".nin_shortcut";
+    return layout != VaeLayout::kBfl ? ".conv_shortcut" : ".nin_shortcut";
   }
   // Attention: norm, q, k, v, out.
   std::string attn(const std::string& base, int which) const {
     static const char* diffusers[] = {".group_norm", ".to_q", ".to_k", ".to_v", ".to_out.0"};
     static const char* bfl[] = {".norm", ".q", ".k", ".v", ".proj_out"};
-    return base + (layout == VaeLayout::kDiffusers ? diffusers[which] : bfl[which]);
+    return base + (layout != VaeLayout::kBfl ? diffusers[which] : bfl[which]);
   }
 };
 
@@ -111,10 +126,65 @@ struct Vae::Impl {
     return r;
   }
 
+  // name.weight as f32 [c, c]: diffusers' [c, c], BFL's 1x1 conv [c, c, 1, 1], or mflux's
+  // MLX affine codes (U32 [c, c * bits / 32], name.scales and name.biases [c, c / 64]) dequantized
+  // exactly as MLX computes them (the attention is a small part of the VAE: 4 c^2 weights).
+  std::vector<float> linear_weight(const std::string& name, i64 c) const {
+    const std::string wname = name + ".weight";
+    const Shape& s = net->shape(wname);
+    if (layout != VaeLayout::kMflux || net->file().find_tensor(wname)->dtype != DType::kU32) {
+      return net->f32(wname, s.size() == 4 ? Shape{c, c, 1, 1} : Shape{c, c});
+    }
+    constexpr i64 kGroup = 64;
+    const std::string* level = net->file().find_metadata("quantization_level");
+    const int bits = level != nullptr && (*level == "4" || *level == "8") ? std::stoi(*level) : 0;
+    if (bits == 0) {
+      throw Error(ErrorCode::kFormat,
+                  "tensor " + wname + " is MLX-quantized but the quantization_level metadata is " +
+                      (level ? "'" + *level + "'" : std::string("missing")) + " (4 or 8)",
+                  {net->source(), {}, wname});
+    }
+    if (c % kGroup != 0) {
+      throw Error(
+          ErrorCode::kFormat,
+          "tensor " + wname + ": " + std::to_string(c) + " channels are not whole MLX groups of 64",
+          {net->source(), {}, wname});
+    }
+    if (s != Shape{c, c * bits / 32}) {
+      throw Error(ErrorCode::kFormat,
+                  "tensor " + wname + " has shape " + shape_string(s) + ", expected " +
+                      shape_string({c, c * bits / 32}) + " for " + std::to_string(bits) +
+                      "-bit codes",
+                  {net->source(), {}, wname});
+    }
+    const auto* sc = net->file().find_tensor(name + ".scales");
+    const auto* bi = net->file().find_tensor(name + ".biases");
+    const Shape gs{c, c / kGroup};
+    for (const auto& [t, n] : {std::pair{sc, name + ".scales"}, std::pair{bi, name + ".biases"}}) {
+      if (t == nullptr || t->shape != gs || t->dtype != sc->dtype ||
+          (t->dtype != DType::kF16 && t->dtype != DType::kBF16 && t->dtype != DType::kF32)) {
+        throw Error(ErrorCode::kFormat,
+                    "tensor " + n + " is missing or not " + shape_string(gs) +
+                        " f16/bf16/f32 like the scales",
+                    {net->source(), {}, n});
+      }
+    }
+    const TensorView wv = net->file().view(*net->file().find_tensor(wname));
+    const TensorView sv = net->file().view(*sc), bv = net->file().view(*bi);
+    const std::size_t srow = *dtype_bytes(sc->dtype, static_cast<std::uint64_t>(c / kGroup));
+    const i64 rb = mlx::packed_row_bytes(c, bits);
+    std::vector<float> w(static_cast<std::size_t>(c * c));
+    for (i64 r = 0; r < c; ++r) {
+      mlx::dequantize_row(reinterpret_cast<const std::uint8_t*>(wv.data) + r * rb, c, bits,
+                          static_cast<int>(kGroup), sc->dtype,
+                          static_cast<const std::byte*>(sv.data) + r * srow,
+                          static_cast<const std::byte*>(bv.data) + r * srow, w.data() + r * c);
+    }
+    return w;
+  }
+
   std::unique_ptr<kernels::LinearWeights> linear(const std::string& name, i64 c) const {
-    const Shape& s = net->shape(name + ".weight");
-    const Shape expect = s.size() == 4 ? Shape{c, c, 1, 1} : Shape{c, c};
-    const std::vector<float> w = net->f32(name + ".weight", expect);
+    const std::vector<float> w = linear_weight(name, c);
     const std::vector<float> b = net->f32(name + ".bias", {c});
     return net->backend().make_linear(w.data(), b.data(), c, c);
   }
@@ -126,9 +196,7 @@ struct Vae::Impl {
     std::vector<float> w, b;
     for (int which = 1; which <= 3; ++which) {
       const std::string name = names.attn(base, which);
-      const Shape& s = net->shape(name + ".weight");
-      const std::vector<float> wi =
-          net->f32(name + ".weight", s.size() == 4 ? Shape{c, c, 1, 1} : Shape{c, c});
+      const std::vector<float> wi = linear_weight(name, c);
       const std::vector<float> bi = net->f32(name + ".bias", {c});
       w.insert(w.end(), wi.begin(), wi.end());
       b.insert(b.end(), bi.begin(), bi.end());
@@ -148,7 +216,7 @@ struct Vae::Impl {
     const auto& ch = config.block_out_channels;
     const i64 n = static_cast<i64>(ch.size());
     auto e = std::make_unique<Coder>();
-    e->conv_in = net->conv("encoder.conv_in", ch[0], config.in_channels, k3x3);
+    e->conv_in = net->conv(names.conv_io("encoder", "conv_in"), ch[0], config.in_channels, k3x3);
     i64 in = ch[0];
     for (i64 i = 0; i < n; ++i) {
       std::vector<ResnetBlock> level;
@@ -162,7 +230,8 @@ struct Vae::Impl {
     }
     load_mid(*e, "encoder", in);
     e->norm_out = net->norm(names.norm_out("encoder"), in, config.norm_groups, config.eps);
-    e->conv_out = net->conv("encoder.conv_out", 2 * config.latent_channels, in, k3x3);
+    e->conv_out =
+        net->conv(names.conv_io("encoder", "conv_out"), 2 * config.latent_channels, in, k3x3);
     encoder = std::move(e);
   }
 
@@ -171,7 +240,7 @@ struct Vae::Impl {
     const i64 n = static_cast<i64>(ch.size());
     auto d = std::make_unique<Coder>();
     i64 in = ch[n - 1];
-    d->conv_in = net->conv("decoder.conv_in", in, config.latent_channels, k3x3);
+    d->conv_in = net->conv(names.conv_io("decoder", "conv_in"), in, config.latent_channels, k3x3);
     load_mid(*d, "decoder", in);
     for (i64 i = 0; i < n; ++i) {
       const i64 out = ch[n - 1 - i];
@@ -185,7 +254,7 @@ struct Vae::Impl {
                                       : ImageNet::Conv{});
     }
     d->norm_out = net->norm(names.norm_out("decoder"), in, config.norm_groups, config.eps);
-    d->conv_out = net->conv("decoder.conv_out", config.out_channels, in, k3x3);
+    d->conv_out = net->conv(names.conv_io("decoder", "conv_out"), config.out_channels, in, k3x3);
     decoder = std::move(d);
   }
 
@@ -328,6 +397,43 @@ VaeConfig bfl_config(const ImageNet& net) {
   return c;
 }
 
+// mflux's saved vae/ has no config either: the shape from the tensors (diffusers' names, MLX's
+// channels-last convolutions [out, kh, kw, in]); mflux's VAE fixes 32 groups and FLUX.1's scale
+// and shift.
+VaeConfig mflux_config(const ImageNet& net) {
+  VaeConfig c;
+  const Shape& conv_in = net.shape("encoder.conv_in.conv2d.weight");
+  const Shape& dec_in = net.shape("decoder.conv_in.conv2d.weight");
+  const Shape& dec_out = net.shape("decoder.conv_out.conv2d.weight");
+  if (conv_in.size() != 4 || dec_in.size() != 4 || dec_out.size() != 4) {
+    throw Error(ErrorCode::kFormat, "conv_in / conv_out weights are not 4-D", {net.source()});
+  }
+  c.in_channels = conv_in[3];
+  c.latent_channels = dec_in[3];
+  c.out_channels = dec_out[0];
+  c.block_out_channels.clear();
+  const auto first = [](i64 i) {
+    return "encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight";
+  };
+  for (i64 i = 0; i < 8 && net.has(first(i)); ++i) {
+    const Shape& s = net.shape(first(i));
+    if (s.empty()) throw Error(ErrorCode::kFormat, "empty conv weight", {net.source()});
+    c.block_out_channels.push_back(s[0]);
+  }
+  c.layers_per_block = 0;
+  while (c.layers_per_block < 16 && net.has("encoder.down_blocks.0.resnets." +
+                                            std::to_string(c.layers_per_block) + ".conv1.weight")) {
+    ++c.layers_per_block;
+  }
+  if (c.block_out_channels.empty() || c.layers_per_block == 0) {
+    throw Error(ErrorCode::kFormat,
+                "no encoder.down_blocks.N.resnets.M tensors: not mflux's saved VAE",
+                {net.source()});
+  }
+  c.mid_attention = net.has("decoder.mid_block.attentions.0.to_q.weight");
+  return c;
+}
+
 }  // namespace
 
 Vae Vae::load(const fs::path& path, kernels::Backend& backend) {
@@ -338,6 +444,7 @@ Vae Vae::load(const fs::path& path, kernels::Backend& backend) {
     fs::path dir = path;
     if (!fs::exists(dir / "config.json") && fs::is_directory(dir / "vae")) dir /= "vae";
     const fs::path config = dir / "config.json";
+    if (!fs::exists(config) && is_mflux_folder(dir)) return load_mflux(dir, backend);
     if (!fs::exists(config)) {
       throw Error(ErrorCode::kNotFound, "no config.json (nor vae/config.json)", {path.string()});
     }
@@ -466,6 +573,33 @@ Latent unpack_latents(const float* tokens, i64 channels, i64 height, i64 width) 
     }
   }
   return l;
+}
+
+}  // namespace hearth::models
+
+namespace hearth::models {
+
+// mflux's saved vae/ (mflux-save, ModelSaver): one shard 0.safetensors (mflux splits at 2 GB;
+// FLUX.1's VAE is 160 MB of bf16) with quantization_level / mflux_version metadata.
+Vae Vae::load_mflux(const fs::path& dir, kernels::Backend& backend) {
+  if (fs::exists(dir / "1.safetensors")) {
+    throw Error(ErrorCode::kUnsupported,
+                "a VAE in more than one shard (mflux writes one below 2 GB)",
+                {(dir / "1.safetensors").string()});
+  }
+  const fs::path weights = dir / "0.safetensors";
+  if (!fs::exists(weights)) {
+    throw Error(ErrorCode::kNotFound, "mflux's saved VAE without 0.safetensors", {dir.string()});
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->net = std::make_unique<ImageNet>(backend, weights);
+  impl->net->set_channels_last(true);
+  impl->config = mflux_config(*impl->net);
+  impl->layout = VaeLayout::kMflux;
+  impl->names = {impl->layout, static_cast<i64>(impl->config.block_out_channels.size())};
+  impl->load_encoder();
+  impl->load_decoder();
+  return Vae(std::move(impl));
 }
 
 }  // namespace hearth::models

@@ -1,9 +1,10 @@
 // FLUX.1's 16-channel AutoencoderKL (the same graph as diffusers' AutoencoderKL and Black Forest
 // Labs' ae.safetensors): ResNet blocks of GroupNorm + SiLU + 3x3 convolutions, a mid block with
 // one single-head self-attention, stride-2 downsampling (zero padding after the image only) and
-// nearest 2x upsampling. Both weight layouts are read: a diffusers `vae/` folder (config.json +
-// diffusion_pytorch_model.safetensors) or BFL's single ae.safetensors, whose configuration is read
-// off its tensor shapes (32 groups, eps 1e-6, FLUX.1's scale and shift, as BFL's code fixes them).
+// nearest 2x upsampling. Three weight layouts are read: a diffusers `vae/` folder (config.json +
+// diffusion_pytorch_model.safetensors), mflux's saved vae/ (see load) or BFL's single
+// ae.safetensors, whose configuration is read off its tensor shapes (32 groups, eps 1e-6, FLUX.1's
+// scale and shift, as BFL's code fixes them).
 #pragma once
 
 #include <cstdint>
@@ -33,7 +34,7 @@ struct VaeConfig {
   std::int64_t downscale() const { return std::int64_t{1} << (block_out_channels.size() - 1); }
 };
 
-enum class VaeLayout { kDiffusers, kBfl };
+enum class VaeLayout { kDiffusers, kBfl, kMflux };
 const char* to_string(VaeLayout layout);
 
 class Vae {
@@ -41,6 +42,10 @@ class Vae {
   // A diffusers AutoencoderKL folder (config.json + diffusion_pytorch_model.safetensors), a
   // pipeline folder holding one as vae/, or a BFL ae.safetensors file. kNotFound / kFormat /
   // kUnsupported errors name the file.
+  // mflux's saved vae/ folder (found by its shard's quantization_level / mflux_version
+  // metadata, no config.json) is read too: diffusers' names but conv_in.conv2d, conv_out.conv2d
+  // and conv_norm_out.norm, convolutions channels-last [out, kh, kw, in] (transposed at load),
+  // the attention's linears MLX affine when mflux quantized them (dequantized at load).
   static Vae load(const std::filesystem::path& path, kernels::Backend& backend);
 
   Vae(Vae&&) noexcept;
@@ -62,6 +67,7 @@ class Vae {
  private:
   struct Impl;
   explicit Vae(std::unique_ptr<Impl> impl);
+  static Vae load_mflux(const std::filesystem::path& dir, kernels::Backend& backend);
   std::unique_ptr<Impl> impl_;
 };
 
