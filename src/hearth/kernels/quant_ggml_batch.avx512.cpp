@@ -7,21 +7,15 @@
 // conversion, one product of the 16 weight scales by the 16 activation scales and one fma per x
 // row finish the group.
 #pragma GCC target("avx512vnni")
-#include <immintrin.h>
-
 #include <cstring>
-#include <initializer_list>
 
+#include "hearth/kernels/avx512_util.hpp"
 #include "hearth/kernels/quant_batch.hpp"
 
 namespace hearth::kernels {
 namespace {
 
-using i64 = std::int64_t;
-using u8 = std::uint8_t;
-
-constexpr i64 kPrefetch = 1536;  // bytes ahead in the weight stream
-constexpr int kMaxRows = 8;      // x rows per pass over the weights
+constexpr int kMaxRows = 8;  // x rows per pass over the weights
 
 // The activations of one group of 16 blocks (512 inputs): lane 4u + s is block 4s + u, and q[j]
 // holds at 4 * lane that block's inputs 4j .. 4j + 3.
@@ -31,10 +25,6 @@ struct Group {
   float dl[16];           // the block's d
 };
 static_assert(sizeof(Group) == 640);
-
-constexpr int lane_of(i64 block_in_group) {
-  return static_cast<int>(4 * (block_in_group % 4) + block_in_group / 4);
-}
 
 i64 groups_of(i64 k) {
   return (k / 32 + 15) / 16;
@@ -48,21 +38,6 @@ i64 act_row_bytes(DType /*t*/, i64 k) {
   return groups_of(k) * static_cast<i64>(sizeof(Group));
 }
 
-// One block of 32 inputs to int8 exactly as quantize_rows rounds it (cvtps rounds to nearest even
-// as lrintf does). Returns d.
-inline float quantize_block(const float* x, std::int8_t* q, int& sum) {
-  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-  const float d = amax / 127.0f;
-  const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
-  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(q0));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(q1));
-  sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-  return d;
-}
-
 void prepare(DType /*t*/, const float* x, i64 rows, i64 ldx, i64 k, void* out) {
   const i64 nb = k / 32;
   const i64 ng = groups_of(k);
@@ -73,46 +48,14 @@ void prepare(DType /*t*/, const float* x, i64 rows, i64 ldx, i64 k, void* out) {
     for (i64 b = 0; b < nb; ++b) {
       Group& g = groups[b / 16];
       const int lane = lane_of(b % 16);
+      __m512i q0, q1;
+      g.dl[lane] = quantize_q8_block(xr + b * 32, q0, q1);
+      g.bias[lane] = -8 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
       std::int8_t q[32];
-      int sum = 0;
-      g.dl[lane] = quantize_block(xr + b * 32, q, sum);
-      g.bias[lane] = -8 * sum;
+      store16(q, q0);
+      store16(q + 16, q1);
       for (int j = 0; j < 8; ++j) std::memcpy(g.q[j] + 4 * lane, q + 4 * j, 4);
     }
-  }
-}
-
-inline __mmask64 first_bytes(i64 n) {
-  return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
-}
-
-inline __m512i words(std::initializer_list<int> w) {
-  alignas(64) std::int16_t v[32] = {};
-  int i = 0;
-  for (const int x : w) v[i++] = static_cast<std::int16_t>(x);
-  return _mm512_load_si512(v);
-}
-
-// The 16 blocks' integer sums of one x row's group against the weights' (from p, the offset
-// term): two dependency chains for one or two rows, one each from three rows on (enough chains
-// already, one add less).
-template <int R>
-inline __m512i block_sums(__m512i p, const __m512i* lo, const __m512i* hi, const Group* x) {
-  if constexpr (R <= 2) {
-    __m512i p2 = _mm512_setzero_si512();
-    for (int j = 0; j < 4; j += 2) {
-      p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
-      p2 = _mm512_dpbusd_epi32(p2, lo[j + 1], _mm512_load_si512(x->q[j + 1]));
-      p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
-      p2 = _mm512_dpbusd_epi32(p2, hi[j + 1], _mm512_load_si512(x->q[5 + j]));
-    }
-    return _mm512_add_epi32(p, p2);
-  } else {
-    for (int j = 0; j < 4; ++j) {
-      p = _mm512_dpbusd_epi32(p, lo[j], _mm512_load_si512(x->q[j]));
-      p = _mm512_dpbusd_epi32(p, hi[j], _mm512_load_si512(x->q[4 + j]));
-    }
-    return p;
   }
 }
 
@@ -127,7 +70,6 @@ void gemv_q4_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
   const __m512i idx_qs = words({1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
                                 19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35});
   const __m512i idx_sc = words({0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27});
-  const __m512i m4 = _mm512_set1_epi8(15);
   for (i64 n = n0; n < n1; ++n) {
     const u8* row = w + n * rb;
     __m512 acc[R];
@@ -154,17 +96,8 @@ void gemv_q4_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
         qs[s] = _mm512_permutex2var_epi16(a, idx_qs, b);
         sc = _mm512_mask_permutexvar_epi16(sc, static_cast<__mmask32>(0x1111u << s), idx_sc, a);
       }
-      const __m512i t0 = _mm512_unpacklo_epi32(qs[0], qs[1]);
-      const __m512i t1 = _mm512_unpackhi_epi32(qs[0], qs[1]);
-      const __m512i t2 = _mm512_unpacklo_epi32(qs[2], qs[3]);
-      const __m512i t3 = _mm512_unpackhi_epi32(qs[2], qs[3]);
-      const __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
       __m512i lo[4], hi[4];
-      for (int j = 0; j < 4; ++j) {
-        lo[j] = _mm512_and_si512(v[j], m4);
-        hi[j] = _mm512_and_si512(_mm512_srli_epi16(v[j], 4), m4);
-      }
+      transposed_nibbles(qs, lo, hi);
       const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {

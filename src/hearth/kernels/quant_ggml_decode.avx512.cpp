@@ -11,20 +11,13 @@
 // same int8 blocks as quantize_rows makes (d = max|x| / 127, round to nearest): only the f32
 // summation order differs from the other levels.
 #pragma GCC target("avx512vnni")
-#include <immintrin.h>
-
 #include <cstring>
-#include <initializer_list>
 
+#include "hearth/kernels/avx512_util.hpp"
 #include "hearth/kernels/quant_ggml.hpp"
 
 namespace hearth::kernels {
 namespace {
-
-using i64 = std::int64_t;
-using u8 = std::uint8_t;
-
-constexpr i64 kPrefetch = 1536;  // bytes ahead in the weight stream
 
 // Activations of 64 inputs (two blocks) in input order, for Q8_0, Q4_K, Q5_K and Q6_K.
 struct Step64 {
@@ -66,22 +59,6 @@ int offset_shift(DType t) {
   }
 }
 
-// One block of 32 inputs to int8 exactly as quantize_rows rounds it (cvtps rounds to nearest even
-// as lrintf does): elements 0-15 in q0, 16-31 in q1, as int32. Returns d.
-inline float quantize_block(const float* x, __m512i& q0, __m512i& q1) {
-  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-  const float d = amax / 127.0f;
-  const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-  q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
-  q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
-  return d;
-}
-
-inline void store16(std::int8_t* p, __m512i q) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(q));
-}
-
 // -(sum of each lane's four bytes of q, plus those of q2) << shift.
 inline __m512i lane_bias(__m512i q, __m512i q2, int shift) {
   const __m512i ones = _mm512_set1_epi8(1);
@@ -103,7 +80,7 @@ void prepare(DType t, const float* x, i64 rows, i64 ldx, i64 k, void* out) {
         Step128& st = steps[s];
         for (int u = 0; u < 4; ++u) {
           __m512i q0 = _mm512_setzero_si512(), q1 = q0;
-          const float d = 4 * s + u < nb ? quantize_block(xr + (4 * s + u) * 32, q0, q1) : 0.0f;
+          const float d = 4 * s + u < nb ? quantize_q8_block(xr + (4 * s + u) * 32, q0, q1) : 0.0f;
           store16(st.lo + 16 * u, q0);
           store16(st.hi + 16 * u, q1);
           _mm_storeu_ps(st.dl + 4 * u, _mm_set1_ps(d));
@@ -121,7 +98,7 @@ void prepare(DType t, const float* x, i64 rows, i64 ldx, i64 k, void* out) {
       for (int h = 0; h < 2; ++h) {
         __m512i q0 = _mm512_setzero_si512(), q1 = q0;
         const i64 b = 2 * s + h;
-        const float d = b < nb ? quantize_block(xr + b * 32, q0, q1) : 0.0f;
+        const float d = b < nb ? quantize_q8_block(xr + b * 32, q0, q1) : 0.0f;
         store16(st.q + 32 * h, q0);
         store16(st.q + 32 * h + 16, q1);
         _mm256_storeu_ps(st.dl + 8 * h, _mm256_set1_ps(d));
@@ -133,17 +110,6 @@ void prepare(DType t, const float* x, i64 rows, i64 ldx, i64 k, void* out) {
       _mm512_store_si512(st.bias, bias);
     }
   }
-}
-
-inline __mmask64 first_bytes(i64 n) {
-  return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
-}
-
-inline __m512i words(std::initializer_list<int> w) {
-  alignas(64) std::int16_t v[32] = {};
-  int i = 0;
-  for (const int x : w) v[i++] = static_cast<std::int16_t>(x);
-  return _mm512_load_si512(v);
 }
 
 // 32 bytes of lo, then 32 of hi.

@@ -5,17 +5,13 @@
 // int32 lanes (each lane within one block and one group), scaled by s_group * d_block and summed
 // in f32; the bias term is sum_g b_g * sum(x over g) with the exact sums.
 #pragma GCC target("avx512vnni")
-#include <immintrin.h>
-
 #include <cstring>
 
+#include "hearth/kernels/avx512_util.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
 
 namespace hearth::kernels {
 namespace {
-
-using i64 = std::int64_t;
-using u8 = std::uint8_t;
 
 // 4 bits: 128 inputs (four blocks, 64 packed bytes): byte j of a block holds inputs 2j (low
 // nibble) and 2j + 1 (high).
@@ -52,22 +48,6 @@ i64 act_row_bytes(const AffineMatrix& w) {
   return (steps_of(w) * step_bytes(w.bits) + sums + 63) / 64 * 64;
 }
 
-// One block of 32 inputs as AffineActs::fill rounds it: q = round(x * 127 / max|x|) (nearest
-// even, as cvtps rounds), elements 0-15 in q0 and 16-31 in q1 as int32. Returns d.
-inline float quantize_block(const float* x, __m512i& q0, __m512i& q1) {
-  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-  const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-  const __m512 lim = _mm512_set1_ps(127.0f);
-  const auto round = [&](__m512 v) {
-    return _mm512_cvtps_epi32(_mm512_min_ps(
-        _mm512_max_ps(_mm512_mul_ps(v, inv), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim));
-  };
-  q0 = round(x0);
-  q1 = round(x1);
-  return amax / 127.0f;
-}
-
 void prepare(const AffineMatrix& w, const float* x, i64 rows, i64 ldx, void* out) {
   const i64 rb = act_row_bytes(w);
   const i64 k = w.cols, nb = k / 32, steps = steps_of(w), groups = w.groups();
@@ -80,7 +60,7 @@ void prepare(const AffineMatrix& w, const float* x, i64 rows, i64 ldx, void* out
     const float* xr = x + r * ldx;
     for (i64 b = 0; b < nb; ++b) {
       __m512i q0, q1;
-      const float d = quantize_block(xr + b * 32, q0, q1);
+      const float d = quantize_affine_block(xr + b * 32, q0, q1);
       const __m256i q = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
       if (w.bits == 4) {
         Step4& s = reinterpret_cast<Step4*>(base)[b / 4];
@@ -100,31 +80,7 @@ void prepare(const AffineMatrix& w, const float* x, i64 rows, i64 ldx, void* out
       }
     }
     auto* sums = reinterpret_cast<float*>(base + steps * step_bytes(w.bits));
-    for (i64 g = 0; g < groups; ++g) {
-      __m512 acc = _mm512_setzero_ps();
-      for (i64 i = 0; i < w.group_size; i += 16) {
-        acc = _mm512_add_ps(acc, _mm512_loadu_ps(xr + g * w.group_size + i));
-      }
-      sums[g] = _mm512_reduce_add_ps(acc);
-    }
-  }
-}
-
-inline __mmask64 first_bytes(i64 n) {
-  return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
-}
-inline __mmask16 first_lanes(i64 n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
-}
-
-// Up to 16 scales (f16 or bf16) from p as floats; the rest zero.
-template <bool kBf16>
-inline __m512 load_scales(const u8* p, i64 n) {
-  const __m256i h = _mm256_maskz_loadu_epi16(first_lanes(n), p);
-  if constexpr (kBf16) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  } else {
-    return _mm512_cvtph_ps(h);
+    group_sums(xr, groups, w.group_size, sums);
   }
 }
 
@@ -151,7 +107,7 @@ void gemv_rows(const AffineMatrix& w, const u8* xp, i64 xrb, i64 n0, i64 n1, con
     for (int r = 0; r < R; ++r) acc[r] = accb[r] = _mm512_setzero_ps();
     for (i64 s = 0; s < steps; ++s) {
       const u8* c = codes + s * 64;
-      _mm_prefetch(reinterpret_cast<const char*>(c + 1536), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetch), _MM_HINT_T0);
       const i64 left = (k - s * kIn) * kBits / 8;
       const __m512i v =
           left >= 64 ? _mm512_loadu_si512(c) : _mm512_maskz_loadu_epi8(first_bytes(left), c);
@@ -178,14 +134,7 @@ void gemv_rows(const AffineMatrix& w, const u8* xp, i64 xrb, i64 n0, i64 n1, con
         }
       }
     }
-    for (i64 g = 0; g < groups; g += 16) {
-      const __m512 b = load_scales<kBf16>(bi + 2 * g, groups - g);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        const auto* sums = reinterpret_cast<const float*>(xp + r * xrb + sums_at);
-        accb[r] = _mm512_fmadd_ps(b, _mm512_loadu_ps(sums + g), accb[r]);
-      }
-    }
+    add_bias_terms<R, kBf16>(bi, groups, xp, xrb, sums_at, accb);
     const float bv = bias != nullptr ? bias[n] : 0.0f;
     for (int r = 0; r < R; ++r) {
       y[r * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], accb[r])) + bv;
