@@ -1,7 +1,8 @@
 // hearth-bench-flux-transformer: one FLUX.1 transformer step (a single call, as every sampler step
 // is) at FLUX.1's shape (3072 wide: 24 heads of 128, T5 4096, CLIP 768, 64 latent channels) with
 // random weights made in memory, by default 4-bit (q4_0, quantized by hearth's quantizer as a
-// GGUF file would hold them; the matrices whose rows are not whole blocks stay f32). The full
+// GGUF file would hold them; the matrices whose rows are not whole blocks stay f32), or any of
+// f32, f16, bf16, f8_e4m3, f8_e5m2 (every matrix, as a float8 checkpoint holds them). The full
 // model is 19 double-stream and 38 single-stream blocks (6.7 GB at q4_0); by default three models
 // are built and timed, without blocks, with one double block and with one single block, and the
 // step is scaled to the full depth: t(none) + 19 (t(double) - t(none)) + 38 (t(single) - t(none))
@@ -110,7 +111,8 @@ int main(int argc, char** argv) {
   app.add_option("--sizes", sizes, "image sizes in pixels (square; multiples of 16)");
   app.add_option("--text-tokens", text_tokens, "T5 tokens (256 schnell, 512 dev)")
       ->check(CLI::Range(1, 4096));
-  app.add_option("--dtype", dtype_name, "random weights: q4_0, q4_k, q8_0, bf16, ...");
+  app.add_option("--dtype", dtype_name,
+                 "random weights: q4_0, q4_k, q8_0, bf16, f8_e4m3, f8_e5m2, ...");
   app.add_option("--repeat", repeats, "steps per size (best reported)")->check(CLI::Range(1, 100));
   app.add_flag("--full", full, "build all 19 + 38 blocks (6.7 GB at q4_0) instead of scaling");
   app.add_flag("--dev", dev, "dev's guidance embedding");

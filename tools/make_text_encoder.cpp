@@ -120,14 +120,8 @@ class Maker {
       Tensor q{t.name, t.shape, std::vector<std::byte>(v.size()), f8};
       for (std::size_t i = 0; i < v.size(); ++i) {
         const float x = v[i] / s;
-        if (f8 == DType::kF8E4M3) {
-          q.bytes[i] = static_cast<std::byte>(hearth::f32_to_f8e4m3(x));
-          continue;
-        }
-        // e5m2: the IEEE half's upper byte, rounded to nearest even on the lower one.
-        const std::uint16_t h = hearth::f32_to_f16(x);
-        const unsigned low = h & 0xFFu, high = h >> 8;
-        q.bytes[i] = static_cast<std::byte>(high + (low > 0x80u || (low == 0x80u && (high & 1u))));
+        q.bytes[i] = static_cast<std::byte>(f8 == DType::kF8E4M3 ? hearth::f32_to_f8e4m3(x)
+                                                                 : hearth::f32_to_f8e5m2(x));
       }
       out.tensors_.push_back(std::move(q));
     }

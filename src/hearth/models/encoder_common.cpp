@@ -79,18 +79,20 @@ EncoderWeights EncoderWeights::gguf(std::shared_ptr<const formats::GGUFFile> fil
 }
 
 EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& pool) {
-  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16 &&
+  const bool f8 = dtype == DType::kF8E4M3 || dtype == DType::kF8E5M2;
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16 && !f8 &&
       !ggml::supported(dtype)) {
     throw Error(ErrorCode::kInvalidArgument,
-                "random weights are f32, f16, bf16 or a ggml block type (q4_0 ... iq4_xs)");
+                "random weights are f32, f16, bf16, f8_e4m3, f8_e5m2 or a ggml block type (q4_0 "
+                "... iq4_xs)");
   }
   auto store = std::make_shared<std::vector<std::unique_ptr<std::byte[]>>>();
   auto index = std::make_shared<std::uint64_t>(0);
   ThreadPool* p = &pool;
   EncoderWeights w(
       "random weights",
-      [store, index, dtype, seed, p](const std::string& name,
-                                     const Shape& shape) -> std::optional<TensorView> {
+      [store, index, dtype, f8, seed, p](const std::string& name,
+                                         const Shape& shape) -> std::optional<TensorView> {
         if (shape.empty()) return std::nullopt;
         const bool vector = shape.size() == 1;
         // Block types: matrices of whole-block rows only (the others f32), a row per unit.
@@ -98,7 +100,7 @@ EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& po
             !vector && ggml::supported(dtype) && shape.back() % dtype_info(dtype).block_size == 0;
         const DType dt = vector || (ggml::supported(dtype) && !quant) ? DType::kF32 : dtype;
         const auto n = static_cast<std::size_t>(numel(shape));
-        const std::size_t es = dt == DType::kF32 ? 4 : 2;
+        const std::size_t es = dt == DType::kF32 ? 4 : f8 ? 1 : 2;
         const auto cols = static_cast<std::size_t>(shape.back());
         const std::size_t row_bytes =
             quant ? static_cast<std::size_t>(ggml::row_bytes(dt, shape.back())) : 0;
@@ -129,6 +131,11 @@ EncoderWeights EncoderWeights::random(DType dtype, unsigned seed, ThreadPool& po
                                  static_cast<std::int64_t>(cols));
             } else if (dt == DType::kF32) {
               std::memcpy(buf.get() + i * 4, block.data(), len * 4);
+            } else if (f8) {
+              auto* out = reinterpret_cast<std::uint8_t*>(buf.get()) + i;
+              for (std::size_t j = 0; j < len; ++j) {
+                out[j] = dt == DType::kF8E4M3 ? f32_to_f8e4m3(block[j]) : f32_to_f8e5m2(block[j]);
+              }
             } else {
               if (dt == DType::kF16) {
                 f32_to_f16(block.data(), half.data(), len);

@@ -48,7 +48,8 @@ class EncoderWeights {
   static EncoderWeights gguf(std::shared_ptr<const formats::GGUFFile> file,
                              const std::string& probe, const std::vector<std::string>& prefixes);
   // Uniform random weights of the requested shapes (matrices 1/sqrt(cols) scaled, embeddings of
-  // standard deviation 1, norm gains near 1) in dtype; vectors f32. dtype may be a ggml block
+  // standard deviation 1, norm gains near 1) in dtype (f32, f16, bf16, f8_e4m3, f8_e5m2: every
+  // matrix, float8 rounded to nearest even); vectors f32. dtype may be a ggml block
   // type (ggml::supported): every matrix whose rows are whole blocks is quantized row by row by
   // hearth's quantizer, the others stay f32. Made on pool.
   static EncoderWeights random(DType dtype, unsigned seed, ThreadPool& pool);

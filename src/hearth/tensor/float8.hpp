@@ -52,4 +52,13 @@ inline std::uint8_t f32_to_f8e4m3(float f) {
   return static_cast<std::uint8_t>(sign | lo);
 }
 
+// The IEEE half's upper byte, rounded to nearest even on the lower one (past the largest finite
+// value, 57344, to infinity, as PyTorch's cast); NaN stays NaN.
+inline std::uint8_t f32_to_f8e5m2(float f) {
+  const std::uint16_t h = f32_to_f16(f);
+  if ((h & 0x7FFFu) > 0x7C00u) return static_cast<std::uint8_t>((h >> 8) | 0x02u);
+  const unsigned low = h & 0xFFu, high = h >> 8;
+  return static_cast<std::uint8_t>(high + (low > 0x80u || (low == 0x80u && (high & 1u))));
+}
+
 }  // namespace hearth
