@@ -1,6 +1,6 @@
 // hearth-server against real clients: the official `openai` npm package, unmodified (chat,
-// embeddings, models and images; installed into <build>/node on first use; skipped, saying why,
-// without node, npm or the registry), and a bounded load of 8 concurrent clients x 25 chat
+// embeddings, models and images; installed into <build>/node-openai on first use; skipped, saying
+// why, without node, npm or the registry), and a bounded load of 8 concurrent clients x 25 chat
 // requests (latency and throughput printed).
 #include <gtest/gtest.h>
 
@@ -22,31 +22,18 @@ namespace fs = std::filesystem;
 
 constexpr const char* kOpenAIPackage = "openai@7.59.0";
 
-fs::path node_dir() {
-  return hearth::testing::tools_dir().parent_path() / "node";
-}
-
-// Installs the package on first use; returns why it cannot be used, or "".
-std::string ensure_openai() {
-  if (hearth::testing::run_command("node --version") != 0) return "node is not installed";
-  const fs::path d = node_dir();
-  if (fs::exists(d / "node_modules/openai/package.json")) return "";
-  if (hearth::testing::run_command("npm --version") != 0) return "npm is not installed";
-  fs::create_directories(d);
-  std::string output;
-  const int rc = hearth::testing::run_command(
-      "cd " + hearth::testing::quote(d) +
-          " && timeout 300 npm install --no-audit --no-fund --no-save " + kOpenAIPackage,
-      &output);
-  if (rc != 0) return std::string("npm install ") + kOpenAIPackage + " failed: " + output;
-  return "";
+// The package's own folder, <build>/node-openai: installed into the tokenize tests' <build>/node it
+// would prune their packages, and theirs it (testing::npm_packages).
+fs::path openai_modules(std::string* why) {
+  return hearth::testing::npm_packages("node-openai", kOpenAIPackage,
+                                       {"node_modules/openai/package.json"}, why);
 }
 
 TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsModelsAndImages) {
   HEARTH_REQUIRE_TINY_MODELS();
-  if (const std::string why = ensure_openai(); !why.empty()) {
-    GTEST_SKIP() << "the openai npm package is unavailable: " << why;
-  }
+  std::string why;
+  const fs::path modules = openai_modules(&why);
+  if (!why.empty()) GTEST_SKIP() << "the openai npm package is unavailable: " << why;
   ServerOptions o = testing::tiny_options();
   o.context = 512;
   o.api_key = "test-key";
@@ -56,7 +43,7 @@ TEST(Clients, TheOfficialOpenAIPackageRunsChatStreamEmbeddingsModelsAndImages) {
   std::string out;
   const int rc = hearth::testing::run_command(
       hearth::testing::cat({"node ", hearth::testing::quote(script), " ",
-                            hearth::testing::quote(node_dir() / "node_modules"),
+                            hearth::testing::quote(modules),
                             " http://127.0.0.1:", std::to_string(srv.port()), "/v1 test-key"}),
       &out);
   ASSERT_EQ(rc, 0) << out;

@@ -33,10 +33,6 @@ using testing::quote;
 
 constexpr const char* kPuppeteer = "puppeteer-core@24.9.0";  // the last for node 18 (Debian's)
 
-fs::path browser_node_dir() {
-  return testing::tools_dir().parent_path() / "node-browser";
-}
-
 // Chromium ($HEARTH_CHROMIUM, else chromium on the PATH), or "" when it is not there.
 std::string chromium() {
   if (const char* env = std::getenv("HEARTH_CHROMIUM"); env != nullptr && *env != '\0')
@@ -47,21 +43,11 @@ std::string chromium() {
   return out;
 }
 
-// Installs puppeteer-core into <build>/node-browser on first use (its own folder: an npm install
-// --no-save elsewhere would prune it); returns why it cannot be used, or "".
-std::string ensure_puppeteer() {
-  if (testing::run_command("node --version") != 0) return "node is not installed";
-  const fs::path d = browser_node_dir();
-  if (fs::exists(d / "node_modules/puppeteer-core/package.json")) return "";
-  if (testing::run_command("npm --version") != 0) return "npm is not installed";
-  fs::create_directories(d);
-  std::string out;
-  if (testing::run_command(
-          cat({"cd ", quote(d), " && timeout 300 npm install --no-audit --no-fund --no-save ",
-               kPuppeteer}),
-          &out) != 0)
-    return cat({"npm install ", kPuppeteer, " failed: ", out});
-  return "";
+// puppeteer-core in its own folder, <build>/node-browser (an npm install --no-save of another set
+// there would prune it: testing::npm_packages).
+fs::path puppeteer_modules(std::string* why) {
+  return testing::npm_packages("node-browser", kPuppeteer,
+                               {"node_modules/puppeteer-core/package.json"}, why);
 }
 
 fs::path sample_corpus() {
@@ -168,9 +154,9 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
     GTEST_SKIP() << "the browser test needs Debian's chromium (apt install chromium; or set "
                     "HEARTH_CHROMIUM)";
   }
-  if (const std::string why = ensure_puppeteer(); !why.empty()) {
-    GTEST_SKIP() << "the browser test needs node and puppeteer-core: " << why;
-  }
+  std::string why;
+  const fs::path modules = puppeteer_modules(&why);
+  if (!why.empty()) GTEST_SKIP() << "the browser test needs node and puppeteer-core: " << why;
   HEARTH_REQUIRE_FIXTURE(vocab, "tokenizers/llamacpp-vocab/ggml-vocab-phi-3.gguf");
   const fs::path server_bin = testing::tools_dir() / "hearth-server";
   ASSERT_TRUE(fs::exists(server_bin)) << server_bin << " is not built";
@@ -214,7 +200,7 @@ TEST(WebPage, AsksABankStreamsTheAnswerAndOpensACitedPassage) {
   const std::string url = server.url(std::chrono::seconds(30));
   ASSERT_FALSE(url.empty()) << "hearth-server did not say where it listens:\n" << server.log();
   const int rc = testing::run_command(
-      cat({"NODE_PATH=", quote(browser_node_dir() / "node_modules"), " timeout 120 node ",
+      cat({"NODE_PATH=", quote(modules), " timeout 120 node ",
            quote(testing::source_dir() / "tests/serve/web_page.cjs"), " --url ", url,
            " --chromium ", quote(browser), " --question 'How do I keep a bank up to date?'",
            " --upload ", quote(upload), " --image-size 64x48 --key web-test-key --out ",

