@@ -318,8 +318,8 @@ TEST(TextEncoders, BrokenMfluxClipFoldersNameFileAndTensor) {
 // 9% (4-bit) of the weights' RMS per product plus the int8 activation rows, over the embedding,
 // the position bias and seven products per layer (the gated product wi_0 x wi_1 adds two
 // errors), two layers, where CLIP has three per layer: measured 4.6% (8-bit) and 32% (4-bit) of
-// the hidden states' RMS here (seed 7); the bounds are 10% and 60%, about twice those (a
-// misread tensor gives 100% or more).
+// the hidden states' RMS here (seed 7); the bounds are 10% and 45% (wi_0 and wi_1 read swapped
+// gives 59% and 64%).
 TEST(TextEncoders, MfluxT5FolderGivesTheFolderResult) {
   testing::TempDir tmp;
   const std::string shape = " --arch t5-encoder --hidden 64 --heads 64 --ffn 128 --seed 7";
@@ -340,7 +340,7 @@ TEST(TextEncoders, MfluxT5FolderGivesTheFolderResult) {
   o.threads = 1;
   const auto ref = T5Encoder::load(tmp / "hf", o);
   const std::vector<float> want = ref->encode(ids);
-  for (const auto& [bits, bound] : {std::pair{0, 0.0}, std::pair{8, 0.1}, std::pair{4, 0.6}}) {
+  for (const auto& [bits, bound] : {std::pair{0, 0.0}, std::pair{8, 0.1}, std::pair{4, 0.45}}) {
     const auto m = T5Encoder::load(tmp / ("mflux" + std::to_string(bits)), o);
     EXPECT_EQ(m->config().d_model, 64);
     EXPECT_EQ(m->config().heads, 64);
