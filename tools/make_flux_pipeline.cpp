@@ -188,14 +188,14 @@ void make_flux_pipeline(const std::string& out, DType dtype, unsigned seed,
   copy_folder(tok / "tokenizer", bfl / "tokenizer");
   copy_folder(tok / "tokenizer_2", bfl / "tokenizer_2");
   // mflux's saved model (unquantized: quantization_level None) of the same weights: transformer/,
-  // text_encoder/ and vae/ in its layout, the tokenizers, and the T5 as a single file beside it
-  // (hearth does not read mflux's MLX-layout text_encoder_2/).
+  // text_encoder/, text_encoder_2/ and vae/ in its layout, and the tokenizers.
   const fs::path mf = root / "mflux";
   make_flux_transformer((mf / "transformer").string(), "mflux", dtype, seed + 3, dit);
   make_text_encoder("clip-text", (mf / "text_encoder").string(), "mflux", dtype, seed + 1,
                     (tok / "tokenizer").string(), clip);
   write_random_vae_mflux(mf / "vae", {}, dtype, vae, seed + 4, 0);
-  fs::copy_file(bfl / t5_name, mf / t5_name);
+  make_text_encoder("t5-encoder", (mf / "text_encoder_2").string(), "mflux", dtype, seed + 2,
+                    (tok / "tokenizer_2").string(), t5);
   copy_folder(tok / "tokenizer", mf / "tokenizer");
   copy_folder(tok / "tokenizer_2", mf / "tokenizer_2");
   fs::remove_all(tok);

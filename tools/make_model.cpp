@@ -22,8 +22,8 @@
 //  --arch clip-text, t5-encoder: FLUX's text encoders (CLIPTextModel, T5EncoderModel) as a
 //    Hugging Face folder or, with --format safetensors, a single file with the same names (as
 //    ComfyUI keeps clip_l / t5xxl); tiny by default, with the real tokenizers (--tokenizer-dir)
-//    copied into the folder (make_text_encoder.cpp); --arch clip-text --format mflux
-//    [--mlx-bits 4|8]: mflux's saved text_encoder/ folder.
+//    copied into the folder (make_text_encoder.cpp); --arch clip-text / t5-encoder --format mflux
+//    [--mlx-bits 4|8]: mflux's saved text_encoder/ / text_encoder_2/ folder.
 //  --arch flux-transformer: FLUX.1's FluxTransformer2DModel as a diffusers transformer/ folder
 //    (config.json, two shards and their index) or, with --format safetensors, the same weights
 //    as Black Forest Labs' single file, or with --format gguf as city96's FLUX GGUFs (general.
@@ -1359,9 +1359,9 @@ int main(int argc, char** argv) {
       std::printf("wrote %s\n", out.c_str());
       return 0;
     }
-    if (format == "mflux" && arch != "clip-text") {
+    if (format == "mflux" && arch != "clip-text" && arch != "t5-encoder") {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                          "--format mflux is for --arch flux-transformer or clip-text");
+                          "--format mflux is for --arch flux-transformer, clip-text or t5-encoder");
     }
     if (mix && (arch == "bert" || arch == "flux-transformer" || format != "gguf")) {
       throw hearth::Error(hearth::ErrorCode::kInvalidArgument,

@@ -5,9 +5,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "hearth/core/error.hpp"
@@ -135,7 +138,12 @@ class Maker {
   // (<base>.weight U32 [out, in * bits / 32], <base>.scales and <base>.biases [out, in / 64] in
   // the maker's dtype), the rest as it is; one shard 0.safetensors with mflux's metadata
   // (quantization_level, mflux_version) and model.safetensors.index.json.
-  void write_mflux(const fs::path& dir, int bits) const {
+  //
+  // names, when given, gives mflux's names for a tensor (several where mflux keeps copies), in
+  // place of the feed-forward renaming.
+  void write_mflux(
+      const fs::path& dir, int bits,
+      const std::function<std::vector<std::string>(const std::string&)>& names = {}) const {
     constexpr std::int64_t kGroup = 64;
     hearth::formats::SafetensorsWriter w;
     const std::string level = bits == 0 ? "None" : std::to_string(bits);
@@ -144,7 +152,8 @@ class Maker {
     std::vector<std::vector<std::byte>> stored;
     stored.reserve(3 * tensors_.size());
     nlohmann::json map = nlohmann::json::object();
-    for (const Tensor& t : tensors_) {
+    const auto each = [&](const Tensor& t) {
+      if (names) return names(t.name);
       std::string name = t.name;
       for (const auto& [from, to] :
            {std::pair{".net.0.proj.", ".linear1."}, std::pair{".net.2.", ".linear2."}}) {
@@ -152,29 +161,12 @@ class Maker {
           name.replace(at, std::strlen(from), to);
         }
       }
-      const std::int64_t cols = t.shape.back();
-      if (bits == 0 || t.shape.size() != 2 || !name.ends_with(".weight") || cols % kGroup != 0) {
-        w.add_tensor(name, t.dtype.value_or(dtype_), t.shape, t.bytes);
-        map[name] = "0.safetensors";
-        continue;
+      return std::vector<std::string>{name};
+    };
+    for (const Tensor& t : tensors_) {
+      for (const std::string& name : each(t)) {
+        add_mflux(w, stored, map, t, name, bits, kGroup);
       }
-      const std::string base = name.substr(0, name.size() - 7);
-      const std::vector<float> v = values(t);
-      const std::int64_t rows = t.shape[0], groups = cols / kGroup;
-      const std::int64_t rb = hearth::mlx::packed_row_bytes(cols, bits);
-      std::vector<std::byte>& packed = stored.emplace_back(static_cast<std::size_t>(rows * rb));
-      std::vector<float> sc(static_cast<std::size_t>(rows * groups)), bi(sc.size());
-      for (std::int64_t r = 0; r < rows; ++r) {
-        hearth::mlx::quantize_row(v.data() + r * cols, cols, bits, static_cast<int>(kGroup),
-                                  reinterpret_cast<std::uint8_t*>(packed.data()) + r * rb,
-                                  sc.data() + r * groups, bi.data() + r * groups);
-      }
-      w.add_tensor(base + ".weight", DType::kU32, {rows, rb / 4}, packed);
-      w.add_tensor(base + ".scales", dtype_, {rows, groups},
-                   stored.emplace_back(encode(sc, dtype_)));
-      w.add_tensor(base + ".biases", dtype_, {rows, groups},
-                   stored.emplace_back(encode(bi, dtype_)));
-      for (const char* sfx : {".weight", ".scales", ".biases"}) map[base + sfx] = "0.safetensors";
     }
     fs::create_directories(dir);
     w.write(dir / "0.safetensors");
@@ -184,6 +176,34 @@ class Maker {
                 {"weight_map", map}})
                .dump(2)
         << "\n";
+  }
+
+  // One tensor of write_mflux as name: MLX-affine quantized at bits when its rows are whole
+  // groups, else as it is.
+  void add_mflux(hearth::formats::SafetensorsWriter& w, std::vector<std::vector<std::byte>>& stored,
+                 nlohmann::json& map, const Tensor& t, const std::string& name, int bits,
+                 std::int64_t kGroup) const {
+    const std::int64_t cols = t.shape.back();
+    if (bits == 0 || t.shape.size() != 2 || !name.ends_with(".weight") || cols % kGroup != 0) {
+      w.add_tensor(name, t.dtype.value_or(dtype_), t.shape, t.bytes);
+      map[name] = "0.safetensors";
+      return;
+    }
+    const std::string base = name.substr(0, name.size() - 7);
+    const std::vector<float> v = values(t);
+    const std::int64_t rows = t.shape[0], groups = cols / kGroup;
+    const std::int64_t rb = hearth::mlx::packed_row_bytes(cols, bits);
+    std::vector<std::byte>& packed = stored.emplace_back(static_cast<std::size_t>(rows * rb));
+    std::vector<float> sc(static_cast<std::size_t>(rows * groups)), bi(sc.size());
+    for (std::int64_t r = 0; r < rows; ++r) {
+      hearth::mlx::quantize_row(v.data() + r * cols, cols, bits, static_cast<int>(kGroup),
+                                reinterpret_cast<std::uint8_t*>(packed.data()) + r * rb,
+                                sc.data() + r * groups, bi.data() + r * groups);
+    }
+    w.add_tensor(base + ".weight", DType::kU32, {rows, rb / 4}, packed);
+    w.add_tensor(base + ".scales", dtype_, {rows, groups}, stored.emplace_back(encode(sc, dtype_)));
+    w.add_tensor(base + ".biases", dtype_, {rows, groups}, stored.emplace_back(encode(bi, dtype_)));
+    for (const char* sfx : {".weight", ".scales", ".biases"}) map[base + sfx] = "0.safetensors";
   }
 
   std::vector<std::string> names() const {
@@ -291,10 +311,9 @@ const char* torch_dtype(DType d) {
 void make_text_encoder(const std::string& arch, const std::string& out, const std::string& format,
                        DType dtype, unsigned seed, const std::string& tokenizer_dir,
                        const TextEncoderShape& shape) {
-  if (format != "hf" && format != "safetensors" && (format != "mflux" || arch != "clip-text")) {
+  if (format != "hf" && format != "safetensors" && format != "mflux") {
     throw hearth::Error(hearth::ErrorCode::kInvalidArgument,
-                        "text encoders are written as --format hf or safetensors (or mflux for "
-                        "clip-text)");
+                        "text encoders are written as --format hf, safetensors or mflux");
   }
   std::int64_t vocab = 1024;
   if (!tokenizer_dir.empty()) {
@@ -390,6 +409,30 @@ void make_text_encoder(const std::string& arch, const std::string& out, const st
     return;
   }
   fs::create_directories(out);
+  if (format == "mflux" && arch == "t5-encoder") {
+    // mflux's T5 names (get_t5_encoder_mapping), block 0's position bias copied to every block.
+    const std::int64_t layers = shape.layers.value_or(2);
+    m.write_mflux(out, shape.mlx_bits, [layers](const std::string& name) {
+      constexpr std::string_view kBlock = "encoder.block.";
+      if (name.ends_with("relative_attention_bias.weight")) {
+        std::vector<std::string> all;
+        for (std::int64_t l = 0; l < layers; ++l) {
+          all.push_back("t5_blocks." + std::to_string(l) +
+                        ".attention.SelfAttention.relative_attention_bias.weight");
+        }
+        return all;
+      }
+      if (name.starts_with(kBlock)) {
+        const std::size_t dot = name.find('.', kBlock.size());
+        const std::string block = "t5_blocks." + name.substr(kBlock.size(), dot - kBlock.size());
+        const std::string rest = name.substr(dot + 1);  // layer.0.<...> or layer.1.<...>
+        return std::vector<std::string>{block + (rest[6] == '0' ? ".attention." : ".ff.") +
+                                        rest.substr(8)};
+      }
+      return std::vector<std::string>{name.starts_with("encoder.") ? name.substr(8) : name};
+    });
+    return;
+  }
   if (format == "mflux") {  // no config.json: mflux-save writes none
     m.write_mflux(out, shape.mlx_bits);
     return;

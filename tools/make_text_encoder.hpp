@@ -17,7 +17,9 @@ struct TextEncoderShape {
 // when given) or a single safetensors file (format "safetensors": the same names, as ComfyUI's
 // clip_l.safetensors / t5xxl_*.safetensors). The vocabulary is the tokenizer's, rounded up to a
 // multiple of 128 (49,408 for CLIP, 32,128 for T5, as the real models), else 1,024. Format
-// "mflux" (clip-text): mflux's saved text_encoder/ (the same names, no config.json, one shard
+// "mflux": mflux's saved text_encoder/ (clip-text: the same names) or text_encoder_2/
+// (t5-encoder: mflux's names, t5_blocks.N.attention / .ff, block 0's position bias copied into
+// every block) with no config.json, one shard
 // 0.safetensors with mflux's metadata and its index), every matrix and embedding table whose
 // rows are whole groups of 64 MLX-affine quantized to shape.mlx_bits when it is 4 or 8, as
 // mflux-save --quantize does (nn.Linear and nn.Embedding have quantized forms).

@@ -227,14 +227,15 @@ TEST_F(FluxPipelineTest, DiffusersFolderAndBflFilesGiveTheSameImage) {
 }
 
 // mflux's saved model of the same weights (unquantized; hearth-make-model writes it beside the
-// others): its own transformer/, text_encoder/ (CLIP) and vae/ are read, the T5 comes from the
-// single file beside it, and the image is the diffusers folder's exactly.
+// others): its own transformer/, text_encoder/ (CLIP), text_encoder_2/ (T5) and vae/ are read,
+// no single file beside it, and the image is the diffusers folder's exactly.
 TEST_F(FluxPipelineTest, MfluxFolderGivesTheDiffusersImage) {
   for (const char* variant : {"schnell", "dev"}) {
     const FluxPipeline a = FluxPipeline::open(model(variant, "diffusers").string());
     const FluxPipeline m = FluxPipeline::open(model(variant, "mflux").string());
     EXPECT_EQ(m.files().layout, FluxLayout::kMflux);
     EXPECT_EQ(m.files().clip, model(variant, "mflux") / "text_encoder");
+    EXPECT_EQ(m.files().t5, model(variant, "mflux") / "text_encoder_2");
     EXPECT_EQ(m.files().vae, model(variant, "mflux") / "vae");
     EXPECT_EQ(m.dev(), a.dev());
     const FluxResult ra = a.generate(small(), two_threads());
@@ -242,14 +243,16 @@ TEST_F(FluxPipelineTest, MfluxFolderGivesTheDiffusersImage) {
     ASSERT_EQ(rm.images.size(), 1U);
     EXPECT_EQ(ra.images[0].rgb, rm.images[0].rgb) << variant;
   }
-  // Without the T5 single file: the message says mflux's own T5 is not read.
+  // An explicit T5 overrides mflux's own.
+  FluxOpenOptions opts;
+  opts.t5 = model("schnell", "diffusers") / "text_encoder_2";
+  EXPECT_EQ(FluxPipeline::open(model("schnell", "mflux").string(), opts).files().t5, opts.t5);
+  // Without text_encoder_2/ and no single file: the message asks for the T5 file.
   const testing::TempDir tmp;
   fs::copy(model("schnell", "mflux"), tmp / "m", fs::copy_options::recursive);
-  for (const auto& e : fs::directory_iterator(tmp / "m")) {
-    if (e.path().filename().string().starts_with("t5xxl_")) fs::remove(e.path());
-  }
+  fs::remove_all(tmp / "m" / "text_encoder_2");
   expect_error([&] { FluxPipeline::open((tmp / "m").string()); }, ErrorCode::kNotFound,
-               {"t5xxl_", "text_encoder_2/ (T5"});
+               {"t5xxl_", "text_encoder_2/"});
 }
 
 TEST_F(FluxPipelineTest, AGgufTransformerIsFoundAndReadFromItsHeader) {

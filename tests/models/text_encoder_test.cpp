@@ -310,6 +310,100 @@ TEST(TextEncoders, BrokenMfluxClipFoldersNameFileAndTensor) {
   EXPECT_NE(std::string(e.what()).find("0.safetensors"), std::string::npos) << e.what();
 }
 
+// mflux's saved text_encoder_2/ (its names, block 0's position bias copied into every block):
+// unquantized, the Hugging Face folder's result exactly; MLX-quantized, within a bound. 64 heads
+// of 8 over a width of 64 make every matrix and both tables (shared, and the [32, 64] position
+// bias, an nn.Embedding that mflux quantizes too) whole groups of 64, so all are quantized.
+// The error terms are CLIP's (MfluxClipFolderGivesTheFolderResult above): about 0.5% (8-bit) and
+// 9% (4-bit) of the weights' RMS per product plus the int8 activation rows, over the embedding,
+// the position bias and seven products per layer (the gated product wi_0 x wi_1 adds two
+// errors), two layers, where CLIP has three per layer: measured 4.6% (8-bit) and 32% (4-bit) of
+// the hidden states' RMS here (seed 7); the bounds are 10% and 45% (wi_0 and wi_1 read swapped
+// gives 59% and 64%).
+TEST(TextEncoders, MfluxT5FolderGivesTheFolderResult) {
+  testing::TempDir tmp;
+  const std::string shape = " --arch t5-encoder --hidden 64 --heads 64 --ffn 128 --seed 7";
+  testing::make_model(shape + " --format hf --dtype f32 --out " + testing::quote(tmp / "hf"));
+  for (const int bits : {0, 8, 4}) {
+    testing::make_model(shape + " --format mflux --dtype f32 --mlx-bits " + std::to_string(bits) +
+                        " --out " + testing::quote(tmp / ("mflux" + std::to_string(bits))));
+  }
+  ASSERT_FALSE(HasFatalFailure());
+  const auto shard = formats::SafetensorsFile::open(tmp / "mflux8" / "0.safetensors");
+  for (const char* name :
+       {"t5_blocks.1.attention.SelfAttention.relative_attention_bias.scales",
+        "t5_blocks.1.ff.DenseReluDense.wo.biases", "shared.scales", "final_layer_norm.weight"}) {
+    EXPECT_NE(shard.find_tensor(name), nullptr) << name;
+  }
+  const Ids ids = {5, 17, 900, 3, 1023, 0, 8, 1};
+  TextEncoderOptions o;
+  o.threads = 1;
+  const auto ref = T5Encoder::load(tmp / "hf", o);
+  const std::vector<float> want = ref->encode(ids);
+  for (const auto& [bits, bound] : {std::pair{0, 0.0}, std::pair{8, 0.1}, std::pair{4, 0.45}}) {
+    const auto m = T5Encoder::load(tmp / ("mflux" + std::to_string(bits)), o);
+    EXPECT_EQ(m->config().d_model, 64);
+    EXPECT_EQ(m->config().heads, 64);
+    EXPECT_EQ(m->config().d_kv, 8);
+    EXPECT_EQ(m->config().d_ff, 128);
+    EXPECT_EQ(m->config().layers, 2);
+    EXPECT_EQ(m->config().vocab, 1024);
+    EXPECT_EQ(m->config().num_buckets, 32);
+    const std::vector<float> got = m->encode(ids);
+    if (bits == 0) {
+      EXPECT_EQ(got, want);
+      continue;
+    }
+    const double d = rel_rms(got, want);
+    std::printf("mflux T5 %d-bit: hidden RMS difference / RMS %.4f (bound %.2f)\n", bits, d, bound);
+    EXPECT_GT(d, 0.0);
+    EXPECT_LT(d, bound);
+  }
+}
+
+TEST(TextEncoders, BrokenMfluxT5FoldersNameFileAndTensor) {
+  testing::TempDir tmp;
+  const auto make = [&] {
+    testing::make_model(
+        "--arch t5-encoder --hidden 64 --heads 64 --ffn 128 --format mflux --mlx-bits 8 --out " +
+        testing::quote(tmp / "m"));
+  };
+  const fs::path shard = tmp / "m" / "0.safetensors";
+  const auto error_of = [&]() -> Error {
+    try {
+      T5Encoder::load(tmp / "m");
+    } catch (const Error& e) {
+      return e;
+    }
+    return Error(ErrorCode::kInternal, "(no error)");
+  };
+  const auto expect_names = [&](const Error& e, const std::string& tensor) {
+    EXPECT_NE(std::string(e.what()).find(tensor), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("0.safetensors"), std::string::npos) << e.what();
+  };
+  make();
+  ASSERT_FALSE(HasFatalFailure());
+  rewrite_shard(shard, "t5_blocks.1.ff.layer_norm.weight", nullptr);
+  expect_names(error_of(), "t5_blocks.1.ff.layer_norm.weight");
+  // A packed weight without its scales, then without its biases.
+  for (const char* part : {".scales", ".biases"}) {
+    make();
+    ASSERT_FALSE(HasFatalFailure());
+    rewrite_shard(shard, std::string("t5_blocks.0.attention.SelfAttention.k") + part, nullptr);
+    const Error e = error_of();
+    EXPECT_EQ(e.code(), ErrorCode::kFormat) << e.what();
+    expect_names(e, std::string("t5_blocks.0.attention.SelfAttention.k") + part);
+  }
+  // Codes for 64 inputs where wo takes 128.
+  make();
+  ASSERT_FALSE(HasFatalFailure());
+  const Shape half{64, 16};
+  rewrite_shard(shard, "t5_blocks.0.ff.DenseReluDense.wo.weight", &half);
+  const Error e = error_of();
+  EXPECT_EQ(e.code(), ErrorCode::kFormat) << e.what();
+  expect_names(e, "t5_blocks.0.ff.DenseReluDense.wo");
+}
+
 // eos_token_id 2 (FLUX.1's config) pools at the argmax of the ids; any other value at its first
 // occurrence, as transformers' CLIPTextTransformer does.
 TEST(TextEncoders, ClipPoolsAtTheConfiguredEndToken) {

@@ -275,10 +275,13 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     f.clip = !options.clip.empty() ? options.clip : find_in(dirs, {"clip_l.safetensors"});
     f.t5 = !options.t5.empty() ? options.t5 : find_t5(dirs);
     f.vae = !options.vae.empty() ? options.vae : find_in(dirs, {"ae.safetensors"});
-    // mflux's own CLIP text_encoder/ and vae/ (MLX layout) come before single files.
+    // mflux's own text_encoder/, text_encoder_2/ and vae/ (MLX layout) come before single files.
     if (f.layout == FluxLayout::kMflux) {
       if (options.clip.empty() && is_mflux_folder(dir / "text_encoder")) {
         f.clip = dir / "text_encoder";
+      }
+      if (options.t5.empty() && is_mflux_folder(dir / "text_encoder_2")) {
+        f.t5 = dir / "text_encoder_2";
       }
       if (options.vae.empty() && is_mflux_folder(dir / "vae")) f.vae = dir / "vae";
     }
@@ -309,8 +312,8 @@ FluxPipeline FluxPipeline::open(const std::string& model, const FluxOpenOptions&
     m.need(f.transformer, "the transformer");
     if (f.layout == FluxLayout::kMflux && (f.clip.empty() || f.t5.empty() || f.vae.empty())) {
       m.lines.push_back(
-          "(mflux's own text_encoder/ and vae/ are read; its text_encoder_2/ (T5 in MLX's "
-          "layout) is not: the single files below are needed beside its transformer)");
+          "(mflux's own text_encoder/, text_encoder_2/ and vae/ are read where present; the "
+          "single files below stand in for those missing)");
     }
     if (f.clip.empty()) {
       m.lines.push_back("clip_l.safetensors (looked in " + list(dirs) + "; or pass its path)");

@@ -18,10 +18,10 @@
 //    Face cache;
 //  * mflux's saved model folder (mflux-save: transformer/ found by its shards' metadata, see
 //    is_mflux_folder; tokenizer/, tokenizer_2/), or its transformer/ itself: the 4- or 8-bit MLX
-//    transformer is read in place, and so are its text_encoder/ (CLIP) and vae/ when present;
-//    its T5 (text_encoder_2/, MLX layout) is not read, so t5xxl_*.safetensors (and
-//    clip_l.safetensors / ae.safetensors where mflux's own are absent) are looked for as for
-//    single files (beside the folder, ComfyUI's siblings, or FluxOpenOptions);
+//    transformer is read in place, and so are its text_encoder/ (CLIP), text_encoder_2/ (T5)
+//    and vae/ when present; where one is absent, clip_l.safetensors, t5xxl_*.safetensors or
+//    ae.safetensors is looked for as for single files (beside the folder, ComfyUI's siblings, or
+//    FluxOpenOptions, which also override mflux's own);
 //  * "schnell" / "dev" (or any repo id): the diffusers snapshot in the local Hugging Face cache
 //    (no network).
 #pragma once

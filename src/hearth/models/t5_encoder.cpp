@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <string_view>
+#include <tuple>
 
 #include "hearth/core/cancel.hpp"
 #include "hearth/core/error.hpp"
+#include "hearth/formats/hf_folder.hpp"
+#include "hearth/models/flux_transformer.hpp"
 
 namespace hearth::models {
 
@@ -60,8 +64,68 @@ i64 t5_relative_bucket(i64 relative_position, i64 num_buckets, i64 max_distance)
   return bucket + large;
 }
 
+namespace {
+
+// mflux's name for a transformers T5EncoderModel one (its get_t5_encoder_mapping):
+// encoder.block.N.layer.0 / .layer.1 are t5_blocks.N.attention / .ff, encoder.final_layer_norm
+// is final_layer_norm; block 0's bias table is the one read (mflux copies it into every block).
+std::string mflux_t5_name(const std::string& name) {
+  constexpr std::string_view kBlock = "encoder.block.";
+  if (name.starts_with(kBlock)) {
+    const std::size_t dot = name.find('.', kBlock.size());
+    if (dot != std::string::npos) {
+      const std::string rest = name.substr(dot + 1);
+      const std::string block = "t5_blocks." + name.substr(kBlock.size(), dot - kBlock.size());
+      if (rest.starts_with("layer.0.")) return block + ".attention." + rest.substr(8);
+      if (rest.starts_with("layer.1.")) return block + ".ff." + rest.substr(8);
+    }
+  }
+  if (name.starts_with("encoder.")) return name.substr(8);
+  return name;
+}
+
+}  // namespace
+
+// mflux's saved text_encoder_2/ (is_mflux_folder): mflux's names (mflux_t5_name), no
+// config.json; when quantized, every linear and both embedding tables (shared and the position
+// bias, nn.Embedding) MLX affine. The shape from the tensors, as for a single file; mflux's T5
+// fixes eps 1e-6, 32 buckets over a 128 distance and the gated GELU.
+std::unique_ptr<T5Encoder> T5Encoder::load_mflux(const fs::path& dir,
+                                                 const TextEncoderOptions& options) {
+  auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(dir));
+  const auto w = detail::EncoderWeights::mflux(folder, mflux_t5_name);
+  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
+    const std::string name = mflux_t5_name(base);
+    if (const auto* q = folder->find_quantized(name)) return {q->out_features, q->in_features};
+    const auto t = folder->find_tensor(name + ".weight");
+    if (!t || t->info->shape.size() != 2) {
+      throw Error(ErrorCode::kFormat, "mflux T5 encoder: tensor missing or not a matrix",
+                  {.file = dir.string(), .key = name + ".weight"});
+    }
+    return {t->info->shape[0], t->info->shape[1]};
+  };
+  std::unique_ptr<T5Encoder> m(new T5Encoder());
+  T5EncoderConfig& c = m->config_;
+  std::tie(c.vocab, c.d_model) = dims("shared");
+  std::tie(c.num_buckets, c.heads) =
+      dims("encoder.block.0.layer.0.SelfAttention.relative_attention_bias");
+  c.d_kv = dims("encoder.block.0.layer.0.SelfAttention.q").first / std::max<i64>(c.heads, 1);
+  c.d_ff = dims("encoder.block.0.layer.1.DenseReluDense.wi_0").first;
+  c.layers = 0;
+  while (c.layers < 256) {
+    const std::string q =
+        mflux_t5_name("encoder.block." + std::to_string(c.layers) + ".layer.0.SelfAttention.q");
+    if (!folder->find_quantized(q) && !folder->find_tensor(q + ".weight")) break;
+    ++c.layers;
+  }
+  check_config(c, w.source());
+  m->build(w, options);
+  return m;
+}
+
 std::unique_ptr<T5Encoder> T5Encoder::load(const fs::path& path,
                                            const TextEncoderOptions& options) {
+  if (is_mflux_folder(path)) return load_mflux(path, options);
   const auto w =
       detail::EncoderWeights::open(path, kBias, {"", "text_encoders.t5xxl.transformer."});
   std::unique_ptr<T5Encoder> m(new T5Encoder());

@@ -41,7 +41,10 @@ class T5Encoder {
  public:
   // A folder (config.json required) or a single .safetensors file (shape from the tensors:
   // d_kv 64, heads from the bias table, 128 max distance, gated-GELU, eps 1e-6). Errors name the
-  // file and the tensor or key.
+  // file and the tensor or key. mflux's saved text_encoder_2/ (found by its shards' metadata, see
+  // is_mflux_folder) is read too: mflux's names (t5_blocks.N.attention / .ff, final_layer_norm),
+  // the same shape rules, its MLX affine linears and embedding tables (mflux-save --quantize 4|8)
+  // read in place by the affine kernels.
   static std::unique_ptr<T5Encoder> load(const std::filesystem::path& path,
                                          const TextEncoderOptions& options = {});
   // Random weights of the given shape in dtype (f32, f16, bf16), no file.
@@ -62,6 +65,8 @@ class T5Encoder {
   struct Layer;
   T5Encoder() = default;
   void build(const detail::EncoderWeights& w, const TextEncoderOptions& options);
+  static std::unique_ptr<T5Encoder> load_mflux(const std::filesystem::path& dir,
+                                               const TextEncoderOptions& options);
 
   T5EncoderConfig config_;
   std::string source_;
