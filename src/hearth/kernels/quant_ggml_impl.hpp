@@ -374,25 +374,30 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// One or two x rows: two accumulators per row (alternate sub-blocks) so that the FMA latency
-// does not bound the loop; three or four rows give enough independent chains with one each.
+// One or two x rows: two accumulators per row (alternate sub-blocks, or alternate blocks for the
+// types of one sub-block) so that the FMA latency does not bound the loop; three or four rows give
+// enough independent chains with one each.
 template <DType T, int R>
 void gemv_rows(const u8* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, const float* bias, float* y,
                i64 ldy) {
   using W = Q<T>;
   constexpr int subs = W::kElems / 32;
-  constexpr int kAcc = R <= 2 && subs > 1 ? 2 : 1;
+  constexpr int kAcc = R <= 2 ? 2 : 1;
+  constexpr int kStep = kAcc == 2 && subs == 1 ? 2 : 1;  // blocks per step
   const i64 nb = k / W::kElems;
   const i64 xs = k / 32;
   for (i64 n = n0; n < n1; ++n) {
     const u8* row = w + n * nb * W::kBytes;
     __m256 acc[R][kAcc];
-    float accm[R];
+    float accm[R][kAcc];
     for (int r = 0; r < R; ++r) {
-      for (int a = 0; a < kAcc; ++a) acc[r][a] = _mm256_setzero_ps();
-      accm[r] = 0.0f;
+      for (int a = 0; a < kAcc; ++a) {
+        acc[r][a] = _mm256_setzero_ps();
+        accm[r][a] = 0.0f;
+      }
     }
-    for (i64 b = 0; b < nb; ++b) {
+    // Block b into the accumulators of slot u (with kStep 1, alternate sub-blocks).
+    auto block = [&](i64 b, int u) {
       const u8* blk = row + b * W::kBytes;
       if (W::kElems == 256 || (b & 3) == 0) {
         _mm_prefetch(reinterpret_cast<const char*>(blk + 1024), _MM_HINT_T0);
@@ -401,7 +406,7 @@ void gemv_rows(const u8* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, const floa
       W::prep(blk, p);
 #pragma GCC unroll 8
       for (int j = 0; j < subs; ++j) {
-        const int slot = kAcc == 2 ? (j & 1) : 0;
+        const int slot = kStep == 2 ? u : kAcc == 2 ? (j & 1) : 0;
         const __m256i q = load_quants<T>(blk, j);
         __m256 sv = _mm256_setzero_ps();
         if constexpr (W::kPer16) {
@@ -415,17 +420,27 @@ void gemv_rows(const u8* w, i64 k, i64 n0, i64 n1, const Q8Block* xq, const floa
                                          : _mm256_set1_ps(p.scale[2 * j] * a.d);
           acc[r][slot] = _mm256_fmadd_ps(prod, scale, acc[r][slot]);
           if constexpr (W::kMin) {
-            accm[r] += W::kPer16 ? p.min[2 * j] * a.sum[0] + p.min[2 * j + 1] * a.sum[1]
-                                 : p.min[2 * j] * a.total;
+            accm[r][slot] += W::kPer16 ? p.min[2 * j] * a.sum[0] + p.min[2 * j + 1] * a.sum[1]
+                                       : p.min[2 * j] * a.total;
           }
         }
       }
+    };
+    i64 b = 0;
+    for (; b + kStep <= nb; b += kStep) {
+      block(b, 0);
+      if constexpr (kStep == 2) block(b + 1, 1);
     }
+    if (b < nb) block(b, 0);
     const float bv = bias != nullptr ? bias[n] : 0.0f;
     for (int r = 0; r < R; ++r) {
       __m256 t = acc[r][0];
-      if constexpr (kAcc == 2) t = _mm256_add_ps(t, acc[r][1]);
-      y[r * ldy + n] = hsum(t) - accm[r] + bv;
+      float m = accm[r][0];
+      if constexpr (kAcc == 2) {
+        t = _mm256_add_ps(t, acc[r][1]);
+        m += accm[r][1];
+      }
+      y[r * ldy + n] = hsum(t) - m + bv;
     }
   }
 }
