@@ -75,7 +75,7 @@ TEST(QuantLinear, EveryTypeShapeAndLevelWithinTheActivationRoundingBound) {
   ThreadPool pool(2);
   for (const DType t : kTypes) {
     const i64 block = dtype_info(t).block_size;
-    for (const i64 k : {block, 3 * block, 512 + block}) {
+    for (const i64 k : {block, 3 * block, 15 * block, 512 + block}) {
       for (const i64 n : {1, 7, 37}) {
         const QuantWeights w(t, n, k, static_cast<unsigned>(n * 31 + k));
         const std::vector<float> bias = testing::random_vector(static_cast<std::size_t>(n), 3);

@@ -1,7 +1,7 @@
 // Helpers shared by the AVX2 decode kernels (quant_ggml_decode.avx2.cpp,
-// quant_mlx_decode.avx2.cpp). Include it from a file compiled with the AVX2 flags: everything here
-// is in an unnamed namespace, so each file gets its own copy and nothing is shared with the other
-// levels' files.
+// quant_mlx_decode.avx2.cpp), and through avx512_util.hpp by the AVX-512 ones. Include it from a
+// file compiled with the AVX2 (or wider) flags: everything here is in an unnamed namespace, so
+// each file gets its own copy and nothing is shared with the other levels' files.
 #pragma once
 
 #include <immintrin.h>
@@ -86,6 +86,25 @@ inline __m256 gather_halves(const u8* p, i64 stride) {
   const std::uint64_t hi = load16(q) | load16(q + stride) << 16 | load16(q + 2 * stride) << 32 |
                            load16(q + 3 * stride) << 48;
   return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)));
+}
+
+// Q4_K / Q5_K scales and mins of the eight sub-blocks (times d and dmin).
+inline void k4_scales(const u8* b, __m256& sc, __m256& mn) {
+  std::uint32_t u[3];
+  std::memcpy(u, b + 4, 12);
+  constexpr std::uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+  const std::uint32_t s_lo = u[0] & m1;
+  const std::uint32_t s_hi = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+  const std::uint32_t m_lo = u[1] & m1;
+  const std::uint32_t m_hi = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+  const auto bytes8 = [](std::uint32_t lo, std::uint32_t hi) {
+    const __m128i v = _mm_cvtsi64_si128(static_cast<long long>((std::uint64_t{hi} << 32) | lo));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+  };
+  std::uint16_t h[2];
+  std::memcpy(h, b, 4);
+  sc = _mm256_mul_ps(bytes8(s_lo, s_hi), _mm256_set1_ps(_cvtsh_ss(h[0])));
+  mn = _mm256_mul_ps(bytes8(m_lo, m_hi), _mm256_set1_ps(_cvtsh_ss(h[1])));
 }
 
 }  // namespace

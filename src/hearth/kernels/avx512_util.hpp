@@ -10,13 +10,12 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "hearth/kernels/avx2_util.hpp"
+
 namespace hearth::kernels {
 namespace {
 
-using i64 = std::int64_t;
-using u8 = std::uint8_t;
-
-constexpr i64 kPrefetch = 1536;  // bytes ahead in the weight stream
+constexpr i64 kPrefetch512 = 1536;  // bytes ahead in the weight stream
 
 // A mask of the first n (clamped to 64) bytes, or of the first n (clamped to 16) 32-bit lanes.
 inline __mmask64 first_bytes(i64 n) {

@@ -28,6 +28,7 @@ const DecodeKernels* decode_kernels(SimdLevel level) {
   if (level == SimdLevel::kAvx512 && f.avx512 && f.avx512_vnni) {
     return &detail::decode_kernels_avx512();
   }
+  if (level != SimdLevel::kScalar && f.avx2) return &detail::decode_kernels_avx2();
   return nullptr;
 }
 

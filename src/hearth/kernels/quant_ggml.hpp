@@ -39,10 +39,11 @@ struct QuantKernels {
                const Q8Block* xq, std::int64_t rows, const float* bias, float* y, std::int64_t ldy);
 };
 
-// Decode (a few x rows) with 512-bit steps over several stored blocks at once
-// (quant_ggml_decode.avx512.cpp, AVX-512 VNNI): x rows are prepared once per call in the order
-// each weight type's steps read them (the same int8 blocks as quantize_rows, with per-lane block
-// scales and offset sums), every weight block decoded once for up to four x rows.
+// Decode (a few x rows) in steps over several stored blocks at once (quant_ggml_decode.avx512.cpp
+// with 512-bit VNNI steps, quant_ggml_decode.avx2.cpp with 256-bit ones): x rows are prepared once
+// per call in the order each weight type's steps read them (the same int8 blocks as
+// quantize_rows, with block scales and offset sums), every weight block decoded once for up to
+// four x rows.
 struct DecodeKernels {
   // Whether type t has a kernel here (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K).
   bool (*handles)(DType t);
@@ -57,7 +58,8 @@ struct DecodeKernels {
                const void* xp, std::int64_t rows, const float* bias, float* y, std::int64_t ldy);
 };
 
-// The decode kernels for level: null unless it is AVX-512 and the CPU has VNNI.
+// The decode kernels for level: the VNNI ones for AVX-512 on a CPU with VNNI, else the AVX2 ones
+// for AVX2 and AVX-512; null for scalar.
 const DecodeKernels* decode_kernels(SimdLevel level);
 
 // The table for a level this CPU supports: AVX-512 means AVX-512 VNNI (the AVX2 table where the
@@ -68,6 +70,7 @@ namespace detail {
 const QuantKernels& quant_kernels_scalar();
 const QuantKernels& quant_kernels_avx2();
 const QuantKernels& quant_kernels_avx512();
+const DecodeKernels& decode_kernels_avx2();
 const DecodeKernels& decode_kernels_avx512();
 }  // namespace detail
 

@@ -77,7 +77,7 @@ void gemv_q4_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
     for (i64 g = 0; g < ng; ++g) {
       const u8* grp = row + g * 288;
       for (int c = 0; c < 5; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(grp + kPrefetch + 64 * c), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(grp + kPrefetch512 + 64 * c), _MM_HINT_T0);
       }
       __m512i qs[4];
       __m512i sc = _mm512_setzero_si512();

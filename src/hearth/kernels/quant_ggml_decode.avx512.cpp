@@ -147,7 +147,7 @@ void gemv_q4_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (i64 s = 0; s < steps; ++s) {
       const u8* blk = row + s * 72;
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch512), _MM_HINT_T0);
       __m512i a, b;
       if (s + 1 < steps || nb % 4 == 0) {
         a = _mm512_loadu_si512(blk);
@@ -193,7 +193,7 @@ void gemv_q8_0(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (i64 s = 0; s < steps; ++s) {
       const u8* blk = row + s * 68;
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch512), _MM_HINT_T0);
       __m512i a, b;
       if (s + 1 < steps || nb % 2 == 0) {
         a = _mm512_loadu_si512(blk);
@@ -230,25 +230,6 @@ inline void pairs(__m256 v, __m512* out) {
   }
 }
 
-// Q4_K / Q5_K scales and mins of the eight sub-blocks (times d and dmin).
-inline void k4_scales(const u8* b, __m256& sc, __m256& mn) {
-  std::uint32_t u[3];
-  std::memcpy(u, b + 4, 12);
-  constexpr std::uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-  const std::uint32_t s_lo = u[0] & m1;
-  const std::uint32_t s_hi = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-  const std::uint32_t m_lo = u[1] & m1;
-  const std::uint32_t m_hi = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-  const auto bytes8 = [](std::uint32_t lo, std::uint32_t hi) {
-    const __m128i v = _mm_cvtsi64_si128(static_cast<long long>((std::uint64_t{hi} << 32) | lo));
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-  };
-  std::uint16_t h[2];
-  std::memcpy(h, b, 4);
-  sc = _mm256_mul_ps(bytes8(s_lo, s_hi), _mm256_set1_ps(_cvtsh_ss(h[0])));
-  mn = _mm256_mul_ps(bytes8(m_lo, m_hi), _mm256_set1_ps(_cvtsh_ss(h[1])));
-}
-
 // Q4_K (kFifth false) and Q5_K: one super-block of 256 per step; the nibble vectors' 256-bit
 // halves regrouped into input order (sub-blocks 2v, 2v + 1 in vector v).
 template <int R, bool kFifth>
@@ -275,10 +256,10 @@ void gemv_q45_k(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const
     }
     for (i64 sb = 0; sb < nb; ++sb) {
       const u8* blk = row + sb * kBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch512), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch512 + 64), _MM_HINT_T0);
       if constexpr (kFifth) {
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch512 + 128), _MM_HINT_T0);
       }
       const __m512i v0 = _mm512_loadu_si512(blk + kQs);
       const __m512i v1 = _mm512_loadu_si512(blk + kQs + 64);
@@ -352,7 +333,7 @@ void gemv_q6_k(const u8* w, i64 k, i64 n0, i64 n1, const u8* xp, i64 xrb, const 
     for (i64 sb = 0; sb < nb; ++sb) {
       const u8* blk = row + sb * 210;
       for (int c = 0; c < 4; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch + 64 * c), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch512 + 64 * c), _MM_HINT_T0);
       }
       __m512i q[4];
       for (int h = 0; h < 2; ++h) {

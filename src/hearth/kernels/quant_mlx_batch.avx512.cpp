@@ -90,7 +90,7 @@ void gemv_rows(const AffineMatrix& w, const u8* xp, i64 xrb, i64 n0, i64 n1, con
     for (i64 g = 0; g < ng; ++g) {
       const u8* c = codes + g * 256;
       for (int l = 0; l < 4; ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetch + 64 * l), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetch512 + 64 * l), _MM_HINT_T0);
       }
       __m512i cs[4];
       for (int s = 0; s < 4; ++s) {

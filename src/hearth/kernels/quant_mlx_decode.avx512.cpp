@@ -107,7 +107,7 @@ void gemv_rows(const AffineMatrix& w, const u8* xp, i64 xrb, i64 n0, i64 n1, con
     for (int r = 0; r < R; ++r) acc[r] = accb[r] = _mm512_setzero_ps();
     for (i64 s = 0; s < steps; ++s) {
       const u8* c = codes + s * 64;
-      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetch512), _MM_HINT_T0);
       const i64 left = (k - s * kIn) * kBits / 8;
       const __m512i v =
           left >= 64 ? _mm512_loadu_si512(c) : _mm512_maskz_loadu_epi8(first_bytes(left), c);
