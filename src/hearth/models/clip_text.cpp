@@ -50,14 +50,8 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load_mflux(const fs::path& dir,
                                                          const TextEncoderOptions& options) {
   auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(dir));
   const auto w = detail::EncoderWeights::mflux(folder, [](const std::string& n) { return n; });
-  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
-    if (const auto* q = folder->find_quantized(base)) return {q->out_features, q->in_features};
-    const auto t = folder->find_tensor(base + ".weight");
-    if (!t || t->info->shape.size() != 2) {
-      throw Error(ErrorCode::kFormat, "mflux CLIP text encoder: tensor missing or not a matrix",
-                  {.file = dir.string(), .key = base + ".weight"});
-    }
-    return {t->info->shape[0], t->info->shape[1]};
+  const auto dims = [&](const std::string& base) {
+    return detail::EncoderWeights::mflux_dims(*folder, base, "mflux CLIP text encoder");
   };
   std::unique_ptr<ClipTextModel> m(new ClipTextModel());
   ClipTextConfig& c = m->config_;

@@ -263,6 +263,17 @@ kernels::WeightView EncoderWeights::table(const std::string& name, i64 rows, i64
   return {t.dtype, t.data, rows, cols};
 }
 
+std::pair<i64, i64> EncoderWeights::mflux_dims(const formats::ModelFolder& folder,
+                                               const std::string& name, const std::string& what) {
+  if (const auto* q = folder.find_quantized(name)) return {q->out_features, q->in_features};
+  const auto t = folder.find_tensor(name + ".weight");
+  if (!t || t->info->shape.size() != 2) {
+    throw Error(ErrorCode::kFormat, what + ": tensor missing or not a matrix",
+                {.file = folder.path().string(), .key = name + ".weight"});
+  }
+  return {t->info->shape[0], t->info->shape[1]};
+}
+
 EncoderWeights EncoderWeights::mflux(std::shared_ptr<const formats::ModelFolder> folder,
                                      std::function<std::string(const std::string&)> rename) {
   EncoderWeights w(

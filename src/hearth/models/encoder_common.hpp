@@ -58,6 +58,12 @@ class EncoderWeights {
   // (<base>.weight U32 + .scales + .biases, the folder's bits and group size) are found there.
   static EncoderWeights mflux(std::shared_ptr<const formats::ModelFolder> folder,
                               std::function<std::string(const std::string&)> rename);
+  // The [out, in] of matrix or table `name` (its stored, renamed base) in such a folder, packed
+  // or plain; kFormat naming the folder and the tensor (what: the model, for the message) when it
+  // is missing or not a matrix.
+  static std::pair<std::int64_t, std::int64_t> mflux_dims(const formats::ModelFolder& folder,
+                                                          const std::string& name,
+                                                          const std::string& what);
 
   // MLX affine weights: base's packed matrix as a WeightView of [rows, cols] (kFormat naming file
   // and tensor when it holds another shape), or nullopt where base is not quantized. linear() and

@@ -94,15 +94,8 @@ std::unique_ptr<T5Encoder> T5Encoder::load_mflux(const fs::path& dir,
                                                  const TextEncoderOptions& options) {
   auto folder = std::make_shared<formats::ModelFolder>(formats::ModelFolder::open(dir));
   const auto w = detail::EncoderWeights::mflux(folder, mflux_t5_name);
-  const auto dims = [&](const std::string& base) -> std::pair<i64, i64> {
-    const std::string name = mflux_t5_name(base);
-    if (const auto* q = folder->find_quantized(name)) return {q->out_features, q->in_features};
-    const auto t = folder->find_tensor(name + ".weight");
-    if (!t || t->info->shape.size() != 2) {
-      throw Error(ErrorCode::kFormat, "mflux T5 encoder: tensor missing or not a matrix",
-                  {.file = dir.string(), .key = name + ".weight"});
-    }
-    return {t->info->shape[0], t->info->shape[1]};
+  const auto dims = [&](const std::string& base) {
+    return detail::EncoderWeights::mflux_dims(*folder, mflux_t5_name(base), "mflux T5 encoder");
   };
   std::unique_ptr<T5Encoder> m(new T5Encoder());
   T5EncoderConfig& c = m->config_;
