@@ -376,6 +376,29 @@ TEST(BenchCliLlm, TinyRandomModelAsJson) {
               tg["bandwidth_gbs"].get<double>() * 1e9 / tg["bytes_per_token"].get<double>(), 1e-6);
 }
 
+// A file that mixes block types per tensor, as llama.cpp's Q4_K_M does, is named by all its
+// types, not by the type of its first matrix. (The tiny model's rows are not whole K super-blocks,
+// so its Q4_K_M falls back to q5_0 / q8_0 with f16 where llama.cpp's quantizer would.)
+TEST(BenchCliLlm, MixedTypesFileIsNamedByItsTypes) {
+  testing::TempDir tmp;
+  const auto model = tmp / "tiny-q4_k_m.gguf";
+  testing::make_model("--arch llama --format gguf --dtype q4_k_m --out " + quote(model));
+  ASSERT_FALSE(HasFatalFailure());
+  std::string out;
+  ASSERT_EQ(stdout_of(cat({bench_cli(), " llm ", quote(model), kQuick, " --json"}), &out), 0)
+      << out;
+  const nlohmann::json j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["models"].size(), 1u);
+  const std::string weights = j["models"][0]["weights"];
+  std::vector<std::string> parts;
+  for (std::size_t at = 0; at <= weights.size();) {
+    const std::size_t plus = std::min(weights.find('+', at), weights.size());
+    parts.push_back(weights.substr(at, plus - at));
+    at = plus + 1;
+  }
+  EXPECT_EQ(parts, (std::vector<std::string>{"q5_0", "f16", "q8_0"})) << weights;
+}
+
 TEST(BenchCliLlm, PeerRunsWithTheSameTestsAndShowsTheRatio) {
   testing::TempDir tmp;
   const auto model = tmp / "tiny.gguf";

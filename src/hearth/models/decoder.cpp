@@ -483,6 +483,16 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options,
     if (w) c.parameters += out * in;
     return w;
   };
+  std::vector<std::pair<DType, std::uint64_t>> type_bytes;  // the projections' bytes by type
+  const auto add_type_bytes = [&](DType t, std::uint64_t bytes) {
+    for (auto& [type, b] : type_bytes) {
+      if (type == t) {
+        b += bytes;
+        return;
+      }
+    }
+    type_bytes.emplace_back(t, bytes);
+  };
   const auto linear = [&](const std::string& base, i64 out, i64 in, bool bias) {
     if (const auto q = affine(base, out, in)) {
       if (c.weight_bits == 0) {
@@ -496,7 +506,7 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options,
       return backend->make_linear_view(*q, bias ? b.data() : nullptr);
     }
     const TensorView w = need(base + ".weight", {out, in});
-    if (c.weight_dtype == DType::kF32 && w.dtype != DType::kF32) c.weight_dtype = w.dtype;
+    add_type_bytes(w.dtype, w.nbytes);
     weight_bytes_per_token += w.nbytes;
     std::vector<float> b;
     if (bias) b = vec(base + ".bias", out);
@@ -550,6 +560,14 @@ void ModelImpl::build(const FindTensor& find, const LlmOptions& options,
   } else {
     output = linear("lm_head", c.vocab, h, false);
   }
+  std::stable_sort(type_bytes.begin(), type_bytes.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  c.weight_types.clear();
+  for (const auto& [type, bytes] : type_bytes) {
+    if (!c.weight_types.empty()) c.weight_types.push_back('+');
+    c.weight_types.append(dtype_name(type));
+  }
+  if (!type_bytes.empty() && c.weight_bits == 0) c.weight_dtype = type_bytes.front().first;
   if (c.rope.scaling == RopeScaling::kLongRope) {
     inv_freq_short = inverse_frequencies(c.rope, c.rope.short_factors);
     inv_freq_long = inverse_frequencies(c.rope, c.rope.long_factors);

@@ -89,8 +89,11 @@ struct DecoderConfig {
   bool qkv_bias = false;       // qwen2
   bool qk_norm = false;        // qwen3: RMS norm over each q/k head before RoPE
   bool tied_embeddings = false;
-  DType weight_dtype = DType::kF32;  // of the projection matrices (kU32: mlx affine)
-  int weight_bits = 0;               // mlx affine projections: bits and group size, else 0
+  DType weight_dtype = DType::kF32;  // of most projection bytes (kU32: mlx affine)
+  // The types of the projection matrices not mlx affine, most bytes first, joined by "+"
+  // ("q4_K+q5_K+q6_K" for a llama.cpp Q4_K_M file).
+  std::string weight_types;
+  int weight_bits = 0;  // mlx affine projections: bits and group size, else 0
   int weight_group_size = 0;
   std::int64_t parameters = 0;  // every weight element, the embedding table included
 };

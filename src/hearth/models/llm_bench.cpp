@@ -234,7 +234,8 @@ class Runner {
       rec.weights =
           "mlx" + std::to_string(c.weight_bits) + "-g" + std::to_string(c.weight_group_size);
     } else {
-      rec.weights = std::string(dtype_name(c.weight_dtype));
+      rec.weights =
+          c.weight_types.empty() ? std::string(dtype_name(c.weight_dtype)) : c.weight_types;
     }
     rec.architecture = c.architecture;
     rec.parameters = c.parameters;
