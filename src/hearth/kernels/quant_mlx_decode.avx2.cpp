@@ -23,11 +23,10 @@ struct Step4 {
   std::int8_t odd[32];
   float dl[8];  // 4 x block 0's d, 4 x block 1's
 };
-// 8 bits: 64 inputs (two blocks) in order.
-struct Step8 {
+// 8 bits: 64 inputs (two blocks) in order, padded so that every step's q is 32-byte aligned.
+struct alignas(32) Step8 {
   std::int8_t q[64];
   float d[2];
-  float pad[6];
 };
 static_assert(sizeof(Step4) == 96 && sizeof(Step8) == 96);
 constexpr i64 kStepBytes = 96;
