@@ -138,7 +138,7 @@ TEST(MlxAffineKernels, ScaleTypes) {
   }
 }
 
-// Decode (up to 8 rows: AffineDecode on AVX-512 VNNI) and prefill (more rows: the tiles) round
+// Decode (up to 8 rows: AffineDecode on AVX2 and AVX-512) and prefill (more rows: the tiles) round
 // each x row alike and multiply the same integers, so a row gives the same output either way up to
 // f32 summation order (the derived bound: quant_gemm_test.cpp).
 TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
@@ -154,7 +154,7 @@ TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
           const auto x = testing::random_vector(static_cast<std::size_t>(many * q.cols), 8);
           std::vector<float> all(static_cast<std::size_t>(many * q.rows));
           be->linear(*lin, x.data(), many, all.data());
-          for (i64 rows : {1, 4, 5}) {
+          for (i64 rows : {1, 2, 3, 4, 5, 8}) {
             std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
             be->linear(*lin, x.data(), rows, y.data());
             for (std::size_t i = 0; i < y.size(); ++i) {
