@@ -257,7 +257,7 @@ Exact mlx_exact(const Weights& w, const Q8Block* xq, const float* x, i64 n, cons
 }
 
 // The tiles against the exact value and against the mlx GEMV kernels of the same level (their int8
-// family, and the AVX-512 VNNI decode kernels where the level has them), on sub-ranges of weight
+// family, and the decode kernels (AffineDecode) where the level has them), on sub-ranges of weight
 // rows and x rows: every width and group size, nothing written outside the ranges. Prints the
 // largest difference seen as a fraction of the bound.
 TEST(QuantGemm, MlxTilesMatchTheGemvKernels) {

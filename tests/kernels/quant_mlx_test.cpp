@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "hearth/core/error.hpp"
@@ -137,7 +138,7 @@ TEST(MlxAffineKernels, ScaleTypes) {
   }
 }
 
-// Decode (up to 8 rows: AffineDecode on AVX-512 VNNI) and prefill (more rows: the tiles) round
+// Decode (up to 8 rows: AffineDecode on AVX2 and AVX-512) and prefill (more rows: the tiles) round
 // each x row alike and multiply the same integers, so a row gives the same output either way up to
 // f32 summation order (the derived bound: quant_gemm_test.cpp).
 TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
@@ -153,7 +154,7 @@ TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
           const auto x = testing::random_vector(static_cast<std::size_t>(many * q.cols), 8);
           std::vector<float> all(static_cast<std::size_t>(many * q.rows));
           be->linear(*lin, x.data(), many, all.data());
-          for (i64 rows : {1, 4, 5}) {
+          for (i64 rows : {1, 2, 3, 4, 5, 8}) {
             std::vector<float> y(static_cast<std::size_t>(rows * q.rows));
             be->linear(*lin, x.data(), rows, y.data());
             for (std::size_t i = 0; i < y.size(); ++i) {
@@ -166,6 +167,163 @@ TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
       }
     }
   }
+}
+
+// x's blocks of 32 as AffineActs::fill rounds them: d = max|x| / 127, q = nearbyint(clamp(x *
+// (127 / max|x|), -127, 127)).
+struct Blocks {
+  std::vector<double> d;
+  std::vector<int> q;
+};
+Blocks mlx_blocks(const float* x, i64 k) {
+  Blocks o;
+  for (i64 b = 0; b < k / 32; ++b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[b * 32 + i]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < 32; ++i) {
+      o.q.push_back(static_cast<int>(
+          std::nearbyint(std::fmin(std::fmax(x[b * 32 + i] * inv, -127.0f), 127.0f))));
+    }
+    o.d.push_back(amax / 127.0f);
+  }
+  return o;
+}
+
+// The AVX2 decode kernels (AffineDecode at the AVX2 level) called directly against a double
+// reference built from the same int8 blocks: the integer products are exact (int16 pairs of at
+// most 4 * 15 * 127, or 2 * 128 * 127 through the 8-bit sign trick; int32 lanes far below 2^24,
+// so their conversion is exact too), so the kernels differ from it by f32 rounding alone. Each
+// term passes through at most 3 roundings (x d, x s, the fma into its chain), then the additions
+// of its chain (at most k / 64 steps) and of the reductions (3 for the horizontal sum, 2 for
+// merging chains and bias terms, 1 for the bias): the group sums of x add g / 8 + 3 more and the
+// bias chain k / g / 8. So |error| <= (k / 64 + g / 8 + k / g / 8 + 12) 2^-24 sum|terms| (first
+// order), with the 8-bit terms' magnitudes those of the two parts the kernel forms,
+// |s d q| (|code - 128| + 128). Shapes: one group; a partial last chunk of eight groups; whole
+// chunks; a row of 64 m + 32 inputs (half a step at the end); rows 1..8 (tiles of 4 and a rest),
+// a sub-range of weight rows, ldy past n; codes at 0 and 2^bits - 1 and inputs at +-max (xq
+// +-127), a zero block, and one large input among tiny ones.
+TEST(MlxAffineKernels, Avx2DecodeMatchesTheExactBlockSums) {
+  if (!cpu_features().avx2) GTEST_SKIP() << "this CPU lacks AVX2";
+  const AffineDecode* kern = affine_decode(SimdLevel::kAvx2);
+  ASSERT_NE(kern, nullptr);
+  for (const int bits : {4, 8}) {
+    const int top = (1 << bits) - 1;
+    for (const int group : {32, 64, 128}) {
+      for (const DType sdt : {DType::kF16, DType::kBF16}) {
+        for (const i64 groups : {1, 5, 7, 8, 11, 15, 17}) {
+          const i64 k = groups * group, n = 13, n0 = 2, ldy = n + 2;
+          const i64 rb = mlx::packed_row_bytes(k, bits);
+          std::mt19937 rng(static_cast<unsigned>(bits * 1000 + group * 10 + groups));
+          std::vector<std::uint8_t> code(static_cast<std::size_t>(n * k));
+          for (i64 j = 0; j < n; ++j) {
+            for (i64 i = 0; i < k; ++i) {
+              // Rows 0-2: every code 0, every code top, alternating; the rest random.
+              const int c = j == 0   ? 0
+                            : j == 1 ? top
+                            : j == 2 ? (i % 2 == 0 ? top : 0)
+                                     : static_cast<int>(rng() % (top + 1));
+              code[static_cast<std::size_t>(j * k + i)] = static_cast<std::uint8_t>(c);
+            }
+          }
+          std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * rb));
+          for (i64 j = 0; j < n; ++j) {
+            mlx::pack_codes(code.data() + j * k, k, bits, codes.data() + j * rb);
+          }
+          const auto sf = testing::random_vector(static_cast<std::size_t>(n * groups), 3, 0.02f);
+          const auto bf = testing::random_vector(sf.size(), 4, 0.2f);
+          std::vector<std::uint16_t> sc(sf.size()), bi(sf.size());
+          for (std::size_t i = 0; i < sf.size(); ++i) {
+            sc[i] = sdt == DType::kF16 ? f32_to_f16(sf[i]) : f32_to_bf16(sf[i]);
+            bi[i] = sdt == DType::kF16 ? f32_to_f16(bf[i]) : f32_to_bf16(bf[i]);
+          }
+          const AffineMatrix w{codes.data(), n, k, bits, group, sdt, sc.data(), bi.data()};
+          ASSERT_TRUE(kern->handles(w));
+          const auto bias = testing::random_vector(static_cast<std::size_t>(n), 5);
+          for (i64 rows = 1; rows <= 8; ++rows) {
+            auto x = testing::random_vector(static_cast<std::size_t>(rows * k),
+                                            static_cast<unsigned>(rows * 7 + k));
+            // Row 0's blocks: +-1 (xq +-127 throughout), zero, one large input among tiny ones.
+            for (i64 i = 0; i < k; ++i) {
+              const i64 b = i / 32;
+              x[i] = b % 3 == 0   ? (i % 3 == 0 ? -1.0f : 1.0f)
+                     : b % 3 == 1 ? 0.0f
+                                  : (i % 32 == 5 ? 1000.0f : 1e-3f * x[i]);
+            }
+            std::vector<double> ref(static_cast<std::size_t>(rows * n)), tol(ref.size());
+            for (i64 r = 0; r < rows; ++r) {
+              const float* xr = x.data() + r * k;
+              const Blocks a = mlx_blocks(xr, k);
+              for (i64 j = 0; j < n; ++j) {
+                double acc = bias[j], mag = std::fabs(bias[j]);
+                for (i64 g = 0; g < groups; ++g) {
+                  const double s = mlx::read_scale(sdt, sc.data() + j * groups, g);
+                  const double b = mlx::read_scale(sdt, bi.data() + j * groups, g);
+                  for (i64 i = g * group; i < (g + 1) * group; ++i) {
+                    const int c = code[static_cast<std::size_t>(j * k + i)];
+                    const double sdq = s * a.d[static_cast<std::size_t>(i / 32)] *
+                                       a.q[static_cast<std::size_t>(i)];
+                    acc += sdq * c + b * xr[i];
+                    mag += std::fabs(sdq) * (bits == 8 ? std::abs(c - 128) + 128 : c) +
+                           std::fabs(b * xr[i]);
+                  }
+                }
+                const auto o = static_cast<std::size_t>(r * n + j);
+                ref[o] = acc;
+                const double steps = static_cast<double>(k / 64 + group / 8 + groups / 8 + 12);
+                tol[o] = steps * std::ldexp(mag, -24);
+              }
+            }
+            std::vector<unsigned char> raw(
+                static_cast<std::size_t>(rows * kern->row_bytes(w) + 64));
+            void* xp = raw.data() + (64 - reinterpret_cast<std::uintptr_t>(raw.data()) % 64) % 64;
+            kern->prepare(w, x.data(), rows, k, xp);
+            std::vector<float> y(static_cast<std::size_t>(rows * ldy), -7.0f);
+            kern->gemv(w, xp, rows, n0, n, bias.data(), y.data(), ldy);
+            for (i64 r = 0; r < rows; ++r) {
+              for (i64 j = 0; j < ldy; ++j) {
+                const float got = y[static_cast<std::size_t>(r * ldy + j)];
+                if (j < n0 || j >= n) {
+                  ASSERT_EQ(got, -7.0f) << "wrote outside [n0, n) at row " << r << " col " << j;
+                  continue;
+                }
+                const auto o = static_cast<std::size_t>(r * n + j);
+                ASSERT_NEAR(got, ref[o], tol[o])
+                    << "bits " << bits << " group " << group << " " << dtype_name(sdt) << " k " << k
+                    << " rows " << rows << " [" << r << ", " << j << "]";
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// AffineDecode where the CPU has it: AVX2's at the AVX2 level, at the AVX-512 level AVX-512 VNNI's
+// or (a CPU without VNNI) AVX2's; none at the scalar level. What the AVX2 kernels take.
+TEST(MlxAffineKernels, DecodeKernelsPerLevel) {
+  EXPECT_EQ(affine_decode(SimdLevel::kScalar), nullptr);
+  if (!cpu_features().avx2) GTEST_SKIP() << "this CPU lacks AVX2";
+  const AffineDecode* avx2 = affine_decode(SimdLevel::kAvx2);
+  ASSERT_NE(avx2, nullptr);
+  if (cpu_features().avx512) {
+    EXPECT_EQ(affine_decode(SimdLevel::kAvx512) == avx2, !cpu_features().avx512_vnni);
+  }
+  AffineMatrix w{nullptr, 4, 256, 4, 64, DType::kF16, nullptr, nullptr};
+  EXPECT_TRUE(avx2->handles(w));
+  w.bits = 8;
+  w.scale_dtype = DType::kBF16;
+  EXPECT_TRUE(avx2->handles(w));
+  w.bits = 3;
+  EXPECT_FALSE(avx2->handles(w));
+  w.bits = 4;
+  w.scale_dtype = DType::kF32;
+  EXPECT_FALSE(avx2->handles(w));
+  w.scale_dtype = DType::kF16;
+  w.cols = 48;
+  w.group_size = 16;
+  EXPECT_FALSE(avx2->handles(w));
 }
 
 TEST(MlxAffineKernels, EmbeddingRowsDequantized) {

@@ -99,9 +99,10 @@ const AffineKernels& affine_kernels(SimdLevel level, int bits) {
 
 const AffineDecode* affine_decode(SimdLevel level) {
   const CpuFeatures& f = cpu_features();
-  if (level == SimdLevel::kAvx512 && f.avx512 && f.avx512_vnni) {
-    return &detail::affine_decode_avx512();
+  if (level == SimdLevel::kAvx512 && f.avx512) {
+    return f.avx512_vnni ? &detail::affine_decode_avx512() : &detail::affine_decode_avx2();
   }
+  if (level == SimdLevel::kAvx2 && f.avx2) return &detail::affine_decode_avx2();
   return nullptr;
 }
 

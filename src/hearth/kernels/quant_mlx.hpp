@@ -72,10 +72,12 @@ struct AffineKernels {
   const char* name = "";
 };
 
-// Decode (a few x rows) over 4- and 8-bit codes with f16/bf16 scales on AVX-512 VNNI
-// (quant_mlx_decode.avx512.cpp): x prepared once per call into int8 blocks in the order the
-// kernel reads them (rounded as AffineActs::fill rounds) plus the exact group sums, then steps of
-// 64 packed bytes per weight row, each decoded once for up to four x rows.
+// Decode (a few x rows) over 4- and 8-bit codes with f16/bf16 scales, on AVX-512 VNNI
+// (quant_mlx_decode.avx512.cpp: steps of 64 packed bytes, vpdpbusd) and on AVX2
+// (quant_mlx_decode.avx2.cpp: groups of 32, 64 or 128, steps of 64 inputs, vpmaddubsw): x
+// prepared once per call into int8 blocks in the order the kernel reads them (rounded as
+// AffineActs::fill rounds) plus the exact group sums, then per weight row steps each decoded once
+// for up to four x rows.
 struct AffineDecode {
   bool (*handles)(const AffineMatrix& w);
   // Bytes of one prepared x row (a multiple of 64).
@@ -89,7 +91,8 @@ struct AffineDecode {
                std::int64_t n1, const float* bias, float* y, std::int64_t ldy);
 };
 
-// The decode kernels for level: null unless it is AVX-512 and the CPU has VNNI.
+// The decode kernels for level: the AVX-512 VNNI ones, the AVX2 ones (at the AVX2 level, and at
+// the AVX-512 level on a CPU without VNNI), or null (the scalar level, or a level the CPU lacks).
 const AffineDecode* affine_decode(SimdLevel level);
 
 // The kernels for bits at level (at most what the CPU has; 4 and 8 bits get the int8 family on
@@ -102,7 +105,8 @@ const AffineKernels& affine_f32_avx2();
 const AffineKernels& affine_f32_avx512();
 const AffineKernels& affine_int8_avx2(int bits);     // bits 4 or 8
 const AffineKernels& affine_int8_vnni512(int bits);  // bits 4 or 8; needs AVX-512 VNNI
-const AffineDecode& affine_decode_avx512();          // needs AVX-512 VNNI
+const AffineDecode& affine_decode_avx2();
+const AffineDecode& affine_decode_avx512();  // needs AVX-512 VNNI
 }  // namespace detail
 
 }  // namespace hearth::kernels
