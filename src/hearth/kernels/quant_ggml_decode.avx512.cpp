@@ -15,6 +15,7 @@
 
 #include "hearth/kernels/avx512_util.hpp"
 #include "hearth/kernels/quant_ggml.hpp"
+#include "hearth/kernels/row_tiles.hpp"
 
 namespace hearth::kernels {
 namespace {
@@ -399,14 +400,9 @@ void gemv(DType t, const void* w, i64 k, i64 n0, i64 n1, const void* xp, i64 row
   const auto* wb = static_cast<const u8*>(w);
   const auto* xb = static_cast<const u8*>(xp);
   const i64 xrb = act_row_bytes(t, k);
-  for (i64 r = 0; r < rows; r += 4) {
-    const i64 tile = rows - r < 4 ? rows - r : 4;
-    const Gemv f = tile == 4   ? pick<4>(t)
-                   : tile == 3 ? pick<3>(t)
-                   : tile == 2 ? pick<2>(t)
-                               : pick<1>(t);
-    f(wb, k, n0, n1, xb + r * xrb, xrb, bias, y + r * ldy, ldy);
-  }
+  for_row_tiles(rows, [&](i64 r, auto tile) {
+    pick<decltype(tile)::value>(t)(wb, k, n0, n1, xb + r * xrb, xrb, bias, y + r * ldy, ldy);
+  });
 }
 
 constexpr DecodeKernels kDecodeVnni = {handles, act_row_bytes, prepare, gemv};

@@ -11,6 +11,7 @@
 // with the bias term from per-group sums that prepare() forms.
 #include "hearth/kernels/avx2_util.hpp"
 #include "hearth/kernels/quant_mlx.hpp"
+#include "hearth/kernels/row_tiles.hpp"
 
 namespace hearth::kernels {
 namespace {
@@ -298,14 +299,9 @@ void gemv(const AffineMatrix& w, const void* xp, i64 rows, i64 n0, i64 n1, const
           float* y, i64 ldy) {
   const auto* xb = static_cast<const u8*>(xp);
   const i64 xrb = act_row_bytes(w);
-  for (i64 r = 0; r < rows; r += 4) {
-    const i64 tile = rows - r < 4 ? rows - r : 4;
-    const Rows f = tile == 4   ? pick<4>(w)
-                   : tile == 3 ? pick<3>(w)
-                   : tile == 2 ? pick<2>(w)
-                               : pick<1>(w);
-    f(w, xb + r * xrb, xrb, n0, n1, bias, y + r * ldy, ldy);
-  }
+  for_row_tiles(rows, [&](i64 r, auto tile) {
+    pick<decltype(tile)::value>(w)(w, xb + r * xrb, xrb, n0, n1, bias, y + r * ldy, ldy);
+  });
 }
 
 constexpr AffineDecode kDecode = {handles, act_row_bytes, prepare, gemv};
