@@ -406,6 +406,76 @@ TEST(QuantGemm, MlxExtremeCodesAndInputsDoNotSaturate) {
   }
 }
 
+// The largest unsigned codes of each width against inputs of +-127 (x of +-1): the AVX2 tiles
+// sum the pairs of several steps in int16 before vpmaddwd (Q5_0 codes of 31: 4 steps of
+// 2 * 31 * 127; Q6_K's 63: 2 steps), so a saturating sum would show here. Blocks written raw:
+// every code at its top (rows 0, 2, ...) or top and 0 alternating (rows 1, 3, ...), scale 1.
+TEST(QuantGemm, TopCodesAndInputsDoNotSaturate) {
+  constexpr i64 kN = 24, kK = 256, kM = 5;
+  bool ran = false;
+  for (const DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    SCOPED_TRACE(dtype_name(t));
+    const i64 rb = ggml::row_bytes(t, kK);
+    const i64 bb = static_cast<i64>(dtype_info(t).block_bytes);
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(kN * rb));
+    const std::uint16_t one = f32_to_f16(1.0f), zero = f32_to_f16(0.0f);
+    for (i64 n = 0; n < kN; ++n) {
+      for (i64 b = 0; b < rb / bb; ++b) {
+        std::uint8_t* blk = bytes.data() + n * rb + b * bb;
+        std::memset(blk, n % 2 == 0 ? 0xFF : 0x0F, static_cast<std::size_t>(bb));
+        switch (t) {
+          case DType::kQ4_0:
+          case DType::kQ5_0:
+            std::memcpy(blk, &one, 2);
+            break;
+          case DType::kQ4_K:
+          case DType::kQ5_K:  // d 1, dmin 0; the 6-bit scales 1 and mins 0
+            std::memcpy(blk, &one, 2);
+            std::memcpy(blk + 2, &zero, 2);
+            std::memset(blk + 4, 0, 12);
+            for (int j = 0; j < 4; ++j) blk[4 + j] = 1;
+            for (int j = 8; j < 12; ++j) blk[4 + j] = 1;
+            break;
+          default:  // Q6_K: scales 1 (int8), d 1
+            std::memset(blk + 192, 1, 16);
+            std::memcpy(blk + 208, &one, 2);
+            break;
+        }
+      }
+    }
+    std::vector<float> w(static_cast<std::size_t>(kN * kK));
+    for (i64 n = 0; n < kN; ++n) ggml::dequantize_row(t, bytes.data() + n * rb, &w[n * kK], kK);
+    std::vector<float> x(static_cast<std::size_t>(kM * kK));
+    for (i64 r = 0; r < kM; ++r) {
+      for (i64 i = 0; i < kK; ++i) {  // row 0 all +1, row 1 all -1, then mixed signs
+        const bool neg = r == 1 || (r > 1 && ((i * 7 + r * 3) % (r + 1)) == 0);
+        x[static_cast<std::size_t>(r * kK + i)] = neg ? -1.0f : 1.0f;
+      }
+    }
+    for (const SimdLevel level : testing::simd_levels()) {
+      const QuantGemm* g = quant_gemm(level);
+      if (g == nullptr) continue;
+      ran = true;
+      std::vector<Q8Block> xq(static_cast<std::size_t>(kM * kK / 32));
+      quant_kernels(level).quantize_rows(x.data(), kM, kK, kK, xq.data());
+      std::vector<float> y(static_cast<std::size_t>(kM * kN));
+      g->ggml(t, bytes.data(), kK, 0, kN, xq.data(), 0, kM, nullptr, y.data(), kN);
+      for (i64 r = 0; r < kM; ++r) {
+        for (i64 n = 0; n < kN; ++n) {
+          double want = 0.0, mag = 0.0;
+          for (i64 i = 0; i < kK; ++i) {
+            want += static_cast<double>(w[n * kK + i]) * x[r * kK + i];
+            mag += std::fabs(w[n * kK + i]);
+          }
+          ASSERT_NEAR(y[r * kN + n], want, 1e-6 * mag + 1e-6)
+              << to_string(level) << " [" << r << ", " << n << "]";
+        }
+      }
+    }
+  }
+  if (!ran) GTEST_SKIP() << "no level of this CPU has the tiled kernels (AVX2 or AVX-512)";
+}
+
 // Sub-ranges of weight rows and x rows, straight into the kernels: the same as the GEMV kernels of
 // the level on the same quantized x (to f32 rounding), nothing written outside the ranges (mlx:
 // MlxTilesMatchTheGemvKernels).

@@ -1,13 +1,14 @@
 // AVX2 tiled kernels of quant_gemm.hpp (the frame: quant_gemm_impl.hpp), also used by AVX-512
 // CPUs without VNNI: vectors of 8 weight rows, each int32 lane four of a row's codes, against four
 // int8 inputs of an x row broadcast: vpmaddubsw (unsigned code x signed input, pairs to int16,
-// saturating), vpmaddwd by ones to int32. No pair saturates: the inputs are within [-127, 127]
-// (the quantizers clamp to 127 d), unsigned codes are at most 63 here (2 * 63 * 127 < 2^15); signed
-// codes c (Q8_0, IQ4, 8-bit mlx as c = q - 128, Codes::kShifted) go through the sign trick:
-// vpsignb(c, c) is |c| in [0, 128] read as unsigned (c = -128 gives the byte 0x80 = 128),
-// vpsignb(x, c) is x * sign(c) in [-127, 127], so each pair lies within 2 * 128 * 127 = 32512 <
-// 2^15. A sub-block's int32 sum is at most 32 * 128 * 127 in magnitude; kShifted adds 128 * sum(xq)
-// to it, giving sum(q xq) with |.| <= 32 * 255 * 127 < 2^24: exact, as an f32 too.
+// saturating), vpmaddwd by ones to int32 (unsigned codes: the pairs of four steps, or two for the
+// 16-input scales, summed in int16 first, which stays below 2^15). No pair saturates: the inputs
+// are within [-127, 127] (the quantizers clamp to 127 d), unsigned codes are at most 63 here (2 *
+// 63 * 127 < 2^15); signed codes c (Q8_0, IQ4, 8-bit mlx as c = q - 128, Codes::kShifted) go
+// through the sign trick: vpsignb(c, c) is |c| in [0, 128] read as unsigned (c = -128 gives the
+// byte 0x80 = 128), vpsignb(x, c) is x * sign(c) in [-127, 127], so each pair lies within 2 * 128 *
+// 127 = 32512 < 2^15. A sub-block's int32 sum is at most 32 * 128 * 127 in magnitude; kShifted adds
+// 128 * sum(xq) to it, giving sum(q xq) with |.| <= 32 * 255 * 127 < 2^24: exact, as an f32 too.
 #define HEARTH_QG_AVX2 1
 #include "hearth/kernels/quant_gemm_impl.hpp"
 
@@ -42,22 +43,35 @@ struct Avx2 {
         for (int p = 0; p < kNp; ++p) {
           for (int r = 0; r < R; ++r) a[p][r] = _mm256_setzero_si256();
         }
-#pragma GCC unroll 8
-        for (int step = 0; step < 8 / H; ++step) {
-          const int t = h * (8 / H) + step;
-          __m256i w[kNp], u[kNp];
-          for (int p = 0; p < kNp; ++p) {
-            w[p] = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + (t * kNp + p) * 32));
-            u[p] = S ? _mm256_sign_epi8(w[p], w[p]) : w[p];
-          }
-          for (int r = 0; r < R; ++r) {
-            int v;
-            std::memcpy(&v, xb[r][j].q + 4 * t, 4);
-            const __m256i xv = _mm256_set1_epi32(v);
+        // Unsigned codes: the pairs of kJoin steps summed in int16 before one vpmaddwd (at most
+        // kJoin * 2 * 31 * 127 = 31496 for the one-scale types, whose codes are at most 31 (Q4_0,
+        // Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, mlx 4-bit); 2 * 2 * 63 * 127 for the two-scale ones).
+        constexpr int kJoin = S ? 1 : H == 1 ? 4 : 2;
+#pragma GCC unroll 2
+        for (int g = 0; g < 8 / H; g += kJoin) {
+          __m256i s16[kNp][R];
+#pragma GCC unroll 4
+          for (int step = g; step < g + kJoin; ++step) {
+            const int t = h * (8 / H) + step;
+            __m256i w[kNp], u[kNp];
             for (int p = 0; p < kNp; ++p) {
-              const __m256i xs = S ? _mm256_sign_epi8(xv, w[p]) : xv;
-              const __m256i pairs = _mm256_maddubs_epi16(u[p], xs);
-              a[p][r] = _mm256_add_epi32(a[p][r], _mm256_madd_epi16(pairs, ones));
+              w[p] = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + (t * kNp + p) * 32));
+              u[p] = S ? _mm256_sign_epi8(w[p], w[p]) : w[p];
+            }
+            for (int r = 0; r < R; ++r) {
+              int v;
+              std::memcpy(&v, xb[r][j].q + 4 * t, 4);
+              const __m256i xv = _mm256_set1_epi32(v);
+              for (int p = 0; p < kNp; ++p) {
+                const __m256i xs = S ? _mm256_sign_epi8(xv, w[p]) : xv;
+                const __m256i pairs = _mm256_maddubs_epi16(u[p], xs);
+                s16[p][r] = step == g ? pairs : _mm256_add_epi16(s16[p][r], pairs);
+              }
+            }
+          }
+          for (int p = 0; p < kNp; ++p) {
+            for (int r = 0; r < R; ++r) {
+              a[p][r] = _mm256_add_epi32(a[p][r], _mm256_madd_epi16(s16[p][r], ones));
             }
           }
         }
