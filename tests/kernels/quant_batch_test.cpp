@@ -40,38 +40,8 @@ TEST(BatchDecodeKernels, OnlyOnAvx512Vnni) {
   }
 }
 
-// x's block b of 32 as the ggml kernels round it: d = max|x| / 127, q = lrint(x / d).
-struct Q8 {
-  std::vector<double> d;
-  std::vector<int> q;
-};
-Q8 ggml_blocks(const float* x, i64 k) {
-  Q8 o;
-  for (i64 b = 0; b < k / 32; ++b) {
-    float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int i = 0; i < 32; ++i) o.q.push_back(static_cast<int>(std::lrintf(x[b * 32 + i] * id)));
-    o.d.push_back(d);
-  }
-  return o;
-}
-// As AffineActs::fill rounds: q = nearbyint(clamp(x * (127 / max|x|), -127, 127)).
-Q8 mlx_blocks(const float* x, i64 k) {
-  Q8 o;
-  for (i64 b = 0; b < k / 32; ++b) {
-    float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[b * 32 + i]));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int i = 0; i < 32; ++i) {
-      o.q.push_back(static_cast<int>(
-          std::nearbyint(std::fmin(std::fmax(x[b * 32 + i] * inv, -127.0f), 127.0f))));
-    }
-    o.d.push_back(amax / 127.0f);
-  }
-  return o;
-}
+using testing::ggml_blocks;
+using testing::mlx_blocks;
 
 // 64-byte aligned scratch for prepared rows.
 struct Aligned {
@@ -122,7 +92,7 @@ TEST(BatchDecodeKernels, Q4_0MatchesTheExactBlockSums) {
                                               static_cast<unsigned>(rows + k));
         std::vector<double> ref(static_cast<std::size_t>(rows * n)), mag(ref.size());
         for (i64 r = 0; r < rows; ++r) {
-          const Q8 a = ggml_blocks(x.data() + r * k, k);
+          const testing::Int8Blocks a = ggml_blocks(x.data() + r * k, k);
           for (i64 j = 0; j < n; ++j) {
             double s = bias[j], m = std::fabs(bias[j]);
             for (i64 b = 0; b < k / 32; ++b) {
@@ -193,7 +163,7 @@ TEST(BatchDecodeKernels, Mlx4MatchesTheExactBlockSums) {
           std::vector<double> ref(static_cast<std::size_t>(rows * n)), mag(ref.size());
           for (i64 r = 0; r < rows; ++r) {
             const float* xr = x.data() + r * k;
-            const Q8 a = mlx_blocks(xr, k);
+            const testing::Int8Blocks a = mlx_blocks(xr, k);
             for (i64 j = 0; j < n; ++j) {
               double acc = bias[j], m = std::fabs(bias[j]);
               for (i64 g = 0; g < groups; ++g) {

@@ -169,26 +169,7 @@ TEST(MlxAffineKernels, DecodeRowsEqualPrefillRows) {
   }
 }
 
-// x's blocks of 32 as AffineActs::fill rounds them: d = max|x| / 127, q = nearbyint(clamp(x *
-// (127 / max|x|), -127, 127)).
-struct Blocks {
-  std::vector<double> d;
-  std::vector<int> q;
-};
-Blocks mlx_blocks(const float* x, i64 k) {
-  Blocks o;
-  for (i64 b = 0; b < k / 32; ++b) {
-    float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[b * 32 + i]));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int i = 0; i < 32; ++i) {
-      o.q.push_back(static_cast<int>(
-          std::nearbyint(std::fmin(std::fmax(x[b * 32 + i] * inv, -127.0f), 127.0f))));
-    }
-    o.d.push_back(amax / 127.0f);
-  }
-  return o;
-}
+using testing::mlx_blocks;
 
 // The AVX2 decode kernels (AffineDecode at the AVX2 level) called directly against a double
 // reference built from the same int8 blocks: the integer products are exact (int16 pairs of at
@@ -253,7 +234,7 @@ TEST(MlxAffineKernels, Avx2DecodeMatchesTheExactBlockSums) {
             std::vector<double> ref(static_cast<std::size_t>(rows * n)), tol(ref.size());
             for (i64 r = 0; r < rows; ++r) {
               const float* xr = x.data() + r * k;
-              const Blocks a = mlx_blocks(xr, k);
+              const testing::Int8Blocks a = mlx_blocks(xr, k);
               for (i64 j = 0; j < n; ++j) {
                 double acc = bias[j], mag = std::fabs(bias[j]);
                 for (i64 g = 0; g < groups; ++g) {
