@@ -453,10 +453,12 @@ TEST(BenchCliLlm, PeerRunsWithTheSameTestsAndShowsTheRatio) {
 }
 
 TEST(BenchCliLlm, CtrlCStopsCleanly) {
-  // SIGINT a second into a decode run that would take minutes, and into a peer that hangs.
+  // SIGINT into a decode run that would take minutes, and into a peer that hangs. Five seconds
+  // in, not one: a SIGINT before bench-cli has set its handler (a slow sanitizer start on a loaded
+  // machine) kills it with the same status 130 but without the message.
   testing::TempDir tmp;
   std::string out;
-  EXPECT_EQ(testing::run_command(cat({"timeout --preserve-status -s INT 1 ", bench_cli(),
+  EXPECT_EQ(testing::run_command(cat({"timeout --preserve-status -s INT 5 ", bench_cli(),
                                       " llm --random tiny -p 0 -n 100000 -r 100 -t 1 "
                                       "--probe-mib 4 2>&1"}),
                                  &out),
